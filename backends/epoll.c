@@ -1,0 +1,169 @@
+/*
+ * epoll.c - the epoll backend: the same contract as io_uring.c on epoll(7).
+ *
+ * Kernel notes:
+ *  a) epoll registers (file, fd) pairs, not fds. Closing an fd removes the
+ *     registration only when that was the file's last reference; a file that
+ *     lives on (dup, fork) keeps reporting events under the old fd number.
+ *     Each registration therefore carries a 32-bit generation in the upper
+ *     half of data.u64, and an event whose generation is not the fd's current
+ *     one is dropped instead of being delivered to a new watcher.
+ *  b) An fd that lost its last watcher keeps its registration (no
+ *     EPOLL_CTL_DEL): most such fds are about to be closed, which removes the
+ *     registration for free. If an event arrives for it anyway, it is
+ *     removed then. When it gets a watcher again (RX__FD_REOPEN, see io.c),
+ *     the registration is renewed with MOD, falling back to ADD on ENOENT
+ *     because the number may now name a new file.
+ *  c) epoll_ctl() refuses regular files and directories with EPERM, and dead
+ *     fds with EBADF: both are reported to the watchers as RX_ERROR.
+ *  d) epoll_pwait2() (Linux 5.11) takes a timespec, so timers wait with
+ *     nanosecond precision; on older kernels epoll_wait() is used with the
+ *     timeout rounded up to whole milliseconds, so timers are never early.
+ *  e) EPOLLHUP and EPOLLERR are always reported; like libev, they wake both
+ *     readers and writers, whose next read or write returns the error.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "../reactor/internal.h"
+
+#define MAX_EVENTS 256
+
+struct rx_epoll {
+  struct rx_loop loop; /* first: a loop pointer is a backend pointer */
+  int epfd;
+  int no_pwait2;       /* epoll_pwait2 returned ENOSYS once */
+  struct epoll_event events[MAX_EVENTS];
+};
+
+static inline struct rx_epoll *backend_of(rx_loop *loop) {
+  return (struct rx_epoll *)(void *)loop;
+}
+
+static int epoll_create_loop(rx_loop **loop,
+                             const struct rx_loop_options *opts) {
+  (void)opts;
+  struct rx_epoll *be = rx__alloc(sizeof(*be));
+  if (be == NULL)
+    return -ENOMEM;
+  memset(be, 0, sizeof(*be));
+  be->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (be->epfd < 0) {
+    int err = -errno;
+    rx__free(be, sizeof(*be));
+    return err;
+  }
+  *loop = &be->loop;
+  return 0;
+}
+
+static void epoll_destroy(rx_loop *loop) {
+  struct rx_epoll *be = backend_of(loop);
+  close(be->epfd);
+  rx__free(be, sizeof(*be));
+}
+
+static uint32_t epoll_mask(uint8_t want) {
+  return ((want & RX_READ) ? EPOLLIN : 0) | ((want & RX_WRITE) ? EPOLLOUT : 0) |
+         ((want & RX_ET) ? EPOLLET : 0);
+}
+
+/* Tells the kernel the interest of one changed fd; see notes b) and c). */
+static void apply_change(struct rx_epoll *be, int fd) {
+  rx_loop *loop = &be->loop;
+  struct rx__fd *f = &loop->fds[fd];
+  f->flags &= ~RX__FD_CHANGED;
+  if (f->want == 0)
+    return; /* note b): keep the registration; REOPEN stays set */
+  if (f->want == f->kernel && !(f->flags & RX__FD_REOPEN))
+    return;
+
+  struct epoll_event ev;
+  int op = f->kernel != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (f->flags & RX__FD_REOPEN)
+    f->gen++;
+  ev.events = epoll_mask(f->want);
+  ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd;
+  int rc = epoll_ctl(be->epfd, op, fd, &ev);
+  if (rc < 0 && errno == ENOENT && op == EPOLL_CTL_MOD)
+    rc = epoll_ctl(be->epfd, EPOLL_CTL_ADD, fd, &ev);
+  else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
+    rc = epoll_ctl(be->epfd, EPOLL_CTL_MOD, fd, &ev);
+  if (rc < 0) {
+    f->kernel = 0;
+    f->flags &= ~RX__FD_REOPEN;
+    rx__io_error(loop, fd);
+    return;
+  }
+  f->kernel = f->want;
+  f->flags &= ~RX__FD_REOPEN;
+}
+
+static void flush_changes(struct rx_epoll *be) {
+  rx_loop *loop = &be->loop;
+  /* rx__io_error() may append to the list while it is walked; those
+   * entries have no watchers left and cost nothing. */
+  for (int i = 0; i < loop->nchanges; i++)
+    apply_change(be, loop->changes[i]);
+  loop->nchanges = 0;
+}
+
+static int wait_events(struct rx_epoll *be, int64_t timeout) {
+  if (!be->no_pwait2) {
+    struct timespec ts, *tsp = NULL;
+    if (timeout >= 0) {
+      ts.tv_sec = timeout / 1000000000;
+      ts.tv_nsec = timeout % 1000000000;
+      tsp = &ts;
+    }
+    int n = epoll_pwait2(be->epfd, be->events, MAX_EVENTS, tsp, NULL);
+    if (n >= 0 || errno != ENOSYS)
+      return n;
+    be->no_pwait2 = 1;
+  }
+  int ms = -1;
+  if (timeout >= 0)
+    ms = timeout > (int64_t)INT32_MAX * 1000000
+             ? INT32_MAX
+             : (int)((timeout + 999999) / 1000000);
+  return epoll_wait(be->epfd, be->events, MAX_EVENTS, ms);
+}
+
+static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
+  struct rx_epoll *be = backend_of(loop);
+  flush_changes(be);
+  int n = wait_events(be, timeout);
+  if (n < 0)
+    return errno == EINTR ? 0 : -errno;
+  for (int i = 0; i < n; i++) {
+    const struct epoll_event *ev = &be->events[i];
+    int fd = (int)(uint32_t)ev->data.u64;
+    struct rx__fd *f = rx__fd_get(loop, fd);
+    if (f == NULL || f->gen != (uint32_t)(ev->data.u64 >> 32))
+      continue; /* note a): a registration older than the fd's watchers */
+    if (f->want == 0) {
+      /* note b): nobody wants it any more */
+      epoll_ctl(be->epfd, EPOLL_CTL_DEL, fd, NULL);
+      f->kernel = 0;
+      continue;
+    }
+    int revents = 0;
+    if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+      revents |= RX_READ;
+    if (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+      revents |= RX_WRITE;
+    rx__io_event(loop, fd, revents);
+  }
+  return 0;
+}
+
+const struct rx_backend_ops rx__epoll_ops = {
+    .name = "epoll",
+    .create = epoll_create_loop,
+    .destroy = epoll_destroy,
+    .wait = epoll_wait_loop,
+};

@@ -1,0 +1,271 @@
+/*
+ * io_uring.c - the io_uring backend (liburing).
+ *
+ * Kernel notes:
+ *  a) Readiness is IORING_OP_POLL_ADD. A multishot poll (5.13) posts a
+ *     completion per wake-up, which is edge-triggered behaviour, so it is
+ *     used only for RX_ET watchers. Level-triggered watchers get a one-shot
+ *     poll that is re-armed in the next submission batch: armed on a fd that
+ *     is still ready, it completes at once, which is exactly level
+ *     triggering, and the re-arm rides along with the wait's own
+ *     io_uring_enter(), so it costs no syscall.
+ *  b) A poll request holds a reference to the file, not to the fd number:
+ *     closing the fd neither cancels it nor releases the file (a socket stays
+ *     open, its peer sees no FIN). So a poll is removed (POLL_REMOVE) as soon
+ *     as its fd has no watchers, and renewed when an fd that dropped to zero
+ *     watchers gets one again (RX__FD_REOPEN, io.c): the number may name a
+ *     new file by then. Removals and adds are queued SQEs, sent with the next
+ *     wait, never a syscall of their own.
+ *  c) Stale completions are impossible by construction: user_data is
+ *     (generation << 32 | fd) and every POLL_ADD takes a new generation, so
+ *     a completion of a removed or superseded poll, or of an fd since
+ *     reused, does not match the fd's current generation and is dropped.
+ *     Internal SQEs (POLL_REMOVE) carry UD_IGNORE and, where the kernel has
+ *     IOSQE_CQE_SKIP_SUCCESS (5.17), post nothing on success.
+ *  d) The wait's timeout goes in io_uring_enter()'s extended argument
+ *     (IORING_FEAT_EXT_ARG, 5.11): no timeout SQE per iteration. Kernels
+ *     without it are refused with -ENOSYS, so the loop falls back to epoll.
+ *  e) Setup flags: SINGLE_ISSUER (6.0) because only the loop's thread
+ *     submits; DEFER_TASKRUN (6.1) so completions are produced only when the
+ *     loop asks for them, in its own context. Older kernels refuse unknown
+ *     flags with EINVAL, so setup falls back to COOP_TASKRUN|TASKRUN_FLAG
+ *     (5.19), then to no flags. SQPOLL is never used: it burns a core.
+ *  f) A non-blocking iteration with nothing to submit reads the completion
+ *     ring without entering the kernel. With DEFER_TASKRUN or TASKRUN_FLAG,
+ *     the kernel sets IORING_SQ_TASKRUN when completions are waiting to be
+ *     run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring; either
+ *     flag makes the iteration enter with GETEVENTS. No ready event is
+ *     missed, and an idle iteration costs no syscall.
+ *  g) The CQ ring is four times the SQ ring. Completions that still do not
+ *     fit wait in the kernel's overflow list (IORING_FEAT_NODROP, 5.5) and
+ *     are flushed by the next GETEVENTS: none is lost.
+ *  h) A full SQ ring is submitted on the spot and the SQE retried.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "../reactor/internal.h"
+
+#define UD_IGNORE UINT64_MAX
+#define DEFAULT_ENTRIES 256
+
+struct rx_uring {
+  struct rx_loop loop; /* first: a loop pointer is a backend pointer */
+  struct io_uring ring;
+  unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
+  bool peek_ok;        /* the kernel flags pending task work (note f) */
+};
+
+static inline struct rx_uring *backend_of(rx_loop *loop) {
+  return (struct rx_uring *)(void *)loop;
+}
+
+/* Tries the setup flags of note e), best first. */
+static int setup_ring(struct rx_uring *be, unsigned entries) {
+  static const unsigned tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      0,
+  };
+  int rc = -EINVAL;
+  for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = tries[i] | IORING_SETUP_CQSIZE;
+    p.cq_entries = entries * 4;
+    rc = io_uring_queue_init_params(entries, &be->ring, &p);
+    if (rc == -EINVAL)
+      continue;
+    if (rc != 0)
+      return rc;
+    if (!(p.features & IORING_FEAT_EXT_ARG) ||
+        !(p.features & IORING_FEAT_NODROP)) {
+      io_uring_queue_exit(&be->ring);
+      return -ENOSYS;
+    }
+    be->sqe_flags = (p.features & IORING_FEAT_CQE_SKIP)
+                        ? IOSQE_CQE_SKIP_SUCCESS
+                        : 0;
+    be->peek_ok = tries[i] != 0;
+    return 0;
+  }
+  return rc;
+}
+
+static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
+  unsigned entries = opts->ring_entries ? opts->ring_entries : DEFAULT_ENTRIES;
+  if (entries > 32768)
+    return -EINVAL;
+  struct rx_uring *be = rx__alloc(sizeof(*be));
+  if (be == NULL)
+    return -ENOMEM;
+  memset(be, 0, sizeof(*be));
+  int rc = setup_ring(be, entries);
+  /* Locked memory is scarce under some limits: retry once, small. */
+  if (rc == -ENOMEM && entries > 16)
+    rc = setup_ring(be, 16);
+  if (rc != 0) {
+    rx__free(be, sizeof(*be));
+    return rc;
+  }
+  *loop = &be->loop;
+  return 0;
+}
+
+static void uring_destroy(rx_loop *loop) {
+  struct rx_uring *be = backend_of(loop);
+  io_uring_queue_exit(&be->ring);
+  rx__free(be, sizeof(*be));
+}
+
+/* An SQE, submitting the full ring first if need be (note h). */
+static struct io_uring_sqe *get_sqe(struct rx_uring *be) {
+  struct io_uring_sqe *sqe;
+  while ((sqe = io_uring_get_sqe(&be->ring)) == NULL)
+    io_uring_submit(&be->ring);
+  return sqe;
+}
+
+static inline uint64_t tag(const struct rx__fd *f, int fd) {
+  return (uint64_t)f->gen << 32 | (uint32_t)fd;
+}
+
+static void remove_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
+  struct io_uring_sqe *sqe = get_sqe(be);
+  io_uring_prep_poll_remove(sqe, tag(f, fd));
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  sqe->flags |= be->sqe_flags;
+  f->armed = 0;
+  f->kernel = 0;
+  f->gen++; /* the removed poll's -ECANCELED completion is now stale */
+}
+
+static void add_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
+  unsigned mask = ((f->want & RX_READ) ? POLLIN : 0) |
+                  ((f->want & RX_WRITE) ? POLLOUT : 0);
+  struct io_uring_sqe *sqe = get_sqe(be);
+  f->gen++;
+  if (f->want & RX_ET)
+    io_uring_prep_poll_multishot(sqe, fd, mask);
+  else
+    io_uring_prep_poll_add(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, tag(f, fd));
+  f->armed = 1;
+  f->kernel = f->want;
+}
+
+static void apply_change(struct rx_uring *be, int fd) {
+  struct rx__fd *f = &be->loop.fds[fd];
+  f->flags &= ~RX__FD_CHANGED;
+  bool renew = f->want != 0 && (f->flags & RX__FD_REOPEN);
+  if (f->armed && (f->want != f->kernel || renew))
+    remove_poll(be, f, fd);
+  if (f->want != 0 && !f->armed)
+    add_poll(be, f, fd);
+  if (f->want != 0)
+    f->flags &= ~RX__FD_REOPEN;
+}
+
+static void flush_changes(struct rx_uring *be) {
+  rx_loop *loop = &be->loop;
+  for (int i = 0; i < loop->nchanges; i++)
+    apply_change(be, loop->changes[i]);
+  loop->nchanges = 0;
+}
+
+static int poll_revents(int res) {
+  int revents = 0;
+  if (res & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))
+    revents |= RX_READ;
+  if (res & (POLLOUT | POLLHUP | POLLERR))
+    revents |= RX_WRITE;
+  return revents;
+}
+
+static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
+  rx_loop *loop = &be->loop;
+  uint64_t ud = io_uring_cqe_get_data64(cqe);
+  if (ud == UD_IGNORE)
+    return;
+  int fd = (int)(uint32_t)ud;
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f == NULL || f->gen != (uint32_t)(ud >> 32))
+    return; /* note c) */
+  if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    /* One-shot, or a multishot the kernel ended: re-arm in the next batch
+     * if anyone still wants it (note a). */
+    f->armed = 0;
+    f->kernel = 0;
+    if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
+      f->flags |= RX__FD_CHANGED;
+      loop->changes[loop->nchanges++] = fd;
+    }
+  }
+  if (cqe->res < 0 || (cqe->res & POLLNVAL))
+    rx__io_error(loop, fd);
+  else
+    rx__io_event(loop, fd, poll_revents(cqe->res));
+}
+
+static unsigned reap(struct rx_uring *be) {
+  struct io_uring_cqe *cqe;
+  unsigned head, n = 0;
+  io_uring_for_each_cqe(&be->ring, head, cqe) {
+    complete(be, cqe);
+    n++;
+  }
+  io_uring_cq_advance(&be->ring, n);
+  return n;
+}
+
+static int uring_wait(rx_loop *loop, int64_t timeout) {
+  struct rx_uring *be = backend_of(loop);
+  struct io_uring *ring = &be->ring;
+  flush_changes(be);
+
+  int rc = 0;
+  if (timeout == 0) {
+    unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
+    if (io_uring_sq_ready(ring) > 0)
+      rc = io_uring_submit_and_get_events(ring);
+    else if (!be->peek_ok ||
+             (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+      rc = io_uring_get_events(ring);
+    /* else: note f), the completion ring is read without a syscall */
+  } else if (io_uring_cq_ready(ring) == 0) {
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (timeout > 0) {
+      ts.tv_sec = timeout / 1000000000;
+      ts.tv_nsec = timeout % 1000000000;
+      tsp = &ts;
+    }
+    struct io_uring_cqe *cqe;
+    rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
+  } else if (io_uring_sq_ready(ring) > 0) {
+    rc = io_uring_submit(ring);
+  }
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
+      rc != -EAGAIN)
+    return rc;
+
+  /* Drain, flushing the kernel's overflow list until it is empty (note g).
+   * The bound keeps a flood from starving the rest of the iteration. */
+  for (int round = 0; round < 64; round++) {
+    reap(be);
+    if (!io_uring_cq_has_overflow(ring))
+      break;
+    io_uring_get_events(ring);
+  }
+  return 0;
+}
+
+const struct rx_backend_ops rx__uring_ops = {
+    .name = "io_uring",
+    .create = uring_create,
+    .destroy = uring_destroy,
+    .wait = uring_wait,
+};

@@ -1,0 +1,129 @@
+/*
+ * idle.c - idle, prepare and check watchers.
+ *
+ * All three are kept on intrusive lists in the loop (idle ones per priority,
+ * because only the highest priority that has idle watchers runs), so start
+ * and stop are O(1) and never allocate. The loop feeds a whole list at once
+ * (loop.c); the `_active` link is separate from the pending link because a
+ * watcher is on both while its event waits.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+static void init_head(struct rx__head *w, enum rx__kind kind) {
+  w->_link.next = NULL;
+  w->_link.prev = NULL;
+  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+              ((uint32_t)kind << RX__F_KIND_SHIFT);
+}
+
+/* Starts a list-kept watcher: `active` is its list link. */
+static int start_on(rx_loop *loop, struct rx__head *w, struct rx__link *active,
+                    struct rx__link *list) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (w->_flags & RX__F_ACTIVE) {
+    /* Every list is circular through a sentinel inside its loop. */
+    const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
+    for (struct rx__link *n = active->next; n != active; n = n->next)
+      if ((const char *)n >= lo && (const char *)n < hi)
+        return 0;
+    return -EBUSY;
+  }
+  rx__list_push(list, active);
+  w->_flags |= RX__F_ACTIVE;
+  loop->activecnt++;
+  return 0;
+}
+
+static int stop_on(rx_loop *loop, struct rx__head *w, struct rx__link *active) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  rx__clear_pending(loop, w);
+  if (!(w->_flags & RX__F_ACTIVE))
+    return 0;
+  rx__list_unlink(active);
+  w->_flags &= ~RX__F_ACTIVE;
+  loop->activecnt--;
+  return 0;
+}
+
+static int set_priority(struct rx__head *w, int priority) {
+  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
+    return -EINVAL;
+  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
+    return -EBUSY;
+  w->_flags = (w->_flags & ~RX__F_PRIO) |
+              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
+  return 0;
+}
+
+#define HEAD(w) ((struct rx__head *)(void *)(w))
+
+void rx_idle_init(rx_idle *w, rx_idle_cb cb) {
+  w->cb = cb;
+  init_head(HEAD(w), RX__KIND_IDLE);
+  w->_active.next = w->_active.prev = NULL;
+}
+
+int rx_idle_start(rx_loop *loop, rx_idle *w) {
+  if (w == NULL)
+    return -EINVAL;
+  int pri = (int)((w->_flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
+  int was = w->_flags & RX__F_ACTIVE;
+  int rc = start_on(loop, HEAD(w), &w->_active, loop ? &loop->idles[pri] : NULL);
+  if (rc == 0 && !was)
+    loop->idlecnt++;
+  return rc;
+}
+
+int rx_idle_stop(rx_loop *loop, rx_idle *w) {
+  int was = w != NULL && (w->_flags & RX__F_ACTIVE);
+  int rc = stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+  if (rc == 0 && was)
+    loop->idlecnt--;
+  return rc;
+}
+
+void rx_prepare_init(rx_prepare *w, rx_prepare_cb cb) {
+  w->cb = cb;
+  init_head(HEAD(w), RX__KIND_PREPARE);
+  w->_active.next = w->_active.prev = NULL;
+}
+
+int rx_prepare_start(rx_loop *loop, rx_prepare *w) {
+  return start_on(loop, HEAD(w), w ? &w->_active : NULL,
+                  loop ? &loop->prepares : NULL);
+}
+
+int rx_prepare_stop(rx_loop *loop, rx_prepare *w) {
+  return stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+}
+
+void rx_check_init(rx_check *w, rx_check_cb cb) {
+  w->cb = cb;
+  init_head(HEAD(w), RX__KIND_CHECK);
+  w->_active.next = w->_active.prev = NULL;
+}
+
+int rx_check_start(rx_loop *loop, rx_check *w) {
+  return start_on(loop, HEAD(w), w ? &w->_active : NULL,
+                  loop ? &loop->checks : NULL);
+}
+
+int rx_check_stop(rx_loop *loop, rx_check *w) {
+  return stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+}
+
+int rx_idle_set_priority(rx_idle *w, int priority) {
+  return set_priority(HEAD(w), priority);
+}
+
+int rx_prepare_set_priority(rx_prepare *w, int priority) {
+  return set_priority(HEAD(w), priority);
+}
+
+int rx_check_set_priority(rx_check *w, int priority) {
+  return set_priority(HEAD(w), priority);
+}

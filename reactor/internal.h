@@ -1,0 +1,132 @@
+/*
+ * internal.h - what the loop core and the backends share: the loop struct,
+ * the backend ops table and the rx__ helpers both sides call.
+ *
+ * A backend allocates its own state with the loop as its first member
+ * (struct rx_uring { struct rx_loop loop; ... }), so that converting between
+ * the two is a cast and no `void *` state pointer is needed. The loop calls
+ * the backend only through `loop->ops`, never by name; the backend calls
+ * back only the rx__ functions declared here.
+ */
+#ifndef RX_INTERNAL_H
+#define RX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "rx.h"
+#include "timerwheel.h"
+
+#define RX__NPRI (RX_MAXPRI - RX_MINPRI + 1)
+
+/* Watcher kinds, stored in the head's _flags (timers need none). */
+enum rx__kind {
+  RX__KIND_IO = 1,
+  RX__KIND_IDLE,
+  RX__KIND_PREPARE,
+  RX__KIND_CHECK,
+};
+
+/* What the loop knows about one fd. The watcher list and `want` belong to
+ * the loop; `kernel` and `gen` are the backend's record of what the kernel
+ * has been told. */
+struct rx__fd {
+  rx_io *head;      /* watchers of this fd, most recently started first */
+  uint32_t gen;     /* io_uring: tag of the armed poll; bumped on re-arm */
+  uint8_t want;     /* union of the watchers' RX_READ|RX_WRITE|RX_ET */
+  uint8_t kernel;   /* interest currently registered with the kernel */
+  uint8_t flags;    /* RX__FD_* */
+  uint8_t armed;    /* io_uring: a poll request is in flight */
+};
+
+enum {
+  RX__FD_CHANGED = 0x01, /* on loop->changes, to be flushed before waiting */
+  RX__FD_REOPEN = 0x02,  /* dropped to no watchers since the last flush: the
+                            number may now name another file, so the kernel
+                            registration must be renewed, never assumed */
+};
+
+struct rx_backend_ops {
+  const char *name;
+  /* Allocates backend state with a zeroed struct rx_loop as its first
+   * member and sets up the kernel side. Returns 0 or -errno. */
+  int (*create)(rx_loop **loop, const struct rx_loop_options *opts);
+  /* Releases the kernel side and frees the state `create` allocated. */
+  void (*destroy)(rx_loop *loop);
+  /* Waits for events at most `timeout` ns (-1: no limit, 0: never block),
+   * after applying the fd changes in loop->changes. Reports readiness with
+   * rx__io_event() and dead fds with rx__io_error(). Returns 0 or -errno;
+   * an interrupted wait (EINTR) is 0. */
+  int (*wait)(rx_loop *loop, int64_t timeout);
+};
+
+extern const struct rx_backend_ops rx__uring_ops;
+extern const struct rx_backend_ops rx__epoll_ops;
+
+struct rx_loop {
+  const struct rx_backend_ops *ops;
+  const char *reason;      /* why this backend */
+  void *data;
+
+  int64_t now;             /* cached CLOCK_MONOTONIC ns */
+  uint64_t iteration;
+  int depth;               /* nested rx_run() calls */
+  int break_how;           /* RX_BREAK_* requested */
+  int activecnt;           /* active watchers plus rx_ref() minus rx_unref() */
+  unsigned pendingcnt;
+  int pendingpri;          /* highest priority that may have pending events */
+
+  /* Pending callbacks, FIFO per priority; index 0 is RX_MINPRI. Timers keep
+   * their own queues because their link doubles as the wheel link. */
+  struct rx__link pending[RX__NPRI];
+  struct rx__link timers_pending[RX__NPRI];
+
+  struct rx__link idles[RX__NPRI];
+  int idlecnt;
+  struct rx__link prepares;
+  struct rx__link checks;
+
+  struct rx__fd *fds;      /* indexed by fd */
+  int nfds;                /* entries in fds */
+  int fdlimit;             /* RLIMIT_NOFILE when the loop was made */
+  int *changes;            /* fds with RX__FD_CHANGED set */
+  int nchanges;
+
+  struct rx__tw wheel;
+};
+
+/* The head every watcher but rx_timer starts with, for code that handles all
+ * kinds (the build uses -fno-strict-aliasing, as libev's users do). */
+typedef void (*rx__any_cb)(void);
+struct rx__head {
+  RX__WATCHER_HEAD(struct rx__head, rx__any_cb);
+};
+
+/* Pending queues (loop.c). */
+void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
+void rx__clear_pending(rx_loop *loop, struct rx__head *w);
+void rx__invoke_pending(rx_loop *loop);
+
+/* Timers (timer.c). */
+void rx__timer_expire(rx_loop *loop);
+void rx__timer_invoke(rx_loop *loop, struct rx__link *node);
+void rx__timer_stop_all(rx_loop *loop);
+
+/* Allocation through the hook installed with rx_set_allocator(). */
+void *rx__alloc(size_t size);
+void *rx__realloc(void *ptr, size_t old_size, size_t new_size);
+void rx__free(void *ptr, size_t size);
+
+/* Called by a backend while waiting. */
+void rx__io_event(rx_loop *loop, int fd, int revents);
+void rx__io_error(rx_loop *loop, int fd);
+
+/* The fd entry of a watched fd, or NULL if fd is outside the table. */
+static inline struct rx__fd *rx__fd_get(rx_loop *loop, int fd) {
+  return fd >= 0 && fd < loop->nfds ? &loop->fds[fd] : NULL;
+}
+
+int64_t rx__clock_now(void);
+
+#endif /* RX_INTERNAL_H */

@@ -1,0 +1,194 @@
+/*
+ * io.c - fd watchers and the fd table.
+ *
+ * Each watched fd has an entry in loop->fds with the list of its watchers and
+ * `want`, the union of their interest. Start and stop only edit the entry and
+ * put the fd on loop->changes; the backend reconciles `want` with what the
+ * kernel was told just before it waits, so that any number of starts and
+ * stops between two waits cost at most one kernel update per fd, and none
+ * when they cancel out while the fd keeps a watcher.
+ *
+ * An fd that loses its last watcher is marked RX__FD_REOPEN: its number may
+ * be closed and handed to a new file before the next wait, and a backend
+ * that trusted its cached registration would then watch the old file (or,
+ * on epoll, nothing at all) and lose the new one's events. So its
+ * registration is always renewed when it gets a watcher again.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "internal.h"
+
+#define RW (RX_READ | RX_WRITE)
+
+void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
+  w->cb = cb;
+  w->_link.next = NULL;
+  w->_link.prev = NULL;
+  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+              ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
+              ((uint32_t)events & RX__F_EVENTS);
+  w->fd = fd;
+  w->_next = NULL;
+}
+
+static int check_interest(int fd, int events) {
+  if (fd < 0)
+    return -EBADF;
+  if ((events & RW) == 0 || (events & ~(RW | RX_ET)) != 0)
+    return -EINVAL;
+  return 0;
+}
+
+int rx_io_set(rx_io *w, int fd, int events) {
+  if (w == NULL)
+    return -EINVAL;
+  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
+    return -EBUSY;
+  int rc = check_interest(fd, events);
+  if (rc != 0)
+    return rc;
+  w->fd = fd;
+  w->_flags = (w->_flags & ~RX__F_EVENTS) | (uint32_t)events;
+  return 0;
+}
+
+int rx_io_set_priority(rx_io *w, int priority) {
+  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
+    return -EINVAL;
+  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
+    return -EBUSY;
+  w->_flags = (w->_flags & ~RX__F_PRIO) |
+              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
+  return 0;
+}
+
+/* Grows the fd table (and the change list, which never holds more entries
+ * than the table) to cover `fd`. */
+static int grow_fds(rx_loop *loop, int fd) {
+  if (fd >= loop->fdlimit) {
+    /* The limit may have been raised since the loop was made. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || (rlim_t)fd >= rl.rlim_cur)
+      return -EBADF;
+    loop->fdlimit = rl.rlim_cur < INT32_MAX ? (int)rl.rlim_cur : INT32_MAX;
+  }
+  int n = loop->nfds > 0 ? loop->nfds : 64;
+  while (n <= fd)
+    n = n > INT32_MAX / 2 ? fd + 1 : n * 2;
+  struct rx__fd *fds = rx__realloc(loop->fds, sizeof(*fds) * (size_t)loop->nfds,
+                                   sizeof(*fds) * (size_t)n);
+  if (fds == NULL)
+    return -ENOMEM;
+  memset(fds + loop->nfds, 0, sizeof(*fds) * (size_t)(n - loop->nfds));
+  loop->fds = fds;
+  int *changes = rx__realloc(loop->changes,
+                             sizeof(*changes) * (size_t)loop->nfds,
+                             sizeof(*changes) * (size_t)n);
+  if (changes == NULL)
+    return -ENOMEM; /* the larger fd table is kept; nfds is not raised */
+  loop->changes = changes;
+  loop->nfds = n;
+  return 0;
+}
+
+static void fd_changed(rx_loop *loop, int fd, struct rx__fd *f) {
+  if (f->flags & RX__FD_CHANGED)
+    return;
+  f->flags |= RX__FD_CHANGED;
+  loop->changes[loop->nchanges++] = fd;
+}
+
+static uint8_t union_of(const struct rx__fd *f) {
+  uint8_t want = 0;
+  for (const rx_io *w = f->head; w != NULL; w = w->_next)
+    want |= (uint8_t)(w->_flags & RX__F_EVENTS);
+  return want;
+}
+
+static bool on_fd(const struct rx__fd *f, const rx_io *w) {
+  for (const rx_io *i = f->head; i != NULL; i = i->_next)
+    if (i == w)
+      return true;
+  return false;
+}
+
+int rx_io_start(rx_loop *loop, rx_io *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  int events = (int)(w->_flags & RX__F_EVENTS);
+  int rc = check_interest(w->fd, events);
+  if (rc != 0)
+    return rc;
+  if (w->_flags & RX__F_ACTIVE) {
+    struct rx__fd *f = rx__fd_get(loop, w->fd);
+    return f != NULL && on_fd(f, w) ? 0 : -EBUSY;
+  }
+  if (w->fd >= loop->nfds && (rc = grow_fds(loop, w->fd)) != 0)
+    return rc;
+  struct rx__fd *f = &loop->fds[w->fd];
+  /* Edge and level triggering are per fd in the kernel: all watchers of one
+   * fd must agree. */
+  if (f->head != NULL && ((f->want ^ (uint8_t)events) & RX_ET))
+    return -EINVAL;
+  w->_next = f->head;
+  f->head = w;
+  f->want |= (uint8_t)events;
+  fd_changed(loop, w->fd, f);
+  w->_flags |= RX__F_ACTIVE;
+  loop->activecnt++;
+  return 0;
+}
+
+int rx_io_stop(rx_loop *loop, rx_io *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (!(w->_flags & RX__F_ACTIVE)) {
+    rx__clear_pending(loop, (struct rx__head *)(void *)w);
+    return 0;
+  }
+  struct rx__fd *f = rx__fd_get(loop, w->fd);
+  rx_io **p = f != NULL ? &f->head : NULL;
+  while (p != NULL && *p != NULL && *p != w)
+    p = &(*p)->_next;
+  if (p == NULL || *p == NULL)
+    return -EBUSY; /* active on another loop */
+  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  *p = w->_next;
+  w->_next = NULL;
+  w->_flags &= ~RX__F_ACTIVE;
+  loop->activecnt--;
+  f->want = union_of(f);
+  if (f->head == NULL)
+    f->flags |= RX__FD_REOPEN;
+  fd_changed(loop, w->fd, f);
+  return 0;
+}
+
+/* Feeds `revents` to every watcher of `fd` that asked for any of it. */
+void rx__io_event(rx_loop *loop, int fd, int revents) {
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f == NULL)
+    return;
+  for (rx_io *w = f->head; w != NULL; w = w->_next) {
+    int got = revents & (int)(w->_flags & RW);
+    if (got != 0)
+      rx__feed(loop, (struct rx__head *)(void *)w, got);
+  }
+}
+
+/* The kernel refused `fd` (closed or never valid): every watcher of it is
+ * stopped and told once, with RX_ERROR plus its interest so that a callback
+ * that only looks at RX_READ still tries the fd and sees the error. */
+void rx__io_error(rx_loop *loop, int fd) {
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f == NULL)
+    return;
+  rx_io *w;
+  while ((w = f->head) != NULL) {
+    int events = (int)(w->_flags & RW);
+    rx_io_stop(loop, w);
+    rx__feed(loop, (struct rx__head *)(void *)w, RX_ERROR | events);
+  }
+}

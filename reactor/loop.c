@@ -1,0 +1,469 @@
+/*
+ * loop.c - the loop's life and its run sequence.
+ *
+ * One iteration, in order (DESIGN.md, "The loop"):
+ *   prepare watchers -> compute the wait -> backend wait (the backend applies
+ *   fd changes and waits in one call) -> refresh the cached clock -> expired
+ *   timers -> idle watchers if nothing of their priority is pending -> check
+ *   watchers -> pending callbacks, highest priority first.
+ *
+ * Pending events wait in FIFO queues, one per priority, linked through the
+ * watchers themselves, so feeding and invoking never allocate. A callback may
+ * stop, restart or free any watcher, its own included: the invoke loop takes
+ * one watcher off a queue at a time and never holds a pointer across a
+ * callback.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* ---------------------------------------------------------------------------
+ * Allocation. One process-wide hook, set before any loop exists (a loop must
+ * free with the allocator it allocated with).
+ */
+
+static void *libc_alloc(void *ctx, size_t size) {
+  (void)ctx;
+  return malloc(size);
+}
+
+static void *libc_realloc(void *ctx, void *ptr, size_t old_size,
+                          size_t new_size) {
+  (void)ctx;
+  (void)old_size;
+  return realloc(ptr, new_size);
+}
+
+static void libc_free(void *ctx, void *ptr, size_t size) {
+  (void)ctx;
+  (void)size;
+  free(ptr);
+}
+
+static struct rx_allocator allocator = {libc_alloc, libc_realloc, libc_free,
+                                        NULL};
+/* Loops alive, so that the allocator is not swapped under one. Relaxed
+ * atomics suffice: the count only guards against misuse, it orders nothing. */
+static int live_loops;
+
+int rx_set_allocator(const struct rx_allocator *a) {
+  if (a != NULL && (a->alloc == NULL || a->realloc == NULL || a->free == NULL))
+    return -EINVAL;
+  if (__atomic_load_n(&live_loops, __ATOMIC_RELAXED) != 0)
+    return -EBUSY;
+  if (a == NULL)
+    allocator = (struct rx_allocator){libc_alloc, libc_realloc, libc_free,
+                                      NULL};
+  else
+    allocator = *a;
+  return 0;
+}
+
+void *rx__alloc(size_t size) {
+  return allocator.alloc(allocator.ctx, size);
+}
+
+void *rx__realloc(void *ptr, size_t old_size, size_t new_size) {
+  if (ptr == NULL)
+    return rx__alloc(new_size);
+  return allocator.realloc(allocator.ctx, ptr, old_size, new_size);
+}
+
+void rx__free(void *ptr, size_t size) {
+  if (ptr != NULL)
+    allocator.free(allocator.ctx, ptr, size);
+}
+
+/* ---------------------------------------------------------------------------
+ * Time. CLOCK_MONOTONIC is read through the vDSO: no syscall.
+ */
+
+int64_t rx__clock_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t rx_now(const rx_loop *loop) {
+  return loop->now;
+}
+
+void rx_now_update(rx_loop *loop) {
+  loop->now = rx__clock_now();
+}
+
+/* ---------------------------------------------------------------------------
+ * Creation and destruction.
+ */
+
+#define DEFAULT_TICK_SHIFT 19
+
+static int tick_shift(int64_t tick, unsigned *shift) {
+  if (tick == 0) {
+    *shift = DEFAULT_TICK_SHIFT;
+    return 0;
+  }
+  if (tick < 1024 || tick > ((int64_t)1 << 30))
+    return -EINVAL;
+  unsigned s = 63 - (unsigned)__builtin_clzll((unsigned long long)tick);
+  *shift = s;
+  return 0;
+}
+
+static int create_with(const struct rx_backend_ops *ops, rx_loop **loop,
+                       const struct rx_loop_options *opts) {
+  int rc = ops->create(loop, opts);
+  if (rc == 0)
+    (*loop)->ops = ops;
+  return rc;
+}
+
+static const char *uring_refusal(int rc) {
+  switch (rc) {
+  case -ENOSYS:
+    return "io_uring_setup: not implemented (ENOSYS); using epoll";
+  case -EPERM:
+    return "io_uring_setup: not permitted (EPERM); using epoll";
+  case -EACCES:
+    return "io_uring_setup: access denied (EACCES); using epoll";
+  case -ENOMEM:
+    return "io_uring_setup: out of locked memory (ENOMEM); using epoll";
+  default:
+    return NULL;
+  }
+}
+
+/* Backend selection (DESIGN.md, "Backends"): forced by the option or by
+ * RX_BACKEND, otherwise io_uring with epoll as the fallback on the errors
+ * that mean "not here". A forced epoll makes no io_uring syscall at all. */
+static int select_backend(rx_loop **loop, const struct rx_loop_options *opts) {
+  const char *want = opts->backend;
+  const char *why = "requested in rx_loop_options";
+  if (want == NULL) {
+    want = getenv("RX_BACKEND");
+    why = "forced by RX_BACKEND";
+    if (want != NULL && *want == '\0')
+      want = NULL;
+  }
+  if (want != NULL) {
+    const struct rx_backend_ops *ops;
+    if (strcmp(want, "io_uring") == 0)
+      ops = &rx__uring_ops;
+    else if (strcmp(want, "epoll") == 0)
+      ops = &rx__epoll_ops;
+    else
+      return -EINVAL;
+    int rc = create_with(ops, loop, opts);
+    if (rc == 0)
+      (*loop)->reason = why;
+    return rc;
+  }
+  int rc = create_with(&rx__uring_ops, loop, opts);
+  if (rc == 0) {
+    (*loop)->reason = "default: io_uring is available";
+    return 0;
+  }
+  const char *reason = uring_refusal(rc);
+  if (reason == NULL)
+    return rc;
+  rc = create_with(&rx__epoll_ops, loop, opts);
+  if (rc == 0)
+    (*loop)->reason = reason;
+  return rc;
+}
+
+int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
+  static const struct rx_loop_options defaults;
+  if (out == NULL)
+    return -EINVAL;
+  *out = NULL;
+  if (opts == NULL)
+    opts = &defaults;
+  unsigned shift;
+  if (opts->flags != 0 || tick_shift(opts->timer_tick, &shift) != 0)
+    return -EINVAL;
+
+  rx_loop *loop;
+  int rc = select_backend(&loop, opts);
+  if (rc != 0)
+    return rc;
+
+  loop->now = rx__clock_now();
+  for (int i = 0; i < RX__NPRI; i++) {
+    rx__list_init(&loop->pending[i]);
+    rx__list_init(&loop->timers_pending[i]);
+    rx__list_init(&loop->idles[i]);
+  }
+  rx__list_init(&loop->prepares);
+  rx__list_init(&loop->checks);
+  rx__tw_init(&loop->wheel, loop->now, shift);
+  struct rlimit rl;
+  loop->fdlimit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT32_MAX
+                      ? (int)rl.rlim_cur
+                      : INT32_MAX;
+  __atomic_fetch_add(&live_loops, 1, __ATOMIC_RELAXED);
+  *out = loop;
+  return 0;
+}
+
+void rx_loop_free(rx_loop *loop) {
+  if (loop == NULL)
+    return;
+  /* Leave every watcher stopped, so that its memory may be reused. */
+  for (int fd = 0; fd < loop->nfds; fd++)
+    while (loop->fds[fd].head != NULL)
+      rx_io_stop(loop, loop->fds[fd].head);
+  rx__timer_stop_all(loop);
+  for (int i = 0; i < RX__NPRI; i++)
+    while (!rx__list_empty(&loop->idles[i]))
+      rx_idle_stop(loop, rx__container_of(loop->idles[i].next, rx_idle,
+                                          _active));
+  while (!rx__list_empty(&loop->prepares))
+    rx_prepare_stop(loop, rx__container_of(loop->prepares.next, rx_prepare,
+                                           _active));
+  while (!rx__list_empty(&loop->checks))
+    rx_check_stop(loop, rx__container_of(loop->checks.next, rx_check,
+                                         _active));
+  rx__free(loop->fds, sizeof(*loop->fds) * (size_t)loop->nfds);
+  rx__free(loop->changes, sizeof(*loop->changes) * (size_t)loop->nfds);
+  loop->fds = NULL;
+  loop->changes = NULL;
+  loop->nfds = 0;
+  loop->ops->destroy(loop);
+  __atomic_fetch_sub(&live_loops, 1, __ATOMIC_RELAXED);
+}
+
+static rx_loop *default_loop;
+
+rx_loop *rx_default_loop(void) {
+  rx_loop *loop = __atomic_load_n(&default_loop, __ATOMIC_ACQUIRE);
+  if (loop != NULL)
+    return loop;
+  if (rx_loop_new(&loop, NULL) != 0)
+    return NULL;
+  rx_loop *expected = NULL;
+  /* Release: another thread that loads the pointer sees a built loop. */
+  if (!__atomic_compare_exchange_n(&default_loop, &expected, loop, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    rx_loop_free(loop);
+    return expected;
+  }
+  return loop;
+}
+
+/* ---------------------------------------------------------------------------
+ * Accessors.
+ */
+
+void rx_ref(rx_loop *loop) {
+  loop->activecnt++;
+}
+
+void rx_unref(rx_loop *loop) {
+  loop->activecnt--;
+}
+
+uint64_t rx_iteration(const rx_loop *loop) {
+  return loop->iteration;
+}
+
+int rx_depth(const rx_loop *loop) {
+  return loop->depth;
+}
+
+unsigned rx_pending_count(const rx_loop *loop) {
+  return loop->pendingcnt;
+}
+
+void rx_loop_set_data(rx_loop *loop, void *data) {
+  loop->data = data;
+}
+
+void *rx_loop_data(const rx_loop *loop) {
+  return loop->data;
+}
+
+const char *rx_backend_name(const rx_loop *loop) {
+  return loop->ops->name;
+}
+
+const char *rx_backend_reason(const rx_loop *loop) {
+  return loop->reason;
+}
+
+const char *rx_strerror(int err) {
+  if (err == 0)
+    return "Success";
+  if (err > 0)
+    return "Unknown error (positive value)";
+  /* strerror() is not thread-safe; strerrordesc_np() returns static text. */
+  const char *s = strerrordesc_np(-err);
+  return s != NULL ? s : "Unknown error";
+}
+
+/* ---------------------------------------------------------------------------
+ * Pending queues.
+ */
+
+static inline int prio_index(uint32_t flags) {
+  return (int)((flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
+}
+
+void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
+  if (w->_flags & RX__F_PENDING) {
+    w->_flags |= (uint32_t)revents << RX__F_REVENTS_SHIFT;
+    return;
+  }
+  int pri = prio_index(w->_flags);
+  w->_flags |= RX__F_PENDING | ((uint32_t)revents << RX__F_REVENTS_SHIFT);
+  rx__list_push(&loop->pending[pri], &w->_link);
+  loop->pendingcnt++;
+  if (pri > loop->pendingpri)
+    loop->pendingpri = pri;
+}
+
+void rx__clear_pending(rx_loop *loop, struct rx__head *w) {
+  if (!(w->_flags & RX__F_PENDING))
+    return;
+  rx__list_unlink(&w->_link);
+  w->_flags &= ~(RX__F_PENDING | (0xffffu << RX__F_REVENTS_SHIFT));
+  loop->pendingcnt--;
+}
+
+static void invoke_head(rx_loop *loop, struct rx__head *w) {
+  int revents = (int)(w->_flags >> RX__F_REVENTS_SHIFT);
+  w->_flags &= ~(RX__F_PENDING | (0xffffu << RX__F_REVENTS_SHIFT));
+  loop->pendingcnt--;
+  /* Each kind is called through its own pointer type: no cast of a
+   * function pointer to an incompatible type. */
+  switch ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
+  case RX__KIND_IO: {
+    rx_io *io = (rx_io *)(void *)w;
+    io->cb(loop, io, revents);
+    break;
+  }
+  case RX__KIND_IDLE: {
+    rx_idle *idle = (rx_idle *)(void *)w;
+    idle->cb(loop, idle, revents);
+    break;
+  }
+  case RX__KIND_PREPARE: {
+    rx_prepare *p = (rx_prepare *)(void *)w;
+    p->cb(loop, p, revents);
+    break;
+  }
+  case RX__KIND_CHECK: {
+    rx_check *c = (rx_check *)(void *)w;
+    c->cb(loop, c, revents);
+    break;
+  }
+  default:
+    abort(); /* a corrupted watcher: a broken internal invariant */
+  }
+}
+
+/* Invokes pending callbacks, highest priority first, FIFO within a priority
+ * (expired timers before other events of the same priority, since they were
+ * collected in deadline order). A callback that feeds a higher priority makes
+ * the scan restart there. */
+void rx__invoke_pending(rx_loop *loop) {
+  while (loop->pendingcnt > 0) {
+    int pri = loop->pendingpri;
+    struct rx__link *node;
+    if ((node = rx__list_shift(&loop->timers_pending[pri])) != NULL) {
+      rx__timer_invoke(loop, node);
+    } else if ((node = rx__list_shift(&loop->pending[pri])) != NULL) {
+      invoke_head(loop, rx__container_of(node, struct rx__head, _link));
+    } else if (pri > 0) {
+      loop->pendingpri = pri - 1;
+    } else {
+      abort(); /* pendingcnt disagrees with the queues */
+    }
+  }
+  loop->pendingpri = 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * The run sequence.
+ */
+
+static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
+                      int revents) {
+  for (struct rx__link *n = list->next; n != list; n = n->next)
+    rx__feed(loop, (struct rx__head *)(void *)((char *)n - offset), revents);
+}
+
+/* libev's rule: idle watchers of the highest priority that has any run, and
+ * only while nothing of that priority or higher is pending. */
+static void feed_idles(rx_loop *loop) {
+  for (int pri = RX__NPRI - 1; pri >= 0; pri--) {
+    if (!rx__list_empty(&loop->pending[pri]) ||
+        !rx__list_empty(&loop->timers_pending[pri]))
+      return;
+    if (!rx__list_empty(&loop->idles[pri])) {
+      feed_list(loop, &loop->idles[pri], offsetof(rx_idle, _active), RX_IDLE);
+      return;
+    }
+  }
+}
+
+/* How long the backend may block: not at all when something is already due,
+ * otherwise until the wheel's next deadline, or without limit. */
+static int64_t wait_timeout(rx_loop *loop, int mode) {
+  if ((mode & RX_RUN_NOWAIT) || loop->pendingcnt > 0 || loop->idlecnt > 0 ||
+      loop->activecnt <= 0 || loop->break_how != RX_BREAK_CANCEL)
+    return 0;
+  int64_t next = rx__tw_next(&loop->wheel);
+  if (next == INT64_MAX)
+    return -1;
+  return next > loop->now ? next - loop->now : 0;
+}
+
+int rx_run(rx_loop *loop, int mode) {
+  if (loop == NULL || (mode & ~(RX_RUN_ONCE | RX_RUN_NOWAIT)) != 0)
+    return -EINVAL;
+  loop->depth++;
+  loop->break_how = RX_BREAK_CANCEL;
+  /* A nested run first finishes what its caller left pending. */
+  rx__invoke_pending(loop);
+  int rc = 0;
+  do {
+    loop->iteration++;
+    if (!rx__list_empty(&loop->prepares)) {
+      feed_list(loop, &loop->prepares, offsetof(rx_prepare, _active),
+                RX_PREPARE);
+      rx__invoke_pending(loop);
+    }
+    if (loop->break_how != RX_BREAK_CANCEL)
+      break;
+
+    rc = loop->ops->wait(loop, wait_timeout(loop, mode));
+    loop->now = rx__clock_now();
+    if (rc < 0)
+      break;
+
+    rx__timer_expire(loop);
+    if (loop->idlecnt > 0)
+      feed_idles(loop);
+    if (!rx__list_empty(&loop->checks))
+      feed_list(loop, &loop->checks, offsetof(rx_check, _active), RX_CHECK);
+    rx__invoke_pending(loop);
+  } while (loop->activecnt > 0 && loop->break_how == RX_BREAK_CANCEL &&
+           !(mode & (RX_RUN_ONCE | RX_RUN_NOWAIT)));
+  if (loop->break_how == RX_BREAK_ONE)
+    loop->break_how = RX_BREAK_CANCEL;
+  loop->depth--;
+  if (rc < 0)
+    return rc;
+  return loop->activecnt > 0;
+}
+
+void rx_break(rx_loop *loop, int how) {
+  if (how >= RX_BREAK_CANCEL && how <= RX_BREAK_ALL)
+    loop->break_how = how;
+}

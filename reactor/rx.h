@@ -1,0 +1,373 @@
+/*
+ * rx.h - the one public header of rx, an event loop for Linux.
+ *
+ * rx runs caller-owned watchers on io_uring, or on epoll where io_uring is
+ * missing or forbidden, with the same behaviour on both. Read it top to
+ * bottom: types, the loop, each watcher, then the inline definitions.
+ *
+ * Conventions:
+ *   - every function that can fail returns 0 (or a count) on success and a
+ *     negative errno value on failure; rx_strerror() names it. rx never sets
+ *     errno for the caller, never prints and never aborts on bad input.
+ *   - time is int64_t nanoseconds on CLOCK_MONOTONIC.
+ *   - names: rx_ public, RX_ macros, a leading underscore on private fields
+ *     (do not touch them), rx__ for internal symbols.
+ *   - thread safety: a loop and its watchers belong to the one thread that
+ *     runs the loop. No function in this header may be called from another
+ *     thread, except rx_strerror() and rx_set_allocator() before any loop
+ *     exists.
+ */
+#ifndef RX_H
+#define RX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RX_BUILDING) && defined(__GNUC__)
+#define RX_EXPORT __attribute__((visibility("default")))
+#else
+#define RX_EXPORT
+#endif
+
+#define RX_VERSION_MAJOR 0
+#define RX_VERSION_MINOR 1
+
+/* Event bits: a watcher's interest (RX_READ, RX_WRITE, RX_ET) and the
+ * `revents` its callback receives. */
+enum {
+  RX_READ = 0x01,    /* fd readable */
+  RX_WRITE = 0x02,   /* fd writable */
+  RX_ET = 0x04,      /* io interest flag: edge-triggered, the caller drains */
+  RX_ERROR = 0x08,   /* fd invalid or closed: the watcher has been stopped */
+  RX_TIMER = 0x10,   /* timer expired */
+  RX_IDLE = 0x20,    /* nothing else was pending */
+  RX_PREPARE = 0x40, /* the loop is about to wait */
+  RX_CHECK = 0x80,   /* the loop has just waited */
+};
+
+/* rx_run() modes. */
+enum {
+  RX_RUN_DEFAULT = 0, /* until no active referenced watcher or a break */
+  RX_RUN_ONCE = 1,    /* one iteration, blocking until something happens */
+  RX_RUN_NOWAIT = 2,  /* one iteration, never blocking */
+};
+
+/* rx_break() modes. */
+enum {
+  RX_BREAK_CANCEL = 0, /* undo a break that has not been acted on yet */
+  RX_BREAK_ONE = 1,    /* leave the innermost rx_run() */
+  RX_BREAK_ALL = 2,    /* leave every nested rx_run() */
+};
+
+/* Watcher priorities: pending callbacks run highest first. */
+enum { RX_MINPRI = -2, RX_MAXPRI = 2 };
+
+/* Time helpers. */
+#define RX_USEC(n) ((int64_t)(n) * 1000)
+#define RX_MSEC(n) ((int64_t)(n) * 1000000)
+#define RX_SEC(n) ((int64_t)(n) * 1000000000)
+
+typedef struct rx_loop rx_loop;
+typedef struct rx_io rx_io;
+typedef struct rx_timer rx_timer;
+typedef struct rx_idle rx_idle;
+typedef struct rx_prepare rx_prepare;
+typedef struct rx_check rx_check;
+
+typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
+typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
+typedef void (*rx_idle_cb)(rx_loop *loop, rx_idle *w, int revents);
+typedef void (*rx_prepare_cb)(rx_loop *loop, rx_prepare *w, int revents);
+typedef void (*rx_check_cb)(rx_loop *loop, rx_check *w, int revents);
+
+/* ---------------------------------------------------------------------------
+ * Private building blocks of the watcher structs. They are here only because
+ * watchers are caller-owned and must have a size; their fields are private.
+ */
+
+struct rx__link {
+  struct rx__link *next; /* NULL while unlinked */
+  struct rx__link *prev;
+};
+
+/* A timer wheel entry: a link, the deadline and 6 bits the wheel's user owns.
+ * The deadline is kept relative to the wheel's origin in 58 bits (9 years),
+ * which is how rx_timer stays at 48 bytes. */
+struct rx__tw_entry {
+  struct rx__link link;
+  uint64_t at : 58;
+  uint64_t flags : 6;
+};
+
+/* The head shared by every watcher but rx_timer: user data, callback, the
+ * pending-queue link and a word of state (kind, priority, active, pending,
+ * interest, pending events). */
+#define RX__WATCHER_HEAD(type, cbtype) \
+  void *data;                           \
+  cbtype cb;                            \
+  struct rx__link _link;                \
+  uint32_t _flags
+
+/* ---------------------------------------------------------------------------
+ * Watchers. Initialise with rx_X_init() before first use; a watcher's memory
+ * may be reused or freed once it is stopped, also from its own callback.
+ */
+
+/* An fd watcher: level-triggered readiness, or edge-triggered with RX_ET. */
+struct rx_io {
+  RX__WATCHER_HEAD(rx_io, rx_io_cb);
+  int fd;
+  struct rx_io *_next; /* next watcher of the same fd */
+};
+
+/* A relative timer: fires `after` ns from start, then every `repeat` ns. */
+struct rx_timer {
+  void *data;
+  rx_timer_cb cb;
+  struct rx__tw_entry _ent; /* wheel or pending link, deadline, state bits */
+  int64_t repeat;           /* ns; 0 = one-shot. Read by rx_timer_again(). */
+};
+
+/* Called once per iteration while nothing of its priority or higher is
+ * pending; an active idle watcher keeps the loop from blocking. */
+struct rx_idle {
+  RX__WATCHER_HEAD(rx_idle, rx_idle_cb);
+  struct rx__link _active;
+};
+
+/* Called every iteration just before the loop waits. */
+struct rx_prepare {
+  RX__WATCHER_HEAD(rx_prepare, rx_prepare_cb);
+  struct rx__link _active;
+};
+
+/* Called every iteration just after the loop has waited. */
+struct rx_check {
+  RX__WATCHER_HEAD(rx_check, rx_check_cb);
+  struct rx__link _active;
+};
+
+/* ---------------------------------------------------------------------------
+ * Loops.
+ */
+
+enum {
+  RX_LOOP_NOSIGMASK = 0, /* reserved */
+};
+
+/* Options for rx_loop_new(); zero-initialise and set what you need. */
+struct rx_loop_options {
+  const char *backend;    /* "io_uring", "epoll", or NULL: $RX_BACKEND, else
+                             io_uring falling back to epoll */
+  int64_t timer_tick;     /* timer resolution in ns, rounded down to a power
+                             of two; 0 = 2^19 ns (a timer is at most 0.53 ms
+                             late). Minimum 1024 ns. */
+  unsigned ring_entries;  /* io_uring submission queue size; 0 = 256 */
+  unsigned flags;         /* reserved, must be 0 */
+};
+
+/* Creates a loop. `opts` may be NULL. -EINVAL for bad options, -ENOMEM,
+ * -ENOSYS/-EPERM when the forced backend is unavailable. */
+RX_EXPORT int rx_loop_new(rx_loop **loop, const struct rx_loop_options *opts);
+/* Frees a loop; its watchers are left stopped. */
+RX_EXPORT void rx_loop_free(rx_loop *loop);
+/* The process-wide default loop, created on first call; NULL if it cannot be
+ * created. Like any loop it belongs to the thread that runs it. */
+RX_EXPORT rx_loop *rx_default_loop(void);
+
+/* Runs the loop in `mode` (RX_RUN_*). Returns 1 if active referenced
+ * watchers remain, 0 if none do, or a negative errno if the backend failed. */
+RX_EXPORT int rx_run(rx_loop *loop, int mode);
+/* Asks rx_run() to return (RX_BREAK_ONE / RX_BREAK_ALL / RX_BREAK_CANCEL). */
+RX_EXPORT void rx_break(rx_loop *loop, int how);
+
+/* The loop's cached time, taken once per iteration (CLOCK_MONOTONIC, ns). */
+RX_EXPORT int64_t rx_now(const rx_loop *loop);
+/* Refreshes the cached time. */
+RX_EXPORT void rx_now_update(rx_loop *loop);
+
+/* Counts one more (rx_ref) or one fewer (rx_unref) active watcher, so that
+ * e.g. a long-lived internal watcher does not keep rx_run() from returning. */
+RX_EXPORT void rx_ref(rx_loop *loop);
+RX_EXPORT void rx_unref(rx_loop *loop);
+
+/* Iterations started so far. */
+RX_EXPORT uint64_t rx_iteration(const rx_loop *loop);
+/* How many rx_run() calls are on the stack. */
+RX_EXPORT int rx_depth(const rx_loop *loop);
+/* Watchers with a pending, not yet invoked, event. */
+RX_EXPORT unsigned rx_pending_count(const rx_loop *loop);
+
+/* The loop's user data pointer. */
+RX_EXPORT void rx_loop_set_data(rx_loop *loop, void *data);
+RX_EXPORT void *rx_loop_data(const rx_loop *loop);
+
+/* "io_uring" or "epoll". */
+RX_EXPORT const char *rx_backend_name(const rx_loop *loop);
+/* Why that backend was chosen, e.g. "forced by RX_BACKEND" or
+ * "io_uring_setup failed: Operation not permitted". */
+RX_EXPORT const char *rx_backend_reason(const rx_loop *loop);
+
+/* A static description of a negative errno value (or 0). Thread-safe. */
+RX_EXPORT const char *rx_strerror(int err);
+
+/* The allocator used for rx's internal tables. Every function receives the
+ * size of the block it handles; `free` and `realloc` receive the size given
+ * when the block was allocated (jemalloc's sdallocx wants it). */
+struct rx_allocator {
+  void *(*alloc)(void *ctx, size_t size);
+  void *(*realloc)(void *ctx, void *ptr, size_t old_size, size_t new_size);
+  void (*free)(void *ctx, void *ptr, size_t size);
+  void *ctx;
+};
+/* Installs `a` (NULL: libc). Call before creating any loop; -EINVAL when a
+ * function is missing, -EBUSY while a loop exists. */
+RX_EXPORT int rx_set_allocator(const struct rx_allocator *a);
+
+/* ---------------------------------------------------------------------------
+ * io watchers.
+ */
+
+/* Sets callback, fd and interest (RX_READ | RX_WRITE, optionally RX_ET). */
+RX_EXPORT void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events);
+/* Changes fd and interest of a stopped watcher: -EBUSY while active,
+ * -EBADF for a negative fd, -EINVAL for events without RX_READ or RX_WRITE. */
+RX_EXPORT int rx_io_set(rx_io *w, int fd, int events);
+/* Starts watching: 0, or -EBADF / -EINVAL for a bad fd or interest, -EBUSY
+ * when active on another loop, -ENOMEM. An fd the kernel rejects is
+ * reported to the callback as RX_ERROR once and the watcher stopped. */
+RX_EXPORT int rx_io_start(rx_loop *loop, rx_io *w);
+/* Stops the watcher and clears a pending event; 0 also when inactive. */
+RX_EXPORT int rx_io_stop(rx_loop *loop, rx_io *w);
+/* The interest given to init or set. */
+static inline int rx_io_events(const rx_io *w);
+
+/* ---------------------------------------------------------------------------
+ * Timers. A timer never fires before its deadline; timers that expire in the
+ * same iteration run in deadline order, ties in start order; a repeating
+ * timer's next deadline is its previous deadline plus `repeat` (no drift).
+ */
+
+/* Sets callback, first delay and repeat interval (ns, both >= 0). A negative
+ * value makes the timer invalid: rx_timer_start() then returns -EINVAL. */
+RX_EXPORT void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after,
+                             int64_t repeat);
+/* Changes delay and repeat of a stopped timer: -EBUSY while active, -EINVAL
+ * for a negative value. */
+RX_EXPORT int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat);
+/* Starts the timer `after` ns from rx_now(). -EINVAL for an invalid timer,
+ * -EBUSY when active on another loop. */
+RX_EXPORT int rx_timer_start(rx_loop *loop, rx_timer *w);
+/* Stops the timer and clears a pending expiry; 0 also when inactive. */
+RX_EXPORT int rx_timer_stop(rx_loop *loop, rx_timer *w);
+/* libev's ev_timer_again: with `repeat` > 0, (re)starts the timer to expire
+ * `repeat` ns from now; with `repeat` == 0, stops it. -EINVAL if repeat < 0. */
+RX_EXPORT int rx_timer_again(rx_loop *loop, rx_timer *w);
+/* Nanoseconds until an active timer expires (<= 0 once due); for a stopped
+ * timer, the delay it would start with. */
+RX_EXPORT int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w);
+
+/* ---------------------------------------------------------------------------
+ * idle, prepare and check watchers. Start and stop cannot fail except on a
+ * NULL argument (-EINVAL) or a watcher active on another loop (-EBUSY).
+ */
+
+RX_EXPORT void rx_idle_init(rx_idle *w, rx_idle_cb cb);
+RX_EXPORT int rx_idle_start(rx_loop *loop, rx_idle *w);
+RX_EXPORT int rx_idle_stop(rx_loop *loop, rx_idle *w);
+
+RX_EXPORT void rx_prepare_init(rx_prepare *w, rx_prepare_cb cb);
+RX_EXPORT int rx_prepare_start(rx_loop *loop, rx_prepare *w);
+RX_EXPORT int rx_prepare_stop(rx_loop *loop, rx_prepare *w);
+
+RX_EXPORT void rx_check_init(rx_check *w, rx_check_cb cb);
+RX_EXPORT int rx_check_start(rx_loop *loop, rx_check *w);
+RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
+
+/* ---------------------------------------------------------------------------
+ * Watcher state, for every watcher type. Priority may only change while the
+ * watcher is stopped: -EBUSY while active or pending, -EINVAL out of range.
+ */
+
+RX_EXPORT int rx_io_set_priority(rx_io *w, int priority);
+RX_EXPORT int rx_timer_set_priority(rx_timer *w, int priority);
+RX_EXPORT int rx_idle_set_priority(rx_idle *w, int priority);
+RX_EXPORT int rx_prepare_set_priority(rx_prepare *w, int priority);
+RX_EXPORT int rx_check_set_priority(rx_check *w, int priority);
+
+/* Whether a watcher is started (active) or has an event waiting for its
+ * callback (pending): rx_is_active(w) and rx_is_pending(w) take a pointer to
+ * any watcher type. */
+/* ---------------------------------------------------------------------------
+ * inline definitions
+ */
+
+/* Layout of the private `_flags` word of RX__WATCHER_HEAD watchers. */
+#define RX__F_EVENTS 0x0000007u  /* io interest: RX_READ|RX_WRITE|RX_ET */
+#define RX__F_ACTIVE 0x0000008u
+#define RX__F_PENDING 0x0000010u
+#define RX__F_PRIO_SHIFT 5       /* priority + 2, 3 bits */
+#define RX__F_PRIO 0x00000e0u
+#define RX__F_KIND_SHIFT 8       /* enum rx__kind, 4 bits */
+#define RX__F_KIND 0x0000f00u
+#define RX__F_REVENTS_SHIFT 16   /* pending revents, 16 bits */
+
+/* The timer's 6 private state bits in `_ent.flags`. */
+#define RX__T_PRIO 0x07u /* priority + 2 */
+#define RX__T_ACTIVE 0x08u
+#define RX__T_PENDING 0x10u
+#define RX__T_INVALID 0x20u /* init or set was given a negative value */
+
+static inline int rx_io_events(const rx_io *w) {
+  return (int)(w->_flags & RX__F_EVENTS);
+}
+
+/* Every RX__WATCHER_HEAD watcher keeps `_flags` at the same offset. */
+static inline uint32_t rx__head_flags(const void *w) {
+  return ((const rx_io *)w)->_flags;
+}
+static inline int rx__head_active(const void *w) {
+  return (rx__head_flags(w) & RX__F_ACTIVE) != 0;
+}
+static inline int rx__head_pending(const void *w) {
+  return (rx__head_flags(w) & RX__F_PENDING) != 0;
+}
+static inline int rx__timer_active(const void *w) {
+  return (((const rx_timer *)w)->_ent.flags & RX__T_ACTIVE) != 0;
+}
+static inline int rx__timer_pending(const void *w) {
+  return (((const rx_timer *)w)->_ent.flags & RX__T_PENDING) != 0;
+}
+
+#ifndef __cplusplus
+#define rx_is_active(w)                                            \
+  _Generic((w), rx_timer *: rx__timer_active,                      \
+           const rx_timer *: rx__timer_active,                     \
+           default: rx__head_active)(w)
+#define rx_is_pending(w)                                           \
+  _Generic((w), rx_timer *: rx__timer_pending,                     \
+           const rx_timer *: rx__timer_pending,                    \
+           default: rx__head_pending)(w)
+#endif
+
+#ifdef __cplusplus
+}
+
+/* C++ has no _Generic: overloads instead. */
+static inline int rx_is_active(const rx_io *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_idle *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_prepare *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_check *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_timer *w) { return rx__timer_active(w); }
+static inline int rx_is_pending(const rx_io *w) { return rx__head_pending(w); }
+static inline int rx_is_pending(const rx_idle *w) { return rx__head_pending(w); }
+static inline int rx_is_pending(const rx_prepare *w) { return rx__head_pending(w); }
+static inline int rx_is_pending(const rx_check *w) { return rx__head_pending(w); }
+static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
+#endif
+
+#endif /* RX_H */

@@ -1,0 +1,231 @@
+/*
+ * timer.c - relative timers on the loop's timer wheel.
+ *
+ * A timer's one link serves two lists in turn: the wheel while it waits, the
+ * timer pending queue of its priority once it has expired. A repeating timer
+ * therefore leaves the wheel when it expires and is put back, at its
+ * previous deadline plus `repeat`, just before its callback runs; between
+ * the two it is active and pending, exactly as in libev. This is what keeps
+ * rx_timer at 48 bytes (libev's ev_timer size) with an O(1) wheel.
+ *
+ * While a timer is stopped, `_ent.at` holds the delay it will start with:
+ * `after` from init/set, or what was left when it was stopped (libev's
+ * semantics: stop keeps the remaining time, so start resumes; an expired
+ * one-shot timer has none left). rx_timer_set() or rx_timer_again() give a
+ * fresh delay.
+ */
+#include <errno.h>
+#include <stdbool.h>
+
+#include "internal.h"
+
+#define MAX_DELAY ((int64_t)((UINT64_C(1) << 58) - 1))
+
+static inline int prio_index(const rx_timer *w) {
+  return (int)(w->_ent.flags & RX__T_PRIO);
+}
+
+static inline rx_timer *timer_of(struct rx__link *node) {
+  return rx__container_of(node, rx_timer, _ent.link);
+}
+
+static void set_delay(rx_timer *w, int64_t after) {
+  w->_ent.at = (uint64_t)(after < 0 ? 0 : after > MAX_DELAY ? MAX_DELAY : after);
+}
+
+void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after, int64_t repeat) {
+  w->cb = cb;
+  w->_ent.link.next = NULL;
+  w->_ent.link.prev = NULL;
+  w->_ent.flags = (uint64_t)(0 - RX_MINPRI);
+  w->repeat = repeat;
+  set_delay(w, after);
+  if (after < 0 || repeat < 0)
+    w->_ent.flags |= RX__T_INVALID;
+}
+
+int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat) {
+  if (w == NULL || after < 0 || repeat < 0)
+    return -EINVAL;
+  if (w->_ent.flags & (RX__T_ACTIVE | RX__T_PENDING))
+    return -EBUSY;
+  w->_ent.flags &= ~(uint64_t)RX__T_INVALID;
+  w->repeat = repeat;
+  set_delay(w, after);
+  return 0;
+}
+
+int rx_timer_set_priority(rx_timer *w, int priority) {
+  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
+    return -EINVAL;
+  if (w->_ent.flags & (RX__T_ACTIVE | RX__T_PENDING))
+    return -EBUSY;
+  w->_ent.flags = (w->_ent.flags & ~(uint64_t)RX__T_PRIO) |
+                  (uint64_t)(priority - RX_MINPRI);
+  return 0;
+}
+
+/* Whether the active timer `w` is linked into one of `loop`'s lists. Every
+ * list a timer can be on is circular with its sentinel inside the loop
+ * struct, so walking forward to the first node inside the struct answers it.
+ * Only start on an already active timer pays for the walk. */
+static bool owned_by(const rx_loop *loop, const rx_timer *w) {
+  const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
+  for (const struct rx__link *n = w->_ent.link.next; n != &w->_ent.link;
+       n = n->next) {
+    if ((const char *)n >= lo && (const char *)n < hi)
+      return true;
+  }
+  return false;
+}
+
+static void unpend(rx_loop *loop, rx_timer *w) {
+  if (!(w->_ent.flags & RX__T_PENDING))
+    return;
+  rx__list_unlink(&w->_ent.link);
+  w->_ent.flags &= ~(uint64_t)RX__T_PENDING;
+  loop->pendingcnt--;
+}
+
+static void arm(rx_loop *loop, rx_timer *w, int64_t at) {
+  rx__tw_add(&loop->wheel, &w->_ent, at);
+  if (!(w->_ent.flags & RX__T_ACTIVE)) {
+    w->_ent.flags |= RX__T_ACTIVE;
+    loop->activecnt++;
+  }
+}
+
+/* Deadline `delay` ns from now, saturating far in the future. */
+static int64_t deadline(const rx_loop *loop, int64_t delay) {
+  return delay > INT64_MAX - loop->now ? INT64_MAX : loop->now + delay;
+}
+
+int rx_timer_start(rx_loop *loop, rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if ((w->_ent.flags & RX__T_INVALID) || w->repeat < 0)
+    return -EINVAL;
+  if (w->_ent.flags & RX__T_ACTIVE)
+    return owned_by(loop, w) ? 0 : -EBUSY;
+  /* A pending expiry of the previous run is dropped: the timer starts over. */
+  unpend(loop, w);
+  arm(loop, w, deadline(loop, (int64_t)w->_ent.at));
+  return 0;
+}
+
+/* Takes an active timer out of the wheel or its pending queue and keeps the
+ * time it had left as its next delay. */
+static void deactivate(rx_loop *loop, rx_timer *w) {
+  int64_t left = rx__tw_at(&loop->wheel, &w->_ent) - loop->now;
+  if (w->_ent.flags & RX__T_PENDING)
+    unpend(loop, w);
+  else
+    rx__tw_del(&loop->wheel, &w->_ent);
+  set_delay(w, left);
+  w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
+  loop->activecnt--;
+}
+
+int rx_timer_stop(rx_loop *loop, rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (w->_ent.flags & RX__T_ACTIVE)
+    deactivate(loop, w);
+  else
+    unpend(loop, w);
+  return 0;
+}
+
+int rx_timer_again(rx_loop *loop, rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if ((w->_ent.flags & RX__T_INVALID) || w->repeat < 0)
+    return -EINVAL;
+  if (w->_ent.flags & RX__T_ACTIVE) {
+    if (w->repeat == 0) {
+      deactivate(loop, w);
+      return 0;
+    }
+    if (w->_ent.flags & RX__T_PENDING)
+      unpend(loop, w);
+    else
+      rx__tw_del(&loop->wheel, &w->_ent);
+  } else {
+    unpend(loop, w);
+    if (w->repeat == 0)
+      return 0;
+  }
+  arm(loop, w, deadline(loop, w->repeat));
+  return 0;
+}
+
+int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w) {
+  if (w->_ent.flags & RX__T_ACTIVE)
+    return rx__tw_at(&loop->wheel, &w->_ent) - loop->now;
+  return (int64_t)w->_ent.at;
+}
+
+/* Moves every timer the wheel hands out at the loop's time onto the pending
+ * queue of its priority, in deadline order. A one-shot timer stops here, as
+ * in libev; a repeating one stays active. */
+void rx__timer_expire(rx_loop *loop) {
+  struct rx__link due;
+  rx__list_init(&due);
+  rx__tw_advance(&loop->wheel, loop->now, &due);
+  struct rx__link *node;
+  while ((node = rx__list_shift(&due)) != NULL) {
+    rx_timer *w = timer_of(node);
+    int pri = prio_index(w);
+    if (w->repeat <= 0) {
+      w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
+      w->_ent.at = 0;
+      loop->activecnt--;
+    }
+    w->_ent.flags |= RX__T_PENDING;
+    rx__list_push(&loop->timers_pending[pri], node);
+    loop->pendingcnt++;
+    if (pri > loop->pendingpri)
+      loop->pendingpri = pri;
+  }
+}
+
+/* Runs the callback of a timer that rx__invoke_pending() took off its
+ * queue. A repeating timer first goes back into the wheel at its previous
+ * deadline plus `repeat`; periods that were missed entirely (the loop was
+ * blocked) are skipped rather than fired in a burst, keeping the phase. */
+void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
+  rx_timer *w = timer_of(node);
+  w->_ent.flags &= ~(uint64_t)RX__T_PENDING;
+  loop->pendingcnt--;
+  if (w->_ent.flags & RX__T_ACTIVE) {
+    if (w->repeat > 0) {
+      int64_t next = rx__tw_at(&loop->wheel, &w->_ent) + w->repeat;
+      if (next <= loop->now)
+        next += ((loop->now - next) / w->repeat + 1) * w->repeat;
+      rx__tw_add(&loop->wheel, &w->_ent, next);
+    } else {
+      /* repeat was set to 0 while the expiry was pending */
+      w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
+      w->_ent.at = 0;
+      loop->activecnt--;
+    }
+  }
+  w->cb(loop, w, RX_TIMER);
+}
+
+static void stop_list(rx_loop *loop, struct rx__link *head) {
+  struct rx__link *node;
+  while ((node = head->next) != head)
+    rx_timer_stop(loop, timer_of(node));
+}
+
+/* Stops every timer of a loop that is being freed. */
+void rx__timer_stop_all(rx_loop *loop) {
+  for (int i = 0; i < RX__NPRI; i++)
+    stop_list(loop, &loop->timers_pending[i]);
+  for (int l = 0; l < RX__TW_LEVELS; l++)
+    for (int s = 0; s < RX__TW_SLOTS; s++)
+      stop_list(loop, &loop->wheel.slots[l][s]);
+  stop_list(loop, &loop->wheel.overflow);
+  stop_list(loop, &loop->wheel.expired);
+}
