@@ -32,6 +32,7 @@
 #include "../reactor/internal.h"
 
 #define MAX_EVENTS 256
+#define UD_DOORBELL UINT64_MAX
 
 struct rx_epoll {
   struct rx_loop loop; /* first: a loop pointer is a backend pointer */
@@ -136,11 +137,21 @@ static int wait_events(struct rx_epoll *be, int64_t timeout) {
 static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   struct rx_epoll *be = backend_of(loop);
   flush_changes(be);
+  /* A registration the kernel refused was just reported (note c): its
+   * RX_ERROR is pending, and the wait must not block before it is run. */
+  if (loop->pendingcnt > 0)
+    timeout = 0;
   int n = wait_events(be, timeout);
   if (n < 0)
     return errno == EINTR ? 0 : -errno;
   for (int i = 0; i < n; i++) {
     const struct epoll_event *ev = &be->events[i];
+    if (ev->data.u64 == UD_DOORBELL) {
+      uint64_t count;
+      (void)!read(loop->wakefd, &count, sizeof(count));
+      rx__doorbell(loop);
+      continue;
+    }
     int fd = (int)(uint32_t)ev->data.u64;
     struct rx__fd *f = rx__fd_get(loop, fd);
     if (f == NULL || f->gen != (uint32_t)(ev->data.u64 >> 32))
@@ -161,9 +172,21 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   return 0;
 }
 
+/* The doorbell is one more registration, told apart by its tag: fd tags
+ * have a generation in the upper half that never reaches UINT32_MAX with
+ * the lower half also all ones (fds are below INT_MAX). */
+static int epoll_doorbell(rx_loop *loop) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UD_DOORBELL};
+  if (epoll_ctl(backend_of(loop)->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) < 0)
+    return -errno;
+  return 0;
+}
+
 const struct rx_backend_ops rx__epoll_ops = {
     .name = "epoll",
     .create = epoll_create_loop,
     .destroy = epoll_destroy,
     .wait = epoll_wait_loop,
+    .doorbell = epoll_doorbell,
+    .wake_from = NULL,
 };

@@ -31,8 +31,9 @@
  *     flags with EINVAL, so setup falls back to COOP_TASKRUN|TASKRUN_FLAG
  *     (5.19), then to no flags. SQPOLL is never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
- *     ring without entering the kernel. With DEFER_TASKRUN or TASKRUN_FLAG,
- *     the kernel sets IORING_SQ_TASKRUN when completions are waiting to be
+ *     ring without entering the kernel. With TASKRUN_FLAG (given with either
+ *     DEFER_TASKRUN or COOP_TASKRUN: DEFER_TASKRUN alone never sets it), the
+ *     kernel sets IORING_SQ_TASKRUN when completions are waiting to be
  *     run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring; either
  *     flag makes the iteration enter with GETEVENTS. No ready event is
  *     missed, and an idle iteration costs no syscall.
@@ -40,6 +41,12 @@
  *     fit wait in the kernel's overflow list (IORING_FEAT_NODROP, 5.5) and
  *     are flushed by the next GETEVENTS: none is lost.
  *  h) A full SQ ring is submitted on the spot and the SQE retried.
+ *  i) The doorbell is a READ on the loop's (blocking) eventfd, kept in
+ *     flight: its completion both wakes the wait and empties the counter, so
+ *     a wake-up costs the loop no read() syscall. Between two io_uring loops,
+ *     IORING_OP_MSG_RING (5.18) posts a completion straight into the other
+ *     ring instead; it is submitted with the sender's next batch. Support is
+ *     probed once with IORING_REGISTER_PROBE.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,7 +57,10 @@
 
 #include "../reactor/internal.h"
 
+/* Internal user_data values; fd tags never have all 32 low bits set. */
 #define UD_IGNORE UINT64_MAX
+#define UD_WAKEFD (UINT64_MAX - 1)  /* the READ on the loop's eventfd */
+#define UD_MESSAGE (UINT64_MAX - 2) /* a MSG_RING from another loop */
 #define DEFAULT_ENTRIES 256
 
 struct rx_uring {
@@ -58,6 +68,8 @@ struct rx_uring {
   struct io_uring ring;
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
+  bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
+  uint64_t wakebuf;    /* where the doorbell READ lands */
 };
 
 static inline struct rx_uring *backend_of(rx_loop *loop) {
@@ -67,7 +79,8 @@ static inline struct rx_uring *backend_of(rx_loop *loop) {
 /* Tries the setup flags of note e), best first. */
 static int setup_ring(struct rx_uring *be, unsigned entries) {
   static const unsigned tries[] = {
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+          IORING_SETUP_TASKRUN_FLAG,
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
       0,
   };
@@ -91,6 +104,11 @@ static int setup_ring(struct rx_uring *be, unsigned entries) {
                         ? IOSQE_CQE_SKIP_SUCCESS
                         : 0;
     be->peek_ok = tries[i] != 0;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
+    be->msg_ring = probe != NULL &&
+                   io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    if (probe != NULL)
+      io_uring_free_probe(probe);
     return 0;
   }
   return rc;
@@ -186,11 +204,24 @@ static int poll_revents(int res) {
   return revents;
 }
 
+static void arm_doorbell(struct rx_uring *be) {
+  struct io_uring_sqe *sqe = get_sqe(be);
+  io_uring_prep_read(sqe, be->loop.wakefd, &be->wakebuf, sizeof(be->wakebuf),
+                     0);
+  io_uring_sqe_set_data64(sqe, UD_WAKEFD);
+}
+
 static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
   rx_loop *loop = &be->loop;
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   if (ud == UD_IGNORE)
     return;
+  if (ud == UD_WAKEFD || ud == UD_MESSAGE) {
+    if (ud == UD_WAKEFD && loop->wakefd >= 0)
+      arm_doorbell(be);
+    rx__doorbell(loop);
+    return;
+  }
   int fd = (int)(uint32_t)ud;
   struct rx__fd *f = rx__fd_get(loop, fd);
   if (f == NULL || f->gen != (uint32_t)(ud >> 32))
@@ -263,9 +294,29 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   return 0;
 }
 
+static int uring_doorbell(rx_loop *loop) {
+  arm_doorbell(backend_of(loop));
+  return 0;
+}
+
+/* Note i): queue a message for `to`'s ring; it leaves with `from`'s next
+ * submission. Only the sender's thread touches `from`'s SQ ring. */
+static int uring_wake_from(rx_loop *from, rx_loop *to) {
+  struct rx_uring *src = backend_of(from), *dst = backend_of(to);
+  if (!src->msg_ring)
+    return -ENOTSUP;
+  struct io_uring_sqe *sqe = get_sqe(src);
+  io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, UD_MESSAGE, 0);
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  sqe->flags |= src->sqe_flags;
+  return 0;
+}
+
 const struct rx_backend_ops rx__uring_ops = {
     .name = "io_uring",
     .create = uring_create,
     .destroy = uring_destroy,
     .wait = uring_wait,
+    .doorbell = uring_doorbell,
+    .wake_from = uring_wake_from,
 };

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "list.h"
+#include "mpsc.h"
 #include "rx.h"
 #include "timerwheel.h"
 
@@ -26,6 +27,7 @@ enum rx__kind {
   RX__KIND_IDLE,
   RX__KIND_PREPARE,
   RX__KIND_CHECK,
+  RX__KIND_ASYNC,
 };
 
 /* What the loop knows about one fd. The watcher list and `want` belong to
@@ -57,8 +59,15 @@ struct rx_backend_ops {
   /* Waits for events at most `timeout` ns (-1: no limit, 0: never block),
    * after applying the fd changes in loop->changes. Reports readiness with
    * rx__io_event() and dead fds with rx__io_error(). Returns 0 or -errno;
-   * an interrupted wait (EINTR) is 0. */
+   * an interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
+   * message from another ring) is reported with rx__doorbell(). */
   int (*wait)(rx_loop *loop, int64_t timeout);
+  /* Starts watching loop->wakefd; called once, after create. */
+  int (*doorbell)(rx_loop *loop);
+  /* Wakes `to` from the thread of `from`, both on this backend, without
+   * touching `to`'s eventfd; -ENOTSUP where the kernel cannot. NULL if the
+   * backend has no such path. */
+  int (*wake_from)(rx_loop *from, rx_loop *to);
 };
 
 extern const struct rx_backend_ops rx__uring_ops;
@@ -94,6 +103,17 @@ struct rx_loop {
   int nchanges;
 
   struct rx__tw wheel;
+
+  /* Cross-thread state (async.c). Fields written by other threads are only
+   * touched with __atomic builtins, each naming its order. */
+  struct rx__link asyncs;  /* active async watchers */
+  struct rx__mpsc posts;   /* rx_loop_post() tasks */
+  int wakefd;              /* eventfd: the doorbell */
+  int async_pending;       /* atomic: an rx_async_send() since the last scan */
+  int sleeping;            /* atomic: the loop may block in the backend */
+  int doorbell_rung;       /* atomic: the doorbell was rung, not yet heard */
+  int closing;             /* atomic: rx_loop_free() has begun */
+  int posting;             /* atomic: rx_loop_post() calls under way */
 };
 
 /* The head every watcher but rx_timer starts with, for code that handles all
@@ -112,6 +132,14 @@ void rx__invoke_pending(rx_loop *loop);
 void rx__timer_expire(rx_loop *loop);
 void rx__timer_invoke(rx_loop *loop, struct rx__link *node);
 void rx__timer_stop_all(rx_loop *loop);
+
+/* Cross-thread (async.c). */
+int rx__cross_init(rx_loop *loop);
+void rx__cross_free(rx_loop *loop);
+bool rx__cross_may_sleep(rx_loop *loop);
+void rx__cross_awake(rx_loop *loop);
+void rx__cross_drain(rx_loop *loop);
+void rx__doorbell(rx_loop *loop);
 
 /* Allocation through the hook installed with rx_set_allocator(). */
 void *rx__alloc(size_t size);

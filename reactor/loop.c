@@ -202,6 +202,10 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   rx__list_init(&loop->prepares);
   rx__list_init(&loop->checks);
   rx__tw_init(&loop->wheel, loop->now, shift);
+  if ((rc = rx__cross_init(loop)) != 0) {
+    loop->ops->destroy(loop);
+    return rc;
+  }
   struct rlimit rl;
   loop->fdlimit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT32_MAX
                       ? (int)rl.rlim_cur
@@ -214,6 +218,7 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
 void rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
     return;
+  rx__cross_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
   for (int fd = 0; fd < loop->nfds; fd++)
     while (loop->fds[fd].head != NULL)
@@ -362,6 +367,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     c->cb(loop, c, revents);
     break;
   }
+  case RX__KIND_ASYNC: {
+    rx_async *a = (rx_async *)(void *)w;
+    a->cb(loop, a, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -442,12 +452,18 @@ int rx_run(rx_loop *loop, int mode) {
     if (loop->break_how != RX_BREAK_CANCEL)
       break;
 
-    rc = loop->ops->wait(loop, wait_timeout(loop, mode));
+    /* Before blocking, tell other threads to ring (async.c). */
+    int64_t timeout = wait_timeout(loop, mode);
+    bool sleeping = timeout != 0 && rx__cross_may_sleep(loop);
+    rc = loop->ops->wait(loop, sleeping ? timeout : 0);
+    if (sleeping)
+      rx__cross_awake(loop);
     loop->now = rx__clock_now();
     if (rc < 0)
       break;
 
     rx__timer_expire(loop);
+    rx__cross_drain(loop);
     if (loop->idlecnt > 0)
       feed_idles(loop);
     if (!rx__list_empty(&loop->checks))

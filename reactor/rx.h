@@ -13,9 +13,13 @@
  *   - names: rx_ public, RX_ macros, a leading underscore on private fields
  *     (do not touch them), rx__ for internal symbols.
  *   - thread safety: a loop and its watchers belong to the one thread that
- *     runs the loop. No function in this header may be called from another
- *     thread, except rx_strerror() and rx_set_allocator() before any loop
- *     exists.
+ *     runs the loop. Exactly these functions may be called from any thread:
+ *       rx_async_send()    (also from a signal handler),
+ *       rx_loop_post()     (not from a signal handler),
+ *       rx_strerror(),
+ *     and rx_set_allocator() before any loop exists. Everything else must be
+ *     called on the loop's own thread (for rx_loop_post_from(): on the
+ *     thread of `from`).
  */
 #ifndef RX_H
 #define RX_H
@@ -47,6 +51,7 @@ enum {
   RX_IDLE = 0x20,    /* nothing else was pending */
   RX_PREPARE = 0x40, /* the loop is about to wait */
   RX_CHECK = 0x80,   /* the loop has just waited */
+  RX_ASYNC = 0x100,  /* rx_async_send() was called */
 };
 
 /* rx_run() modes. */
@@ -77,12 +82,16 @@ typedef struct rx_timer rx_timer;
 typedef struct rx_idle rx_idle;
 typedef struct rx_prepare rx_prepare;
 typedef struct rx_check rx_check;
+typedef struct rx_async rx_async;
+typedef struct rx_task rx_task;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
 typedef void (*rx_idle_cb)(rx_loop *loop, rx_idle *w, int revents);
 typedef void (*rx_prepare_cb)(rx_loop *loop, rx_prepare *w, int revents);
 typedef void (*rx_check_cb)(rx_loop *loop, rx_check *w, int revents);
+typedef void (*rx_async_cb)(rx_loop *loop, rx_async *w, int revents);
+typedef void (*rx_task_fn)(rx_loop *loop, rx_task *task);
 
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
@@ -101,6 +110,12 @@ struct rx__tw_entry {
   struct rx__link link;
   uint64_t at : 58;
   uint64_t flags : 6;
+};
+
+/* A node of the loop's lock-free queue (reactor/mpsc.h); only ever accessed
+ * with atomic builtins. */
+struct rx__mpsc_node {
+  struct rx__mpsc_node *next;
 };
 
 /* The head shared by every watcher but rx_timer: user data, callback, the
@@ -149,6 +164,24 @@ struct rx_prepare {
 struct rx_check {
   RX__WATCHER_HEAD(rx_check, rx_check_cb);
   struct rx__link _active;
+};
+
+/* Wakes the loop from any thread: many sends, at least one callback after
+ * the last send. A send carries no data and publishes none; to hand data to
+ * the loop, use rx_loop_post(). */
+struct rx_async {
+  RX__WATCHER_HEAD(rx_async, rx_async_cb);
+  struct rx__link _active;
+  int _sent; /* atomic: sent and not yet seen by the loop */
+};
+
+/* A function to run on a loop's thread, posted from any thread. Caller-owned:
+ * rx keeps no other copy and allocates nothing. Set `fn` (and `data`) before
+ * posting; the task may be posted again, or freed, once `fn` has started. */
+struct rx_task {
+  struct rx__mpsc_node _node;
+  rx_task_fn fn;
+  void *data;
 };
 
 /* ---------------------------------------------------------------------------
@@ -289,6 +322,36 @@ RX_EXPORT int rx_check_start(rx_loop *loop, rx_check *w);
 RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
 
 /* ---------------------------------------------------------------------------
+ * Cross-thread wake-ups and work.
+ */
+
+RX_EXPORT void rx_async_init(rx_async *w, rx_async_cb cb);
+/* Starting clears an earlier send: only sends after the start count. */
+RX_EXPORT int rx_async_start(rx_loop *loop, rx_async *w);
+RX_EXPORT int rx_async_stop(rx_loop *loop, rx_async *w);
+/* Thread-safe and async-signal-safe. Makes `w`'s callback run on the loop's
+ * thread, once for any number of sends before it runs. 0, or -EINVAL. A send
+ * to a stopped watcher is dropped. */
+RX_EXPORT int rx_async_send(rx_loop *loop, rx_async *w);
+/* Whether a send has not yet been seen by the loop. */
+RX_EXPORT int rx_async_pending(const rx_async *w);
+
+/* Thread-safe. Runs task->fn(loop, task) on the loop's thread, exactly once,
+ * in post order for posts from one thread. 0; -EINVAL for a NULL argument or
+ * `fn`; -ESHUTDOWN once rx_loop_free() has begun (rx_loop_free() waits for
+ * posts already under way and runs every task posted before it began).
+ * Posting to a loop whose rx_loop_free() has returned is a use after free,
+ * as with any freed object: stop producers before freeing their loop. A
+ * posted task does not keep rx_run() from returning; hold an rx_ref() or an
+ * active watcher while tasks are expected. */
+RX_EXPORT int rx_loop_post(rx_loop *loop, rx_task *task);
+/* rx_loop_post() from the thread that runs `from`. Between two io_uring
+ * loops on a kernel with IORING_OP_MSG_RING, the wake-up travels as a
+ * message from ring to ring in `from`'s next submission batch, instead of
+ * an eventfd write. */
+RX_EXPORT int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task);
+
+/* ---------------------------------------------------------------------------
  * Watcher state, for every watcher type. Priority may only change while the
  * watcher is stopped: -EBUSY while active or pending, -EINVAL out of range.
  */
@@ -298,6 +361,7 @@ RX_EXPORT int rx_timer_set_priority(rx_timer *w, int priority);
 RX_EXPORT int rx_idle_set_priority(rx_idle *w, int priority);
 RX_EXPORT int rx_prepare_set_priority(rx_prepare *w, int priority);
 RX_EXPORT int rx_check_set_priority(rx_check *w, int priority);
+RX_EXPORT int rx_async_set_priority(rx_async *w, int priority);
 
 /* Whether a watcher is started (active) or has an event waiting for its
  * callback (pending): rx_is_active(w) and rx_is_pending(w) take a pointer to
@@ -362,11 +426,13 @@ static inline int rx_is_active(const rx_io *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_idle *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_prepare *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_check *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_async *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_timer *w) { return rx__timer_active(w); }
 static inline int rx_is_pending(const rx_io *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_idle *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_prepare *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_check *w) { return rx__head_pending(w); }
+static inline int rx_is_pending(const rx_async *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
 #endif
 

@@ -1,0 +1,265 @@
+/*
+ * async.c - everything that crosses threads: rx_async, rx_loop_post and the
+ * doorbell that wakes a sleeping loop.
+ *
+ * The sleep handshake (a Dekker pair, as in libuv's uv_async_send and
+ * Vyukov's eventcount): before blocking, the loop stores `sleeping = 1` and
+ * then looks at its queues; a producer publishes its work and then loads
+ * `sleeping`. All four accesses are seq_cst, so in their single total order
+ * either the loop sees the work (and does not block) or the producer sees
+ * the loop asleep (and rings the doorbell). A producer never rings a loop
+ * that is awake, and of several producers only the first rings
+ * (`doorbell_rung`), so a burst of posts costs one eventfd write.
+ *
+ * rx_async coalesces with a per-watcher `_sent` flag: a send while the flag
+ * is set is one relaxed load. The loop scans its async watchers only when
+ * `async_pending` says a send happened, as libev does; a send carries no
+ * data, so the scan needs no ordering beyond the flags themselves.
+ *
+ * rx_loop_post pushes a caller-owned task on an intrusive Vyukov queue
+ * (mpsc.h): wait-free for producers, no allocation, FIFO per producer.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Tasks run per iteration at most, so that a producer that never stops
+ * cannot starve timers and io; the rest run in the next iteration, which
+ * then does not block. */
+#define POSTS_PER_ITERATION 4096
+
+int rx__cross_init(rx_loop *loop) {
+  rx__list_init(&loop->asyncs);
+  rx__mpsc_init(&loop->posts);
+  /* Blocking, so that io_uring can keep a READ on it in flight; the epoll
+   * backend reads only after the fd polled readable. */
+  loop->wakefd = eventfd(0, EFD_CLOEXEC);
+  if (loop->wakefd < 0)
+    return -errno;
+  int rc = loop->ops->doorbell(loop);
+  if (rc != 0) {
+    close(loop->wakefd);
+    loop->wakefd = -1;
+  }
+  return rc;
+}
+
+/* Called by rx_loop_free(): refuse new posts, wait for those under way, run
+ * whatever was posted (each task exactly once), close the doorbell. */
+void rx__cross_free(rx_loop *loop) {
+  __atomic_store_n(&loop->closing, 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n(&loop->posting, __ATOMIC_SEQ_CST) != 0)
+    sched_yield();
+  struct rx__mpsc_node *n;
+  while (!rx__mpsc_empty(&loop->posts)) {
+    if ((n = rx__mpsc_pop(&loop->posts)) != NULL) {
+      rx_task *task = rx__container_of(n, rx_task, _node);
+      task->fn(loop, task);
+    }
+  }
+  while (!rx__list_empty(&loop->asyncs))
+    rx_async_stop(loop, rx__container_of(loop->asyncs.next, rx_async,
+                                         _active));
+  if (loop->wakefd >= 0)
+    close(loop->wakefd);
+  loop->wakefd = -1;
+}
+
+static void ring(rx_loop *loop) {
+  /* Acquire-release: the first ringer since the loop last woke writes; the
+   * others see the flag and leave. */
+  if (__atomic_exchange_n(&loop->doorbell_rung, 1, __ATOMIC_ACQ_REL))
+    return;
+  uint64_t one = 1;
+  /* Cannot fail but for a counter at its maximum, which the flag rules out;
+   * write() is async-signal-safe. */
+  (void)!write(loop->wakefd, &one, sizeof(one));
+}
+
+/* The loop is about to block: announce it, then look once more. Returns
+ * false if cross-thread work is waiting, in which case it must not block. */
+bool rx__cross_may_sleep(rx_loop *loop) {
+  __atomic_store_n(&loop->sleeping, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&loop->async_pending, __ATOMIC_SEQ_CST) ||
+      !rx__mpsc_empty(&loop->posts)) {
+    __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
+    return false;
+  }
+  return true;
+}
+
+/* The loop is back from a blocking wait. A producer that still sees
+ * `sleeping` rings for nothing, which is harmless. */
+void rx__cross_awake(rx_loop *loop) {
+  __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
+}
+
+/* The backend has drained the doorbell (read the eventfd, or reaped the
+ * message). Only now may the next producer ring again: `doorbell_rung`
+ * means "written and not yet drained", and resetting it anywhere else could
+ * leave it set over an empty eventfd, silencing every later ring. A
+ * producer that finds it set has already pushed its work, which this
+ * iteration's drain, or the next sleep's check, will see. */
+void rx__doorbell(rx_loop *loop) {
+  __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_SEQ_CST);
+}
+
+static void scan_asyncs(rx_loop *loop) {
+  for (struct rx__link *n = loop->asyncs.next; n != &loop->asyncs;
+       n = n->next) {
+    rx_async *w = rx__container_of(n, rx_async, _active);
+    /* Clear before the callback runs: a send from now on must bring
+     * another callback ("at least one after the last send"). */
+    if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL))
+      rx__feed(loop, (struct rx__head *)(void *)w, RX_ASYNC);
+  }
+}
+
+/* Runs posted tasks and feeds sent async watchers; every iteration. */
+void rx__cross_drain(rx_loop *loop) {
+  /* The relaxed load keeps an iteration without sends at one plain read;
+   * the exchange that follows is what orders the scan after the sends. */
+  if (__atomic_load_n(&loop->async_pending, __ATOMIC_RELAXED) &&
+      __atomic_exchange_n(&loop->async_pending, 0, __ATOMIC_ACQUIRE))
+    scan_asyncs(loop);
+  struct rx__mpsc_node *n;
+  for (int i = 0; i < POSTS_PER_ITERATION; i++) {
+    if ((n = rx__mpsc_pop(&loop->posts)) == NULL)
+      break;
+    rx_task *task = rx__container_of(n, rx_task, _node);
+    task->fn(loop, task);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_async
+ */
+
+void rx_async_init(rx_async *w, rx_async_cb cb) {
+  w->cb = cb;
+  w->_link.next = NULL;
+  w->_link.prev = NULL;
+  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+              ((uint32_t)RX__KIND_ASYNC << RX__F_KIND_SHIFT);
+  w->_active.next = NULL;
+  w->_active.prev = NULL;
+  w->_sent = 0;
+}
+
+int rx_async_start(rx_loop *loop, rx_async *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (w->_flags & RX__F_ACTIVE) {
+    const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
+    for (struct rx__link *n = w->_active.next; n != &w->_active; n = n->next)
+      if ((const char *)n >= lo && (const char *)n < hi)
+        return 0;
+    return -EBUSY;
+  }
+  __atomic_store_n(&w->_sent, 0, __ATOMIC_RELAXED);
+  rx__list_push(&loop->asyncs, &w->_active);
+  w->_flags |= RX__F_ACTIVE;
+  loop->activecnt++;
+  return 0;
+}
+
+int rx_async_stop(rx_loop *loop, rx_async *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (!(w->_flags & RX__F_ACTIVE))
+    return 0;
+  rx__list_unlink(&w->_active);
+  w->_flags &= ~RX__F_ACTIVE;
+  loop->activecnt--;
+  return 0;
+}
+
+int rx_async_set_priority(rx_async *w, int priority) {
+  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
+    return -EINVAL;
+  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
+    return -EBUSY;
+  w->_flags = (w->_flags & ~RX__F_PRIO) |
+              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
+  return 0;
+}
+
+int rx_async_send(rx_loop *loop, rx_async *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  /* Coalesced: the loop has not seen the previous send yet and will run
+   * the callback after it clears the flag, so after this send too. */
+  if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED))
+    return 0;
+  if (__atomic_exchange_n(&w->_sent, 1, __ATOMIC_ACQ_REL))
+    return 0;
+  /* Seq_cst store and load: the producer half of the sleep handshake. */
+  __atomic_store_n(&loop->async_pending, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&loop->sleeping, __ATOMIC_SEQ_CST))
+    ring(loop);
+  return 0;
+}
+
+int rx_async_pending(const rx_async *w) {
+  return __atomic_load_n(&w->_sent, __ATOMIC_RELAXED) != 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_loop_post
+ */
+
+/* Pushes `task` unless the loop is closing. `posting` counts producers
+ * inside, so that rx_loop_free() can wait for them before it frees. */
+static int push_task(rx_loop *loop, rx_task *task) {
+  if (loop == NULL || task == NULL || task->fn == NULL)
+    return -EINVAL;
+  __atomic_fetch_add(&loop->posting, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&loop->closing, __ATOMIC_SEQ_CST)) {
+    __atomic_fetch_sub(&loop->posting, 1, __ATOMIC_RELEASE);
+    return -ESHUTDOWN;
+  }
+  rx__mpsc_push(&loop->posts, &task->_node); /* seq_cst exchange */
+  return 0;
+}
+
+static void pushed(rx_loop *loop) {
+  /* Release: rx_loop_free() may free the loop once it reads zero. */
+  __atomic_fetch_sub(&loop->posting, 1, __ATOMIC_RELEASE);
+}
+
+int rx_loop_post(rx_loop *loop, rx_task *task) {
+  int rc = push_task(loop, task);
+  if (rc != 0)
+    return rc;
+  if (__atomic_load_n(&loop->sleeping, __ATOMIC_SEQ_CST))
+    ring(loop);
+  pushed(loop);
+  return 0;
+}
+
+int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task) {
+  if (from == NULL)
+    return -EINVAL;
+  int rc = push_task(to, task);
+  if (rc != 0)
+    return rc;
+  if (__atomic_load_n(&to->sleeping, __ATOMIC_SEQ_CST) &&
+      !__atomic_exchange_n(&to->doorbell_rung, 1, __ATOMIC_ACQ_REL)) {
+    /* The ring-to-ring message when both loops can; otherwise the eventfd,
+     * after giving back the flag that ring() takes again. */
+    if (from->ops != to->ops || from->ops->wake_from == NULL ||
+        from->ops->wake_from(from, to) != 0) {
+      __atomic_store_n(&to->doorbell_rung, 0, __ATOMIC_RELEASE);
+      ring(to);
+    }
+  }
+  pushed(to);
+  return 0;
+}

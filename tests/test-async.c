@@ -1,0 +1,618 @@
+/*
+ * test-async.c - reactor/async.c and reactor/mpsc.h: rx_async, rx_loop_post,
+ * rx_loop_post_from and the sleep handshake, on the backend $RX_BACKEND
+ * names. Built twice by meson: as is, and under ThreadSanitizer.
+ *
+ * The lost-wake-up tests give the loop nothing else to wake it: no timer,
+ * no idle watcher. A missed doorbell then stalls the loop for good, which the
+ * producer's own watchdog turns into a failure instead of a hang.
+ */
+#include "helpers.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "internal.h"
+
+#define WATCHDOG RX_SEC(10)
+
+static int atomic_get(const int *p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void atomic_set(int *p, int v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* ---------------------------------------------------------------------------
+ * The queue alone, single-threaded: FIFO, the stub's re-insertion, empty.
+ */
+
+static void test_mpsc_fifo(void **state) {
+  (void)state;
+  struct rx__mpsc q;
+  struct rx__mpsc_node n[5];
+  rx__mpsc_init(&q);
+  assert_true(rx__mpsc_empty(&q));
+  assert_null(rx__mpsc_pop(&q));
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 5; i++)
+      rx__mpsc_push(&q, &n[i]);
+    assert_false(rx__mpsc_empty(&q));
+    for (int i = 0; i < 5; i++) {
+      assert_false(rx__mpsc_empty(&q));
+      assert_ptr_equal(rx__mpsc_pop(&q), &n[i]);
+    }
+    assert_true(rx__mpsc_empty(&q));
+    assert_null(rx__mpsc_pop(&q));
+  }
+  /* One at a time: the last node is handed out through the stub. */
+  for (int i = 0; i < 5; i++) {
+    rx__mpsc_push(&q, &n[i]);
+    assert_ptr_equal(rx__mpsc_pop(&q), &n[i]);
+    assert_true(rx__mpsc_empty(&q));
+  }
+}
+
+/* A push caught between its exchange and its link: busy, not empty. */
+static void test_mpsc_busy(void **state) {
+  (void)state;
+  struct rx__mpsc q;
+  struct rx__mpsc_node a, b;
+  rx__mpsc_init(&q);
+  rx__mpsc_push(&q, &a);
+  /* Half of a push of b: the exchange without the link store. */
+  b.next = NULL;
+  struct rx__mpsc_node *prev = __atomic_exchange_n(&q.head, &b, __ATOMIC_SEQ_CST);
+  assert_ptr_equal(rx__mpsc_pop(&q), NULL); /* a is last linked, head is b */
+  assert_false(rx__mpsc_empty(&q));
+  __atomic_store_n(&prev->next, &b, __ATOMIC_RELEASE);
+  assert_ptr_equal(rx__mpsc_pop(&q), &a);
+  assert_ptr_equal(rx__mpsc_pop(&q), &b);
+  assert_true(rx__mpsc_empty(&q));
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_loop_post: 4 producers x 1M posts, exactly once, FIFO per producer.
+ */
+
+#define PRODUCERS 4
+#define POSTS 1000000
+
+struct item {
+  rx_task task;
+  int producer;
+  int seq;
+};
+
+struct stress {
+  rx_loop *loop;
+  struct item *items[PRODUCERS];
+  int last[PRODUCERS];
+  long ran;
+  long out_of_order;
+  long twice;
+  unsigned char *seen[PRODUCERS];
+};
+
+static void stress_fn(rx_loop *loop, rx_task *task) {
+  struct item *it = (struct item *)task;
+  struct stress *s = task->data;
+  if (s->seen[it->producer][it->seq]++)
+    s->twice++;
+  if (it->seq != s->last[it->producer] + 1)
+    s->out_of_order++;
+  s->last[it->producer] = it->seq;
+  if (++s->ran == (long)PRODUCERS * POSTS)
+    rx_unref(loop);
+}
+
+struct producer_arg {
+  struct stress *s;
+  int id;
+};
+
+static void *producer(void *p) {
+  struct producer_arg *a = p;
+  struct item *items = a->s->items[a->id];
+  for (int i = 0; i < POSTS; i++) {
+    items[i].task.fn = stress_fn;
+    items[i].task.data = a->s;
+    items[i].producer = a->id;
+    items[i].seq = i + 1;
+    int rc = rx_loop_post(a->s->loop, &items[i].task);
+    if (rc != 0)
+      return (void *)(intptr_t)rc;
+  }
+  return NULL;
+}
+
+static void test_post_stress(void **state) {
+  (void)state;
+  static struct stress s;
+  memset(&s, 0, sizeof(s));
+  s.loop = rxt.loop;
+  struct producer_arg args[PRODUCERS];
+  pthread_t th[PRODUCERS];
+  for (int p = 0; p < PRODUCERS; p++) {
+    s.items[p] = calloc(POSTS, sizeof(struct item));
+    s.seen[p] = calloc(POSTS + 1, 1);
+    assert_non_null(s.items[p]);
+    args[p] = (struct producer_arg){&s, p};
+  }
+  rx_ref(rxt.loop); /* tasks do not keep the loop alive by themselves */
+  for (int p = 0; p < PRODUCERS; p++)
+    assert_int_equal(pthread_create(&th[p], NULL, producer, &args[p]), 0);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  for (int p = 0; p < PRODUCERS; p++) {
+    void *rc;
+    pthread_join(th[p], &rc);
+    assert_null(rc);
+  }
+  rxt_assert_eq(s.ran, (long)PRODUCERS * POSTS);
+  rxt_assert_eq(s.twice, 0);
+  rxt_assert_eq(s.out_of_order, 0);
+  for (int p = 0; p < PRODUCERS; p++) {
+    rxt_assert_eq(s.last[p], POSTS);
+    free(s.items[p]);
+    free(s.seen[p]);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Lost wake-ups: a producer posts just as the loop goes to sleep.
+ */
+
+#define ROUNDS 100000
+
+struct pingpong {
+  rx_loop *loop;
+  rx_task task;
+  int done;      /* rounds the loop has run */
+  int stalled;   /* the watchdog fired */
+  int use_async;
+  rx_async async;
+};
+
+static void pp_fn(rx_loop *loop, rx_task *task) {
+  struct pingpong *pp = task->data;
+  int n = pp->done + 1;
+  atomic_set(&pp->done, n);
+  if (n == ROUNDS)
+    rx_unref(loop);
+}
+
+static void pp_async_cb(rx_loop *loop, rx_async *w, int revents) {
+  (void)w;
+  assert_int_equal(revents, RX_ASYNC);
+  pp_fn(loop, &((struct pingpong *)w->data)->task);
+}
+
+/* Waits for the loop to finish round `n`: spinning first, so that the next
+ * post often lands while the loop is between its last check and its sleep. */
+static int await_round(struct pingpong *pp, int n) {
+  int64_t deadline = rxt_clock() + WATCHDOG;
+  for (int spin = 0; atomic_get(&pp->done) < n; spin++) {
+    if (spin > 1000)
+      sched_yield();
+    if ((spin & 1023) == 0 && rxt_clock() > deadline)
+      return -1;
+  }
+  return 0;
+}
+
+static void *pp_producer(void *p) {
+  struct pingpong *pp = p;
+  for (int i = 0; i < ROUNDS; i++) {
+    if (pp->use_async)
+      rx_async_send(pp->loop, &pp->async);
+    else
+      rx_loop_post(pp->loop, &pp->task);
+    if (await_round(pp, i + 1) != 0) {
+      atomic_set(&pp->stalled, 1);
+      /* Unstick the loop so the test can report instead of hanging: a
+       * write to the eventfd the loop should have been woken through. */
+      uint64_t one = 1;
+      (void)!write(pp->loop->wakefd, &one, sizeof(one));
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+static void stalled_cb(rx_loop *loop, rx_timer *w, int revents) {
+  (void)w;
+  (void)revents;
+  rx_break(loop, RX_BREAK_ALL);
+}
+
+static void run_pingpong(int use_async) {
+  static struct pingpong pp;
+  memset(&pp, 0, sizeof(pp));
+  pp.loop = rxt.loop;
+  pp.task.fn = pp_fn;
+  pp.task.data = &pp;
+  pp.use_async = use_async;
+  rx_async_init(&pp.async, pp_async_cb);
+  pp.async.data = &pp;
+  if (use_async) {
+    assert_int_equal(rx_async_start(rxt.loop, &pp.async), 0);
+    rx_unref(rxt.loop); /* the watcher alone must not keep the loop */
+  }
+  rx_ref(rxt.loop);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, pp_producer, &pp), 0);
+  while (atomic_get(&pp.done) < ROUNDS && !atomic_get(&pp.stalled))
+    rx_run(rxt.loop, RX_RUN_ONCE);
+  pthread_join(th, NULL);
+  if (use_async) {
+    rx_ref(rxt.loop);
+    rx_async_stop(rxt.loop, &pp.async);
+  }
+  if (atomic_get(&pp.stalled))
+    fail_msg("loop stalled after %d of %d rounds: a wake-up was lost",
+             atomic_get(&pp.done), ROUNDS);
+  rxt_assert_eq(pp.done, ROUNDS);
+  (void)stalled_cb;
+}
+
+static void test_post_no_lost_wakeup(void **state) {
+  (void)state;
+  run_pingpong(0);
+}
+
+static void test_async_no_lost_wakeup(void **state) {
+  (void)state;
+  run_pingpong(1);
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_async: coalescing, at least one callback after the last send.
+ */
+
+#define SENDS 1000000
+
+struct pummel {
+  rx_loop *loop;
+  rx_async w;
+  int sent;      /* the producer's counter, written before each send */
+  int finished;  /* the producer is done */
+  int seen;      /* the counter value the last callback read */
+  long calls;
+};
+
+static void pummel_cb(rx_loop *loop, rx_async *w, int revents) {
+  struct pummel *p = w->data;
+  assert_int_equal(revents, RX_ASYNC);
+  p->calls++;
+  p->seen = atomic_get(&p->sent);
+  if (p->seen == SENDS && atomic_get(&p->finished)) {
+    rx_async_stop(loop, w);
+  }
+}
+
+static void *pummel_producer(void *arg) {
+  struct pummel *p = arg;
+  for (int i = 1; i <= SENDS; i++) {
+    atomic_set(&p->sent, i);
+    rx_async_send(p->loop, &p->w);
+  }
+  atomic_set(&p->finished, 1);
+  rx_async_send(p->loop, &p->w);
+  return NULL;
+}
+
+static void test_async_pummel(void **state) {
+  (void)state;
+  static struct pummel p;
+  memset(&p, 0, sizeof(p));
+  p.loop = rxt.loop;
+  rx_async_init(&p.w, pummel_cb);
+  p.w.data = &p;
+  assert_int_equal(rx_async_start(rxt.loop, &p.w), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, pummel_producer, &p), 0);
+  /* Returns once the callback has seen the final counter and stopped. */
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  pthread_join(th, NULL);
+  rxt_assert_eq(p.seen, SENDS);
+  rxt_assert_ge(p.calls, 1);
+  rxt_assert_le(p.calls, SENDS + 1); /* coalesced, never more than sends */
+}
+
+static void count_async(rx_loop *loop, rx_async *w, int revents) {
+  (void)loop;
+  (void)revents;
+  (*(int *)w->data)++;
+}
+
+static void test_async_basics(void **state) {
+  (void)state;
+  int calls = 0;
+  rx_async w;
+  rx_async_init(&w, count_async);
+  w.data = &calls;
+  assert_int_equal(rx_async_send(NULL, &w), -EINVAL);
+  assert_int_equal(rx_async_send(rxt.loop, NULL), -EINVAL);
+  assert_int_equal(rx_async_start(NULL, &w), -EINVAL);
+  /* A send to a stopped watcher is dropped at start. */
+  assert_int_equal(rx_async_send(rxt.loop, &w), 0);
+  assert_true(rx_async_pending(&w));
+  assert_int_equal(rx_async_start(rxt.loop, &w), 0);
+  assert_false(rx_async_pending(&w));
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(calls, 0);
+  /* Three sends, one callback. */
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(rx_async_send(rxt.loop, &w), 0);
+  assert_true(rx_async_pending(&w));
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(calls, 1);
+  assert_false(rx_async_pending(&w));
+  /* Stop clears a pending callback. */
+  assert_int_equal(rx_async_set_priority(&w, 1), -EBUSY);
+  rx_async_send(rxt.loop, &w);
+  rx_async_stop(rxt.loop, &w);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(calls, 1);
+  assert_int_equal(rx_async_set_priority(&w, 3), -EINVAL);
+  assert_int_equal(rx_async_set_priority(&w, 1), 0);
+  /* Active on another loop. */
+  rx_loop *other;
+  assert_int_equal(rx_loop_new(&other, NULL), 0);
+  assert_int_equal(rx_async_start(rxt.loop, &w), 0);
+  assert_int_equal(rx_async_start(rxt.loop, &w), 0);
+  assert_int_equal(rx_async_start(other, &w), -EBUSY);
+  rx_async_stop(rxt.loop, &w);
+  rx_loop_free(other);
+}
+
+/* ---------------------------------------------------------------------------
+ * A send from a signal handler wakes a sleeping loop.
+ */
+
+static rx_loop *sig_loop;
+static rx_async sig_async;
+
+static void on_usr1(int sig) {
+  (void)sig;
+  int saved = errno;
+  rx_async_send(sig_loop, &sig_async);
+  errno = saved;
+}
+
+static void *signaller(void *arg) {
+  pthread_t target = *(pthread_t *)arg;
+  rxt_sleep_ns(RX_MSEC(50)); /* let the loop fall asleep */
+  pthread_kill(target, SIGUSR1);
+  return NULL;
+}
+
+static void sig_cb(rx_loop *loop, rx_async *w, int revents) {
+  (void)revents;
+  (*(int *)w->data)++;
+  rx_async_stop(loop, w);
+}
+
+static void test_async_from_signal_handler(void **state) {
+  (void)state;
+  int calls = 0;
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_usr1;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+  sig_loop = rxt.loop;
+  rx_async_init(&sig_async, sig_cb);
+  sig_async.data = &calls;
+  assert_int_equal(rx_async_start(rxt.loop, &sig_async), 0);
+  pthread_t self = pthread_self(), th;
+  assert_int_equal(pthread_create(&th, NULL, signaller, &self), 0);
+  int64_t t0 = rxt_clock();
+  /* Nothing but the async watcher: only the send can end this run. */
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  pthread_join(th, NULL);
+  sigaction(SIGUSR1, &old, NULL);
+  assert_int_equal(calls, 1);
+  rxt_assert_lt(rxt_clock() - t0, WATCHDOG);
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_loop_post: argument checks, a task posted from the loop's own thread,
+ * and closing.
+ */
+
+static void mark(rx_loop *loop, rx_task *task) {
+  (void)loop;
+  (*(int *)task->data)++;
+}
+
+static void test_post_basics(void **state) {
+  (void)state;
+  int ran = 0;
+  rx_task t = {.fn = mark, .data = &ran};
+  rx_task nofn = {.fn = NULL};
+  assert_int_equal(rx_loop_post(NULL, &t), -EINVAL);
+  assert_int_equal(rx_loop_post(rxt.loop, NULL), -EINVAL);
+  assert_int_equal(rx_loop_post(rxt.loop, &nofn), -EINVAL);
+  assert_int_equal(rx_loop_post_from(NULL, rxt.loop, &t), -EINVAL);
+  assert_int_equal(rx_loop_post(rxt.loop, &t), 0);
+  assert_int_equal(ran, 0); /* never run inside the call */
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(ran, 1);
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(ran, 1); /* exactly once */
+  /* A pending post keeps ONCE from blocking. */
+  rx_ref(rxt.loop);
+  assert_int_equal(rx_loop_post(rxt.loop, &t), 0);
+  int64_t t0 = rxt_clock();
+  rx_run(rxt.loop, RX_RUN_ONCE);
+  rxt_assert_lt(rxt_clock() - t0, RX_SEC(1));
+  assert_int_equal(ran, 2);
+  rx_unref(rxt.loop);
+}
+
+/* Tasks posted before rx_loop_free() run in it; later ones are refused. */
+static void test_post_at_free(void **state) {
+  (void)state;
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  int ran = 0;
+  rx_task t[3];
+  for (int i = 0; i < 3; i++) {
+    t[i] = (rx_task){.fn = mark, .data = &ran};
+    assert_int_equal(rx_loop_post(loop, &t[i]), 0);
+  }
+  rx_loop_free(loop);
+  assert_int_equal(ran, 3);
+}
+
+/* A loop being freed while a producer posts: every accepted task runs once,
+ * then posts fail with -ESHUTDOWN. The allocator here keeps freed blocks
+ * until the test ends, so the producer's last calls read valid memory. */
+struct closing {
+  rx_loop *loop;
+  rx_task tasks[200000];
+  long accepted;
+  long ran;
+  int refused;
+};
+
+static void closing_fn(rx_loop *loop, rx_task *task) {
+  (void)loop;
+  ((struct closing *)task->data)->ran++;
+}
+
+static void *closing_producer(void *arg) {
+  struct closing *c = arg;
+  for (long i = 0; i < 200000; i++) {
+    c->tasks[i] = (rx_task){.fn = closing_fn, .data = c};
+    int rc = rx_loop_post(c->loop, &c->tasks[i]);
+    if (rc == -ESHUTDOWN) {
+      c->refused = 1;
+      break;
+    }
+    assert_int_equal(rc, 0);
+    c->accepted++;
+  }
+  return NULL;
+}
+
+static void *quarantine[64];
+static int nquarantine;
+static void *q_alloc(void *ctx, size_t size) {
+  (void)ctx;
+  return malloc(size);
+}
+static void *q_realloc(void *ctx, void *p, size_t o, size_t n) {
+  (void)ctx;
+  (void)o;
+  return realloc(p, n);
+}
+static void q_free(void *ctx, void *p, size_t size) {
+  (void)ctx;
+  (void)size;
+  if (nquarantine < 64)
+    quarantine[nquarantine++] = p;
+  else
+    free(p);
+}
+
+static void test_post_while_freeing(void **state) {
+  (void)state;
+  static struct closing c;
+  memset(&c, 0, sizeof(c));
+  /* The fixture installed a tracking allocator; swap in the quarantine. */
+  assert_int_equal(rx_set_allocator(NULL), 0);
+  struct rx_allocator q = {q_alloc, q_realloc, q_free, NULL};
+  assert_int_equal(rx_set_allocator(&q), 0);
+  assert_int_equal(rx_loop_new(&c.loop, NULL), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, closing_producer, &c), 0);
+  rx_run(c.loop, RX_RUN_NOWAIT);
+  rxt_sleep_ns(RX_MSEC(2));
+  rx_loop_free(c.loop);
+  pthread_join(th, NULL);
+  rxt_assert_eq(c.ran, c.accepted);
+  assert_true(c.refused || c.accepted == 200000);
+  for (int i = 0; i < nquarantine; i++)
+    free(quarantine[i]);
+  nquarantine = 0;
+  assert_int_equal(rx_set_allocator(NULL), 0);
+  rxt_heap_install(); /* for the fixture's check */
+}
+
+/* ---------------------------------------------------------------------------
+ * Loop to loop: two loops on two threads bounce a task with
+ * rx_loop_post_from (MSG_RING between io_uring loops where the kernel has
+ * it).
+ */
+
+#define BOUNCES 20000
+
+struct side {
+  rx_loop *loop;
+  struct side *peer;
+  rx_task task;
+  int count;
+};
+
+static void bounce(rx_loop *loop, rx_task *task) {
+  struct side *s = task->data;
+  s->count++;
+  if (s->count >= BOUNCES) {
+    rx_unref(loop);
+    if (s->count > BOUNCES)
+      return;
+  }
+  /* Hand the ball to the other side's task. */
+  assert_int_equal(rx_loop_post_from(loop, s->peer->loop, &s->peer->task), 0);
+}
+
+static void *side_thread(void *arg) {
+  struct side *s = arg;
+  rx_run(s->loop, RX_RUN_DEFAULT);
+  return NULL;
+}
+
+static void test_loop_to_loop(void **state) {
+  (void)state;
+  static struct side a, b;
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  assert_int_equal(rx_loop_new(&b.loop, NULL), 0);
+  a.loop = rxt.loop;
+  a.peer = &b;
+  b.peer = &a;
+  a.task = (rx_task){.fn = bounce, .data = &a};
+  b.task = (rx_task){.fn = bounce, .data = &b};
+  rx_ref(a.loop);
+  rx_ref(b.loop);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, side_thread, &b), 0);
+  assert_int_equal(rx_loop_post(a.loop, &a.task), 0);
+  rx_run(a.loop, RX_RUN_DEFAULT);
+  pthread_join(th, NULL);
+  rxt_assert_ge(a.count, BOUNCES);
+  rxt_assert_ge(b.count, BOUNCES);
+  rx_loop_free(b.loop);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_mpsc_fifo),
+      cmocka_unit_test(test_mpsc_busy),
+      RXT_TEST(test_async_basics),
+      RXT_TEST(test_post_basics),
+      RXT_TEST_NOLOOP(test_post_at_free),
+      RXT_TEST_NOLOOP(test_post_while_freeing),
+      RXT_TEST(test_post_stress),
+      RXT_TEST(test_post_no_lost_wakeup),
+      RXT_TEST(test_async_no_lost_wakeup),
+      RXT_TEST(test_async_pummel),
+      RXT_TEST(test_async_from_signal_handler),
+      RXT_TEST(test_loop_to_loop),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
