@@ -21,6 +21,12 @@
  *     timeout rounded up to whole milliseconds, so timers are never early.
  *  e) EPOLLHUP and EPOLLERR are always reported; like libev, they wake both
  *     readers and writers, whose next read or write returns the error.
+ *  f) A registration dropped by note a) cannot be removed: EPOLL_CTL_DEL
+ *     names (file, fd) through the fd, which now refers to another file. If
+ *     the old file stays ready, level-triggered epoll would report it in
+ *     every wait and the loop would never block again. So, as libev does,
+ *     the first such event makes the next wait rebuild the epoll set from
+ *     the fd table (and the doorbell), which leaves the orphan behind.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +44,7 @@ struct rx_epoll {
   struct rx_loop loop; /* first: a loop pointer is a backend pointer */
   int epfd;
   int no_pwait2;       /* epoll_pwait2 returned ENOSYS once */
+  int orphan;          /* note f): an orphaned registration reported */
   struct epoll_event events[MAX_EVENTS];
 };
 
@@ -134,8 +141,34 @@ static int wait_events(struct rx_epoll *be, int64_t timeout) {
   return epoll_wait(be->epfd, be->events, MAX_EVENTS, ms);
 }
 
+static int epoll_doorbell(rx_loop *loop);
+
+/* Note f): a new epoll set with every wanted fd queued for an ADD. On
+ * failure (no fd left), the old set stays and the next wait tries again. */
+static void rebuild(struct rx_epoll *be) {
+  rx_loop *loop = &be->loop;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return;
+  close(be->epfd);
+  be->epfd = ep;
+  be->orphan = 0;
+  if (loop->wakefd >= 0)
+    epoll_doorbell(loop);
+  for (int fd = 0; fd < loop->nfds; fd++) {
+    struct rx__fd *f = &loop->fds[fd];
+    f->kernel = 0;
+    if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
+      f->flags |= RX__FD_CHANGED;
+      loop->changes[loop->nchanges++] = fd;
+    }
+  }
+}
+
 static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   struct rx_epoll *be = backend_of(loop);
+  if (be->orphan)
+    rebuild(be);
   flush_changes(be);
   /* A registration the kernel refused was just reported (note c): its
    * RX_ERROR is pending, and the wait must not block before it is run. */
@@ -154,8 +187,11 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
     }
     int fd = (int)(uint32_t)ev->data.u64;
     struct rx__fd *f = rx__fd_get(loop, fd);
-    if (f == NULL || f->gen != (uint32_t)(ev->data.u64 >> 32))
-      continue; /* note a): a registration older than the fd's watchers */
+    if (f == NULL || f->gen != (uint32_t)(ev->data.u64 >> 32)) {
+      /* note a): a registration older than the fd's watchers; note f) */
+      be->orphan = 1;
+      continue;
+    }
     if (f->want == 0) {
       /* note b): nobody wants it any more */
       epoll_ctl(be->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -187,6 +223,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .create = epoll_create_loop,
     .destroy = epoll_destroy,
     .wait = epoll_wait_loop,
+    .flush = NULL,
     .doorbell = epoll_doorbell,
     .wake_from = NULL,
 };

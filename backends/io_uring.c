@@ -27,7 +27,12 @@
  *     without it are refused with -ENOSYS, so the loop falls back to epoll.
  *  e) Setup flags: SINGLE_ISSUER (6.0) because only the loop's thread
  *     submits; DEFER_TASKRUN (6.1) so completions are produced only when the
- *     loop asks for them, in its own context. Older kernels refuse unknown
+ *     loop asks for them, in its own context. SINGLE_ISSUER binds the ring
+ *     to one task: the one that creates it, unless the ring starts disabled
+ *     (R_DISABLED, 5.10), in which case the one that enables it. The ring is
+ *     enabled by the first wait, so a loop made on one thread and run on
+ *     another works; running it later from yet another thread fails with
+ *     -EEXIST, which rx_run() returns. Older kernels refuse unknown
  *     flags with EINVAL, so setup falls back to COOP_TASKRUN|TASKRUN_FLAG
  *     (5.19), then to no flags. SQPOLL is never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
@@ -54,6 +59,8 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "../reactor/internal.h"
 
@@ -69,6 +76,8 @@ struct rx_uring {
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
+  bool disabled;       /* made with R_DISABLED, enabled by the first wait */
+  bool rearm_doorbell; /* the doorbell READ could not be queued */
   uint64_t wakebuf;    /* where the doorbell READ lands */
 };
 
@@ -80,7 +89,7 @@ static inline struct rx_uring *backend_of(rx_loop *loop) {
 static int setup_ring(struct rx_uring *be, unsigned entries) {
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-          IORING_SETUP_TASKRUN_FLAG,
+          IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
       0,
   };
@@ -104,6 +113,7 @@ static int setup_ring(struct rx_uring *be, unsigned entries) {
                         ? IOSQE_CQE_SKIP_SUCCESS
                         : 0;
     be->peek_ok = tries[i] != 0;
+    be->disabled = (tries[i] & IORING_SETUP_R_DISABLED) != 0;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
     be->msg_ring = probe != NULL &&
                    io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
@@ -140,11 +150,14 @@ static void uring_destroy(rx_loop *loop) {
   rx__free(be, sizeof(*be));
 }
 
-/* An SQE, submitting the full ring first if need be (note h). */
+/* An SQE, submitting the full ring first if need be (note h); NULL only if
+ * that submission failed (a ring used from a thread it is not bound to). */
 static struct io_uring_sqe *get_sqe(struct rx_uring *be) {
-  struct io_uring_sqe *sqe;
-  while ((sqe = io_uring_get_sqe(&be->ring)) == NULL)
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&be->ring);
+  if (sqe == NULL) {
     io_uring_submit(&be->ring);
+    sqe = io_uring_get_sqe(&be->ring);
+  }
   return sqe;
 }
 
@@ -152,11 +165,18 @@ static inline uint64_t tag(const struct rx__fd *f, int fd) {
   return (uint64_t)f->gen << 32 | (uint32_t)fd;
 }
 
-static void remove_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
+/* Queues a POLL_REMOVE of the poll tagged `ud`. */
+static void queue_remove(struct rx_uring *be, uint64_t ud) {
   struct io_uring_sqe *sqe = get_sqe(be);
-  io_uring_prep_poll_remove(sqe, tag(f, fd));
+  if (sqe == NULL)
+    return; /* only outside flush_changes(): a stale poll, retried later */
+  io_uring_prep_poll_remove(sqe, ud);
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
   sqe->flags |= be->sqe_flags;
+}
+
+static void remove_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
+  queue_remove(be, tag(f, fd));
   f->armed = 0;
   f->kernel = 0;
   f->gen++; /* the removed poll's -ECANCELED completion is now stale */
@@ -165,6 +185,7 @@ static void remove_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
 static void add_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
   unsigned mask = ((f->want & RX_READ) ? POLLIN : 0) |
                   ((f->want & RX_WRITE) ? POLLOUT : 0);
+  /* flush_changes() made room, so there is always an SQE here. */
   struct io_uring_sqe *sqe = get_sqe(be);
   f->gen++;
   if (f->want & RX_ET)
@@ -188,11 +209,26 @@ static void apply_change(struct rx_uring *be, int fd) {
     f->flags &= ~RX__FD_REOPEN;
 }
 
-static void flush_changes(struct rx_uring *be) {
+/* Queues the SQEs of every changed fd. A change takes at most two SQEs
+ * (remove, add), so room for them is made before each one; if the ring
+ * cannot be submitted, the changes not yet applied stay for the next wait
+ * and the error is returned. */
+static int flush_changes(struct rx_uring *be) {
   rx_loop *loop = &be->loop;
-  for (int i = 0; i < loop->nchanges; i++)
+  for (int i = 0; i < loop->nchanges; i++) {
+    if (io_uring_sq_space_left(&be->ring) < 2) {
+      int rc = io_uring_submit(&be->ring);
+      if (io_uring_sq_space_left(&be->ring) < 2) {
+        loop->nchanges -= i;
+        memmove(loop->changes, loop->changes + i,
+                sizeof(*loop->changes) * (size_t)loop->nchanges);
+        return rc < 0 ? rc : -EBUSY;
+      }
+    }
     apply_change(be, loop->changes[i]);
+  }
   loop->nchanges = 0;
+  return 0;
 }
 
 static int poll_revents(int res) {
@@ -206,6 +242,11 @@ static int poll_revents(int res) {
 
 static void arm_doorbell(struct rx_uring *be) {
   struct io_uring_sqe *sqe = get_sqe(be);
+  if (sqe == NULL) {
+    be->rearm_doorbell = true; /* retried by the next wait */
+    return;
+  }
+  be->rearm_doorbell = false;
   io_uring_prep_read(sqe, be->loop.wakefd, &be->wakebuf, sizeof(be->wakebuf),
                      0);
   io_uring_sqe_set_data64(sqe, UD_WAKEFD);
@@ -224,8 +265,14 @@ static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
   }
   int fd = (int)(uint32_t)ud;
   struct rx__fd *f = rx__fd_get(loop, fd);
-  if (f == NULL || f->gen != (uint32_t)(ud >> 32))
-    return; /* note c) */
+  if (f == NULL || f->gen != (uint32_t)(ud >> 32)) {
+    /* note c). A stale multishot poll that is still armed (F_MORE) lost its
+     * POLL_REMOVE to a wake-up in progress (-EALREADY): remove it again, or
+     * it would hold the old file open for the ring's lifetime. */
+    if (cqe->flags & IORING_CQE_F_MORE)
+      queue_remove(be, ud);
+    return;
+  }
   if (!(cqe->flags & IORING_CQE_F_MORE)) {
     /* One-shot, or a multishot the kernel ended: re-arm in the next batch
      * if anyone still wants it (note a). */
@@ -256,7 +303,21 @@ static unsigned reap(struct rx_uring *be) {
 static int uring_wait(rx_loop *loop, int64_t timeout) {
   struct rx_uring *be = backend_of(loop);
   struct io_uring *ring = &be->ring;
-  flush_changes(be);
+  if (be->disabled) {
+    /* Note e): the thread that first runs the loop becomes the ring's one
+     * submitter, not the thread that made it. */
+    /* The raw syscall: Debian's liburing 2.3 declares
+     * io_uring_enable_rings() but does not export it. */
+    if (syscall(__NR_io_uring_register, ring->ring_fd,
+                IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+      return -errno;
+    be->disabled = false;
+  }
+  if (be->rearm_doorbell)
+    arm_doorbell(be);
+  int frc = flush_changes(be);
+  if (frc < 0)
+    return frc;
 
   int rc = 0;
   if (timeout == 0) {
@@ -306,10 +367,21 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
   if (!src->msg_ring)
     return -ENOTSUP;
   struct io_uring_sqe *sqe = get_sqe(src);
+  if (sqe == NULL)
+    return -EBUSY;
   io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, UD_MESSAGE, 0);
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
   sqe->flags |= src->sqe_flags;
   return 0;
+}
+
+/* rx_run() is returning: submit what callbacks queued after the last wait
+ * (a MSG_RING to another loop above all, note i). One syscall, and only
+ * when something is queued. */
+static void uring_flush(rx_loop *loop) {
+  struct rx_uring *be = backend_of(loop);
+  if (!be->disabled && io_uring_sq_ready(&be->ring) > 0)
+    io_uring_submit(&be->ring);
 }
 
 const struct rx_backend_ops rx__uring_ops = {
@@ -317,6 +389,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .create = uring_create,
     .destroy = uring_destroy,
     .wait = uring_wait,
+    .flush = uring_flush,
     .doorbell = uring_doorbell,
     .wake_from = uring_wake_from,
 };

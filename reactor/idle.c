@@ -8,6 +8,7 @@
  * watcher is on both while its event waits.
  */
 #include <errno.h>
+#include <stdbool.h>
 
 #include "internal.h"
 
@@ -18,19 +19,25 @@ static void init_head(struct rx__head *w, enum rx__kind kind) {
               ((uint32_t)kind << RX__F_KIND_SHIFT);
 }
 
+/* Whether the linked `active` is on one of `loop`'s lists. Every list is
+ * circular through a sentinel inside its loop; walking backwards finds it
+ * at once for the first watcher of a list, which is the one rx_loop_free()
+ * stops each time. */
+static bool owned_by(const rx_loop *loop, const struct rx__link *active) {
+  const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
+  for (const struct rx__link *n = active->prev; n != active; n = n->prev)
+    if ((const char *)n >= lo && (const char *)n < hi)
+      return true;
+  return false;
+}
+
 /* Starts a list-kept watcher: `active` is its list link. */
 static int start_on(rx_loop *loop, struct rx__head *w, struct rx__link *active,
                     struct rx__link *list) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE) {
-    /* Every list is circular through a sentinel inside its loop. */
-    const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
-    for (struct rx__link *n = active->next; n != active; n = n->next)
-      if ((const char *)n >= lo && (const char *)n < hi)
-        return 0;
-    return -EBUSY;
-  }
+  if (w->_flags & RX__F_ACTIVE)
+    return owned_by(loop, active) ? 0 : -EBUSY;
   rx__list_push(list, active);
   w->_flags |= RX__F_ACTIVE;
   loop->activecnt++;
@@ -40,6 +47,10 @@ static int start_on(rx_loop *loop, struct rx__head *w, struct rx__link *active,
 static int stop_on(rx_loop *loop, struct rx__head *w, struct rx__link *active) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
+  /* Active on another loop: rx.h promises -EBUSY, and touching it would
+   * corrupt both loops' counts. (Pending implies active for these kinds.) */
+  if ((w->_flags & RX__F_ACTIVE) && !owned_by(loop, active))
+    return -EBUSY;
   rx__clear_pending(loop, w);
   if (!(w->_flags & RX__F_ACTIVE))
     return 0;

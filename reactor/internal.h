@@ -62,6 +62,10 @@ struct rx_backend_ops {
    * an interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
    * message from another ring) is reported with rx__doorbell(). */
   int (*wait)(rx_loop *loop, int64_t timeout);
+  /* Sends what the backend has queued for the kernel without waiting, so
+   * that nothing queued (a wake-up for another loop, a poll removal) is
+   * held back while the loop is not run. NULL when nothing is ever queued. */
+  void (*flush)(rx_loop *loop);
   /* Starts watching loop->wakefd; called once, after create. */
   int (*doorbell)(rx_loop *loop);
   /* Wakes `to` from the thread of `from`, both on this backend, without

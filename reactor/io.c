@@ -77,17 +77,24 @@ static int grow_fds(rx_loop *loop, int fd) {
   int n = loop->nfds > 0 ? loop->nfds : 64;
   while (n <= fd)
     n = n > INT32_MAX / 2 ? fd + 1 : n * 2;
-  struct rx__fd *fds = rx__realloc(loop->fds, sizeof(*fds) * (size_t)loop->nfds,
-                                   sizeof(*fds) * (size_t)n);
-  if (fds == NULL)
+  /* Both tables are sized by nfds, which is also the size their frees are
+   * given (rx.h's sized-free contract): allocate both new ones before
+   * touching the old ones, so that a failure leaves everything as it was. */
+  struct rx__fd *fds = rx__alloc(sizeof(*fds) * (size_t)n);
+  int *changes = rx__alloc(sizeof(*changes) * (size_t)n);
+  if (fds == NULL || changes == NULL) {
+    rx__free(fds, sizeof(*fds) * (size_t)n);
+    rx__free(changes, sizeof(*changes) * (size_t)n);
     return -ENOMEM;
+  }
+  if (loop->nfds > 0) {
+    memcpy(fds, loop->fds, sizeof(*fds) * (size_t)loop->nfds);
+    memcpy(changes, loop->changes, sizeof(*changes) * (size_t)loop->nchanges);
+  }
   memset(fds + loop->nfds, 0, sizeof(*fds) * (size_t)(n - loop->nfds));
+  rx__free(loop->fds, sizeof(*fds) * (size_t)loop->nfds);
+  rx__free(loop->changes, sizeof(*changes) * (size_t)loop->nfds);
   loop->fds = fds;
-  int *changes = rx__realloc(loop->changes,
-                             sizeof(*changes) * (size_t)loop->nfds,
-                             sizeof(*changes) * (size_t)n);
-  if (changes == NULL)
-    return -ENOMEM; /* the larger fd table is kept; nfds is not raised */
   loop->changes = changes;
   loop->nfds = n;
   return 0;

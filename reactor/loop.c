@@ -306,6 +306,8 @@ const char *rx_strerror(int err) {
     return "Success";
   if (err > 0)
     return "Unknown error (positive value)";
+  if (err < -4095) /* beyond any errno (MAX_ERRNO); -INT_MIN would overflow */
+    return "Unknown error";
   /* strerror() is not thread-safe; strerrordesc_np() returns static text. */
   const char *s = strerrordesc_np(-err);
   return s != NULL ? s : "Unknown error";
@@ -473,6 +475,8 @@ int rx_run(rx_loop *loop, int mode) {
            !(mode & (RX_RUN_ONCE | RX_RUN_NOWAIT)));
   if (loop->break_how == RX_BREAK_ONE)
     loop->break_how = RX_BREAK_CANCEL;
+  if (loop->ops->flush != NULL)
+    loop->ops->flush(loop);
   loop->depth--;
   if (rc < 0)
     return rc;

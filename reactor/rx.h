@@ -103,14 +103,17 @@ struct rx__link {
   struct rx__link *prev;
 };
 
-/* A timer wheel entry: a link, the deadline and 6 bits the wheel's user owns.
- * The deadline is kept relative to the wheel's origin in 58 bits (9 years),
- * which is how rx_timer stays at 48 bytes. */
+/* A timer wheel entry: a link and one word holding the deadline, relative to
+ * the wheel's origin, in its low 58 bits (9 years), and 6 bits the wheel's
+ * user owns above them. One word, always read and written whole (no
+ * bit-fields: a byte store followed by a word load of the same word stalls
+ * store forwarding), is how rx_timer stays at 48 bytes. */
 struct rx__tw_entry {
   struct rx__link link;
-  uint64_t at : 58;
-  uint64_t flags : 6;
+  uint64_t word;
 };
+#define RX__TW_AT_BITS 58
+#define RX__TW_AT_MASK ((UINT64_C(1) << RX__TW_AT_BITS) - 1)
 
 /* A node of the loop's lock-free queue (reactor/mpsc.h); only ever accessed
  * with atomic builtins. */
@@ -380,7 +383,7 @@ RX_EXPORT int rx_async_set_priority(rx_async *w, int priority);
 #define RX__F_KIND 0x0000f00u
 #define RX__F_REVENTS_SHIFT 16   /* pending revents, 16 bits */
 
-/* The timer's 6 private state bits in `_ent.flags`. */
+/* The timer's 6 private state bits, above the deadline in `_ent.word`. */
 #define RX__T_PRIO 0x07u /* priority + 2 */
 #define RX__T_ACTIVE 0x08u
 #define RX__T_PENDING 0x10u
@@ -401,10 +404,12 @@ static inline int rx__head_pending(const void *w) {
   return (rx__head_flags(w) & RX__F_PENDING) != 0;
 }
 static inline int rx__timer_active(const void *w) {
-  return (((const rx_timer *)w)->_ent.flags & RX__T_ACTIVE) != 0;
+  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
+          RX__T_ACTIVE) != 0;
 }
 static inline int rx__timer_pending(const void *w) {
-  return (((const rx_timer *)w)->_ent.flags & RX__T_PENDING) != 0;
+  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
+          RX__T_PENDING) != 0;
 }
 
 #ifndef __cplusplus

@@ -8,7 +8,10 @@
  * the two it is active and pending, exactly as in libev. This is what keeps
  * rx_timer at 48 bytes (libev's ev_timer size) with an O(1) wheel.
  *
- * While a timer is stopped, `_ent.at` holds the delay it will start with:
+ * The timer's state bits (priority, active, pending, invalid) share one word
+ * with its deadline (rx.h, struct rx__tw_entry); every access below reads or
+ * writes that word whole. While a timer is stopped, the deadline bits hold
+ * the delay it will start with:
  * `after` from init/set, or what was left when it was stopped (libev's
  * semantics: stop keeps the remaining time, so start resumes; an expired
  * one-shot timer has none left). rx_timer_set() or rx_timer_again() give a
@@ -21,8 +24,25 @@
 
 #define MAX_DELAY ((int64_t)((UINT64_C(1) << 58) - 1))
 
+static inline unsigned tflags(const rx_timer *w) {
+  return (unsigned)(w->_ent.word >> RX__TW_AT_BITS);
+}
+
+static inline void tset(rx_timer *w, unsigned bits) {
+  w->_ent.word |= (uint64_t)bits << RX__TW_AT_BITS;
+}
+
+static inline void tclear(rx_timer *w, unsigned bits) {
+  w->_ent.word &= ~((uint64_t)bits << RX__TW_AT_BITS);
+}
+
 static inline int prio_index(const rx_timer *w) {
-  return (int)(w->_ent.flags & RX__T_PRIO);
+  return (int)(tflags(w) & RX__T_PRIO);
+}
+
+/* The delay a stopped timer starts with. */
+static inline int64_t delay_of(const rx_timer *w) {
+  return (int64_t)(w->_ent.word & RX__TW_AT_MASK);
 }
 
 static inline rx_timer *timer_of(struct rx__link *node) {
@@ -30,26 +50,27 @@ static inline rx_timer *timer_of(struct rx__link *node) {
 }
 
 static void set_delay(rx_timer *w, int64_t after) {
-  w->_ent.at = (uint64_t)(after < 0 ? 0 : after > MAX_DELAY ? MAX_DELAY : after);
+  uint64_t d = (uint64_t)(after < 0 ? 0 : after > MAX_DELAY ? MAX_DELAY : after);
+  w->_ent.word = (w->_ent.word & ~RX__TW_AT_MASK) | d;
 }
 
 void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after, int64_t repeat) {
   w->cb = cb;
   w->_ent.link.next = NULL;
   w->_ent.link.prev = NULL;
-  w->_ent.flags = (uint64_t)(0 - RX_MINPRI);
+  w->_ent.word = (uint64_t)(0 - RX_MINPRI) << RX__TW_AT_BITS;
   w->repeat = repeat;
   set_delay(w, after);
   if (after < 0 || repeat < 0)
-    w->_ent.flags |= RX__T_INVALID;
+    tset(w, RX__T_INVALID);
 }
 
 int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat) {
   if (w == NULL || after < 0 || repeat < 0)
     return -EINVAL;
-  if (w->_ent.flags & (RX__T_ACTIVE | RX__T_PENDING))
+  if (tflags(w) & (RX__T_ACTIVE | RX__T_PENDING))
     return -EBUSY;
-  w->_ent.flags &= ~(uint64_t)RX__T_INVALID;
+  tclear(w, RX__T_INVALID);
   w->repeat = repeat;
   set_delay(w, after);
   return 0;
@@ -58,10 +79,10 @@ int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat) {
 int rx_timer_set_priority(rx_timer *w, int priority) {
   if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
     return -EINVAL;
-  if (w->_ent.flags & (RX__T_ACTIVE | RX__T_PENDING))
+  if (tflags(w) & (RX__T_ACTIVE | RX__T_PENDING))
     return -EBUSY;
-  w->_ent.flags = (w->_ent.flags & ~(uint64_t)RX__T_PRIO) |
-                  (uint64_t)(priority - RX_MINPRI);
+  tclear(w, RX__T_PRIO);
+  tset(w, (unsigned)(priority - RX_MINPRI));
   return 0;
 }
 
@@ -80,17 +101,17 @@ static bool owned_by(const rx_loop *loop, const rx_timer *w) {
 }
 
 static void unpend(rx_loop *loop, rx_timer *w) {
-  if (!(w->_ent.flags & RX__T_PENDING))
+  if (!(tflags(w) & RX__T_PENDING))
     return;
   rx__list_unlink(&w->_ent.link);
-  w->_ent.flags &= ~(uint64_t)RX__T_PENDING;
+  tclear(w, RX__T_PENDING);
   loop->pendingcnt--;
 }
 
 static void arm(rx_loop *loop, rx_timer *w, int64_t at) {
   rx__tw_add(&loop->wheel, &w->_ent, at);
-  if (!(w->_ent.flags & RX__T_ACTIVE)) {
-    w->_ent.flags |= RX__T_ACTIVE;
+  if (!(tflags(w) & RX__T_ACTIVE)) {
+    tset(w, RX__T_ACTIVE);
     loop->activecnt++;
   }
 }
@@ -103,13 +124,13 @@ static int64_t deadline(const rx_loop *loop, int64_t delay) {
 int rx_timer_start(rx_loop *loop, rx_timer *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if ((w->_ent.flags & RX__T_INVALID) || w->repeat < 0)
+  if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
-  if (w->_ent.flags & RX__T_ACTIVE)
+  if (tflags(w) & RX__T_ACTIVE)
     return owned_by(loop, w) ? 0 : -EBUSY;
   /* A pending expiry of the previous run is dropped: the timer starts over. */
   unpend(loop, w);
-  arm(loop, w, deadline(loop, (int64_t)w->_ent.at));
+  arm(loop, w, deadline(loop, delay_of(w)));
   return 0;
 }
 
@@ -117,19 +138,19 @@ int rx_timer_start(rx_loop *loop, rx_timer *w) {
  * time it had left as its next delay. */
 static void deactivate(rx_loop *loop, rx_timer *w) {
   int64_t left = rx__tw_at(&loop->wheel, &w->_ent) - loop->now;
-  if (w->_ent.flags & RX__T_PENDING)
+  if (tflags(w) & RX__T_PENDING)
     unpend(loop, w);
   else
     rx__tw_del(&loop->wheel, &w->_ent);
   set_delay(w, left);
-  w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
+  tclear(w, RX__T_ACTIVE);
   loop->activecnt--;
 }
 
 int rx_timer_stop(rx_loop *loop, rx_timer *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (w->_ent.flags & RX__T_ACTIVE)
+  if (tflags(w) & RX__T_ACTIVE)
     deactivate(loop, w);
   else
     unpend(loop, w);
@@ -139,14 +160,14 @@ int rx_timer_stop(rx_loop *loop, rx_timer *w) {
 int rx_timer_again(rx_loop *loop, rx_timer *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if ((w->_ent.flags & RX__T_INVALID) || w->repeat < 0)
+  if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
-  if (w->_ent.flags & RX__T_ACTIVE) {
+  if (tflags(w) & RX__T_ACTIVE) {
     if (w->repeat == 0) {
       deactivate(loop, w);
       return 0;
     }
-    if (w->_ent.flags & RX__T_PENDING)
+    if (tflags(w) & RX__T_PENDING)
       unpend(loop, w);
     else
       rx__tw_del(&loop->wheel, &w->_ent);
@@ -160,9 +181,9 @@ int rx_timer_again(rx_loop *loop, rx_timer *w) {
 }
 
 int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w) {
-  if (w->_ent.flags & RX__T_ACTIVE)
+  if (tflags(w) & RX__T_ACTIVE)
     return rx__tw_at(&loop->wheel, &w->_ent) - loop->now;
-  return (int64_t)w->_ent.at;
+  return delay_of(w);
 }
 
 /* Moves every timer the wheel hands out at the loop's time onto the pending
@@ -177,11 +198,11 @@ void rx__timer_expire(rx_loop *loop) {
     rx_timer *w = timer_of(node);
     int pri = prio_index(w);
     if (w->repeat <= 0) {
-      w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
-      w->_ent.at = 0;
+      tclear(w, RX__T_ACTIVE);
+      set_delay(w, 0);
       loop->activecnt--;
     }
-    w->_ent.flags |= RX__T_PENDING;
+    tset(w, RX__T_PENDING);
     rx__list_push(&loop->timers_pending[pri], node);
     loop->pendingcnt++;
     if (pri > loop->pendingpri)
@@ -195,9 +216,9 @@ void rx__timer_expire(rx_loop *loop) {
  * blocked) are skipped rather than fired in a burst, keeping the phase. */
 void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
   rx_timer *w = timer_of(node);
-  w->_ent.flags &= ~(uint64_t)RX__T_PENDING;
+  tclear(w, RX__T_PENDING);
   loop->pendingcnt--;
-  if (w->_ent.flags & RX__T_ACTIVE) {
+  if (tflags(w) & RX__T_ACTIVE) {
     if (w->repeat > 0) {
       int64_t next = rx__tw_at(&loop->wheel, &w->_ent) + w->repeat;
       if (next <= loop->now)
@@ -205,8 +226,8 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
       rx__tw_add(&loop->wheel, &w->_ent, next);
     } else {
       /* repeat was set to 0 while the expiry was pending */
-      w->_ent.flags &= ~(uint64_t)RX__T_ACTIVE;
-      w->_ent.at = 0;
+      tclear(w, RX__T_ACTIVE);
+      set_delay(w, 0);
       loop->activecnt--;
     }
   }

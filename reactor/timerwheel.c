@@ -38,103 +38,6 @@
 
 #include <errno.h>
 
-#define RX__TW_MAX_REL ((UINT64_C(1) << 58) - 1) /* fits the 58-bit `at` */
-#define RX__TW_SPAN_BITS (RX__TW_BITS * RX__TW_LEVELS)
-
-/* List indices beyond the slots, so that a placement is one small number. */
-enum {
-  RX__TW_OVERFLOW = RX__TW_LEVELS * RX__TW_SLOTS,
-  RX__TW_EXPIRED,
-};
-
-static inline struct rx__tw_entry *rx__tw_entry_of(struct rx__link *link) {
-  return rx__container_of(link, struct rx__tw_entry, link);
-}
-
-/* The deadline relative to origin as a plain uint64_t: arithmetic on the
- * bit-field itself would be done in a 58-bit type by GCC. */
-static inline uint64_t rx__tw_rel(const struct rx__tw_entry *e) {
-  return (uint64_t)e->at;
-}
-
-/* `at` relative to origin, 0 before it; unsigned, so it cannot overflow. */
-static inline uint64_t rx__tw_since(const struct rx__tw *tw, int64_t at) {
-  if (at <= tw->origin)
-    return 0;
-  return (uint64_t)at - (uint64_t)tw->origin;
-}
-
-/* origin + rel, saturated at INT64_MAX, without signed overflow. */
-static inline int64_t rx__tw_abs(const struct rx__tw *tw, uint64_t rel) {
-  uint64_t room = (uint64_t)INT64_MAX - (uint64_t)tw->origin;
-  if (rel > room)
-    return INT64_MAX;
-  if (rel <= (uint64_t)INT64_MAX)
-    return tw->origin + (int64_t)rel;
-  /* Only a negative origin leaves room for more than INT64_MAX. */
-  return (tw->origin + INT64_MAX) + (int64_t)(rel - (uint64_t)INT64_MAX);
-}
-
-static inline int64_t rx__tw_time(const struct rx__tw *tw, uint64_t tick) {
-  if (tick > (UINT64_MAX >> tw->shift))
-    return INT64_MAX;
-  return rx__tw_abs(tw, tick << tw->shift);
-}
-
-static inline uint64_t rx__tw_tick(const struct rx__tw *tw, uint64_t rel) {
-  return (rel + ((UINT64_C(1) << tw->shift) - 1)) >> tw->shift;
-}
-
-/* The level for `tick`, RX__TW_LEVELS and above meaning overflow. Or-ing in
- * the slot mask makes level 0 the minimum and keeps clz's argument nonzero
- * (tokio does the same). */
-static inline unsigned rx__tw_level(uint64_t elapsed, uint64_t tick) {
-  uint64_t diff = (elapsed ^ tick) | (RX__TW_SLOTS - 1);
-  return (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
-}
-
-/* The first tick of slot `slot` of `level` in elapsed's current rotation of
- * that level. */
-static inline uint64_t rx__tw_slot_start(uint64_t elapsed, unsigned level,
-                                         unsigned slot) {
-  unsigned lo = level * RX__TW_BITS;
-  uint64_t upper = elapsed >> (lo + RX__TW_BITS) << (lo + RX__TW_BITS);
-  return upper | ((uint64_t)slot << lo);
-}
-
-/* Where an entry of tick `tick` belongs right now: a slot index (level * 64
- * + slot), RX__TW_OVERFLOW or RX__TW_EXPIRED. */
-static inline unsigned rx__tw_where(const struct rx__tw *tw, uint64_t tick) {
-  unsigned level;
-  if (tick <= tw->elapsed)
-    return RX__TW_EXPIRED;
-  level = rx__tw_level(tw->elapsed, tick);
-  if (level >= RX__TW_LEVELS)
-    return RX__TW_OVERFLOW;
-  return level * RX__TW_SLOTS +
-         ((unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1));
-}
-
-static inline struct rx__link *rx__tw_list(struct rx__tw *tw, unsigned where) {
-  if (where == RX__TW_EXPIRED)
-    return &tw->expired;
-  if (where == RX__TW_OVERFLOW)
-    return &tw->overflow;
-  return &tw->slots[where / RX__TW_SLOTS][where % RX__TW_SLOTS];
-}
-
-/* Links `e` at the tail of the list its deadline and elapsed select. */
-static void rx__tw_place(struct rx__tw *tw, struct rx__tw_entry *e) {
-  uint64_t tick = rx__tw_tick(tw, rx__tw_rel(e));
-  unsigned where = rx__tw_where(tw, tick);
-
-  if (where < RX__TW_OVERFLOW)
-    tw->occupied[where / RX__TW_SLOTS] |= UINT64_C(1) << (where % RX__TW_SLOTS);
-  else if (where == RX__TW_OVERFLOW && tick < tw->overflow_tick)
-    tw->overflow_tick = tick;
-  rx__list_push(rx__tw_list(tw, where), &e->link);
-}
-
 void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift) {
   unsigned level, slot;
 
@@ -150,6 +53,9 @@ void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift) {
   tw->count = 0;
   tw->overflow_tick = UINT64_MAX;
   tw->due_added = 0;
+  for (slot = 0; slot < RX__TW_SLOTS; slot++)
+    tw->count0[slot] = 0;
+  tw->unsorted0 = 0;
   for (level = 0; level < RX__TW_LEVELS; level++) {
     tw->occupied[level] = 0;
     for (slot = 0; slot < RX__TW_SLOTS; slot++)
@@ -157,42 +63,8 @@ void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift) {
   }
   rx__list_init(&tw->overflow);
   rx__list_init(&tw->expired);
-}
-
-void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e, int64_t at) {
-  uint64_t rel = rx__tw_since(tw, at);
-
-  if (rel > RX__TW_MAX_REL)
-    rel = RX__TW_MAX_REL;
-  e->at = rel;
-  /* An entry that was due by the last advance must not wait for the next
-   * tick boundary: note it, so that the next advance takes the partial
-   * tick and rx__tw_next() says "now". */
-  if (rel <= tw->reached)
-    tw->due_added = 1;
-  rx__tw_place(tw, e);
-  tw->count++;
-}
-
-void rx__tw_del(struct rx__tw *tw, struct rx__tw_entry *e) {
-  unsigned where;
-
-  if (!rx__list_linked(&e->link))
-    return;
-  rx__list_unlink(&e->link);
-  tw->count--;
-  where = rx__tw_where(tw, rx__tw_tick(tw, rx__tw_rel(e)));
-  if (where < RX__TW_OVERFLOW) {
-    if (rx__list_empty(rx__tw_list(tw, where)))
-      tw->occupied[where / RX__TW_SLOTS] &=
-          ~(UINT64_C(1) << (where % RX__TW_SLOTS));
-  } else if (where == RX__TW_OVERFLOW && rx__list_empty(&tw->overflow)) {
-    tw->overflow_tick = UINT64_MAX;
-  }
-}
-
-int64_t rx__tw_at(const struct rx__tw *tw, const struct rx__tw_entry *e) {
-  return rx__tw_abs(tw, rx__tw_rel(e));
+  tw->nexpired = 0;
+  tw->expired_unsorted = 0;
 }
 
 size_t rx__tw_count(const struct rx__tw *tw) {
@@ -262,25 +134,31 @@ static void rx__tw_cascade(struct rx__tw *tw, struct rx__link *list) {
 
   rx__list_init(&batch);
   rx__list_splice(&batch, list);
-  while ((link = rx__list_shift(&batch)) != NULL)
+  while ((link = rx__list_shift(&batch)) != NULL) {
+    /* The walk is a chain of cache misses on cold timers: start loading
+     * the next one while this one is placed. */
+    __builtin_prefetch(batch.next->next);
     rx__tw_place(tw, rx__tw_entry_of(link));
+  }
 }
 
 /* Merges two NULL-terminated runs by deadline; `a` holds the earlier
- * entries, so taking from it on a tie keeps the sort stable. */
+ * entries, so taking from it on a tie keeps the sort stable. The choice is
+ * made with selects rather than a branch: deadlines of timers started at
+ * random are a coin toss per step, and a mispredicted branch per step cost
+ * more than the rest of the merge. */
 static struct rx__link *rx__tw_merge(struct rx__link *a, struct rx__link *b) {
   struct rx__link head;
   struct rx__link *tail = &head;
 
   while (a != NULL && b != NULL) {
-    if (rx__tw_rel(rx__tw_entry_of(b)) < rx__tw_rel(rx__tw_entry_of(a))) {
-      tail->next = b;
-      b = b->next;
-    } else {
-      tail->next = a;
-      a = a->next;
-    }
-    tail = tail->next;
+    int take_b = rx__tw_rel(rx__tw_entry_of(b)) < rx__tw_rel(rx__tw_entry_of(a));
+    struct rx__link *n = take_b ? b : a;
+    struct rx__link *after = n->next;
+    tail->next = n;
+    tail = n;
+    a = take_b ? a : after;
+    b = take_b ? after : b;
   }
   tail->next = a != NULL ? a : b;
   return head.next;
@@ -321,11 +199,32 @@ static void rx__tw_sort(struct rx__link *list) {
   list->prev = prev;
 }
 
+/* Moves level 0 slot `s`, whose entries are all due by its tick, to the
+ * tail of `expired` whole: its count and order were kept as entries
+ * arrived, so its (often cold) entries are not walked here. Sorting one
+ * tick's entries at a time keeps the sort small even when the loop fell
+ * behind by many ticks; the ticks themselves come out in order. */
+static void rx__tw_expire_slot(struct rx__tw *tw, unsigned s) {
+  struct rx__link *slot = &tw->slots[0][s];
+  uint64_t bit = UINT64_C(1) << s;
+
+  if (tw->unsorted0 & bit)
+    rx__tw_sort(slot);
+  tw->unsorted0 &= ~bit;
+  if (tw->nexpired > 0 &&
+      rx__tw_rel(rx__tw_entry_of(slot->next)) <
+          rx__tw_rel(rx__tw_entry_of(tw->expired.prev)))
+    tw->expired_unsorted = 1;
+  tw->nexpired += tw->count0[s];
+  tw->count0[s] = 0;
+  rx__list_splice(&tw->expired, slot);
+}
+
 void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out) {
   struct rx__link due, *link, *next;
-  uint64_t rel, target, tick, last = 0;
+  uint64_t rel, target, tick;
   size_t n = 0;
-  int sorted = 1, level;
+  int level;
 
   /* Every deadline is at or after origin, so nothing is due before it. */
   if (now < tw->origin)
@@ -349,7 +248,10 @@ void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out) {
     } else {
       unsigned slot = (unsigned)__builtin_ctzll(tw->occupied[level]);
       tw->occupied[level] &= ~(UINT64_C(1) << slot);
-      rx__tw_cascade(tw, &tw->slots[level][slot]);
+      if (level == 0)
+        rx__tw_expire_slot(tw, slot);
+      else
+        rx__tw_cascade(tw, &tw->slots[level][slot]);
     }
   }
   if (tw->elapsed < target)
@@ -361,34 +263,32 @@ void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out) {
     tw->reached = rel;
   }
 
-  /* Hand out what is due. Usually that is all of `expired`; after the
-   * partial tick was taken, or with a clock that went backwards, the
-   * entries of the last tick due after now stay, in order. */
+  /* Hand out what is due. Usually that is all of `expired`, whose count
+   * and order were kept as entries arrived; after the partial tick was
+   * taken, or with a clock that went backwards, the entries of the last
+   * tick due after now stay, in order. */
   rx__list_init(&due);
   if (tw->elapsed <= (rel >> tw->shift)) {
+    n = tw->nexpired;
     rx__list_splice(&due, &tw->expired);
+    tw->nexpired = 0;
   } else {
     for (link = tw->expired.next; link != &tw->expired; link = next) {
       next = link->next;
       if (rx__tw_rel(rx__tw_entry_of(link)) <= rel) {
         rx__list_unlink(link);
         rx__list_push(&due, link);
+        n++;
       }
     }
+    tw->nexpired -= n;
   }
-  if (rx__list_empty(&due))
+  if (n == 0)
     return;
-  /* Slots come out in tick order, but within a tick (and on `expired`)
-   * deadlines are in insertion order: sort only when needed. */
-  for (link = due.next; link != &due; link = link->next) {
-    uint64_t at = rx__tw_rel(rx__tw_entry_of(link));
-    if (at < last)
-      sorted = 0;
-    last = at;
-    n++;
-  }
-  if (!sorted)
+  if (tw->expired_unsorted)
     rx__tw_sort(&due);
+  if (tw->nexpired == 0)
+    tw->expired_unsorted = 0;
   tw->count -= n;
   rx__list_splice(out, &due);
 }
@@ -432,14 +332,20 @@ int rx__tw_validate(const struct rx__tw *tw) {
   for (level = 0; level < RX__TW_LEVELS; level++) {
     for (slot = 0; slot < RX__TW_SLOTS; slot++) {
       int bit = (int)(tw->occupied[level] >> slot) & 1;
+      size_t before = seen;
       if (bit == rx__list_empty(&tw->slots[level][slot]))
         return -EFAULT;
       if (rx__tw_check_list(tw, level * RX__TW_SLOTS + slot, &seen) != 0)
         return -EFAULT;
+      if (level == 0 && seen - before != tw->count0[slot])
+        return -EFAULT;
     }
   }
-  if (rx__tw_check_list(tw, RX__TW_OVERFLOW, &seen) != 0 ||
-      rx__tw_check_list(tw, RX__TW_EXPIRED, &seen) != 0)
+  if (rx__tw_check_list(tw, RX__TW_OVERFLOW, &seen) != 0)
+    return -EFAULT;
+  size_t before_expired = seen;
+  if (rx__tw_check_list(tw, RX__TW_EXPIRED, &seen) != 0 ||
+      seen - before_expired != tw->nexpired)
     return -EFAULT;
   return seen == tw->count ? 0 : -EFAULT;
 }

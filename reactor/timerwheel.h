@@ -54,19 +54,18 @@ struct rx__tw {
   struct rx__link slots[RX__TW_LEVELS][RX__TW_SLOTS];
   struct rx__link overflow; /* beyond the top level, in insertion order */
   struct rx__link expired;  /* due (tick <= elapsed), not yet handed out */
+  size_t nexpired;          /* entries on `expired` */
+  int expired_unsorted;     /* `expired` is not in deadline order */
+  /* Level 0 slots go to `expired` whole, without a walk over their (often
+   * cold) entries: so each keeps its count, and a bit says whether an entry
+   * was appended out of deadline order. */
+  uint32_t count0[RX__TW_SLOTS];
+  uint64_t unsorted0;
 };
 
 /* Initialises an empty wheel whose time starts at `now`, with a tick of
  * 2^shift ns; shift must be in [10, 30]. */
 void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift);
-/* Adds the unlinked entry `e` due at `at` (absolute ns). A deadline before
- * the origin counts as the origin, one after origin + 2^58 - 1 ns (9.1
- * years) as that. O(1). */
-void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e, int64_t at);
-/* Removes `e` from the wheel; a no-op when `e` is unlinked. O(1). */
-void rx__tw_del(struct rx__tw *tw, struct rx__tw_entry *e);
-/* The absolute deadline of `e`, as clamped by rx__tw_add(). */
-int64_t rx__tw_at(const struct rx__tw *tw, const struct rx__tw_entry *e);
 /* When to call rx__tw_advance() next (absolute ns): INT64_MAX when empty,
  * the previous advance's now when an entry was added already due, else at
  * most the earliest tick boundary of an entry. O(levels). */
@@ -81,5 +80,169 @@ size_t rx__tw_count(const struct rx__tw *tw);
 /* 0 if every invariant holds, -EFAULT if one is broken. O(entries); for
  * tests and rx_verify(). */
 int rx__tw_validate(const struct rx__tw *tw);
+
+/* ---------------------------------------------------------------------------
+ * inline definitions: placement, add, del (the paths timer start and stop
+ * take, inlined into timer.c).
+ */
+
+#define RX__TW_MAX_REL RX__TW_AT_MASK /* fits the 58 bits of the word */
+#define RX__TW_SPAN_BITS (RX__TW_BITS * RX__TW_LEVELS)
+
+/* List indices beyond the slots, so that a placement is one small number. */
+enum {
+  RX__TW_OVERFLOW = RX__TW_LEVELS * RX__TW_SLOTS,
+  RX__TW_EXPIRED,
+};
+
+static inline struct rx__tw_entry *rx__tw_entry_of(struct rx__link *link) {
+  return rx__container_of(link, struct rx__tw_entry, link);
+}
+
+/* The deadline relative to origin. */
+static inline uint64_t rx__tw_rel(const struct rx__tw_entry *e) {
+  return e->word & RX__TW_AT_MASK;
+}
+
+/* `at` relative to origin, 0 before it; unsigned, so it cannot overflow. */
+static inline uint64_t rx__tw_since(const struct rx__tw *tw, int64_t at) {
+  if (at <= tw->origin)
+    return 0;
+  return (uint64_t)at - (uint64_t)tw->origin;
+}
+
+/* origin + rel, saturated at INT64_MAX, without signed overflow. */
+static inline int64_t rx__tw_abs(const struct rx__tw *tw, uint64_t rel) {
+  uint64_t room = (uint64_t)INT64_MAX - (uint64_t)tw->origin;
+  if (rel > room)
+    return INT64_MAX;
+  if (rel <= (uint64_t)INT64_MAX)
+    return tw->origin + (int64_t)rel;
+  /* Only a negative origin leaves room for more than INT64_MAX. */
+  return (tw->origin + INT64_MAX) + (int64_t)(rel - (uint64_t)INT64_MAX);
+}
+
+static inline int64_t rx__tw_time(const struct rx__tw *tw, uint64_t tick) {
+  if (tick > (UINT64_MAX >> tw->shift))
+    return INT64_MAX;
+  return rx__tw_abs(tw, tick << tw->shift);
+}
+
+static inline uint64_t rx__tw_tick(const struct rx__tw *tw, uint64_t rel) {
+  return (rel + ((UINT64_C(1) << tw->shift) - 1)) >> tw->shift;
+}
+
+/* The level for `tick`, RX__TW_LEVELS and above meaning overflow. Or-ing in
+ * the slot mask makes level 0 the minimum and keeps clz's argument nonzero
+ * (tokio does the same). */
+static inline unsigned rx__tw_level(uint64_t elapsed, uint64_t tick) {
+  uint64_t diff = (elapsed ^ tick) | (RX__TW_SLOTS - 1);
+  return (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
+}
+
+/* The first tick of slot `slot` of `level` in elapsed's current rotation of
+ * that level. */
+static inline uint64_t rx__tw_slot_start(uint64_t elapsed, unsigned level,
+                                         unsigned slot) {
+  unsigned lo = level * RX__TW_BITS;
+  uint64_t upper = elapsed >> (lo + RX__TW_BITS) << (lo + RX__TW_BITS);
+  return upper | ((uint64_t)slot << lo);
+}
+
+/* Where an entry of tick `tick` belongs right now: a slot index (level * 64
+ * + slot), RX__TW_OVERFLOW or RX__TW_EXPIRED. */
+static inline unsigned rx__tw_where(const struct rx__tw *tw, uint64_t tick) {
+  unsigned level;
+  if (tick <= tw->elapsed)
+    return RX__TW_EXPIRED;
+  level = rx__tw_level(tw->elapsed, tick);
+  if (level >= RX__TW_LEVELS)
+    return RX__TW_OVERFLOW;
+  return level * RX__TW_SLOTS +
+         ((unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1));
+}
+
+static inline struct rx__link *rx__tw_list(struct rx__tw *tw, unsigned where) {
+  if (where == RX__TW_EXPIRED)
+    return &tw->expired;
+  if (where == RX__TW_OVERFLOW)
+    return &tw->overflow;
+  return &tw->slots[where / RX__TW_SLOTS][where % RX__TW_SLOTS];
+}
+
+/* Links `e` at the tail of the list its deadline and elapsed select. On
+ * `expired`, it keeps the count and notes whether deadlines are still in
+ * order, so that handing out needs no extra pass over the entries. */
+static inline void rx__tw_place(struct rx__tw *tw, struct rx__tw_entry *e) {
+  uint64_t tick = rx__tw_tick(tw, rx__tw_rel(e));
+  unsigned where = rx__tw_where(tw, tick);
+
+  if (where < RX__TW_SLOTS) {
+    struct rx__link *slot = &tw->slots[0][where];
+    if (tw->count0[where]++ > 0 &&
+        rx__tw_rel(rx__tw_entry_of(slot->prev)) > rx__tw_rel(e))
+      tw->unsorted0 |= UINT64_C(1) << where;
+    tw->occupied[0] |= UINT64_C(1) << where;
+  } else if (where < RX__TW_OVERFLOW) {
+    tw->occupied[where / RX__TW_SLOTS] |= UINT64_C(1) << (where % RX__TW_SLOTS);
+  } else if (where == RX__TW_OVERFLOW) {
+    if (tick < tw->overflow_tick)
+      tw->overflow_tick = tick;
+  } else {
+    if (tw->nexpired++ > 0 &&
+        rx__tw_rel(rx__tw_entry_of(tw->expired.prev)) > rx__tw_rel(e))
+      tw->expired_unsorted = 1;
+  }
+  rx__list_push(rx__tw_list(tw, where), &e->link);
+}
+
+/* Adds the unlinked entry `e` due at `at` (absolute ns). A deadline before
+ * the origin counts as the origin; one more than 2^58 - 1 ns after it is
+ * clamped to that. O(1), inline because timer start is a hot path. */
+static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
+                              int64_t at) {
+  uint64_t rel = rx__tw_since(tw, at);
+
+  if (rel > RX__TW_MAX_REL)
+    rel = RX__TW_MAX_REL;
+  e->word = (e->word & ~RX__TW_AT_MASK) | rel;
+  /* An entry that was due by the last advance must not wait for the next
+   * tick boundary: note it, so that the next advance takes the partial
+   * tick and rx__tw_next() says "now". */
+  if (rel <= tw->reached)
+    tw->due_added = 1;
+  rx__tw_place(tw, e);
+  tw->count++;
+}
+
+/* Removes `e` from the wheel; a no-op when `e` is unlinked. O(1). */
+static inline void rx__tw_del(struct rx__tw *tw, struct rx__tw_entry *e) {
+  unsigned where;
+
+  if (!rx__list_linked(&e->link))
+    return;
+  rx__list_unlink(&e->link);
+  tw->count--;
+  where = rx__tw_where(tw, rx__tw_tick(tw, rx__tw_rel(e)));
+  if (where < RX__TW_SLOTS)
+    tw->count0[where]--;
+  if (where < RX__TW_OVERFLOW) {
+    if (rx__list_empty(rx__tw_list(tw, where)))
+      tw->occupied[where / RX__TW_SLOTS] &=
+          ~(UINT64_C(1) << (where % RX__TW_SLOTS));
+  } else if (where == RX__TW_OVERFLOW) {
+    if (rx__list_empty(&tw->overflow))
+      tw->overflow_tick = UINT64_MAX;
+  } else {
+    tw->nexpired--;
+  }
+}
+
+/* The absolute deadline of `e`, as clamped by rx__tw_add(). */
+static inline int64_t rx__tw_at(const struct rx__tw *tw,
+                                const struct rx__tw_entry *e) {
+  return rx__tw_abs(tw, rx__tw_rel(e));
+}
+
 
 #endif /* RX_TIMERWHEEL_H */

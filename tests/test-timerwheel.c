@@ -24,6 +24,20 @@
 
 #include "timerwheel.h"
 
+/* The entry word's two parts: the user's 6 bits and the relative deadline. */
+static unsigned ent_flags(const struct rx__tw_entry *e) {
+  return (unsigned)(e->word >> RX__TW_AT_BITS);
+}
+static void ent_set_flags(struct rx__tw_entry *e, unsigned flags) {
+  e->word = (e->word & RX__TW_AT_MASK) | ((uint64_t)flags << RX__TW_AT_BITS);
+}
+static uint64_t ent_rel(const struct rx__tw_entry *e) {
+  return e->word & RX__TW_AT_MASK;
+}
+static void ent_set_rel(struct rx__tw_entry *e, uint64_t rel) {
+  e->word = (e->word & ~RX__TW_AT_MASK) | rel;
+}
+
 #define MAX_REL ((UINT64_C(1) << 58) - 1)
 #define US 1000
 
@@ -174,18 +188,18 @@ static void test_clamp_and_flags(void **state) {
     int64_t origin = origins[o];
     init_items(it, 3);
     rx__tw_init(&tw, origin, 10);
-    it[0].ent.flags = 0x3f;
-    it[1].ent.flags = 0x2a;
-    it[2].ent.flags = 0x15;
+    ent_set_flags(&it[0].ent, 0x3f);
+    ent_set_flags(&it[1].ent, 0x2a);
+    ent_set_flags(&it[2].ent, 0x15);
     add(&tw, &it[0], INT64_MAX, &seq);
     add(&tw, &it[1], INT64_MIN, &seq);
     add(&tw, &it[2], origin + 77777, &seq);
     assert_int_equal(rx__tw_at(&tw, &it[0].ent), origin + (int64_t)MAX_REL);
     assert_int_equal(rx__tw_at(&tw, &it[1].ent), origin);
     assert_int_equal(rx__tw_at(&tw, &it[2].ent), origin + 77777);
-    assert_int_equal(it[0].ent.flags, 0x3f);
-    assert_int_equal(it[1].ent.flags, 0x2a);
-    assert_int_equal(it[2].ent.flags, 0x15);
+    assert_int_equal(ent_flags(&it[0].ent), 0x3f);
+    assert_int_equal(ent_flags(&it[1].ent), 0x2a);
+    assert_int_equal(ent_flags(&it[2].ent), 0x15);
     assert_int_equal(rx__tw_validate(&tw), 0);
   }
 }
@@ -603,16 +617,16 @@ static void test_validate_detects(void **state) {
   assert_int_equal(rx__tw_validate(&tw), 0);
 
   /* An expired entry whose deadline is in the future. */
-  saved = it[3].ent.at;
-  it[3].ent.at = 1 << 20;
+  saved = ent_rel(&it[3].ent);
+  ent_set_rel(&it[3].ent, 1 << 20);
   assert_int_equal(rx__tw_validate(&tw), -EFAULT);
-  it[3].ent.at = saved;
+  ent_set_rel(&it[3].ent, saved);
 
   /* A deadline changed behind the wheel's back moves its entry's slot. */
-  saved = it[1].ent.at;
-  it[1].ent.at = saved + RX_MSEC(20);
+  saved = ent_rel(&it[1].ent);
+  ent_set_rel(&it[1].ent, saved + RX_MSEC(20));
   assert_int_equal(rx__tw_validate(&tw), -EFAULT);
-  it[1].ent.at = saved;
+  ent_set_rel(&it[1].ent, saved);
 
   /* An overflow entry below the overflow's lower bound. */
   saved = tw.overflow_tick;
@@ -654,7 +668,7 @@ static struct model m;
 static void model_add(struct item *it, int64_t at) {
   assert_false(it->live);
   it->flags = (unsigned)rnd_below(64);
-  it->ent.flags = it->flags & 0x3f;
+  ent_set_flags(&it->ent, it->flags & 0x3f);
   add(&m.tw, it, at, &m.seq);
   it->tick = tick_of(&m.tw, it->deadline);
   it->boundary = ceil_to_tick(&m.tw, it->deadline);
@@ -771,7 +785,7 @@ static void model_advance(int64_t now) {
       fail_msg("out of order: (%lld, %llu) after (%lld, %llu)",
                (long long)it->deadline, (unsigned long long)it->seq,
                (long long)prev->deadline, (unsigned long long)prev->seq);
-    if (it->ent.flags != it->flags)
+    if (ent_flags(&it->ent) != it->flags)
       fail_msg("flags changed");
     it->out = 1;
     prev = it;
