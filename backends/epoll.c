@@ -14,8 +14,13 @@
  *     removed then. When it gets a watcher again (RX__FD_REOPEN, see io.c),
  *     the registration is renewed with MOD, falling back to ADD on ENOENT
  *     because the number may now name a new file.
- *  c) epoll_ctl() refuses regular files and directories with EPERM, and dead
- *     fds with EBADF: both are reported to the watchers as RX_ERROR.
+ *  c) epoll_ctl() refuses dead fds with EBADF, reported to the watchers as
+ *     RX_ERROR. It refuses regular files and directories with EPERM; those
+ *     are always ready for poll(2) and for io_uring's POLL_ADD, so here too
+ *     (as libev does): they go on an always-ready list that every wait
+ *     reports, and a wait never blocks while the list holds one. Such a
+ *     file has no edges: RX_ET watchers hear of it every iteration too, as
+ *     on io_uring, where its poll completes at once and is re-armed.
  *  d) epoll_pwait2() (Linux 5.11) takes a timespec, so timers wait with
  *     nanosecond precision; on older kernels epoll_wait() is used with the
  *     timeout rounded up to whole milliseconds, so timers are never early.
@@ -45,6 +50,8 @@ struct rx_epoll {
   int epfd;
   int no_pwait2;       /* epoll_pwait2 returned ENOSYS once */
   int orphan;          /* note f): an orphaned registration reported */
+  int *always;         /* note c): fds epoll refused with EPERM */
+  int nalways, capalways;
   struct epoll_event events[MAX_EVENTS];
 };
 
@@ -71,6 +78,7 @@ static int epoll_create_loop(rx_loop **loop,
 
 static void epoll_destroy(rx_loop *loop) {
   struct rx_epoll *be = backend_of(loop);
+  rx__free(be->always, sizeof(*be->always) * (size_t)be->capalways);
   close(be->epfd);
   rx__free(be, sizeof(*be));
 }
@@ -80,6 +88,24 @@ static uint32_t epoll_mask(uint8_t want) {
          ((want & RX_ET) ? EPOLLET : 0);
 }
 
+/* Puts `fd` on the always-ready list (note c); -ENOMEM if it cannot grow. */
+static int list_always(struct rx_epoll *be, int fd, struct rx__fd *f) {
+  if (f->flags & RX__FD_LISTED)
+    return 0;
+  if (be->nalways == be->capalways) {
+    int cap = be->capalways ? be->capalways * 2 : 16;
+    int *a = rx__realloc(be->always, sizeof(*a) * (size_t)be->capalways,
+                         sizeof(*a) * (size_t)cap);
+    if (a == NULL)
+      return -ENOMEM;
+    be->always = a;
+    be->capalways = cap;
+  }
+  be->always[be->nalways++] = fd;
+  f->flags |= RX__FD_LISTED;
+  return 0;
+}
+
 /* Tells the kernel the interest of one changed fd; see notes b) and c). */
 static void apply_change(struct rx_epoll *be, int fd) {
   rx_loop *loop = &be->loop;
@@ -87,6 +113,20 @@ static void apply_change(struct rx_epoll *be, int fd) {
   f->flags &= ~RX__FD_CHANGED;
   if (f->want == 0)
     return; /* note b): keep the registration; REOPEN stays set */
+  if (f->flags & RX__FD_ALWAYS) {
+    if (!(f->flags & RX__FD_REOPEN)) {
+      /* The same file, perhaps with a new interest: still on the list. */
+      if (list_always(be, fd, f) != 0) {
+        f->flags &= ~RX__FD_ALWAYS;
+        rx__io_error(loop, fd);
+        return;
+      }
+      f->kernel = f->want;
+      return;
+    }
+    f->flags &= ~RX__FD_ALWAYS; /* the number may name a pollable file now */
+    f->kernel = 0;
+  }
   if (f->want == f->kernel && !(f->flags & RX__FD_REOPEN))
     return;
 
@@ -101,6 +141,11 @@ static void apply_change(struct rx_epoll *be, int fd) {
     rc = epoll_ctl(be->epfd, EPOLL_CTL_ADD, fd, &ev);
   else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
     rc = epoll_ctl(be->epfd, EPOLL_CTL_MOD, fd, &ev);
+  if (rc < 0 && errno == EPERM && list_always(be, fd, f) == 0) {
+    f->flags = (uint8_t)((f->flags & ~RX__FD_REOPEN) | RX__FD_ALWAYS);
+    f->kernel = f->want;
+    return;
+  }
   if (rc < 0) {
     f->kernel = 0;
     f->flags &= ~RX__FD_REOPEN;
@@ -165,6 +210,27 @@ static void rebuild(struct rx_epoll *be) {
   }
 }
 
+/* Note c): every listed file is ready for whatever its watchers want. An
+ * fd that lost its watchers leaves the list. */
+static void report_always(struct rx_epoll *be) {
+  rx_loop *loop = &be->loop;
+  int kept = 0;
+  for (int i = 0; i < be->nalways; i++) {
+    int fd = be->always[i];
+    struct rx__fd *f = rx__fd_get(loop, fd);
+    if (f == NULL)
+      continue;
+    if (!(f->flags & RX__FD_ALWAYS) || f->want == 0) {
+      f->flags &= ~(RX__FD_LISTED | RX__FD_ALWAYS);
+      f->kernel = 0; /* nothing was ever registered */
+      continue;
+    }
+    rx__io_event(loop, fd, f->want & (RX_READ | RX_WRITE));
+    be->always[kept++] = fd;
+  }
+  be->nalways = kept;
+}
+
 static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   struct rx_epoll *be = backend_of(loop);
   if (be->orphan)
@@ -172,7 +238,7 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   flush_changes(be);
   /* A registration the kernel refused was just reported (note c): its
    * RX_ERROR is pending, and the wait must not block before it is run. */
-  if (loop->pendingcnt > 0)
+  if (loop->pendingcnt > 0 || be->nalways > 0)
     timeout = 0;
   int n = wait_events(be, timeout);
   if (n < 0)
@@ -205,6 +271,7 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
       revents |= RX_WRITE;
     rx__io_event(loop, fd, revents);
   }
+  report_always(be);
   return 0;
 }
 

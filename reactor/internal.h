@@ -47,6 +47,9 @@ enum {
   RX__FD_REOPEN = 0x02,  /* dropped to no watchers since the last flush: the
                             number may now name another file, so the kernel
                             registration must be renewed, never assumed */
+  RX__FD_ALWAYS = 0x04,  /* epoll: a file epoll refuses (EPERM: a regular
+                            file), emulated as always ready */
+  RX__FD_LISTED = 0x08,  /* epoll: on the backend's always-ready list */
 };
 
 struct rx_backend_ops {

@@ -267,8 +267,8 @@ static void test_unwanted_event_deletes(void **state) {
   rxt_close_pair(sv);
 }
 
-/* A registration epoll refuses (a regular file: EPERM) costs one call and
- * becomes RX_ERROR. */
+/* A registration epoll refuses as a regular file (EPERM) costs one call and
+ * is emulated as always ready; a dead fd (EBADF) becomes RX_ERROR. */
 static void test_refused_registration(void **state) {
   (void)state;
   char path[] = "/tmp/rx-test-epoll-XXXXXX";
@@ -278,11 +278,19 @@ static void test_refused_registration(void **state) {
   struct ew r;
   ew_init(&r, fd, RX_READ);
   rx_io_start(rxt.loop, &r.w);
-  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  rx_run(rxt.loop, RX_RUN_NOWAIT);
+  rx_run(rxt.loop, RX_RUN_NOWAIT);
   assert_int_equal(ctl_calls, 1);
+  assert_int_equal(r.calls, 2);
+  assert_int_equal(r.last, RX_READ);
+  rx_io_stop(rxt.loop, &r.w);
+  close(fd);
+  /* The same number, now dead: EBADF, reported once. */
+  ew_init(&r, fd, RX_READ);
+  rx_io_start(rxt.loop, &r.w);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
   assert_int_equal(r.calls, 1);
   assert_int_equal(r.last, RX_ERROR | RX_READ);
-  close(fd);
 }
 
 /* A registration of an old file that outlives its fd number (a dup keeps it
