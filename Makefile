@@ -18,7 +18,6 @@ DEMO_SECONDS ?= 3
 
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled -Dexamples=false
-BENCH_ARGS = --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 # $(call setup,DIR,OPTIONS): `meson setup DIR OPTIONS`, unless DIR is already
 # configured. A directory whose setup failed half-way is set up afresh.
@@ -65,18 +64,7 @@ demo: build
 bench: deps
 	$(call setup,$(RELEASE_BUILD),--buildtype=release)
 	$(NINJA) -C $(RELEASE_BUILD)
-	@ran=0; \
-	for b in $(RELEASE_BUILD)/bench/bench_rx $(RELEASE_BUILD)/bench/bench_libev; do \
-	  if [ -x $$b ]; then \
-	    echo "$$b $(BENCH_ARGS)"; \
-	    $$b $(BENCH_ARGS) || exit 1; \
-	    ran=1; \
-	  fi; \
-	done; \
-	if [ $$ran = 0 ]; then \
-	  echo "bench: no benchmark was built in $(RELEASE_BUILD)/bench" >&2; \
-	  exit 1; \
-	fi
+	sh bench/run.sh $(RELEASE_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD)
