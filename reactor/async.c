@@ -153,42 +153,20 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
 }
 
 int rx_async_start(rx_loop *loop, rx_async *w) {
-  if (loop == NULL || w == NULL)
-    return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE) {
-    const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
-    for (struct rx__link *n = w->_active.next; n != &w->_active; n = n->next)
-      if ((const char *)n >= lo && (const char *)n < hi)
-        return 0;
-    return -EBUSY;
-  }
-  __atomic_store_n(&w->_sent, 0, __ATOMIC_RELAXED);
-  rx__list_push(&loop->asyncs, &w->_active);
-  w->_flags |= RX__F_ACTIVE;
-  loop->activecnt++;
-  return 0;
+  if (w != NULL && !(w->_flags & RX__F_ACTIVE))
+    __atomic_store_n(&w->_sent, 0, __ATOMIC_RELAXED);
+  return rx__listed_start(loop, (struct rx__head *)(void *)w,
+                          w ? &w->_active : NULL,
+                          loop ? &loop->asyncs : NULL);
 }
 
 int rx_async_stop(rx_loop *loop, rx_async *w) {
-  if (loop == NULL || w == NULL)
-    return -EINVAL;
-  rx__clear_pending(loop, (struct rx__head *)(void *)w);
-  if (!(w->_flags & RX__F_ACTIVE))
-    return 0;
-  rx__list_unlink(&w->_active);
-  w->_flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
-  return 0;
+  return rx__listed_stop(loop, (struct rx__head *)(void *)w,
+                         w ? &w->_active : NULL);
 }
 
 int rx_async_set_priority(rx_async *w, int priority) {
-  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
-    return -EINVAL;
-  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
-    return -EBUSY;
-  w->_flags = (w->_flags & ~RX__F_PRIO) |
-              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
-  return 0;
+  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
 }
 
 int rx_async_send(rx_loop *loop, rx_async *w) {

@@ -23,7 +23,7 @@ static void init_head(struct rx__head *w, enum rx__kind kind) {
  * circular through a sentinel inside its loop; walking backwards finds it
  * at once for the first watcher of a list, which is the one rx_loop_free()
  * stops each time. */
-static bool owned_by(const rx_loop *loop, const struct rx__link *active) {
+bool rx__owned_by(const rx_loop *loop, const struct rx__link *active) {
   const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
   for (const struct rx__link *n = active->prev; n != active; n = n->prev)
     if ((const char *)n >= lo && (const char *)n < hi)
@@ -31,25 +31,27 @@ static bool owned_by(const rx_loop *loop, const struct rx__link *active) {
   return false;
 }
 
-/* Starts a list-kept watcher: `active` is its list link. */
-static int start_on(rx_loop *loop, struct rx__head *w, struct rx__link *active,
-                    struct rx__link *list) {
+/* Starts a list-kept watcher (idle, prepare, check, async): `active` is its
+ * link on `list`. */
+int rx__listed_start(rx_loop *loop, struct rx__head *w,
+                     struct rx__link *active, struct rx__link *list) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
-    return owned_by(loop, active) ? 0 : -EBUSY;
+    return rx__owned_by(loop, active) ? 0 : -EBUSY;
   rx__list_push(list, active);
   w->_flags |= RX__F_ACTIVE;
   loop->activecnt++;
   return 0;
 }
 
-static int stop_on(rx_loop *loop, struct rx__head *w, struct rx__link *active) {
+int rx__listed_stop(rx_loop *loop, struct rx__head *w,
+                    struct rx__link *active) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
   /* Active on another loop: rx.h promises -EBUSY, and touching it would
    * corrupt both loops' counts. (Pending implies active for these kinds.) */
-  if ((w->_flags & RX__F_ACTIVE) && !owned_by(loop, active))
+  if ((w->_flags & RX__F_ACTIVE) && !rx__owned_by(loop, active))
     return -EBUSY;
   rx__clear_pending(loop, w);
   if (!(w->_flags & RX__F_ACTIVE))
@@ -60,7 +62,7 @@ static int stop_on(rx_loop *loop, struct rx__head *w, struct rx__link *active) {
   return 0;
 }
 
-static int set_priority(struct rx__head *w, int priority) {
+int rx__head_set_priority(struct rx__head *w, int priority) {
   if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
     return -EINVAL;
   if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
@@ -83,7 +85,7 @@ int rx_idle_start(rx_loop *loop, rx_idle *w) {
     return -EINVAL;
   int pri = (int)((w->_flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
   int was = w->_flags & RX__F_ACTIVE;
-  int rc = start_on(loop, HEAD(w), &w->_active, loop ? &loop->idles[pri] : NULL);
+  int rc = rx__listed_start(loop, HEAD(w), &w->_active, loop ? &loop->idles[pri] : NULL);
   if (rc == 0 && !was)
     loop->idlecnt++;
   return rc;
@@ -91,7 +93,7 @@ int rx_idle_start(rx_loop *loop, rx_idle *w) {
 
 int rx_idle_stop(rx_loop *loop, rx_idle *w) {
   int was = w != NULL && (w->_flags & RX__F_ACTIVE);
-  int rc = stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+  int rc = rx__listed_stop(loop, HEAD(w), w ? &w->_active : NULL);
   if (rc == 0 && was)
     loop->idlecnt--;
   return rc;
@@ -104,12 +106,12 @@ void rx_prepare_init(rx_prepare *w, rx_prepare_cb cb) {
 }
 
 int rx_prepare_start(rx_loop *loop, rx_prepare *w) {
-  return start_on(loop, HEAD(w), w ? &w->_active : NULL,
+  return rx__listed_start(loop, HEAD(w), w ? &w->_active : NULL,
                   loop ? &loop->prepares : NULL);
 }
 
 int rx_prepare_stop(rx_loop *loop, rx_prepare *w) {
-  return stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+  return rx__listed_stop(loop, HEAD(w), w ? &w->_active : NULL);
 }
 
 void rx_check_init(rx_check *w, rx_check_cb cb) {
@@ -119,22 +121,22 @@ void rx_check_init(rx_check *w, rx_check_cb cb) {
 }
 
 int rx_check_start(rx_loop *loop, rx_check *w) {
-  return start_on(loop, HEAD(w), w ? &w->_active : NULL,
+  return rx__listed_start(loop, HEAD(w), w ? &w->_active : NULL,
                   loop ? &loop->checks : NULL);
 }
 
 int rx_check_stop(rx_loop *loop, rx_check *w) {
-  return stop_on(loop, HEAD(w), w ? &w->_active : NULL);
+  return rx__listed_stop(loop, HEAD(w), w ? &w->_active : NULL);
 }
 
 int rx_idle_set_priority(rx_idle *w, int priority) {
-  return set_priority(HEAD(w), priority);
+  return rx__head_set_priority(HEAD(w), priority);
 }
 
 int rx_prepare_set_priority(rx_prepare *w, int priority) {
-  return set_priority(HEAD(w), priority);
+  return rx__head_set_priority(HEAD(w), priority);
 }
 
 int rx_check_set_priority(rx_check *w, int priority) {
-  return set_priority(HEAD(w), priority);
+  return rx__head_set_priority(HEAD(w), priority);
 }

@@ -135,6 +135,14 @@ void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
 void rx__clear_pending(rx_loop *loop, struct rx__head *w);
 void rx__invoke_pending(rx_loop *loop);
 
+/* Watchers kept on a loop list, and the head's priority (idle.c). */
+bool rx__owned_by(const rx_loop *loop, const struct rx__link *node);
+int rx__listed_start(rx_loop *loop, struct rx__head *w,
+                     struct rx__link *active, struct rx__link *list);
+int rx__listed_stop(rx_loop *loop, struct rx__head *w,
+                    struct rx__link *active);
+int rx__head_set_priority(struct rx__head *w, int priority);
+
 /* Timers (timer.c). */
 void rx__timer_expire(rx_loop *loop);
 void rx__timer_invoke(rx_loop *loop, struct rx__link *node);

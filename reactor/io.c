@@ -55,13 +55,7 @@ int rx_io_set(rx_io *w, int fd, int events) {
 }
 
 int rx_io_set_priority(rx_io *w, int priority) {
-  if (w == NULL || priority < RX_MINPRI || priority > RX_MAXPRI)
-    return -EINVAL;
-  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
-    return -EBUSY;
-  w->_flags = (w->_flags & ~RX__F_PRIO) |
-              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
-  return 0;
+  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
 }
 
 /* Grows the fd table (and the change list, which never holds more entries

@@ -86,20 +86,6 @@ int rx_timer_set_priority(rx_timer *w, int priority) {
   return 0;
 }
 
-/* Whether the active timer `w` is linked into one of `loop`'s lists. Every
- * list a timer can be on is circular with its sentinel inside the loop
- * struct, so walking forward to the first node inside the struct answers it.
- * Only start on an already active timer pays for the walk. */
-static bool owned_by(const rx_loop *loop, const rx_timer *w) {
-  const char *lo = (const char *)loop, *hi = lo + sizeof(*loop);
-  for (const struct rx__link *n = w->_ent.link.next; n != &w->_ent.link;
-       n = n->next) {
-    if ((const char *)n >= lo && (const char *)n < hi)
-      return true;
-  }
-  return false;
-}
-
 static void unpend(rx_loop *loop, rx_timer *w) {
   if (!(tflags(w) & RX__T_PENDING))
     return;
@@ -127,7 +113,9 @@ int rx_timer_start(rx_loop *loop, rx_timer *w) {
   if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
   if (tflags(w) & RX__T_ACTIVE)
-    return owned_by(loop, w) ? 0 : -EBUSY;
+    /* Its list's sentinel is in the loop it runs on; only start on an
+     * already active timer pays for the walk. */
+    return rx__owned_by(loop, &w->_ent.link) ? 0 : -EBUSY;
   /* A pending expiry of the previous run is dropped: the timer starts over. */
   unpend(loop, w);
   arm(loop, w, deadline(loop, delay_of(w)));
