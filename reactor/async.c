@@ -84,6 +84,11 @@ static void ring(rx_loop *loop) {
 /* The loop is about to block: announce it, then look once more. Returns
  * false if cross-thread work is waiting, in which case it must not block. */
 bool rx__cross_may_sleep(rx_loop *loop) {
+  /* A plain look first: while work keeps coming, the loop does not write
+   * `sleeping`, a line every producer reads on every post. */
+  if (__atomic_load_n(&loop->async_pending, __ATOMIC_RELAXED) ||
+      !rx__mpsc_empty(&loop->posts))
+    return false;
   __atomic_store_n(&loop->sleeping, 1, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&loop->async_pending, __ATOMIC_SEQ_CST) ||
       !rx__mpsc_empty(&loop->posts)) {

@@ -113,14 +113,22 @@ struct rx_loop {
 
   /* Cross-thread state (async.c). Fields written by other threads are only
    * touched with __atomic builtins, each naming its order. */
-  struct rx__link asyncs;  /* active async watchers */
-  struct rx__mpsc posts;   /* rx_loop_post() tasks */
-  int wakefd;              /* eventfd: the doorbell */
+  /* Grouped by writer, a cache line apart (see mpsc.h), so that a producer
+   * posting in a loop and the loop draining do not steal each other's
+   * lines: the loop's own fields above; then what producers write (the
+   * queue head, `posting`, `async_pending`) with `closing`, which they read
+   * on every post and which changes once; then what the loop writes and
+   * producers only read (`sleeping`, reset `doorbell_rung`). */
+  char _pad0[RX__CACHE_LINE];
+  struct rx__mpsc posts;   /* rx_loop_post() tasks; head | pad | tail, stub */
+  int posting;             /* atomic: rx_loop_post() calls under way */
+  int closing;             /* atomic: rx_loop_free() has begun */
   int async_pending;       /* atomic: an rx_async_send() since the last scan */
+  char _pad1[RX__CACHE_LINE];
   int sleeping;            /* atomic: the loop may block in the backend */
   int doorbell_rung;       /* atomic: the doorbell was rung, not yet heard */
-  int closing;             /* atomic: rx_loop_free() has begun */
-  int posting;             /* atomic: rx_loop_post() calls under way */
+  int wakefd;              /* eventfd: the doorbell */
+  struct rx__link asyncs;  /* active async watchers */
 };
 
 /* The head every watcher but rx_timer starts with, for code that handles all

@@ -33,9 +33,15 @@
 /* The GCC/Clang __atomic builtins are used rather than <stdatomic.h> so that
  * nodes can live in structs that rx.h shares with C++. */
 
+/* A cache line's worth of padding: producers write `head`, the consumer
+ * writes `tail`, and neither should pull the other's line away with it. A
+ * gap of a whole line keeps them apart whatever the struct's alignment. */
+#define RX__CACHE_LINE 64
+
 struct rx__mpsc {
   struct rx__mpsc_node *head; /* last pushed; producers swap it */
-  struct rx__mpsc_node *tail;         /* next to pop; the consumer's alone */
+  char _pad[RX__CACHE_LINE];
+  struct rx__mpsc_node *tail; /* next to pop; the consumer's alone */
   struct rx__mpsc_node stub;
 };
 
