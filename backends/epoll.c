@@ -83,6 +83,14 @@ static void epoll_destroy(rx_loop *loop) {
   rx__free(be, sizeof(*be));
 }
 
+/* epoll_ctl(), counted for rx_loop_metrics(). */
+static int ctl(struct rx_epoll *be, int op, int fd, struct epoll_event *ev) {
+  be->loop.m.enters++;
+  if (op != EPOLL_CTL_DEL)
+    be->loop.m.rearms++;
+  return epoll_ctl(be->epfd, op, fd, ev);
+}
+
 static uint32_t epoll_mask(uint8_t want) {
   return ((want & RX_READ) ? EPOLLIN : 0) | ((want & RX_WRITE) ? EPOLLOUT : 0) |
          ((want & RX_ET) ? EPOLLET : 0);
@@ -136,11 +144,11 @@ static void apply_change(struct rx_epoll *be, int fd) {
     f->gen++;
   ev.events = epoll_mask(f->want);
   ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd;
-  int rc = epoll_ctl(be->epfd, op, fd, &ev);
+  int rc = ctl(be, op, fd, &ev);
   if (rc < 0 && errno == ENOENT && op == EPOLL_CTL_MOD)
-    rc = epoll_ctl(be->epfd, EPOLL_CTL_ADD, fd, &ev);
+    rc = ctl(be, EPOLL_CTL_ADD, fd, &ev);
   else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
-    rc = epoll_ctl(be->epfd, EPOLL_CTL_MOD, fd, &ev);
+    rc = ctl(be, EPOLL_CTL_MOD, fd, &ev);
   if (rc < 0 && errno == EPERM && list_always(be, fd, f) == 0) {
     f->flags = (uint8_t)((f->flags & ~RX__FD_REOPEN) | RX__FD_ALWAYS);
     f->kernel = f->want;
@@ -166,6 +174,7 @@ static void flush_changes(struct rx_epoll *be) {
 }
 
 static int wait_events(struct rx_epoll *be, int64_t timeout) {
+  be->loop.m.enters++;
   if (!be->no_pwait2) {
     struct timespec ts, *tsp = NULL;
     if (timeout >= 0) {
@@ -243,6 +252,7 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   int n = wait_events(be, timeout);
   if (n < 0)
     return errno == EINTR ? 0 : -errno;
+  loop->m.completions += (uint64_t)n;
   for (int i = 0; i < n; i++) {
     const struct epoll_event *ev = &be->events[i];
     if (ev->data.u64 == UD_DOORBELL) {
@@ -260,7 +270,7 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
     }
     if (f->want == 0) {
       /* note b): nobody wants it any more */
-      epoll_ctl(be->epfd, EPOLL_CTL_DEL, fd, NULL);
+      ctl(be, EPOLL_CTL_DEL, fd, NULL);
       f->kernel = 0;
       continue;
     }

@@ -155,6 +155,7 @@ static void uring_destroy(rx_loop *loop) {
 static struct io_uring_sqe *get_sqe(struct rx_uring *be) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&be->ring);
   if (sqe == NULL) {
+    be->loop.m.enters++;
     io_uring_submit(&be->ring);
     sqe = io_uring_get_sqe(&be->ring);
   }
@@ -188,6 +189,7 @@ static void add_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
   /* flush_changes() made room, so there is always an SQE here. */
   struct io_uring_sqe *sqe = get_sqe(be);
   f->gen++;
+  be->loop.m.rearms++;
   if (f->want & RX_ET)
     io_uring_prep_poll_multishot(sqe, fd, mask);
   else
@@ -217,6 +219,7 @@ static int flush_changes(struct rx_uring *be) {
   rx_loop *loop = &be->loop;
   for (int i = 0; i < loop->nchanges; i++) {
     if (io_uring_sq_space_left(&be->ring) < 2) {
+      be->loop.m.enters++;
       int rc = io_uring_submit(&be->ring);
       if (io_uring_sq_space_left(&be->ring) < 2) {
         loop->nchanges -= i;
@@ -297,6 +300,7 @@ static unsigned reap(struct rx_uring *be) {
     n++;
   }
   io_uring_cq_advance(&be->ring, n);
+  be->loop.m.completions += n;
   return n;
 }
 
@@ -322,11 +326,15 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   int rc = 0;
   if (timeout == 0) {
     unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-    if (io_uring_sq_ready(ring) > 0)
+    if (io_uring_sq_ready(ring) > 0) {
+      loop->m.enters++;
       rc = io_uring_submit_and_get_events(ring);
+    }
     else if (!be->peek_ok ||
-             (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+             (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))) {
+      loop->m.enters++;
       rc = io_uring_get_events(ring);
+    }
     /* else: note f), the completion ring is read without a syscall */
   } else if (io_uring_cq_ready(ring) == 0) {
     struct __kernel_timespec ts, *tsp = NULL;
@@ -336,8 +344,10 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
       tsp = &ts;
     }
     struct io_uring_cqe *cqe;
+    loop->m.enters++;
     rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
   } else if (io_uring_sq_ready(ring) > 0) {
+    loop->m.enters++;
     rc = io_uring_submit(ring);
   }
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
@@ -350,6 +360,8 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
     reap(be);
     if (!io_uring_cq_has_overflow(ring))
       break;
+    loop->m.overflows++;
+    loop->m.enters++;
     io_uring_get_events(ring);
   }
   return 0;
@@ -380,8 +392,10 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
  * when something is queued. */
 static void uring_flush(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
-  if (!be->disabled && io_uring_sq_ready(&be->ring) > 0)
+  if (!be->disabled && io_uring_sq_ready(&be->ring) > 0) {
+    loop->m.enters++;
     io_uring_submit(&be->ring);
+  }
 }
 
 const struct rx_backend_ops rx__uring_ops = {

@@ -112,6 +112,7 @@ void rx__cross_awake(rx_loop *loop) {
  * iteration's drain, or the next sleep's check, will see. */
 void rx__doorbell(rx_loop *loop) {
   __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_SEQ_CST);
+  loop->m.wakeups++;
 }
 
 static void scan_asyncs(rx_loop *loop) {
@@ -121,8 +122,10 @@ static void scan_asyncs(rx_loop *loop) {
     /* Clear before the callback runs: a send from now on must bring
      * another callback ("at least one after the last send"). */
     if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED) &&
-        __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL))
+        __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL)) {
       rx__feed(loop, (struct rx__head *)(void *)w, RX_ASYNC);
+      loop->m.cross_events++;
+    }
   }
 }
 
@@ -138,6 +141,7 @@ void rx__cross_drain(rx_loop *loop) {
     if ((n = rx__mpsc_pop(&loop->posts)) == NULL)
       break;
     rx_task *task = rx__container_of(n, rx_task, _node);
+    loop->m.cross_events++;
     task->fn(loop, task);
   }
 }

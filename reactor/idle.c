@@ -140,3 +140,34 @@ int rx_prepare_set_priority(rx_prepare *w, int priority) {
 int rx_check_set_priority(rx_check *w, int priority) {
   return rx__head_set_priority(HEAD(w), priority);
 }
+
+/* Cleanup watchers do not keep the loop running (libev unrefs them too): a
+ * start takes back the reference it adds, and a stop gives it again. */
+void rx_cleanup_init(rx_cleanup *w, rx_cleanup_cb cb) {
+  w->cb = cb;
+  init_head(HEAD(w), RX__KIND_CLEANUP);
+  w->_active.next = w->_active.prev = NULL;
+}
+
+int rx_cleanup_start(rx_loop *loop, rx_cleanup *w) {
+  int was = w != NULL && (w->_flags & RX__F_ACTIVE);
+  int rc = rx__listed_start(loop, HEAD(w), w ? &w->_active : NULL,
+                            loop ? &loop->cleanups : NULL);
+  if (rc == 0 && !was)
+    loop->activecnt--;
+  return rc;
+}
+
+int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w) {
+  int was = w != NULL && (w->_flags & RX__F_ACTIVE);
+  if (was && loop != NULL)
+    loop->activecnt++;
+  int rc = rx__listed_stop(loop, HEAD(w), w ? &w->_active : NULL);
+  if (rc != 0 && was && loop != NULL)
+    loop->activecnt--;
+  return rc;
+}
+
+int rx_cleanup_set_priority(rx_cleanup *w, int priority) {
+  return rx__head_set_priority(HEAD(w), priority);
+}

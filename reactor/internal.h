@@ -28,6 +28,7 @@ enum rx__kind {
   RX__KIND_PREPARE,
   RX__KIND_CHECK,
   RX__KIND_ASYNC,
+  RX__KIND_CLEANUP,
 };
 
 /* What the loop knows about one fd. The watcher list and `want` belong to
@@ -80,10 +81,29 @@ struct rx_backend_ops {
 extern const struct rx_backend_ops rx__uring_ops;
 extern const struct rx_backend_ops rx__epoll_ops;
 
+/* Counters behind rx_loop_metrics(); the backends add to theirs. */
+struct rx__metrics {
+  uint64_t dispatched;
+  uint64_t enters;
+  uint64_t completions;
+  uint64_t overflows;
+  uint64_t rearms;
+  uint64_t wakeups;
+  uint64_t cross_events;
+  int64_t idle_ns;
+};
+
 struct rx_loop {
   const struct rx_backend_ops *ops;
   const char *reason;      /* why this backend */
   void *data;
+  unsigned flags;          /* RX_LOOP_* given to rx_loop_new() */
+  void (*invoke)(rx_loop *loop); /* rx_set_invoke_pending() */
+  struct rx__metrics m;
+  int64_t suspended_at;    /* rx_suspend() time, or -1 */
+  int64_t io_collect;      /* rx_set_io_collect_interval() */
+  int64_t timeout_collect; /* rx_set_timeout_collect_interval() */
+  struct rx__link cleanups;
 
   int64_t now;             /* cached CLOCK_MONOTONIC ns */
   uint64_t iteration;
@@ -141,7 +161,6 @@ struct rx__head {
 /* Pending queues (loop.c). */
 void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
 void rx__clear_pending(rx_loop *loop, struct rx__head *w);
-void rx__invoke_pending(rx_loop *loop);
 
 /* Watchers kept on a loop list, and the head's priority (idle.c). */
 bool rx__owned_by(const rx_loop *loop, const struct rx__link *node);
@@ -155,6 +174,7 @@ int rx__head_set_priority(struct rx__head *w, int priority);
 void rx__timer_expire(rx_loop *loop);
 void rx__timer_invoke(rx_loop *loop, struct rx__link *node);
 void rx__timer_stop_all(rx_loop *loop);
+void rx__timer_shift(rx_loop *loop, int64_t delta);
 
 /* Cross-thread (async.c). */
 int rx__cross_init(rx_loop *loop);

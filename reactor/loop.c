@@ -94,7 +94,65 @@ int64_t rx_now(const rx_loop *loop) {
 }
 
 void rx_now_update(rx_loop *loop) {
-  loop->now = rx__clock_now();
+  if (!(loop->flags & RX_LOOP_MANUAL_CLOCK))
+    loop->now = rx__clock_now();
+}
+
+int rx_clock_advance(rx_loop *loop, int64_t ns) {
+  if (loop == NULL || !(loop->flags & RX_LOOP_MANUAL_CLOCK) || ns < 0)
+    return -EINVAL;
+  loop->now = ns > INT64_MAX - loop->now ? INT64_MAX : loop->now + ns;
+  return 0;
+}
+
+void rx_suspend(rx_loop *loop) {
+  if (loop->suspended_at < 0) {
+    rx_now_update(loop);
+    loop->suspended_at = loop->now;
+  }
+}
+
+void rx_resume(rx_loop *loop) {
+  if (loop->suspended_at < 0)
+    return;
+  rx_now_update(loop);
+  int64_t delta = loop->now - loop->suspended_at;
+  loop->suspended_at = -1;
+  if (delta > 0)
+    rx__timer_shift(loop, delta);
+}
+
+int rx_set_io_collect_interval(rx_loop *loop, int64_t io) {
+  if (loop == NULL || io < 0)
+    return -EINVAL;
+  loop->io_collect = io;
+  return 0;
+}
+
+int rx_set_timeout_collect_interval(rx_loop *loop, int64_t timeout) {
+  if (loop == NULL || timeout < 0)
+    return -EINVAL;
+  loop->timeout_collect = timeout;
+  return 0;
+}
+
+int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m) {
+  if (loop == NULL || m == NULL)
+    return -EINVAL;
+  m->iterations = loop->iteration;
+  m->dispatched = loop->m.dispatched;
+  m->enters = loop->m.enters;
+  m->completions = loop->m.completions;
+  m->overflows = loop->m.overflows;
+  m->rearms = loop->m.rearms;
+  m->wakeups = loop->m.wakeups;
+  m->coalesced = loop->m.cross_events > loop->m.wakeups
+                     ? loop->m.cross_events - loop->m.wakeups
+                     : 0;
+  m->idle_ns = loop->m.idle_ns;
+  m->backend = loop->ops->name;
+  m->reason = loop->reason;
+  return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -185,7 +243,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   if (opts == NULL)
     opts = &defaults;
   unsigned shift;
-  if (opts->flags != 0 || tick_shift(opts->timer_tick, &shift) != 0)
+  if ((opts->flags & ~(unsigned)RX_LOOP_MANUAL_CLOCK) != 0 ||
+      tick_shift(opts->timer_tick, &shift) != 0)
     return -EINVAL;
 
   rx_loop *loop;
@@ -193,7 +252,11 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   if (rc != 0)
     return rc;
 
-  loop->now = rx__clock_now();
+  loop->flags = opts->flags;
+  loop->now = (loop->flags & RX_LOOP_MANUAL_CLOCK) ? 0 : rx__clock_now();
+  loop->invoke = rx_invoke_pending;
+  loop->suspended_at = -1;
+  rx__list_init(&loop->cleanups);
   for (int i = 0; i < RX__NPRI; i++) {
     rx__list_init(&loop->pending[i]);
     rx__list_init(&loop->timers_pending[i]);
@@ -215,9 +278,22 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   return 0;
 }
 
+static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
+                      int revents);
+
 void rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
     return;
+  /* Cleanup watchers first, while everything still works (libev too runs
+   * every pending callback then). */
+  if (!rx__list_empty(&loop->cleanups)) {
+    feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active),
+              RX_CLEANUP);
+    loop->invoke(loop);
+    while (!rx__list_empty(&loop->cleanups))
+      rx_cleanup_stop(loop, rx__container_of(loop->cleanups.next, rx_cleanup,
+                                             _active));
+  }
   rx__cross_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
   for (int fd = 0; fd < loop->nfds; fd++)
@@ -346,6 +422,7 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
   int revents = (int)(w->_flags >> RX__F_REVENTS_SHIFT);
   w->_flags &= ~(RX__F_PENDING | (0xffffu << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
+  loop->m.dispatched++;
   /* Each kind is called through its own pointer type: no cast of a
    * function pointer to an incompatible type. */
   switch ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
@@ -374,6 +451,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     a->cb(loop, a, revents);
     break;
   }
+  case RX__KIND_CLEANUP: {
+    rx_cleanup *c = (rx_cleanup *)(void *)w;
+    c->cb(loop, c, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -383,7 +465,7 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
  * (expired timers before other events of the same priority, since they were
  * collected in deadline order). A callback that feeds a higher priority makes
  * the scan restart there. */
-void rx__invoke_pending(rx_loop *loop) {
+void rx_invoke_pending(rx_loop *loop) {
   while (loop->pendingcnt > 0) {
     int pri = loop->pendingpri;
     struct rx__link *node;
@@ -398,6 +480,30 @@ void rx__invoke_pending(rx_loop *loop) {
     }
   }
   loop->pendingpri = 0;
+}
+
+void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
+  loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
+}
+
+int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
+  struct rx__head *h = w;
+  if (loop == NULL || h == NULL)
+    return -EINVAL;
+  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  if (kind < RX__KIND_IO || kind > RX__KIND_CLEANUP)
+    return -EINVAL; /* not an initialised watcher */
+  rx__feed(loop, h, revents & 0xffff);
+  return 0;
+}
+
+int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {
+  if (loop == NULL)
+    return -EINVAL;
+  if (fd < 0)
+    return -EBADF;
+  rx__io_event(loop, fd, revents & (RX_READ | RX_WRITE));
+  return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -425,7 +531,10 @@ static void feed_idles(rx_loop *loop) {
 }
 
 /* How long the backend may block: not at all when something is already due,
- * otherwise until the wheel's next deadline, or without limit. */
+ * otherwise until the wheel's next deadline (but at least the timeout
+ * collect interval), or without limit. A manual clock does not move while
+ * the loop blocks, so there a timer never bounds a wait: it makes it
+ * non-blocking. */
 static int64_t wait_timeout(rx_loop *loop, int mode) {
   if ((mode & RX_RUN_NOWAIT) || loop->pendingcnt > 0 || loop->idlecnt > 0 ||
       loop->activecnt <= 0 || loop->break_how != RX_BREAK_CANCEL)
@@ -433,7 +542,29 @@ static int64_t wait_timeout(rx_loop *loop, int mode) {
   int64_t next = rx__tw_next(&loop->wheel);
   if (next == INT64_MAX)
     return -1;
-  return next > loop->now ? next - loop->now : 0;
+  if (next <= loop->now || (loop->flags & RX_LOOP_MANUAL_CLOCK))
+    return 0;
+  int64_t timeout = next - loop->now;
+  return timeout < loop->timeout_collect ? loop->timeout_collect : timeout;
+}
+
+/* libev's io collect interval: before a blocking wait, sleep a little so
+ * that more io is ready when the loop looks; the wait is shortened by as
+ * much, and a timer still bounds it. */
+static int64_t collect_io(rx_loop *loop, int64_t timeout) {
+  int64_t nap = loop->io_collect;
+  if (timeout >= 0 && nap > timeout)
+    nap = timeout;
+  if (nap <= 0)
+    return timeout;
+  struct timespec ts = {(time_t)(nap / 1000000000), (long)(nap % 1000000000)};
+  nanosleep(&ts, NULL);
+  return timeout < 0 ? -1 : timeout - nap;
+}
+
+static void refresh_now(rx_loop *loop) {
+  if (!(loop->flags & RX_LOOP_MANUAL_CLOCK))
+    loop->now = rx__clock_now();
 }
 
 int rx_run(rx_loop *loop, int mode) {
@@ -442,14 +573,14 @@ int rx_run(rx_loop *loop, int mode) {
   loop->depth++;
   loop->break_how = RX_BREAK_CANCEL;
   /* A nested run first finishes what its caller left pending. */
-  rx__invoke_pending(loop);
+  loop->invoke(loop);
   int rc = 0;
   do {
     loop->iteration++;
     if (!rx__list_empty(&loop->prepares)) {
       feed_list(loop, &loop->prepares, offsetof(rx_prepare, _active),
                 RX_PREPARE);
-      rx__invoke_pending(loop);
+      loop->invoke(loop);
     }
     if (loop->break_how != RX_BREAK_CANCEL)
       break;
@@ -457,10 +588,17 @@ int rx_run(rx_loop *loop, int mode) {
     /* Before blocking, tell other threads to ring (async.c). */
     int64_t timeout = wait_timeout(loop, mode);
     bool sleeping = timeout != 0 && rx__cross_may_sleep(loop);
-    rc = loop->ops->wait(loop, sleeping ? timeout : 0);
-    if (sleeping)
+    if (sleeping) {
+      int64_t before = rx__clock_now();
+      if (loop->io_collect > 0)
+        timeout = collect_io(loop, timeout);
+      rc = loop->ops->wait(loop, timeout);
       rx__cross_awake(loop);
-    loop->now = rx__clock_now();
+      loop->m.idle_ns += rx__clock_now() - before;
+    } else {
+      rc = loop->ops->wait(loop, 0);
+    }
+    refresh_now(loop);
     if (rc < 0)
       break;
 
@@ -470,7 +608,7 @@ int rx_run(rx_loop *loop, int mode) {
       feed_idles(loop);
     if (!rx__list_empty(&loop->checks))
       feed_list(loop, &loop->checks, offsetof(rx_check, _active), RX_CHECK);
-    rx__invoke_pending(loop);
+    loop->invoke(loop);
   } while (loop->activecnt > 0 && loop->break_how == RX_BREAK_CANCEL &&
            !(mode & (RX_RUN_ONCE | RX_RUN_NOWAIT)));
   if (loop->break_how == RX_BREAK_ONE)

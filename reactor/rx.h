@@ -52,6 +52,8 @@ enum {
   RX_PREPARE = 0x40, /* the loop is about to wait */
   RX_CHECK = 0x80,   /* the loop has just waited */
   RX_ASYNC = 0x100,  /* rx_async_send() was called */
+  RX_CLEANUP = 0x200, /* the loop is being freed */
+  RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
 /* rx_run() modes. */
@@ -84,6 +86,7 @@ typedef struct rx_prepare rx_prepare;
 typedef struct rx_check rx_check;
 typedef struct rx_async rx_async;
 typedef struct rx_task rx_task;
+typedef struct rx_cleanup rx_cleanup;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -92,6 +95,7 @@ typedef void (*rx_prepare_cb)(rx_loop *loop, rx_prepare *w, int revents);
 typedef void (*rx_check_cb)(rx_loop *loop, rx_check *w, int revents);
 typedef void (*rx_async_cb)(rx_loop *loop, rx_async *w, int revents);
 typedef void (*rx_task_fn)(rx_loop *loop, rx_task *task);
+typedef void (*rx_cleanup_cb)(rx_loop *loop, rx_cleanup *w, int revents);
 
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
@@ -187,12 +191,24 @@ struct rx_task {
   void *data;
 };
 
+/* Called by rx_loop_free(), before anything is torn down: the last chance
+ * to stop watchers and free what they hold. Does not keep rx_run() going. */
+struct rx_cleanup {
+  RX__WATCHER_HEAD(rx_cleanup, rx_cleanup_cb);
+  struct rx__link _active;
+};
+
 /* ---------------------------------------------------------------------------
  * Loops.
  */
 
+/* rx_loop_options.flags */
 enum {
-  RX_LOOP_NOSIGMASK = 0, /* reserved */
+  /* Time moves only by rx_clock_advance(), starting at 0: timers fire in
+   * order without sleeping, for deterministic tests of timeout logic. A wait
+   * is never bounded by a timer then (the clock would not move while
+   * blocked): drive such a loop with RX_RUN_NOWAIT or RX_RUN_ONCE. */
+  RX_LOOP_MANUAL_CLOCK = 0x1,
 };
 
 /* Options for rx_loop_new(); zero-initialise and set what you need. */
@@ -203,7 +219,7 @@ struct rx_loop_options {
                              of two; 0 = 2^19 ns (a timer is at most 0.53 ms
                              late). Minimum 1024 ns. */
   unsigned ring_entries;  /* io_uring submission queue size; 0 = 256 */
-  unsigned flags;         /* reserved, must be 0 */
+  unsigned flags;         /* RX_LOOP_*; other bits must be 0 */
 };
 
 /* Creates a loop. `opts` may be NULL. -EINVAL for bad options, -ENOMEM,
@@ -247,6 +263,63 @@ RX_EXPORT const char *rx_backend_name(const rx_loop *loop);
 /* Why that backend was chosen, e.g. "forced by RX_BACKEND" or
  * "io_uring_setup failed: Operation not permitted". */
 RX_EXPORT const char *rx_backend_reason(const rx_loop *loop);
+
+/* Moves a RX_LOOP_MANUAL_CLOCK loop's time forward by `ns` (>= 0); the
+ * timers that become due fire in the next iteration. -EINVAL for a loop on
+ * the real clock or a negative `ns`. */
+RX_EXPORT int rx_clock_advance(rx_loop *loop, int64_t ns);
+
+/* Suspends the loop's time (libev's ev_suspend): after rx_resume(), timers
+ * are delayed by however long the loop was suspended, as if that time had
+ * not passed. Call both on the loop's thread, outside rx_run(). */
+RX_EXPORT void rx_suspend(rx_loop *loop);
+RX_EXPORT void rx_resume(rx_loop *loop);
+
+/* libev's collect intervals, in ns (0, the default, turns each off): a wait
+ * for io first sleeps up to `io` ns, so that more events arrive per
+ * iteration; a wait bounded by a timer lasts at least `timeout` ns, so that
+ * nearby timers expire together (later, never earlier). -EINVAL if
+ * negative. */
+RX_EXPORT int rx_set_io_collect_interval(rx_loop *loop, int64_t io);
+RX_EXPORT int rx_set_timeout_collect_interval(rx_loop *loop, int64_t timeout);
+
+/* Replaces how pending callbacks are invoked each iteration (libev's
+ * ev_set_invoke_pending), e.g. to run them on another thread under a lock;
+ * NULL restores rx_invoke_pending(). rx_invoke_pending() invokes every
+ * pending callback, highest priority first. */
+RX_EXPORT void rx_set_invoke_pending(rx_loop *loop,
+                                     void (*invoke)(rx_loop *loop));
+RX_EXPORT void rx_invoke_pending(rx_loop *loop);
+
+/* Makes `fd`'s watchers pending as if the backend had reported `revents`
+ * (RX_READ / RX_WRITE) for it; those without matching interest are left
+ * alone. -EBADF for a negative fd. */
+RX_EXPORT int rx_feed_fd_event(rx_loop *loop, int fd, int revents);
+
+/* Checks every internal structure of the loop: pending queues and counts,
+ * the fd table and its watchers, the timer wheel, the watcher lists. 0, or
+ * -EFAULT with *what (if not NULL) naming the first broken structure. */
+RX_EXPORT int rx_verify(rx_loop *loop, const char **what);
+
+/* What the loop has done since it was made. */
+struct rx_metrics {
+  uint64_t iterations;
+  uint64_t dispatched;   /* callbacks invoked */
+  uint64_t enters;       /* backend syscalls: io_uring_enter, epoll_wait,
+                            epoll_ctl */
+  uint64_t completions;  /* completions reaped or epoll events returned */
+  uint64_t overflows;    /* completion overflow flushes (io_uring) */
+  uint64_t rearms;       /* interest (re)registered: POLL_ADD SQEs or
+                            epoll_ctl ADD/MOD */
+  uint64_t wakeups;      /* doorbells heard from other threads */
+  uint64_t coalesced;    /* cross-thread events (tasks run, async callbacks)
+                            that needed no doorbell of their own */
+  int64_t idle_ns;       /* time spent blocked in the backend */
+  const char *backend;   /* rx_backend_name() */
+  const char *reason;    /* rx_backend_reason() */
+};
+/* Fills `m`: 0, or -EINVAL for a NULL argument. */
+RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
 
 /* A static description of a negative errno value (or 0). Thread-safe. */
 RX_EXPORT const char *rx_strerror(int err);
@@ -325,6 +398,23 @@ RX_EXPORT int rx_check_start(rx_loop *loop, rx_check *w);
 RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
 
 /* ---------------------------------------------------------------------------
+ * cleanup watchers.
+ */
+
+RX_EXPORT void rx_cleanup_init(rx_cleanup *w, rx_cleanup_cb cb);
+RX_EXPORT int rx_cleanup_start(rx_loop *loop, rx_cleanup *w);
+RX_EXPORT int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w);
+
+/* ---------------------------------------------------------------------------
+ * Feeding events by hand (libev's ev_feed_event). `w` is any started or
+ * stopped watcher of this loop; its callback runs in this or the next
+ * invocation of pending callbacks with `revents` (a timer always receives
+ * RX_TIMER). Use rx_feed_event(loop, w, revents) with any watcher type.
+ */
+RX_EXPORT int rx_feed_event_head(rx_loop *loop, void *w, int revents);
+RX_EXPORT int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents);
+
+/* ---------------------------------------------------------------------------
  * Cross-thread wake-ups and work.
  */
 
@@ -365,6 +455,7 @@ RX_EXPORT int rx_idle_set_priority(rx_idle *w, int priority);
 RX_EXPORT int rx_prepare_set_priority(rx_prepare *w, int priority);
 RX_EXPORT int rx_check_set_priority(rx_check *w, int priority);
 RX_EXPORT int rx_async_set_priority(rx_async *w, int priority);
+RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 
 /* Whether a watcher is started (active) or has an event waiting for its
  * callback (pending): rx_is_active(w) and rx_is_pending(w) take a pointer to
@@ -413,6 +504,9 @@ static inline int rx__timer_pending(const void *w) {
 }
 
 #ifndef __cplusplus
+#define rx_feed_event(loop, w, revents)                            \
+  _Generic((w), rx_timer *: rx_feed_event_timer,                   \
+           default: rx_feed_event_head)(loop, w, revents)
 #define rx_is_active(w)                                            \
   _Generic((w), rx_timer *: rx__timer_active,                      \
            const rx_timer *: rx__timer_active,                     \
@@ -439,6 +533,15 @@ static inline int rx_is_pending(const rx_prepare *w) { return rx__head_pending(w
 static inline int rx_is_pending(const rx_check *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_async *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
+static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }
+static inline int rx_feed_event(rx_loop *loop, rx_timer *w, int revents) {
+  return rx_feed_event_timer(loop, w, revents);
+}
+template <typename W>
+static inline int rx_feed_event(rx_loop *loop, W *w, int revents) {
+  return rx_feed_event_head(loop, w, revents);
+}
 #endif
 
 #endif /* RX_H */

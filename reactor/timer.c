@@ -198,7 +198,7 @@ void rx__timer_expire(rx_loop *loop) {
   }
 }
 
-/* Runs the callback of a timer that rx__invoke_pending() took off its
+/* Runs the callback of a timer that rx_invoke_pending() took off its
  * queue. A repeating timer first goes back into the wheel at its previous
  * deadline plus `repeat`; periods that were missed entirely (the loop was
  * blocked) are skipped rather than fired in a burst, keeping the phase. */
@@ -206,9 +206,14 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
   rx_timer *w = timer_of(node);
   tclear(w, RX__T_PENDING);
   loop->pendingcnt--;
+  loop->m.dispatched++;
   if (tflags(w) & RX__T_ACTIVE) {
-    if (w->repeat > 0) {
-      int64_t next = rx__tw_at(&loop->wheel, &w->_ent) + w->repeat;
+    int64_t at = rx__tw_at(&loop->wheel, &w->_ent);
+    if (at > loop->now) {
+      /* Fed by rx_feed_event() before it was due: back to its deadline. */
+      rx__tw_add(&loop->wheel, &w->_ent, at);
+    } else if (w->repeat > 0) {
+      int64_t next = at + w->repeat;
       if (next <= loop->now)
         next += ((loop->now - next) / w->repeat + 1) * w->repeat;
       rx__tw_add(&loop->wheel, &w->_ent, next);
@@ -220,6 +225,39 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
     }
   }
   w->cb(loop, w, RX_TIMER);
+}
+
+int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents) {
+  (void)revents; /* a timer's callback always receives RX_TIMER */
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (tflags(w) & RX__T_PENDING)
+    return 0;
+  /* The link serves the wheel or the pending queue: an active timer leaves
+   * the wheel, and rx__timer_invoke() puts it back at its deadline. */
+  if (tflags(w) & RX__T_ACTIVE)
+    rx__tw_del(&loop->wheel, &w->_ent);
+  int pri = prio_index(w);
+  tset(w, RX__T_PENDING);
+  rx__list_push(&loop->timers_pending[pri], &w->_ent.link);
+  loop->pendingcnt++;
+  if (pri > loop->pendingpri)
+    loop->pendingpri = pri;
+  return 0;
+}
+
+/* rx_resume(): every waiting timer is delayed by `delta`. The wheel is
+ * emptied list by list and refilled, which keeps ties in start order. */
+void rx__timer_shift(rx_loop *loop, int64_t delta) {
+  struct rx__link all, *node;
+  rx__list_init(&all);
+  rx__tw_take_all(&loop->wheel, &all);
+  while ((node = rx__list_shift(&all)) != NULL) {
+    rx_timer *w = timer_of(node);
+    int64_t at = rx__tw_at(&loop->wheel, &w->_ent);
+    at = delta > INT64_MAX - at ? INT64_MAX : at + delta;
+    rx__tw_add(&loop->wheel, &w->_ent, at);
+  }
 }
 
 static void stop_list(rx_loop *loop, struct rx__link *head) {

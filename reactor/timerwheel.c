@@ -349,3 +349,23 @@ int rx__tw_validate(const struct rx__tw *tw) {
     return -EFAULT;
   return seen == tw->count ? 0 : -EFAULT;
 }
+
+void rx__tw_take_all(struct rx__tw *tw, struct rx__link *out) {
+  unsigned level, slot;
+
+  rx__list_splice(out, &tw->expired);
+  for (level = 0; level < RX__TW_LEVELS; level++) {
+    for (slot = 0; slot < RX__TW_SLOTS; slot++)
+      rx__list_splice(out, &tw->slots[level][slot]);
+    tw->occupied[level] = 0;
+  }
+  rx__list_splice(out, &tw->overflow);
+  for (slot = 0; slot < RX__TW_SLOTS; slot++)
+    tw->count0[slot] = 0;
+  tw->unsorted0 = 0;
+  tw->nexpired = 0;
+  tw->expired_unsorted = 0;
+  tw->overflow_tick = UINT64_MAX;
+  tw->due_added = 0;
+  tw->count = 0;
+}

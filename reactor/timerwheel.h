@@ -80,6 +80,9 @@ size_t rx__tw_count(const struct rx__tw *tw);
 /* 0 if every invariant holds, -EFAULT if one is broken. O(entries); for
  * tests and rx_verify(). */
 int rx__tw_validate(const struct rx__tw *tw);
+/* Empties the wheel onto the tail of `out`, list by list, so that entries of
+ * one tick keep their order (for re-adding them all, shifted in time). */
+void rx__tw_take_all(struct rx__tw *tw, struct rx__link *out);
 
 /* ---------------------------------------------------------------------------
  * inline definitions: placement, add, del (the paths timer start and stop

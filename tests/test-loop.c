@@ -21,7 +21,7 @@ static void test_new_bad_arguments(void **state) {
   assert_int_equal(rx_loop_new(NULL, NULL), -EINVAL);
 
   memset(&o, 0, sizeof(o));
-  o.flags = 1; /* reserved */
+  o.flags = 0x80000000u; /* not an RX_LOOP_* flag */
   assert_int_equal(rx_loop_new(&loop, &o), -EINVAL);
   assert_null(loop); /* cleared on failure */
 
