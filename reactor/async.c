@@ -70,6 +70,17 @@ void rx__cross_free(rx_loop *loop) {
   loop->wakefd = -1;
 }
 
+static void ring(rx_loop *loop);
+
+/* Tells the loop that an async watcher or a signal has something for it:
+ * the producer half of the sleep handshake. Async-signal-safe. */
+void rx__cross_notify(rx_loop *loop) {
+  /* Seq_cst store and load, against rx__cross_may_sleep()'s pair. */
+  __atomic_store_n(&loop->async_pending, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&loop->sleeping, __ATOMIC_SEQ_CST))
+    ring(loop);
+}
+
 static void ring(rx_loop *loop) {
   /* Acquire-release: the first ringer since the loop last woke writes; the
    * others see the flag and leave. */
@@ -134,8 +145,11 @@ void rx__cross_drain(rx_loop *loop) {
   /* The relaxed load keeps an iteration without sends at one plain read;
    * the exchange that follows is what orders the scan after the sends. */
   if (__atomic_load_n(&loop->async_pending, __ATOMIC_RELAXED) &&
-      __atomic_exchange_n(&loop->async_pending, 0, __ATOMIC_ACQUIRE))
+      __atomic_exchange_n(&loop->async_pending, 0, __ATOMIC_ACQUIRE)) {
     scan_asyncs(loop);
+    if (loop->nsignals > 0)
+      rx__signal_scan(loop);
+  }
   struct rx__mpsc_node *n;
   for (int i = 0; i < POSTS_PER_ITERATION; i++) {
     if ((n = rx__mpsc_pop(&loop->posts)) == NULL)
@@ -187,10 +201,7 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
     return 0;
   if (__atomic_exchange_n(&w->_sent, 1, __ATOMIC_ACQ_REL))
     return 0;
-  /* Seq_cst store and load: the producer half of the sleep handshake. */
-  __atomic_store_n(&loop->async_pending, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&loop->sleeping, __ATOMIC_SEQ_CST))
-    ring(loop);
+  rx__cross_notify(loop);
   return 0;
 }
 

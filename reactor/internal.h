@@ -29,7 +29,10 @@ enum rx__kind {
   RX__KIND_CHECK,
   RX__KIND_ASYNC,
   RX__KIND_CLEANUP,
+  RX__KIND_SIGNAL,
 };
+
+#define RX__NSIG 65 /* signal numbers 1..64 */
 
 /* What the loop knows about one fd. The watcher list and `want` belong to
  * the loop; `kernel` and `gen` are the backend's record of what the kernel
@@ -149,6 +152,8 @@ struct rx_loop {
   int doorbell_rung;       /* atomic: the doorbell was rung, not yet heard */
   int wakefd;              /* eventfd: the doorbell */
   struct rx__link asyncs;  /* active async watchers */
+  rx_signal *signals[RX__NSIG]; /* watchers per signal (signal.c) */
+  int nsignals;            /* signal numbers this loop watches */
 };
 
 /* The head every watcher but rx_timer starts with, for code that handles all
@@ -183,6 +188,11 @@ bool rx__cross_may_sleep(rx_loop *loop);
 void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
+void rx__cross_notify(rx_loop *loop);
+
+/* Signals (signal.c). */
+void rx__signal_scan(rx_loop *loop);
+void rx__signal_stop_all(rx_loop *loop);
 
 /* Allocation through the hook installed with rx_set_allocator(). */
 void *rx__alloc(size_t size);

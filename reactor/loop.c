@@ -295,6 +295,7 @@ void rx_loop_free(rx_loop *loop) {
                                              _active));
   }
   rx__cross_free(loop);
+  rx__signal_stop_all(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
   for (int fd = 0; fd < loop->nfds; fd++)
     while (loop->fds[fd].head != NULL)
@@ -456,6 +457,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     c->cb(loop, c, revents);
     break;
   }
+  case RX__KIND_SIGNAL: {
+    rx_signal *sg = (rx_signal *)(void *)w;
+    sg->cb(loop, sg, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -491,7 +497,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_CLEANUP)
+  if (kind < RX__KIND_IO || kind > RX__KIND_SIGNAL)
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;

@@ -53,6 +53,7 @@ enum {
   RX_CHECK = 0x80,   /* the loop has just waited */
   RX_ASYNC = 0x100,  /* rx_async_send() was called */
   RX_CLEANUP = 0x200, /* the loop is being freed */
+  RX_SIGNAL = 0x400,  /* the signal was delivered */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -87,6 +88,7 @@ typedef struct rx_check rx_check;
 typedef struct rx_async rx_async;
 typedef struct rx_task rx_task;
 typedef struct rx_cleanup rx_cleanup;
+typedef struct rx_signal rx_signal;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -96,6 +98,7 @@ typedef void (*rx_check_cb)(rx_loop *loop, rx_check *w, int revents);
 typedef void (*rx_async_cb)(rx_loop *loop, rx_async *w, int revents);
 typedef void (*rx_task_fn)(rx_loop *loop, rx_task *task);
 typedef void (*rx_cleanup_cb)(rx_loop *loop, rx_cleanup *w, int revents);
+typedef void (*rx_signal_cb)(rx_loop *loop, rx_signal *w, int revents);
 
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
@@ -196,6 +199,13 @@ struct rx_task {
 struct rx_cleanup {
   RX__WATCHER_HEAD(rx_cleanup, rx_cleanup_cb);
   struct rx__link _active;
+};
+
+/* A Unix signal, delivered as a callback on the loop's thread. */
+struct rx_signal {
+  RX__WATCHER_HEAD(rx_signal, rx_signal_cb);
+  int signum;
+  struct rx_signal *_next; /* next watcher of the same signal */
 };
 
 /* ---------------------------------------------------------------------------
@@ -398,6 +408,25 @@ RX_EXPORT int rx_check_start(rx_loop *loop, rx_check *w);
 RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
 
 /* ---------------------------------------------------------------------------
+ * signal watchers. Starting the first watcher of a signal installs rx's
+ * handler for it (the only change rx makes to signal dispositions, and only
+ * when asked); stopping the last one puts back the disposition that was
+ * there before. The handler may run on any thread; the callback runs on the
+ * loop's. A signal is watched by one loop at a time.
+ */
+
+RX_EXPORT void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum);
+/* 0; -EINVAL for a signal that cannot be caught (SIGKILL, SIGSTOP) or is
+ * out of range; -EBUSY if another loop watches `signum`, or `w` is active on
+ * another loop; or the error of sigaction(). */
+RX_EXPORT int rx_signal_start(rx_loop *loop, rx_signal *w);
+RX_EXPORT int rx_signal_stop(rx_loop *loop, rx_signal *w);
+RX_EXPORT int rx_signal_set_priority(rx_signal *w, int priority);
+/* Makes `signum`'s watchers on `loop` pending as if it had been delivered.
+ * -EINVAL for a signal out of range. */
+RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
+
+/* ---------------------------------------------------------------------------
  * cleanup watchers.
  */
 
@@ -534,6 +563,8 @@ static inline int rx_is_pending(const rx_check *w) { return rx__head_pending(w);
 static inline int rx_is_pending(const rx_async *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
 static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }
 static inline int rx_feed_event(rx_loop *loop, rx_timer *w, int revents) {
   return rx_feed_event_timer(loop, w, revents);
