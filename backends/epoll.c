@@ -285,6 +285,10 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   return 0;
 }
 
+static int epoll_pollfd(rx_loop *loop) {
+  return backend_of(loop)->epfd;
+}
+
 /* The doorbell is one more registration, told apart by its tag: fd tags
  * have a generation in the upper half that never reaches UINT32_MAX with
  * the lower half also all ones (fds are below INT_MAX). */
@@ -301,6 +305,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .destroy = epoll_destroy,
     .wait = epoll_wait_loop,
     .flush = NULL,
+    .pollfd = epoll_pollfd,
     .doorbell = epoll_doorbell,
     .wake_from = NULL,
 };

@@ -52,6 +52,13 @@
  *     IORING_OP_MSG_RING (5.18) posts a completion straight into the other
  *     ring instead; it is submitted with the sender's next batch. Support is
  *     probed once with IORING_REGISTER_PROBE.
+ *  j) rx_loop_fd(): the ring fd itself polls readable when completions are
+ *     waiting, but with DEFER_TASKRUN a poll wake-up only queues work for
+ *     the ring's task, and nothing wakes a poller of the ring fd. An eventfd
+ *     registered with IORING_REGISTER_EVENTFD is signalled when that work is
+ *     queued (and when completions are posted), so that is what a host loop
+ *     or an embedding loop watches. It is made on first request; from then
+ *     on each wait empties it with one non-blocking read().
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,6 +66,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,6 +86,8 @@ struct rx_uring {
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   bool disabled;       /* made with R_DISABLED, enabled by the first wait */
   bool rearm_doorbell; /* the doorbell READ could not be queued */
+  bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
+  int pollfd;
   uint64_t wakebuf;    /* where the doorbell READ lands */
 };
 
@@ -147,6 +157,8 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
 static void uring_destroy(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
   io_uring_queue_exit(&be->ring);
+  if (be->has_pollfd)
+    close(be->pollfd);
   rx__free(be, sizeof(*be));
 }
 
@@ -319,6 +331,12 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   }
   if (be->rearm_doorbell)
     arm_doorbell(be);
+  if (be->has_pollfd) {
+    /* Note j): empty it before looking, so any later signal stays. */
+    uint64_t count;
+    loop->m.enters++;
+    (void)!read(be->pollfd, &count, sizeof(count));
+  }
   int frc = flush_changes(be);
   if (frc < 0)
     return frc;
@@ -387,6 +405,24 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
   return 0;
 }
 
+/* Note j). */
+static int uring_pollfd(rx_loop *loop) {
+  struct rx_uring *be = backend_of(loop);
+  if (be->has_pollfd)
+    return be->pollfd;
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0)
+    return -errno;
+  int rc = io_uring_register_eventfd(&be->ring, fd);
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  be->pollfd = fd;
+  be->has_pollfd = true;
+  return fd;
+}
+
 /* rx_run() is returning: submit what callbacks queued after the last wait
  * (a MSG_RING to another loop above all, note i). One syscall, and only
  * when something is queued. */
@@ -404,6 +440,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .destroy = uring_destroy,
     .wait = uring_wait,
     .flush = uring_flush,
+    .pollfd = uring_pollfd,
     .doorbell = uring_doorbell,
     .wake_from = uring_wake_from,
 };

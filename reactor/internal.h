@@ -30,6 +30,7 @@ enum rx__kind {
   RX__KIND_ASYNC,
   RX__KIND_CLEANUP,
   RX__KIND_SIGNAL,
+  RX__KIND_EMBED,
 };
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
@@ -73,6 +74,9 @@ struct rx_backend_ops {
    * that nothing queued (a wake-up for another loop, a poll removal) is
    * held back while the loop is not run. NULL when nothing is ever queued. */
   void (*flush)(rx_loop *loop);
+  /* The pollable fd that is readable while the loop has work (the epoll
+   * fd, the ring fd): for rx_loop_fd(). */
+  int (*pollfd)(rx_loop *loop);
   /* Starts watching loop->wakefd; called once, after create. */
   int (*doorbell)(rx_loop *loop);
   /* Wakes `to` from the thread of `from`, both on this backend, without

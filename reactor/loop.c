@@ -462,6 +462,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     sg->cb(loop, sg, revents);
     break;
   }
+  case RX__KIND_EMBED: {
+    rx_embed *e = (rx_embed *)(void *)w;
+    e->cb(loop, e, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -497,7 +502,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_SIGNAL)
+  if (kind < RX__KIND_IO || kind > RX__KIND_EMBED)
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;
@@ -578,6 +583,9 @@ int rx_run(rx_loop *loop, int mode) {
     return -EINVAL;
   loop->depth++;
   loop->break_how = RX_BREAK_CANCEL;
+  /* rx_loop_timeout() may have announced a wait in a host loop. */
+  if (__atomic_load_n(&loop->sleeping, __ATOMIC_RELAXED))
+    rx__cross_awake(loop);
   /* A nested run first finishes what its caller left pending. */
   loop->invoke(loop);
   int rc = 0;
@@ -625,6 +633,25 @@ int rx_run(rx_loop *loop, int mode) {
   if (rc < 0)
     return rc;
   return loop->activecnt > 0;
+}
+
+int rx_loop_fd(rx_loop *loop) {
+  if (loop == NULL)
+    return -EINVAL;
+  return loop->ops->pollfd(loop);
+}
+
+int64_t rx_loop_timeout(rx_loop *loop) {
+  if (loop == NULL)
+    return -EINVAL;
+  refresh_now(loop);
+  int64_t timeout = wait_timeout(loop, RX_RUN_ONCE);
+  if (timeout == 0 && loop->activecnt <= 0 && loop->pendingcnt == 0 &&
+      loop->idlecnt == 0 && rx__tw_next(&loop->wheel) == INT64_MAX)
+    timeout = -1; /* nothing at all: no reason to come back early */
+  if (timeout != 0 && !rx__cross_may_sleep(loop))
+    timeout = 0;
+  return timeout;
 }
 
 void rx_break(rx_loop *loop, int how) {

@@ -54,6 +54,7 @@ enum {
   RX_ASYNC = 0x100,  /* rx_async_send() was called */
   RX_CLEANUP = 0x200, /* the loop is being freed */
   RX_SIGNAL = 0x400,  /* the signal was delivered */
+  RX_EMBED = 0x800,   /* the embedded loop has work */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -89,6 +90,7 @@ typedef struct rx_async rx_async;
 typedef struct rx_task rx_task;
 typedef struct rx_cleanup rx_cleanup;
 typedef struct rx_signal rx_signal;
+typedef struct rx_embed rx_embed;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -99,6 +101,7 @@ typedef void (*rx_async_cb)(rx_loop *loop, rx_async *w, int revents);
 typedef void (*rx_task_fn)(rx_loop *loop, rx_task *task);
 typedef void (*rx_cleanup_cb)(rx_loop *loop, rx_cleanup *w, int revents);
 typedef void (*rx_signal_cb)(rx_loop *loop, rx_signal *w, int revents);
+typedef void (*rx_embed_cb)(rx_loop *loop, rx_embed *w, int revents);
 
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
@@ -206,6 +209,19 @@ struct rx_signal {
   RX__WATCHER_HEAD(rx_signal, rx_signal_cb);
   int signum;
   struct rx_signal *_next; /* next watcher of the same signal */
+};
+
+/* Drives another loop from inside this one (libev's ev_embed): when the
+ * embedded loop has io, a due timer or cross-thread work, the callback runs
+ * with RX_EMBED, or, with a NULL callback, the embedded loop runs one
+ * non-blocking iteration (rx_embed_sweep). Both loops must run on the same
+ * thread. */
+struct rx_embed {
+  RX__WATCHER_HEAD(rx_embed, rx_embed_cb);
+  rx_loop *other;
+  rx_io _io;           /* the embedded loop's rx_loop_fd() */
+  rx_timer _timer;     /* its next timeout */
+  rx_prepare _prepare; /* re-arms the two before each wait */
 };
 
 /* ---------------------------------------------------------------------------
@@ -331,6 +347,15 @@ struct rx_metrics {
 /* Fills `m`: 0, or -EINVAL for a NULL argument. */
 RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
 
+/* Embedding rx in another event loop (GLib, Qt, another reactor): watch
+ * rx_loop_fd() for readability with rx_loop_timeout() as the timeout (ns,
+ * -1 for none, 0 to run at once), then call rx_run(loop, RX_RUN_NOWAIT);
+ * repeat. Run it once before the first wait, so that what was started is
+ * handed to the kernel. rx_loop_fd() returns the fd or a negative errno. rx_loop_timeout() also tells other threads that
+ * the loop may be waiting, so that their posts make the fd readable. */
+RX_EXPORT int rx_loop_fd(rx_loop *loop);
+RX_EXPORT int64_t rx_loop_timeout(rx_loop *loop);
+
 /* A static description of a negative errno value (or 0). Thread-safe. */
 RX_EXPORT const char *rx_strerror(int err);
 
@@ -425,6 +450,19 @@ RX_EXPORT int rx_signal_set_priority(rx_signal *w, int priority);
 /* Makes `signum`'s watchers on `loop` pending as if it had been delivered.
  * -EINVAL for a signal out of range. */
 RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
+
+/* ---------------------------------------------------------------------------
+ * embed watchers.
+ */
+
+RX_EXPORT void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other);
+/* -EINVAL for a NULL argument or a loop embedded in itself; -EBUSY when
+ * active on another loop. */
+RX_EXPORT int rx_embed_start(rx_loop *loop, rx_embed *w);
+RX_EXPORT int rx_embed_stop(rx_loop *loop, rx_embed *w);
+/* Runs one non-blocking iteration of the embedded loop. */
+RX_EXPORT void rx_embed_sweep(rx_loop *loop, rx_embed *w);
+RX_EXPORT int rx_embed_set_priority(rx_embed *w, int priority);
 
 /* ---------------------------------------------------------------------------
  * cleanup watchers.
@@ -564,6 +602,8 @@ static inline int rx_is_pending(const rx_async *w) { return rx__head_pending(w);
 static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
 static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }
 static inline int rx_feed_event(rx_loop *loop, rx_timer *w, int revents) {

@@ -1,0 +1,123 @@
+/*
+ * embed.c - one loop driven from inside another (libev's ev_embed).
+ *
+ * The embedding loop learns that the embedded one has work the same way a
+ * foreign host loop would (rx.h, rx_loop_fd / rx_loop_timeout): its pollable
+ * fd turns readable for io and cross-thread wake-ups, and its next timeout
+ * is a plain timer here. A prepare watcher re-arms that timer before every
+ * wait, and first sweeps the embedded loop if it has changes that only an
+ * iteration of its own hands to the kernel. libev leaves the embedded
+ * loop's timers to the user; here they are covered.
+ *
+ * The three internal watchers do not count as active: the embed watcher
+ * itself does, once.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+#define EMBED_OF(ptr, member) rx__container_of(ptr, rx_embed, member)
+
+static void wake(rx_loop *loop, rx_embed *w) {
+  if (w->cb != NULL)
+    rx__feed(loop, (struct rx__head *)(void *)w, RX_EMBED);
+  else
+    rx_embed_sweep(loop, w);
+}
+
+static void on_fd(rx_loop *loop, rx_io *io, int revents) {
+  (void)revents;
+  wake(loop, EMBED_OF(io, _io));
+}
+
+static void on_timeout(rx_loop *loop, rx_timer *t, int revents) {
+  (void)revents;
+  wake(loop, EMBED_OF(t, _timer));
+}
+
+/* Before the embedding loop waits: make sure the embedded loop's kernel
+ * state is current, then bound the wait by its next timeout. */
+static void on_prepare(rx_loop *loop, rx_prepare *p, int revents) {
+  (void)revents;
+  rx_embed *w = EMBED_OF(p, _prepare);
+  rx_loop *other = w->other;
+  if (other->nchanges > 0)
+    rx_embed_sweep(loop, w);
+  int64_t t = rx_loop_timeout(other);
+  bool was = rx_is_active(&w->_timer);
+  if (was) {
+    rx_ref(loop);
+    rx_timer_stop(loop, &w->_timer);
+  }
+  if (t >= 0) {
+    rx_timer_set(&w->_timer, t, 0);
+    rx_timer_start(loop, &w->_timer);
+    rx_unref(loop);
+  }
+}
+
+void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
+  w->cb = cb;
+  w->_link.next = NULL;
+  w->_link.prev = NULL;
+  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+              ((uint32_t)RX__KIND_EMBED << RX__F_KIND_SHIFT);
+  w->other = other;
+  rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1,
+             RX_READ);
+  rx_timer_init(&w->_timer, on_timeout, 0, 0);
+  rx_prepare_init(&w->_prepare, on_prepare);
+}
+
+int rx_embed_start(rx_loop *loop, rx_embed *w) {
+  if (loop == NULL || w == NULL || w->other == NULL || w->other == loop)
+    return -EINVAL;
+  if (w->_flags & RX__F_ACTIVE)
+    return rx_is_active(&w->_prepare) &&
+                   rx__owned_by(loop, &w->_prepare._active)
+               ? 0
+               : -EBUSY;
+  int rc = rx_io_start(loop, &w->_io);
+  if (rc != 0)
+    return rc;
+  rx_unref(loop);
+  rx_prepare_start(loop, &w->_prepare);
+  rx_unref(loop);
+  w->_flags |= RX__F_ACTIVE;
+  loop->activecnt++;
+  /* One iteration hands what the embedded loop has started to its kernel
+   * side, so that its fd reports from now on. */
+  rx_embed_sweep(loop, w);
+  return 0;
+}
+
+int rx_embed_stop(rx_loop *loop, rx_embed *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if ((w->_flags & RX__F_ACTIVE) &&
+      !rx__owned_by(loop, &w->_prepare._active))
+    return -EBUSY;
+  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (!(w->_flags & RX__F_ACTIVE))
+    return 0;
+  rx_ref(loop);
+  rx_io_stop(loop, &w->_io);
+  rx_ref(loop);
+  rx_prepare_stop(loop, &w->_prepare);
+  if (rx_is_active(&w->_timer)) {
+    rx_ref(loop);
+    rx_timer_stop(loop, &w->_timer);
+  }
+  w->_flags &= ~RX__F_ACTIVE;
+  loop->activecnt--;
+  return 0;
+}
+
+void rx_embed_sweep(rx_loop *loop, rx_embed *w) {
+  (void)loop;
+  rx_run(w->other, RX_RUN_NOWAIT);
+}
+
+int rx_embed_set_priority(rx_embed *w, int priority) {
+  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+}
