@@ -31,6 +31,7 @@ enum rx__kind {
   RX__KIND_CLEANUP,
   RX__KIND_SIGNAL,
   RX__KIND_EMBED,
+  RX__KIND_PERIODIC,
 };
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
@@ -157,6 +158,13 @@ struct rx_loop {
   int wakefd;              /* eventfd: the doorbell */
   struct rx__link asyncs;  /* active async watchers */
   rx_signal *signals[RX__NSIG]; /* watchers per signal (signal.c) */
+  /* Periodics (periodic.c): the wall clock, read with `now`, and a timerfd
+   * that turns readable when the wall clock is set. */
+  int64_t wallnow;
+  struct rx__link periodics;
+  int nperiodics;
+  int clockfd;             /* -1 until the first periodic starts */
+  rx_io clockwatch;
   int nsignals;            /* signal numbers this loop watches */
 };
 
@@ -193,6 +201,12 @@ void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
 void rx__cross_notify(rx_loop *loop);
+
+/* Periodics (periodic.c). */
+void rx__periodic_expire(rx_loop *loop);
+int64_t rx__periodic_timeout(rx_loop *loop);
+void rx__periodic_free(rx_loop *loop);
+void rx__periodic_resume(rx_loop *loop);
 
 /* Signals (signal.c). */
 void rx__signal_scan(rx_loop *loop);

@@ -102,6 +102,9 @@ int rx_clock_advance(rx_loop *loop, int64_t ns) {
   if (loop == NULL || !(loop->flags & RX_LOOP_MANUAL_CLOCK) || ns < 0)
     return -EINVAL;
   loop->now = ns > INT64_MAX - loop->now ? INT64_MAX : loop->now + ns;
+  /* The clock does not move on to the tick boundary by itself: let the
+   * next advance take the partial tick, so what is due now fires now. */
+  loop->wheel.due_added = 1;
   return 0;
 }
 
@@ -120,6 +123,7 @@ void rx_resume(rx_loop *loop) {
   loop->suspended_at = -1;
   if (delta > 0)
     rx__timer_shift(loop, delta);
+  rx__periodic_resume(loop);
 }
 
 int rx_set_io_collect_interval(rx_loop *loop, int64_t io) {
@@ -257,6 +261,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   loop->invoke = rx_invoke_pending;
   loop->suspended_at = -1;
   rx__list_init(&loop->cleanups);
+  rx__list_init(&loop->periodics);
+  loop->clockfd = -1;
   for (int i = 0; i < RX__NPRI; i++) {
     rx__list_init(&loop->pending[i]);
     rx__list_init(&loop->timers_pending[i]);
@@ -265,6 +271,7 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   rx__list_init(&loop->prepares);
   rx__list_init(&loop->checks);
   rx__tw_init(&loop->wheel, loop->now, shift);
+  loop->wheel.exact = (loop->flags & RX_LOOP_MANUAL_CLOCK) != 0;
   if ((rc = rx__cross_init(loop)) != 0) {
     loop->ops->destroy(loop);
     return rc;
@@ -296,6 +303,7 @@ void rx_loop_free(rx_loop *loop) {
   }
   rx__cross_free(loop);
   rx__signal_stop_all(loop);
+  rx__periodic_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
   for (int fd = 0; fd < loop->nfds; fd++)
     while (loop->fds[fd].head != NULL)
@@ -467,6 +475,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     e->cb(loop, e, revents);
     break;
   }
+  case RX__KIND_PERIODIC: {
+    rx_periodic *p = (rx_periodic *)(void *)w;
+    p->cb(loop, p, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -502,7 +515,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_EMBED)
+  if (kind < RX__KIND_IO || kind > RX__KIND_PERIODIC)
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;
@@ -551,12 +564,15 @@ static int64_t wait_timeout(rx_loop *loop, int mode) {
       loop->activecnt <= 0 || loop->break_how != RX_BREAK_CANCEL)
     return 0;
   int64_t next = rx__tw_next(&loop->wheel);
+  int64_t periodic = rx__periodic_timeout(loop);
   if (next == INT64_MAX)
-    return -1;
+    return periodic;
   if (next <= loop->now || (loop->flags & RX_LOOP_MANUAL_CLOCK))
     return 0;
   int64_t timeout = next - loop->now;
-  return timeout < loop->timeout_collect ? loop->timeout_collect : timeout;
+  if (timeout < loop->timeout_collect)
+    timeout = loop->timeout_collect;
+  return periodic >= 0 && periodic < timeout ? periodic : timeout;
 }
 
 /* libev's io collect interval: before a blocking wait, sleep a little so
@@ -617,6 +633,8 @@ int rx_run(rx_loop *loop, int mode) {
       break;
 
     rx__timer_expire(loop);
+    if (loop->nperiodics > 0)
+      rx__periodic_expire(loop);
     rx__cross_drain(loop);
     if (loop->idlecnt > 0)
       feed_idles(loop);

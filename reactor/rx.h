@@ -55,6 +55,7 @@ enum {
   RX_CLEANUP = 0x200, /* the loop is being freed */
   RX_SIGNAL = 0x400,  /* the signal was delivered */
   RX_EMBED = 0x800,   /* the embedded loop has work */
+  RX_PERIODIC = 0x1000, /* a wall-clock time was reached */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -91,6 +92,7 @@ typedef struct rx_task rx_task;
 typedef struct rx_cleanup rx_cleanup;
 typedef struct rx_signal rx_signal;
 typedef struct rx_embed rx_embed;
+typedef struct rx_periodic rx_periodic;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -102,6 +104,10 @@ typedef void (*rx_task_fn)(rx_loop *loop, rx_task *task);
 typedef void (*rx_cleanup_cb)(rx_loop *loop, rx_cleanup *w, int revents);
 typedef void (*rx_signal_cb)(rx_loop *loop, rx_signal *w, int revents);
 typedef void (*rx_embed_cb)(rx_loop *loop, rx_embed *w, int revents);
+typedef void (*rx_periodic_cb)(rx_loop *loop, rx_periodic *w, int revents);
+/* Returns the next wall-clock time (ns since the epoch) at which `w` fires,
+ * at or after `now`; must not call into the loop. */
+typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
 
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
@@ -209,6 +215,21 @@ struct rx_signal {
   RX__WATCHER_HEAD(rx_signal, rx_signal_cb);
   int signum;
   struct rx_signal *_next; /* next watcher of the same signal */
+};
+
+/* A wall-clock (CLOCK_REALTIME) timer, libev's ev_periodic: with a
+ * reschedule function, fires whenever it says; else with an interval > 0,
+ * at offset + k * interval (e.g. offset 0, interval 3600 s: on the hour);
+ * else once, at the absolute time `offset`. Follows the wall clock when it
+ * is set, and never fires before its time on it. */
+struct rx_periodic {
+  RX__WATCHER_HEAD(rx_periodic, rx_periodic_cb);
+  int64_t offset;             /* ns since the epoch, or the phase */
+  int64_t interval;           /* ns; 0 = absolute */
+  rx_reschedule_fn reschedule;
+  int64_t at;                 /* the next time it fires (read-only; in
+                                 the callback, already the one after) */
+  struct rx__link _active;
 };
 
 /* Drives another loop from inside this one (libev's ev_embed): when the
@@ -452,6 +473,25 @@ RX_EXPORT int rx_signal_set_priority(rx_signal *w, int priority);
 RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
 
 /* ---------------------------------------------------------------------------
+ * periodic watchers.
+ */
+
+RX_EXPORT void rx_periodic_init(rx_periodic *w, rx_periodic_cb cb,
+                                int64_t offset, int64_t interval,
+                                rx_reschedule_fn reschedule);
+/* -EINVAL for a negative interval, or an offset outside [0, interval)
+ * with an interval; -EBUSY when active on another loop. */
+RX_EXPORT int rx_periodic_start(rx_loop *loop, rx_periodic *w);
+RX_EXPORT int rx_periodic_stop(rx_loop *loop, rx_periodic *w);
+/* Recomputes `at` from the current wall clock (after a change of offset,
+ * interval or of what reschedule returns); starts it if stopped. */
+RX_EXPORT int rx_periodic_again(rx_loop *loop, rx_periodic *w);
+RX_EXPORT int rx_periodic_set_priority(rx_periodic *w, int priority);
+/* The loop's wall-clock time (CLOCK_REALTIME ns), taken with rx_now(); on
+ * a manual clock, the manual clock. */
+RX_EXPORT int64_t rx_wallclock(const rx_loop *loop);
+
+/* ---------------------------------------------------------------------------
  * embed watchers.
  */
 
@@ -603,6 +643,8 @@ static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w)
 static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_periodic *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }

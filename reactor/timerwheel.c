@@ -65,6 +65,7 @@ void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift) {
   rx__list_init(&tw->expired);
   tw->nexpired = 0;
   tw->expired_unsorted = 0;
+  tw->exact = 0;
 }
 
 size_t rx__tw_count(const struct rx__tw *tw) {
@@ -233,7 +234,7 @@ void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out) {
   /* Whole ticks up to now; the partial one too when an entry added since
    * the last call is already due, since that entry is in it. */
   target = rel >> tw->shift;
-  if (tw->due_added)
+  if (tw->due_added || tw->exact)
     target = rx__tw_tick(tw, rel);
   /* From occupied slot to occupied slot: each step empties one slot, and
    * moves elapsed strictly forward, to that slot's first tick. */

@@ -61,6 +61,10 @@ struct rx__tw {
    * was appended out of deadline order. */
   uint32_t count0[RX__TW_SLOTS];
   uint64_t unsorted0;
+  /* Set by the user: every advance also takes the partial tick, so that an
+   * entry goes out as soon as its deadline is reached rather than up to a
+   * tick later (a manual clock, where "now" jumps exactly to deadlines). */
+  int exact;
 };
 
 /* Initialises an empty wheel whose time starts at `now`, with a tick of
