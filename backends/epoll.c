@@ -199,11 +199,11 @@ static int epoll_doorbell(rx_loop *loop);
 
 /* Note f): a new epoll set with every wanted fd queued for an ADD. On
  * failure (no fd left), the old set stays and the next wait tries again. */
-static void rebuild(struct rx_epoll *be) {
+static int rebuild(struct rx_epoll *be) {
   rx_loop *loop = &be->loop;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0)
-    return;
+    return -errno;
   close(be->epfd);
   be->epfd = ep;
   be->orphan = 0;
@@ -217,6 +217,14 @@ static void rebuild(struct rx_epoll *be) {
       loop->changes[loop->nchanges++] = fd;
     }
   }
+  return 0;
+}
+
+/* In a forked child: the epoll fd it inherited names the parent's epoll
+ * set (one file, shared), so a change made through it would change the
+ * parent's interest. A new set, rebuilt from the fd table, as for note f). */
+static int epoll_fork(rx_loop *loop) {
+  return rebuild(backend_of(loop));
 }
 
 /* Note c): every listed file is ready for whatever its watchers want. An
@@ -306,6 +314,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .wait = epoll_wait_loop,
     .flush = NULL,
     .pollfd = epoll_pollfd,
+    .fork = epoll_fork,
     .doorbell = epoll_doorbell,
     .wake_from = NULL,
 };

@@ -59,6 +59,12 @@
  *     queued (and when completions are posted), so that is what a host loop
  *     or an embedding loop watches. It is made on first request; from then
  *     on each wait empties it with one non-blocking read().
+ *  k) fork(): the ring's memory is mapped MAP_SHARED, so a child writing
+ *     into it would corrupt the parent's ring; it is marked MADV_DONTFORK
+ *     (io_uring_ring_dontfork) and the child does not have it at all. A
+ *     child that goes on with the loop (rx_loop_fork) closes its copy of the
+ *     ring fd, never unmaps (nothing is mapped there in the child), makes a
+ *     new ring and re-arms every poll and the doorbell.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -88,6 +94,7 @@ struct rx_uring {
   bool rearm_doorbell; /* the doorbell READ could not be queued */
   bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
   int pollfd;
+  unsigned entries;    /* SQ size the ring was made with, for a fork */
   uint64_t wakebuf;    /* where the doorbell READ lands */
 };
 
@@ -150,6 +157,9 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
     rx__free(be, sizeof(*be));
     return rc;
   }
+  be->entries = be->ring.sq.ring_entries;
+  /* Note k): a forked child must not share this memory with the parent. */
+  io_uring_ring_dontfork(&be->ring);
   *loop = &be->loop;
   return 0;
 }
@@ -405,6 +415,34 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
   return 0;
 }
 
+/* Note k). */
+static int uring_fork(rx_loop *loop) {
+  struct rx_uring *be = backend_of(loop);
+  int old = be->ring.ring_fd;
+  memset(&be->ring, 0, sizeof(be->ring));
+  int rc = setup_ring(be, be->entries);
+  if (rc != 0)
+    return rc;
+  close(old);
+  io_uring_ring_dontfork(&be->ring);
+  if (be->has_pollfd) {
+    /* The inherited eventfd is the parent's too; a new one on request. */
+    close(be->pollfd);
+    be->has_pollfd = false;
+  }
+  for (int fd = 0; fd < loop->nfds; fd++) {
+    struct rx__fd *f = &loop->fds[fd];
+    f->armed = 0;
+    f->kernel = 0;
+    if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
+      f->flags |= RX__FD_CHANGED;
+      loop->changes[loop->nchanges++] = fd;
+    }
+  }
+  arm_doorbell(be);
+  return 0;
+}
+
 /* Note j). */
 static int uring_pollfd(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
@@ -441,6 +479,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .wait = uring_wait,
     .flush = uring_flush,
     .pollfd = uring_pollfd,
+    .fork = uring_fork,
     .doorbell = uring_doorbell,
     .wake_from = uring_wake_from,
 };

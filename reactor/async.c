@@ -250,10 +250,12 @@ int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task) {
     return rc;
   if (__atomic_load_n(&to->sleeping, __ATOMIC_SEQ_CST) &&
       !__atomic_exchange_n(&to->doorbell_rung, 1, __ATOMIC_ACQ_REL)) {
-    /* The ring-to-ring message when both loops can; otherwise the eventfd,
-     * after giving back the flag that ring() takes again. */
-    if (from->ops != to->ops || from->ops->wake_from == NULL ||
-        from->ops->wake_from(from, to) != 0) {
+    /* The ring-to-ring message when both loops can and `from` is running
+     * (its submission at the latest when rx_run() returns carries the
+     * message); otherwise the eventfd, after giving back the flag that
+     * ring() takes again. */
+    if (from->depth == 0 || from->ops != to->ops ||
+        from->ops->wake_from == NULL || from->ops->wake_from(from, to) != 0) {
       __atomic_store_n(&to->doorbell_rung, 0, __ATOMIC_RELEASE);
       ring(to);
     }

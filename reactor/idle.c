@@ -171,3 +171,22 @@ int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w) {
 int rx_cleanup_set_priority(rx_cleanup *w, int priority) {
   return rx__head_set_priority(HEAD(w), priority);
 }
+
+void rx_fork_init(rx_fork *w, rx_fork_cb cb) {
+  w->cb = cb;
+  init_head(HEAD(w), RX__KIND_FORK);
+  w->_active.next = w->_active.prev = NULL;
+}
+
+int rx_fork_start(rx_loop *loop, rx_fork *w) {
+  return rx__listed_start(loop, HEAD(w), w ? &w->_active : NULL,
+                          loop ? &loop->forks : NULL);
+}
+
+int rx_fork_stop(rx_loop *loop, rx_fork *w) {
+  return rx__listed_stop(loop, HEAD(w), w ? &w->_active : NULL);
+}
+
+int rx_fork_set_priority(rx_fork *w, int priority) {
+  return rx__head_set_priority(HEAD(w), priority);
+}

@@ -32,6 +32,7 @@ enum rx__kind {
   RX__KIND_SIGNAL,
   RX__KIND_EMBED,
   RX__KIND_PERIODIC,
+  RX__KIND_FORK,
 };
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
@@ -78,6 +79,10 @@ struct rx_backend_ops {
   /* The pollable fd that is readable while the loop has work (the epoll
    * fd, the ring fd): for rx_loop_fd(). */
   int (*pollfd)(rx_loop *loop);
+  /* In a forked child: drop the kernel state inherited from the parent
+   * without touching it, make a new one, and queue every wanted fd and the
+   * doorbell (loop->wakefd, already new) again. */
+  int (*fork)(rx_loop *loop);
   /* Starts watching loop->wakefd; called once, after create. */
   int (*doorbell)(rx_loop *loop);
   /* Wakes `to` from the thread of `from`, both on this backend, without
@@ -112,6 +117,9 @@ struct rx_loop {
   int64_t io_collect;      /* rx_set_io_collect_interval() */
   int64_t timeout_collect; /* rx_set_timeout_collect_interval() */
   struct rx__link cleanups;
+  struct rx__link forks;   /* rx_fork watchers */
+  int postfork;            /* rx_loop_fork() was called: rebuild */
+  unsigned fork_gen;       /* RX_LOOP_FORKCHECK: forks seen so far */
 
   int64_t now;             /* cached CLOCK_MONOTONIC ns */
   uint64_t iteration;

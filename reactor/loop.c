@@ -17,7 +17,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "internal.h"
@@ -102,9 +105,6 @@ int rx_clock_advance(rx_loop *loop, int64_t ns) {
   if (loop == NULL || !(loop->flags & RX_LOOP_MANUAL_CLOCK) || ns < 0)
     return -EINVAL;
   loop->now = ns > INT64_MAX - loop->now ? INT64_MAX : loop->now + ns;
-  /* The clock does not move on to the tick boundary by itself: let the
-   * next advance take the partial tick, so what is due now fires now. */
-  loop->wheel.due_added = 1;
   return 0;
 }
 
@@ -239,6 +239,20 @@ static int select_backend(rx_loop **loop, const struct rx_loop_options *opts) {
   return rc;
 }
 
+/* RX_LOOP_FORKCHECK: a pthread_atfork() child handler counts forks; a loop
+ * compares the count with the one it last saw, one load per iteration. The
+ * handler is installed once, by the first loop that asks. */
+static unsigned fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void) {
+  __atomic_fetch_add(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void install_atfork(void) {
+  pthread_atfork(NULL, NULL, count_fork);
+}
+
 int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   static const struct rx_loop_options defaults;
   if (out == NULL)
@@ -247,7 +261,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   if (opts == NULL)
     opts = &defaults;
   unsigned shift;
-  if ((opts->flags & ~(unsigned)RX_LOOP_MANUAL_CLOCK) != 0 ||
+  if ((opts->flags & ~(unsigned)(RX_LOOP_MANUAL_CLOCK | RX_LOOP_FORKCHECK)) !=
+          0 ||
       tick_shift(opts->timer_tick, &shift) != 0)
     return -EINVAL;
 
@@ -262,6 +277,11 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   loop->suspended_at = -1;
   rx__list_init(&loop->cleanups);
   rx__list_init(&loop->periodics);
+  rx__list_init(&loop->forks);
+  if (loop->flags & RX_LOOP_FORKCHECK) {
+    pthread_once(&atfork_once, install_atfork);
+    loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+  }
   loop->clockfd = -1;
   for (int i = 0; i < RX__NPRI; i++) {
     rx__list_init(&loop->pending[i]);
@@ -480,6 +500,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     p->cb(loop, p, revents);
     break;
   }
+  case RX__KIND_FORK: {
+    rx_fork *f = (rx_fork *)(void *)w;
+    f->cb(loop, f, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -515,7 +540,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_PERIODIC)
+  if (kind < RX__KIND_IO || kind > RX__KIND_FORK)
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;
@@ -594,6 +619,33 @@ static void refresh_now(rx_loop *loop) {
     loop->now = rx__clock_now();
 }
 
+void rx_loop_fork(rx_loop *loop) {
+  loop->postfork = 1;
+}
+
+/* The first iteration in a forked child: a doorbell of its own (the
+ * inherited eventfd is the parent's too), kernel state rebuilt by the
+ * backend, then the fork watchers. */
+static int after_fork(rx_loop *loop) {
+  loop->postfork = 0;
+  loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+  int fd = eventfd(0, EFD_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  close(loop->wakefd);
+  loop->wakefd = fd;
+  __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
+  int rc = loop->ops->fork(loop);
+  if (rc != 0)
+    return rc;
+  if (!rx__list_empty(&loop->forks)) {
+    feed_list(loop, &loop->forks, offsetof(rx_fork, _active), RX_FORK);
+    loop->invoke(loop);
+  }
+  return 0;
+}
+
 int rx_run(rx_loop *loop, int mode) {
   if (loop == NULL || (mode & ~(RX_RUN_ONCE | RX_RUN_NOWAIT)) != 0)
     return -EINVAL;
@@ -607,6 +659,13 @@ int rx_run(rx_loop *loop, int mode) {
   int rc = 0;
   do {
     loop->iteration++;
+    if (loop->postfork ||
+        ((loop->flags & RX_LOOP_FORKCHECK) &&
+         __atomic_load_n(&fork_generation, __ATOMIC_RELAXED) !=
+             loop->fork_gen)) {
+      if ((rc = after_fork(loop)) < 0)
+        break;
+    }
     if (!rx__list_empty(&loop->prepares)) {
       feed_list(loop, &loop->prepares, offsetof(rx_prepare, _active),
                 RX_PREPARE);

@@ -56,6 +56,7 @@ enum {
   RX_SIGNAL = 0x400,  /* the signal was delivered */
   RX_EMBED = 0x800,   /* the embedded loop has work */
   RX_PERIODIC = 0x1000, /* a wall-clock time was reached */
+  RX_FORK = 0x2000,     /* the loop is running in a forked child */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -93,6 +94,7 @@ typedef struct rx_cleanup rx_cleanup;
 typedef struct rx_signal rx_signal;
 typedef struct rx_embed rx_embed;
 typedef struct rx_periodic rx_periodic;
+typedef struct rx_fork rx_fork;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -105,6 +107,7 @@ typedef void (*rx_cleanup_cb)(rx_loop *loop, rx_cleanup *w, int revents);
 typedef void (*rx_signal_cb)(rx_loop *loop, rx_signal *w, int revents);
 typedef void (*rx_embed_cb)(rx_loop *loop, rx_embed *w, int revents);
 typedef void (*rx_periodic_cb)(rx_loop *loop, rx_periodic *w, int revents);
+typedef void (*rx_fork_cb)(rx_loop *loop, rx_fork *w, int revents);
 /* Returns the next wall-clock time (ns since the epoch) at which `w` fires,
  * at or after `now`; must not call into the loop. */
 typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
@@ -232,6 +235,13 @@ struct rx_periodic {
   struct rx__link _active;
 };
 
+/* Called in a forked child, at the first iteration after the loop noticed
+ * the fork (rx_loop_fork() or RX_LOOP_FORKCHECK), before it waits. */
+struct rx_fork {
+  RX__WATCHER_HEAD(rx_fork, rx_fork_cb);
+  struct rx__link _active;
+};
+
 /* Drives another loop from inside this one (libev's ev_embed): when the
  * embedded loop has io, a due timer or cross-thread work, the callback runs
  * with RX_EMBED, or, with a NULL callback, the embedded loop runs one
@@ -256,6 +266,11 @@ enum {
    * is never bounded by a timer then (the clock would not move while
    * blocked): drive such a loop with RX_RUN_NOWAIT or RX_RUN_ONCE. */
   RX_LOOP_MANUAL_CLOCK = 0x1,
+  /* Notices a fork by itself (libev's EVFLAG_FORKCHECK): the child's loop
+   * rebuilds its kernel state at its next iteration without a call to
+   * rx_loop_fork(). Costs one load per iteration (a fork counter bumped by
+   * a pthread_atfork() handler), no syscall. */
+  RX_LOOP_FORKCHECK = 0x2,
 };
 
 /* Options for rx_loop_new(); zero-initialise and set what you need. */
@@ -310,6 +325,12 @@ RX_EXPORT const char *rx_backend_name(const rx_loop *loop);
 /* Why that backend was chosen, e.g. "forced by RX_BACKEND" or
  * "io_uring_setup failed: Operation not permitted". */
 RX_EXPORT const char *rx_backend_reason(const rx_loop *loop);
+
+/* In a forked child that goes on using `loop`: its kernel state (the
+ * io_uring ring, whose memory the child does not inherit, or the epoll set,
+ * and the doorbell) is rebuilt at the next iteration, every watcher kept.
+ * Call it in the child only; the parent's loop is unaffected either way. */
+RX_EXPORT void rx_loop_fork(rx_loop *loop);
 
 /* Moves a RX_LOOP_MANUAL_CLOCK loop's time forward by `ns` (>= 0); the
  * timers that become due fire in the next iteration. -EINVAL for a loop on
@@ -505,6 +526,15 @@ RX_EXPORT void rx_embed_sweep(rx_loop *loop, rx_embed *w);
 RX_EXPORT int rx_embed_set_priority(rx_embed *w, int priority);
 
 /* ---------------------------------------------------------------------------
+ * fork watchers.
+ */
+
+RX_EXPORT void rx_fork_init(rx_fork *w, rx_fork_cb cb);
+RX_EXPORT int rx_fork_start(rx_loop *loop, rx_fork *w);
+RX_EXPORT int rx_fork_stop(rx_loop *loop, rx_fork *w);
+RX_EXPORT int rx_fork_set_priority(rx_fork *w, int priority);
+
+/* ---------------------------------------------------------------------------
  * cleanup watchers.
  */
 
@@ -546,9 +576,11 @@ RX_EXPORT int rx_async_pending(const rx_async *w);
  * active watcher while tasks are expected. */
 RX_EXPORT int rx_loop_post(rx_loop *loop, rx_task *task);
 /* rx_loop_post() from the thread that runs `from`. Between two io_uring
- * loops on a kernel with IORING_OP_MSG_RING, the wake-up travels as a
- * message from ring to ring in `from`'s next submission batch, instead of
- * an eventfd write. */
+ * loops on a kernel with IORING_OP_MSG_RING, called from inside rx_run() of
+ * `from` (a callback), the wake-up travels as a message from ring to ring
+ * in `from`'s next submission (at the latest when that rx_run() returns)
+ * instead of an eventfd write; so a callback that then blocks for long
+ * delays it. Outside rx_run() it is rx_loop_post(). */
 RX_EXPORT int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task);
 
 /* ---------------------------------------------------------------------------
@@ -644,6 +676,8 @@ static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w);
 static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_periodic *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_fork *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_fork *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
