@@ -60,6 +60,8 @@ test: build
 demo: build
 	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
 	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
+	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
+	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
 
 bench: deps
 	$(call setup,$(RELEASE_BUILD),--buildtype=release)
