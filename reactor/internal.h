@@ -33,6 +33,7 @@ enum rx__kind {
   RX__KIND_EMBED,
   RX__KIND_PERIODIC,
   RX__KIND_FORK,
+  RX__KIND_CHILD,
 };
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
@@ -118,6 +119,9 @@ struct rx_loop {
   int64_t timeout_collect; /* rx_set_timeout_collect_interval() */
   struct rx__link cleanups;
   struct rx__link forks;   /* rx_fork watchers */
+  struct rx__link children; /* rx_child watchers (child.c) */
+  int sigchld_users;       /* child watchers that need SIGCHLD */
+  rx_signal sigchld;
   int postfork;            /* rx_loop_fork() was called: rebuild */
   unsigned fork_gen;       /* RX_LOOP_FORKCHECK: forks seen so far */
 
@@ -215,6 +219,9 @@ void rx__periodic_expire(rx_loop *loop);
 int64_t rx__periodic_timeout(rx_loop *loop);
 void rx__periodic_free(rx_loop *loop);
 void rx__periodic_resume(rx_loop *loop);
+
+/* Children (child.c). */
+void rx__child_free(rx_loop *loop);
 
 /* Signals (signal.c). */
 void rx__signal_scan(rx_loop *loop);

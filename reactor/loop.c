@@ -278,6 +278,7 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   rx__list_init(&loop->cleanups);
   rx__list_init(&loop->periodics);
   rx__list_init(&loop->forks);
+  rx__list_init(&loop->children);
   if (loop->flags & RX_LOOP_FORKCHECK) {
     pthread_once(&atfork_once, install_atfork);
     loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
@@ -322,6 +323,7 @@ void rx_loop_free(rx_loop *loop) {
                                              _active));
   }
   rx__cross_free(loop);
+  rx__child_free(loop);
   rx__signal_stop_all(loop);
   rx__periodic_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
@@ -505,6 +507,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     f->cb(loop, f, revents);
     break;
   }
+  case RX__KIND_CHILD: {
+    rx_child *c = (rx_child *)(void *)w;
+    c->cb(loop, c, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -540,7 +547,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_FORK)
+  if (kind < RX__KIND_IO || kind > RX__KIND_CHILD)
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;

@@ -57,6 +57,7 @@ enum {
   RX_EMBED = 0x800,   /* the embedded loop has work */
   RX_PERIODIC = 0x1000, /* a wall-clock time was reached */
   RX_FORK = 0x2000,     /* the loop is running in a forked child */
+  RX_CHILD = 0x8000,    /* a child process changed state */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -95,6 +96,7 @@ typedef struct rx_signal rx_signal;
 typedef struct rx_embed rx_embed;
 typedef struct rx_periodic rx_periodic;
 typedef struct rx_fork rx_fork;
+typedef struct rx_child rx_child;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -108,6 +110,7 @@ typedef void (*rx_signal_cb)(rx_loop *loop, rx_signal *w, int revents);
 typedef void (*rx_embed_cb)(rx_loop *loop, rx_embed *w, int revents);
 typedef void (*rx_periodic_cb)(rx_loop *loop, rx_periodic *w, int revents);
 typedef void (*rx_fork_cb)(rx_loop *loop, rx_fork *w, int revents);
+typedef void (*rx_child_cb)(rx_loop *loop, rx_child *w, int revents);
 /* Returns the next wall-clock time (ns since the epoch) at which `w` fires,
  * at or after `now`; must not call into the loop. */
 typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
@@ -233,6 +236,24 @@ struct rx_periodic {
   int64_t at;                 /* the next time it fires (read-only; in
                                  the callback, already the one after) */
   struct rx__link _active;
+};
+
+/* A child process's change of state (libev's ev_child). A watcher of one
+ * pid, without `trace`, uses a pidfd (Linux 5.3) and stops by itself once
+ * the child has exited and been reaped. With pid 0 (any child), or `trace`
+ * (also stops and continues), or where pidfds are refused, it uses SIGCHLD
+ * and waitpid(): that claims SIGCHLD for the loop (rx_signal's rules), and
+ * the watcher stays active until stopped. rx reaps the children it reports
+ * (pid 0 watchers: every child). */
+struct rx_child {
+  RX__WATCHER_HEAD(rx_child, rx_child_cb);
+  int pid;                 /* the child to watch, or 0 for any */
+  int rpid;                /* in the callback: the child that changed */
+  int rstatus;             /* in the callback: its status, as waitpid() */
+  int _trace;
+  int _pidfd;              /* -1 when watched through SIGCHLD */
+  rx_io _io;               /* on the pidfd */
+  struct rx__link _active; /* on the loop's child list */
 };
 
 /* Called in a forked child, at the first iteration after the loop noticed
@@ -526,6 +547,19 @@ RX_EXPORT void rx_embed_sweep(rx_loop *loop, rx_embed *w);
 RX_EXPORT int rx_embed_set_priority(rx_embed *w, int priority);
 
 /* ---------------------------------------------------------------------------
+ * child watchers.
+ */
+
+/* `trace`: also report stops and continues (WUNTRACED | WCONTINUED). */
+RX_EXPORT void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace);
+/* -EINVAL for a negative pid; -EBUSY when another loop holds SIGCHLD (for
+ * pid 0 or trace) or `w` is active on another loop; -ESRCH for a pid that
+ * is not a child; or the error of pidfd_open(). */
+RX_EXPORT int rx_child_start(rx_loop *loop, rx_child *w);
+RX_EXPORT int rx_child_stop(rx_loop *loop, rx_child *w);
+RX_EXPORT int rx_child_set_priority(rx_child *w, int priority);
+
+/* ---------------------------------------------------------------------------
  * fork watchers.
  */
 
@@ -677,6 +711,8 @@ static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); 
 static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_periodic *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_fork *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_child *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_child *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_fork *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }

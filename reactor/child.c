@@ -1,0 +1,195 @@
+/*
+ * child.c - child process watchers (libev's ev_child).
+ *
+ * Two ways to hear of a child:
+ *   - a pidfd (pidfd_open, Linux 5.3) for a watcher of one pid that does not
+ *     trace: it polls readable once the child has exited, like any fd, so
+ *     it needs no signal handler at all and touches no disposition; the
+ *     status is then reaped with waitpid(pid);
+ *   - SIGCHLD for the rest (pid 0 = any child, or stops and continues, which
+ *     a pidfd does not report, or a kernel or sandbox that refuses
+ *     pidfd_open): an internal signal watcher claims SIGCHLD for the loop,
+ *     and each delivery reaps with waitpid(WNOHANG) until nothing is left.
+ * Whatever is reaped goes to every watcher of that pid and every pid 0
+ * watcher, with rpid and rstatus set as waitpid() reports them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+static rx_child *child_of(struct rx__link *node) {
+  return rx__container_of(node, rx_child, _active);
+}
+
+/* Hands (pid, status) to every watcher of pid and every pid 0 watcher. A
+ * pidfd watcher's child has exited (only exits are reported to it): it
+ * stops, as a one-shot timer does. */
+static void deliver(rx_loop *loop, int pid, int status) {
+  struct rx__link *n = loop->children.next, *next;
+  for (; n != &loop->children; n = next) {
+    next = n->next;
+    rx_child *w = child_of(n);
+    if (w->pid != 0 && w->pid != pid)
+      continue;
+    w->rpid = pid;
+    w->rstatus = status;
+    if (w->_pidfd >= 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
+      rx_child_stop(loop, w);
+    rx__feed(loop, (struct rx__head *)(void *)w, RX_CHILD);
+  }
+}
+
+static void on_pidfd(rx_loop *loop, rx_io *io, int revents) {
+  (void)revents;
+  rx_child *w = rx__container_of(io, rx_child, _io);
+  int status;
+  pid_t pid = waitpid(w->pid, &status, WNOHANG);
+  if (pid == w->pid)
+    deliver(loop, pid, status);
+  else if (pid < 0)
+    rx_child_stop(loop, w); /* reaped by someone else: nothing will come */
+}
+
+/* SIGCHLD: reap what the SIGCHLD watchers want, until nothing is left. */
+static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
+  (void)sig;
+  (void)revents;
+  int any = 0, flags = WNOHANG;
+  for (struct rx__link *n = loop->children.next; n != &loop->children;
+       n = n->next) {
+    rx_child *w = child_of(n);
+    if (w->_pidfd >= 0)
+      continue;
+    if (w->pid == 0)
+      any = 1;
+    if (w->_trace)
+      flags |= WUNTRACED | WCONTINUED;
+  }
+  int status;
+  pid_t pid;
+  if (any) {
+    while ((pid = waitpid(-1, &status, flags)) > 0)
+      deliver(loop, pid, status);
+    return;
+  }
+  /* Only watchers of given pids: reap those, and leave other children to
+   * whoever else waits for them. A pid may have several watchers, so each
+   * pid is asked once per pass; delivering may stop watchers, so the walk
+   * starts again after each. */
+  int again = 1;
+  while (again) {
+    again = 0;
+    for (struct rx__link *n = loop->children.next; n != &loop->children;
+         n = n->next) {
+      rx_child *w = child_of(n);
+      if (w->_pidfd >= 0)
+        continue;
+      if ((pid = waitpid(w->pid, &status, flags)) > 0) {
+        deliver(loop, pid, status);
+        again = 1;
+        break;
+      }
+    }
+  }
+}
+
+void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace) {
+  w->cb = cb;
+  w->_link.next = NULL;
+  w->_link.prev = NULL;
+  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+              ((uint32_t)RX__KIND_CHILD << RX__F_KIND_SHIFT);
+  w->pid = pid;
+  w->rpid = 0;
+  w->rstatus = 0;
+  w->_trace = trace != 0;
+  w->_pidfd = -1;
+  w->_active.next = NULL;
+  w->_active.prev = NULL;
+}
+
+static int use_sigchld(rx_loop *loop) {
+  if (loop->sigchld_users++ > 0)
+    return 0;
+  rx_signal_init(&loop->sigchld, on_sigchld, SIGCHLD);
+  int rc = rx_signal_start(loop, &loop->sigchld);
+  if (rc != 0) {
+    loop->sigchld_users--;
+    return rc;
+  }
+  rx_unref(loop); /* internal: the child watchers count, not this */
+  return 0;
+}
+
+static void unuse_sigchld(rx_loop *loop) {
+  if (--loop->sigchld_users > 0)
+    return;
+  rx_ref(loop);
+  rx_signal_stop(loop, &loop->sigchld);
+}
+
+int rx_child_start(rx_loop *loop, rx_child *w) {
+  if (loop == NULL || w == NULL || w->pid < 0)
+    return -EINVAL;
+  if (w->_flags & RX__F_ACTIVE)
+    return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
+  int rc;
+  w->_pidfd = -1;
+  if (w->pid > 0 && !w->_trace) {
+    int fd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+    if (fd < 0 && errno == ESRCH)
+      return -ESRCH;
+    if (fd >= 0) {
+      rx_io_init(&w->_io, on_pidfd, fd, RX_READ);
+      if ((rc = rx_io_start(loop, &w->_io)) != 0) {
+        close(fd);
+        return rc;
+      }
+      rx_unref(loop);
+      w->_pidfd = fd;
+    }
+  }
+  if (w->_pidfd < 0 && (rc = use_sigchld(loop)) != 0)
+    return rc;
+  rc = rx__listed_start(loop, (struct rx__head *)(void *)w, &w->_active,
+                        &loop->children);
+  /* A child that exited before SIGCHLD was caught: look once now. */
+  if (rc == 0 && w->_pidfd < 0)
+    rx_feed_signal_event(loop, SIGCHLD);
+  return rc;
+}
+
+int rx_child_stop(rx_loop *loop, rx_child *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  int was = (w->_flags & RX__F_ACTIVE) != 0;
+  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w, &w->_active);
+  if (rc != 0 || !was)
+    return rc;
+  if (w->_pidfd >= 0) {
+    rx_ref(loop);
+    rx_io_stop(loop, &w->_io);
+    close(w->_pidfd);
+    w->_pidfd = -1;
+  } else {
+    unuse_sigchld(loop);
+  }
+  return 0;
+}
+
+int rx_child_set_priority(rx_child *w, int priority) {
+  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+}
+
+void rx__child_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->children))
+    rx_child_stop(loop, child_of(loop->children.next));
+}
