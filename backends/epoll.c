@@ -209,14 +209,7 @@ static int rebuild(struct rx_epoll *be) {
   be->orphan = 0;
   if (loop->wakefd >= 0)
     epoll_doorbell(loop);
-  for (int fd = 0; fd < loop->nfds; fd++) {
-    struct rx__fd *f = &loop->fds[fd];
-    f->kernel = 0;
-    if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
-      f->flags |= RX__FD_CHANGED;
-      loop->changes[loop->nchanges++] = fd;
-    }
-  }
+  rx__fds_renew_all(loop);
   return 0;
 }
 

@@ -430,15 +430,7 @@ static int uring_fork(rx_loop *loop) {
     close(be->pollfd);
     be->has_pollfd = false;
   }
-  for (int fd = 0; fd < loop->nfds; fd++) {
-    struct rx__fd *f = &loop->fds[fd];
-    f->armed = 0;
-    f->kernel = 0;
-    if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
-      f->flags |= RX__FD_CHANGED;
-      loop->changes[loop->nchanges++] = fd;
-    }
-  }
+  rx__fds_renew_all(loop);
   arm_doorbell(be);
   return 0;
 }

@@ -235,6 +235,7 @@ void rx__free(void *ptr, size_t size);
 /* Called by a backend while waiting. */
 void rx__io_event(rx_loop *loop, int fd, int revents);
 void rx__io_error(rx_loop *loop, int fd);
+void rx__fds_renew_all(rx_loop *loop);
 
 /* The fd entry of a watched fd, or NULL if fd is outside the table. */
 static inline struct rx__fd *rx__fd_get(rx_loop *loop, int fd) {

@@ -193,3 +193,15 @@ void rx__io_error(rx_loop *loop, int fd) {
     rx__feed(loop, (struct rx__head *)(void *)w, RX_ERROR | events);
   }
 }
+
+/* A backend lost its kernel state (a fork, an epoll set rebuilt): forget
+ * what the kernel was told and queue every wanted fd for the next flush. */
+void rx__fds_renew_all(rx_loop *loop) {
+  for (int fd = 0; fd < loop->nfds; fd++) {
+    struct rx__fd *f = &loop->fds[fd];
+    f->kernel = 0;
+    f->armed = 0;
+    if (f->want != 0)
+      fd_changed(loop, fd, f);
+  }
+}

@@ -10,6 +10,32 @@
 #include <sys/file.h>
 #include <time.h>
 
+/* The clock-jump test (one process per backend, run in parallel by meson)
+ * sets the wall clock; every test that reads it holds this lock shared,
+ * the jump holds it exclusive. */
+static int clock_lock = -1;
+
+static void lock_clock(int how) {
+  if (clock_lock < 0)
+    clock_lock = open("/tmp/rx-test-clock-jump.lock",
+                      O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  assert_true(clock_lock >= 0);
+  assert_int_equal(flock(clock_lock, how), 0);
+}
+
+static int setup_wall(void **state) {
+  lock_clock(LOCK_SH);
+  return rxt_setup(state);
+}
+
+static int teardown_wall(void **state) {
+  int rc = rxt_teardown(state);
+  flock(clock_lock, LOCK_UN);
+  return rc;
+}
+
+#define WALL_TEST(f) cmocka_unit_test_setup_teardown(f, setup_wall, teardown_wall)
+
 static int64_t wall(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -156,10 +182,7 @@ static void test_clock_jump(void **state) {
   (void)state;
   /* Two runs of this test (one per backend) must not jump at once: each
    * puts back the time it read before its jump. */
-  int lock = open("/tmp/rx-test-clock-jump.lock", O_CREAT | O_RDWR | O_CLOEXEC,
-                  0600);
-  assert_true(lock >= 0);
-  assert_int_equal(flock(lock, LOCK_EX), 0);
+  lock_clock(LOCK_EX);
   struct timespec before;
   clock_gettime(CLOCK_REALTIME, &before);
   if (clock_settime(CLOCK_REALTIME, &before) != 0) {
@@ -189,8 +212,7 @@ static void test_clock_jump(void **state) {
     back.tv_nsec -= 1000000000;
   }
   clock_settime(CLOCK_REALTIME, &back);
-  flock(lock, LOCK_UN);
-  close(lock);
+  flock(clock_lock, LOCK_UN);
   (void)done;
   assert_true(ok);
   assert_int_equal(x.calls, 1);
@@ -199,10 +221,10 @@ static void test_clock_jump(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      RXT_TEST(test_absolute),
-      RXT_TEST(test_interval_keeps_phase),
-      RXT_TEST(test_reschedule),
-      RXT_TEST(test_bad_input_and_again),
+      WALL_TEST(test_absolute),
+      WALL_TEST(test_interval_keeps_phase),
+      WALL_TEST(test_reschedule),
+      WALL_TEST(test_bad_input_and_again),
       RXT_TEST(test_manual_clock),
       RXT_TEST(test_clock_jump),
   };
