@@ -67,6 +67,8 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
              RX_READ);
   rx_timer_init(&w->_timer, on_timeout, 0, 0);
   rx_prepare_init(&w->_prepare, on_prepare);
+  w->_active.next = NULL;
+  w->_active.prev = NULL;
 }
 
 int rx_embed_start(rx_loop *loop, rx_embed *w) {
@@ -83,6 +85,7 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
   rx_unref(loop);
   rx_prepare_start(loop, &w->_prepare);
   rx_unref(loop);
+  rx__list_push(&loop->embeds, &w->_active);
   w->_flags |= RX__F_ACTIVE;
   loop->activecnt++;
   /* One iteration hands what the embedded loop has started to its kernel
@@ -108,6 +111,7 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
     rx_ref(loop);
     rx_timer_stop(loop, &w->_timer);
   }
+  rx__list_unlink(&w->_active);
   w->_flags &= ~RX__F_ACTIVE;
   loop->activecnt--;
   return 0;

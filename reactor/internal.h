@@ -119,6 +119,7 @@ struct rx_loop {
   int64_t timeout_collect; /* rx_set_timeout_collect_interval() */
   struct rx__link cleanups;
   struct rx__link forks;   /* rx_fork watchers */
+  struct rx__link embeds;  /* rx_embed watchers (embed.c) */
   struct rx__link children; /* rx_child watchers (child.c) */
   int sigchld_users;       /* child watchers that need SIGCHLD */
   rx_signal sigchld;

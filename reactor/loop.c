@@ -278,6 +278,7 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   rx__list_init(&loop->cleanups);
   rx__list_init(&loop->periodics);
   rx__list_init(&loop->forks);
+  rx__list_init(&loop->embeds);
   rx__list_init(&loop->children);
   if (loop->flags & RX_LOOP_FORKCHECK) {
     pthread_once(&atfork_once, install_atfork);
@@ -309,6 +310,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
 static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
                       int revents);
 
+static rx_loop *default_loop;
+
 void rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
     return;
@@ -323,6 +326,11 @@ void rx_loop_free(rx_loop *loop) {
                                              _active));
   }
   rx__cross_free(loop);
+  while (!rx__list_empty(&loop->embeds))
+    rx_embed_stop(loop, rx__container_of(loop->embeds.next, rx_embed,
+                                         _active));
+  while (!rx__list_empty(&loop->forks))
+    rx_fork_stop(loop, rx__container_of(loop->forks.next, rx_fork, _active));
   rx__child_free(loop);
   rx__signal_stop_all(loop);
   rx__periodic_free(loop);
@@ -346,11 +354,13 @@ void rx_loop_free(rx_loop *loop) {
   loop->fds = NULL;
   loop->changes = NULL;
   loop->nfds = 0;
+  /* The default loop can be made again after it is freed. */
+  rx_loop *expected = loop;
+  __atomic_compare_exchange_n(&default_loop, &expected, NULL, false,
+                              __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   loop->ops->destroy(loop);
   __atomic_fetch_sub(&live_loops, 1, __ATOMIC_RELAXED);
 }
-
-static rx_loop *default_loop;
 
 rx_loop *rx_default_loop(void) {
   rx_loop *loop = __atomic_load_n(&default_loop, __ATOMIC_ACQUIRE);
@@ -551,6 +561,17 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
     return -EINVAL; /* not an initialised watcher */
   rx__feed(loop, h, revents & 0xffff);
   return 0;
+}
+
+int rx_clear_pending_head(rx_loop *loop, void *w) {
+  struct rx__head *h = w;
+  if (loop == NULL || h == NULL)
+    return -EINVAL;
+  if (!(h->_flags & RX__F_PENDING))
+    return 0;
+  int revents = (int)(h->_flags >> RX__F_REVENTS_SHIFT);
+  rx__clear_pending(loop, h);
+  return revents;
 }
 
 int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {

@@ -274,6 +274,7 @@ struct rx_embed {
   rx_io _io;           /* the embedded loop's rx_loop_fd() */
   rx_timer _timer;     /* its next timeout */
   rx_prepare _prepare; /* re-arms the two before each wait */
+  struct rx__link _active; /* on the loop's embed list */
 };
 
 /* ---------------------------------------------------------------------------
@@ -513,6 +514,10 @@ RX_EXPORT int rx_signal_set_priority(rx_signal *w, int priority);
 /* Makes `signum`'s watchers on `loop` pending as if it had been delivered.
  * -EINVAL for a signal out of range. */
 RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
+/* As if `signum` had been delivered to the process: whichever loop watches
+ * it hears of it (libev's ev_feed_signal). Thread-safe and
+ * async-signal-safe; -EINVAL for a signal out of range. */
+RX_EXPORT int rx_feed_signal(int signum);
 
 /* ---------------------------------------------------------------------------
  * periodic watchers.
@@ -584,6 +589,11 @@ RX_EXPORT int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w);
  */
 RX_EXPORT int rx_feed_event_head(rx_loop *loop, void *w, int revents);
 RX_EXPORT int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents);
+/* Clears `w`'s pending event without invoking it and returns the events it
+ * had (0 if none): libev's ev_clear_pending. Use rx_clear_pending(loop, w)
+ * with any watcher type. */
+RX_EXPORT int rx_clear_pending_head(rx_loop *loop, void *w);
+RX_EXPORT int rx_clear_pending_timer(rx_loop *loop, rx_timer *w);
 
 /* ---------------------------------------------------------------------------
  * Cross-thread wake-ups and work.
@@ -631,8 +641,8 @@ RX_EXPORT int rx_async_set_priority(rx_async *w, int priority);
 RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 
 /* Whether a watcher is started (active) or has an event waiting for its
- * callback (pending): rx_is_active(w) and rx_is_pending(w) take a pointer to
- * any watcher type. */
+ * callback (pending), and its priority: rx_is_active(w), rx_is_pending(w)
+ * and rx_priority(w) take a pointer to any watcher type. */
 /* ---------------------------------------------------------------------------
  * inline definitions
  */
@@ -671,12 +681,27 @@ static inline int rx__timer_active(const void *w) {
   return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
           RX__T_ACTIVE) != 0;
 }
+static inline int rx__head_priority(const void *w) {
+  return (int)((rx__head_flags(w) & RX__F_PRIO) >> RX__F_PRIO_SHIFT) + RX_MINPRI;
+}
+static inline int rx__timer_priority(const void *w) {
+  return (int)((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
+               RX__T_PRIO) +
+         RX_MINPRI;
+}
 static inline int rx__timer_pending(const void *w) {
   return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
           RX__T_PENDING) != 0;
 }
 
 #ifndef __cplusplus
+#define rx_priority(w)                                             \
+  _Generic((w), rx_timer *: rx__timer_priority,                    \
+           const rx_timer *: rx__timer_priority,                   \
+           default: rx__head_priority)(w)
+#define rx_clear_pending(loop, w)                                  \
+  _Generic((w), rx_timer *: rx_clear_pending_timer,                \
+           default: rx_clear_pending_head)(loop, w)
 #define rx_feed_event(loop, w, revents)                            \
   _Generic((w), rx_timer *: rx_feed_event_timer,                   \
            default: rx_feed_event_head)(loop, w, revents)
@@ -718,6 +743,16 @@ static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(
 static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }
+static inline int rx_priority(const rx_timer *w) { return rx__timer_priority(w); }
+template <typename W> static inline int rx_priority(const W *w) {
+  return rx__head_priority(w);
+}
+static inline int rx_clear_pending(rx_loop *loop, rx_timer *w) {
+  return rx_clear_pending_timer(loop, w);
+}
+template <typename W> static inline int rx_clear_pending(rx_loop *loop, W *w) {
+  return rx_clear_pending_head(loop, w);
+}
 static inline int rx_feed_event(rx_loop *loop, rx_timer *w, int revents) {
   return rx_feed_event_timer(loop, w, revents);
 }

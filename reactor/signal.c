@@ -151,6 +151,13 @@ static void feed_signal(rx_loop *loop, int signum) {
     rx__feed(loop, (struct rx__head *)(void *)w, RX_SIGNAL);
 }
 
+int rx_feed_signal(int signum) {
+  if (signum <= 0 || signum >= RX__NSIG)
+    return -EINVAL;
+  on_signal(signum);
+  return 0;
+}
+
 int rx_feed_signal_event(rx_loop *loop, int signum) {
   if (loop == NULL || signum <= 0 || signum >= RX__NSIG)
     return -EINVAL;

@@ -246,6 +246,35 @@ int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents) {
   return 0;
 }
 
+int rx_clear_pending_timer(rx_loop *loop, rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  if (!(tflags(w) & RX__T_PENDING))
+    return 0;
+  if (tflags(w) & RX__T_ACTIVE) {
+    /* Active and pending: it left the wheel for the queue; back it goes,
+     * at its next deadline, as rx__timer_invoke() would have put it. */
+    rx__list_unlink(&w->_ent.link);
+    tclear(w, RX__T_PENDING);
+    loop->pendingcnt--;
+    int64_t at = rx__tw_at(&loop->wheel, &w->_ent);
+    if (at <= loop->now && w->repeat > 0) {
+      at += w->repeat;
+      if (at <= loop->now)
+        at += ((loop->now - at) / w->repeat + 1) * w->repeat;
+    } else if (at <= loop->now) {
+      tclear(w, RX__T_ACTIVE);
+      set_delay(w, 0);
+      loop->activecnt--;
+      return RX_TIMER;
+    }
+    rx__tw_add(&loop->wheel, &w->_ent, at);
+    return RX_TIMER;
+  }
+  unpend(loop, w);
+  return RX_TIMER;
+}
+
 /* rx_resume(): every waiting timer is delayed by `delta`. The wheel is
  * emptied list by list and refilled, which keeps ties in start order. */
 void rx__timer_shift(rx_loop *loop, int64_t delta) {

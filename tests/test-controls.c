@@ -12,6 +12,8 @@
  */
 #include "helpers.h"
 
+#include <signal.h>
+
 #include <pthread.h>
 
 #include "internal.h"
@@ -1718,6 +1720,120 @@ static void test_metrics_idle_ns(void **state) {
   rxt_assert_le(idle, wall);
 }
 
+/* ---------------------------------------------------------------------------
+ * libev's ev_priority, ev_clear_pending and ev_feed_signal, and what
+ * rx_loop_free() leaves behind.
+ */
+
+static int plain_calls;
+static void plain_idle_cb(rx_loop *loop, rx_idle *w, int revents) {
+  (void)loop;
+  (void)w;
+  (void)revents;
+  plain_calls++;
+}
+static void plain_timer_cb(rx_loop *loop, rx_timer *w, int revents) {
+  (void)loop;
+  (void)w;
+  (void)revents;
+  plain_calls++;
+}
+
+static void test_priority_and_clear_pending(void **state) {
+  (void)state;
+  rx_idle i;
+  rx_timer t;
+  rx_idle_init(&i, plain_idle_cb);
+  rx_timer_init(&t, plain_timer_cb, RX_SEC(60), 0);
+  assert_int_equal(rx_priority(&i), 0);
+  assert_int_equal(rx_priority(&t), 0);
+  rx_idle_set_priority(&i, -2);
+  rx_timer_set_priority(&t, 2);
+  assert_int_equal(rx_priority(&i), -2);
+  assert_int_equal(rx_priority(&t), 2);
+
+  /* A fed head watcher: cleared before it runs, its events returned. */
+  plain_calls = 0;
+  rx_feed_event(rxt.loop, &i, RX_CUSTOM);
+  assert_int_equal(rx_clear_pending(rxt.loop, &i), RX_CUSTOM);
+  assert_false(rx_is_pending(&i));
+  assert_int_equal(rx_clear_pending(rxt.loop, &i), 0);
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(plain_calls, 0);
+
+  /* An active timer, fed: cleared, it stays active at its deadline. */
+  rx_now_update(rxt.loop);
+  rx_timer_start(rxt.loop, &t);
+  rx_feed_event(rxt.loop, &t, 0);
+  assert_true(rx_is_pending(&t));
+  assert_int_equal(rx_clear_pending(rxt.loop, &t), RX_TIMER);
+  assert_false(rx_is_pending(&t));
+  assert_true(rx_is_active(&t));
+  rxt_assert_gt(rx_timer_remaining(rxt.loop, &t), RX_SEC(50));
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(plain_calls, 0);
+  assert_int_equal(rx_verify(rxt.loop, NULL), 0);
+  rx_timer_stop(rxt.loop, &t);
+  /* A stopped timer, fed then cleared. */
+  rx_feed_event(rxt.loop, &t, 0);
+  assert_int_equal(rx_clear_pending(rxt.loop, &t), RX_TIMER);
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(plain_calls, 0);
+  assert_int_equal(rx_clear_pending(NULL, &t), -EINVAL);
+}
+
+static int sig_calls;
+static void count_signal(rx_loop *loop, rx_signal *w, int revents) {
+  (void)loop;
+  (void)w;
+  assert_int_equal(revents, RX_SIGNAL);
+  sig_calls++;
+}
+
+static void test_feed_signal(void **state) {
+  (void)state;
+  rx_signal s;
+  rx_signal_init(&s, count_signal, SIGURG);
+  sig_calls = 0;
+  assert_int_equal(rx_feed_signal(0), -EINVAL);
+  assert_int_equal(rx_feed_signal(65), -EINVAL);
+  assert_int_equal(rx_feed_signal(SIGURG), 0); /* nobody watches: nothing */
+  assert_int_equal(rx_signal_start(rxt.loop, &s), 0);
+  assert_int_equal(rx_feed_signal(SIGURG), 0);
+  assert_true(rxt_run_until(rxt.loop, &sig_calls, RX_SEC(5)));
+  assert_int_equal(sig_calls, 1);
+  rx_signal_stop(rxt.loop, &s);
+}
+
+static void test_free_stops_everything(void **state) {
+  (void)state;
+  rx_loop *loop, *inner;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rx_loop_new(&inner, NULL), 0);
+  rx_fork f;
+  rx_embed e;
+  rx_fork_init(&f, NULL);
+  rx_embed_init(&e, NULL, inner);
+  assert_int_equal(rx_fork_start(loop, &f), 0);
+  assert_int_equal(rx_embed_start(loop, &e), 0);
+  rx_loop_free(loop);
+  assert_false(rx_is_active(&f));
+  assert_false(rx_is_active(&e));
+  rx_loop_free(inner);
+}
+
+static void test_default_loop_again(void **state) {
+  (void)state;
+  rx_loop *d = rx_default_loop();
+  assert_non_null(d);
+  assert_ptr_equal(rx_default_loop(), d);
+  rx_loop_free(d);
+  rx_loop *again = rx_default_loop(); /* a new one, not the freed pointer */
+  assert_non_null(again);
+  assert_int_equal(rx_run(again, RX_RUN_NOWAIT), 0);
+  rx_loop_free(again);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_MANUAL(test_manual_clock_basics),
@@ -1747,6 +1863,10 @@ int main(void) {
       RXT_TEST(test_metrics_completions),
       RXT_TEST(test_metrics_wakeups),
       RXT_TEST(test_metrics_idle_ns),
+      RXT_TEST(test_priority_and_clear_pending),
+      RXT_TEST(test_feed_signal),
+      RXT_TEST_NOLOOP(test_free_stops_everything),
+      RXT_TEST_NOLOOP(test_default_loop_again),
   };
   const char *b = rxt_env_backend();
   char name[128];
