@@ -34,6 +34,7 @@ enum rx__kind {
   RX__KIND_PERIODIC,
   RX__KIND_FORK,
   RX__KIND_CHILD,
+  RX__KIND_STAT,
 };
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
@@ -120,6 +121,9 @@ struct rx_loop {
   struct rx__link cleanups;
   struct rx__link forks;   /* rx_fork watchers */
   struct rx__link embeds;  /* rx_embed watchers (embed.c) */
+  struct rx__link stats;   /* rx_stat watchers (stat.c) */
+  int inotifyfd;           /* -1 until a stat watcher needs it */
+  rx_io inotifywatch;
   struct rx__link children; /* rx_child watchers (child.c) */
   int sigchld_users;       /* child watchers that need SIGCHLD */
   rx_signal sigchld;
@@ -220,6 +224,9 @@ void rx__periodic_expire(rx_loop *loop);
 int64_t rx__periodic_timeout(rx_loop *loop);
 void rx__periodic_free(rx_loop *loop);
 void rx__periodic_resume(rx_loop *loop);
+
+/* Stat watchers (stat.c). */
+void rx__stat_free(rx_loop *loop);
 
 /* Children (child.c). */
 void rx__child_free(rx_loop *loop);

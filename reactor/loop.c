@@ -279,6 +279,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   rx__list_init(&loop->periodics);
   rx__list_init(&loop->forks);
   rx__list_init(&loop->embeds);
+  rx__list_init(&loop->stats);
+  loop->inotifyfd = -1;
   rx__list_init(&loop->children);
   if (loop->flags & RX_LOOP_FORKCHECK) {
     pthread_once(&atfork_once, install_atfork);
@@ -332,6 +334,7 @@ void rx_loop_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->forks))
     rx_fork_stop(loop, rx__container_of(loop->forks.next, rx_fork, _active));
   rx__child_free(loop);
+  rx__stat_free(loop);
   rx__signal_stop_all(loop);
   rx__periodic_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
@@ -455,13 +458,13 @@ void rx__clear_pending(rx_loop *loop, struct rx__head *w) {
   if (!(w->_flags & RX__F_PENDING))
     return;
   rx__list_unlink(&w->_link);
-  w->_flags &= ~(RX__F_PENDING | (0xffffu << RX__F_REVENTS_SHIFT));
+  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
 }
 
 static void invoke_head(rx_loop *loop, struct rx__head *w) {
   int revents = (int)(w->_flags >> RX__F_REVENTS_SHIFT);
-  w->_flags &= ~(RX__F_PENDING | (0xffffu << RX__F_REVENTS_SHIFT));
+  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   loop->m.dispatched++;
   /* Each kind is called through its own pointer type: no cast of a
@@ -522,6 +525,11 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
     c->cb(loop, c, revents);
     break;
   }
+  case RX__KIND_STAT: {
+    rx_stat *st = (rx_stat *)(void *)w;
+    st->cb(loop, st, revents);
+    break;
+  }
   default:
     abort(); /* a corrupted watcher: a broken internal invariant */
   }
@@ -557,9 +565,9 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   if (loop == NULL || h == NULL)
     return -EINVAL;
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if (kind < RX__KIND_IO || kind > RX__KIND_CHILD)
+  if (kind < RX__KIND_IO || kind > RX__KIND_STAT)
     return -EINVAL; /* not an initialised watcher */
-  rx__feed(loop, h, revents & 0xffff);
+  rx__feed(loop, h, revents & (int)RX__F_REVENTS_MASK);
   return 0;
 }
 

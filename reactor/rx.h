@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +59,7 @@ enum {
   RX_PERIODIC = 0x1000, /* a wall-clock time was reached */
   RX_FORK = 0x2000,     /* the loop is running in a forked child */
   RX_CHILD = 0x8000,    /* a child process changed state */
+  RX_STAT = 0x10000,    /* a watched path's attributes changed */
   RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
 };
 
@@ -97,6 +99,7 @@ typedef struct rx_embed rx_embed;
 typedef struct rx_periodic rx_periodic;
 typedef struct rx_fork rx_fork;
 typedef struct rx_child rx_child;
+typedef struct rx_stat rx_stat;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -111,6 +114,7 @@ typedef void (*rx_embed_cb)(rx_loop *loop, rx_embed *w, int revents);
 typedef void (*rx_periodic_cb)(rx_loop *loop, rx_periodic *w, int revents);
 typedef void (*rx_fork_cb)(rx_loop *loop, rx_fork *w, int revents);
 typedef void (*rx_child_cb)(rx_loop *loop, rx_child *w, int revents);
+typedef void (*rx_stat_cb)(rx_loop *loop, rx_stat *w, int revents);
 /* Returns the next wall-clock time (ns since the epoch) at which `w` fires,
  * at or after `now`; must not call into the loop. */
 typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
@@ -254,6 +258,23 @@ struct rx_child {
   int _pidfd;              /* -1 when watched through SIGCHLD */
   rx_io _io;               /* on the pidfd */
   struct rx__link _active; /* on the loop's child list */
+};
+
+/* A path's attributes (libev's ev_stat): the callback runs when stat(2) of
+ * `path` gives something else than before; `prev` and `attr` hold the old
+ * and new results (st_nlink == 0: the path does not exist). Changes are
+ * heard at once through inotify where it can watch the path, and in any
+ * case by polling every `interval` ns (0: 5 s). `path` must stay valid
+ * while the watcher is active. */
+struct rx_stat {
+  RX__WATCHER_HEAD(rx_stat, rx_stat_cb);
+  const char *path;
+  int64_t interval;
+  struct stat prev;
+  struct stat attr;
+  int _wd;                 /* inotify watch descriptor, or -1 */
+  rx_timer _timer;         /* the polling */
+  struct rx__link _active; /* on the loop's stat list */
 };
 
 /* Called in a forked child, at the first iteration after the loop noticed
@@ -565,6 +586,20 @@ RX_EXPORT int rx_child_stop(rx_loop *loop, rx_child *w);
 RX_EXPORT int rx_child_set_priority(rx_child *w, int priority);
 
 /* ---------------------------------------------------------------------------
+ * stat watchers.
+ */
+
+RX_EXPORT void rx_stat_init(rx_stat *w, rx_stat_cb cb, const char *path,
+                            int64_t interval);
+/* Takes the first stat() into `attr`. -EINVAL for a NULL path or a
+ * negative interval; -EBUSY when active on another loop. */
+RX_EXPORT int rx_stat_start(rx_loop *loop, rx_stat *w);
+RX_EXPORT int rx_stat_stop(rx_loop *loop, rx_stat *w);
+/* Refreshes `attr` now (libev's ev_stat_stat), without a callback. */
+RX_EXPORT int rx_stat_stat(rx_loop *loop, rx_stat *w);
+RX_EXPORT int rx_stat_set_priority(rx_stat *w, int priority);
+
+/* ---------------------------------------------------------------------------
  * fork watchers.
  */
 
@@ -655,7 +690,8 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 #define RX__F_PRIO 0x00000e0u
 #define RX__F_KIND_SHIFT 8       /* enum rx__kind, 4 bits */
 #define RX__F_KIND 0x0000f00u
-#define RX__F_REVENTS_SHIFT 16   /* pending revents, 16 bits */
+#define RX__F_REVENTS_SHIFT 12   /* pending revents, 20 bits */
+#define RX__F_REVENTS_MASK 0xfffffu
 
 /* The timer's 6 private state bits, above the deadline in `_ent.word`. */
 #define RX__T_PRIO 0x07u /* priority + 2 */
@@ -737,6 +773,8 @@ static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_periodic *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_fork *w) { return rx__head_active(w); }
 static inline int rx_is_active(const rx_child *w) { return rx__head_active(w); }
+static inline int rx_is_active(const rx_stat *w) { return rx__head_active(w); }
+static inline int rx_is_pending(const rx_stat *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_child *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_fork *w) { return rx__head_pending(w); }
 static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(w); }
