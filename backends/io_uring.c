@@ -155,7 +155,7 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
     rc = setup_ring(be, 16);
   if (rc != 0) {
     rx__free(be, sizeof(*be));
-    return rc;
+    return rc == -ENOMEM ? RX__EKERNMEM : rc;
   }
   be->entries = be->ring.sq.ring_entries;
   /* Note k): a forked child must not share this memory with the parent. */

@@ -93,6 +93,12 @@ struct rx_backend_ops {
   int (*wake_from)(rx_loop *from, rx_loop *to);
 };
 
+/* A backend's create: the kernel refused the memory it asked for (locked
+ * memory for io_uring rings), told apart from a failed allocation of rx's
+ * own, which stays -ENOMEM. Outside the errno range, never returned to the
+ * caller: rx_loop_new() falls back, or gives -ENOMEM for a forced backend. */
+#define RX__EKERNMEM (-4096 - 1)
+
 extern const struct rx_backend_ops rx__uring_ops;
 extern const struct rx_backend_ops rx__epoll_ops;
 

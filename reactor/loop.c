@@ -193,7 +193,7 @@ static const char *uring_refusal(int rc) {
     return "io_uring_setup: not permitted (EPERM); using epoll";
   case -EACCES:
     return "io_uring_setup: access denied (EACCES); using epoll";
-  case -ENOMEM:
+  case RX__EKERNMEM:
     return "io_uring_setup: out of locked memory (ENOMEM); using epoll";
   default:
     return NULL;
@@ -223,7 +223,7 @@ static int select_backend(rx_loop **loop, const struct rx_loop_options *opts) {
     int rc = create_with(ops, loop, opts);
     if (rc == 0)
       (*loop)->reason = why;
-    return rc;
+    return rc == RX__EKERNMEM ? -ENOMEM : rc;
   }
   int rc = create_with(&rx__uring_ops, loop, opts);
   if (rc == 0) {

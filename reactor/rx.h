@@ -467,8 +467,10 @@ RX_EXPORT void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events);
  * -EBADF for a negative fd, -EINVAL for events without RX_READ or RX_WRITE. */
 RX_EXPORT int rx_io_set(rx_io *w, int fd, int events);
 /* Starts watching: 0, or -EBADF / -EINVAL for a bad fd or interest, -EBUSY
- * when active on another loop, -ENOMEM. An fd the kernel rejects is
- * reported to the callback as RX_ERROR once and the watcher stopped. */
+ * when active on another loop, -ENOMEM. An fd the kernel rejects, or that
+ * cannot be registered when the loop next waits (e.g. out of memory for
+ * the epoll backend's list of always-ready files), is reported to the
+ * callback as RX_ERROR once and the watcher stopped. */
 RX_EXPORT int rx_io_start(rx_loop *loop, rx_io *w);
 /* Stops the watcher and clears a pending event; 0 also when inactive. */
 RX_EXPORT int rx_io_stop(rx_loop *loop, rx_io *w);

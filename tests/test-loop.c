@@ -78,6 +78,11 @@ static void test_new_forced_backends(void **state) {
     struct rx_loop_options o;
     memset(&o, 0, sizeof(o));
     o.backend = names[i];
+    /* Under tests/seccomp-launcher's kill filter, any io_uring syscall ends
+     * the process: forcing io_uring is exactly what must not happen there. */
+    const char *sc = getenv("RXT_SECCOMP");
+    if (i == 0 && sc != NULL && strcmp(sc, "kill") == 0)
+      continue;
     rx_loop *loop = NULL;
     int rc = rx_loop_new(&loop, &o);
     if (i == 0 && (rc == -ENOSYS || rc == -EPERM || rc == -EACCES)) {
