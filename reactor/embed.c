@@ -32,6 +32,9 @@ static void on_fd(rx_loop *loop, rx_io *io, int revents) {
 
 static void on_timeout(rx_loop *loop, rx_timer *t, int revents) {
   (void)revents;
+  /* The one-shot timer stopped at expiry, taking one from the active count
+   * that its start had already given back: return it. */
+  rx_ref(loop);
   wake(loop, EMBED_OF(t, _timer));
 }
 

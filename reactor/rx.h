@@ -15,6 +15,7 @@
  *   - thread safety: a loop and its watchers belong to the one thread that
  *     runs the loop. Exactly these functions may be called from any thread:
  *       rx_async_send()    (also from a signal handler),
+ *       rx_feed_signal()   (also from a signal handler),
  *       rx_loop_post()     (not from a signal handler),
  *       rx_strerror(),
  *     and rx_set_allocator() before any loop exists. Everything else must be
@@ -557,8 +558,8 @@ RX_EXPORT int rx_periodic_stop(rx_loop *loop, rx_periodic *w);
  * interval or of what reschedule returns); starts it if stopped. */
 RX_EXPORT int rx_periodic_again(rx_loop *loop, rx_periodic *w);
 RX_EXPORT int rx_periodic_set_priority(rx_periodic *w, int priority);
-/* The loop's wall-clock time (CLOCK_REALTIME ns), taken with rx_now(); on
- * a manual clock, the manual clock. */
+/* The wall clock now (CLOCK_REALTIME ns, read at each call); on a manual
+ * clock, the manual clock. */
 RX_EXPORT int64_t rx_wallclock(const rx_loop *loop);
 
 /* ---------------------------------------------------------------------------
@@ -581,8 +582,10 @@ RX_EXPORT int rx_embed_set_priority(rx_embed *w, int priority);
 /* `trace`: also report stops and continues (WUNTRACED | WCONTINUED). */
 RX_EXPORT void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace);
 /* -EINVAL for a negative pid; -EBUSY when another loop holds SIGCHLD (for
- * pid 0 or trace) or `w` is active on another loop; -ESRCH for a pid that
- * is not a child; or the error of pidfd_open(). */
+ * pid 0 or trace) or `w` is active on another loop; -ESRCH for a pid no
+ * process has; or the error of pidfd_open(). Watch your own children: a
+ * pidfd watcher of a process that is not one stops, without a callback,
+ * when that process exits (it cannot be reaped here). */
 RX_EXPORT int rx_child_start(rx_loop *loop, rx_child *w);
 RX_EXPORT int rx_child_stop(rx_loop *loop, rx_child *w);
 RX_EXPORT int rx_child_set_priority(rx_child *w, int priority);
