@@ -110,6 +110,32 @@ static void test_embed_callback(void **state) {
   rxt_close_pair(sv);
 }
 
+/* The embedded loop's timer firing again and again does not wear down the
+ * embedding loop's active count: the embed watcher counts once, always. */
+static void test_embed_active_count(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct inner in;
+  inner_setup(&in, sv[0], RX_MSEC(5));
+  in.timer.repeat = RX_MSEC(5);
+  rx_timer_again(in.loop, &in.timer);
+  rx_embed e;
+  rx_embed_init(&e, NULL, in.loop);
+  assert_int_equal(rx_embed_start(rxt.loop, &e), 0);
+  int64_t end = rxt_clock() + RX_SEC(5);
+  while (in.timer_calls < 5 && rxt_clock() < end)
+    assert_int_equal(rx_run(rxt.loop, RX_RUN_ONCE), 1);
+  rxt_assert_ge(in.timer_calls, 5);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_NOWAIT), 1);
+  rx_embed_stop(rxt.loop, &e);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_NOWAIT), 0);
+  rx_timer_stop(in.loop, &in.timer);
+  rx_io_stop(in.loop, &in.io);
+  rx_loop_free(in.loop);
+  rxt_close_pair(sv);
+}
+
 static void test_embed_bad_input(void **state) {
   (void)state;
   rx_embed e;
@@ -203,6 +229,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_embed_sweeps),
       RXT_TEST(test_embed_callback),
+      RXT_TEST(test_embed_active_count),
       RXT_TEST(test_embed_bad_input),
       RXT_TEST(test_host_loop),
   };
