@@ -4,6 +4,8 @@
 #   make test    every test on both backends, then again under ASan+UBSan
 #   make build   configure build/ (once) and compile
 #   make bench   a release build in build-release/ and the benchmarks
+#   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
+#                new corpus entries merged into fuzz/corpus/<target>/
 #   make clean   remove the build directories
 #
 # Everything real lives in meson.build; this file only strings the steps
@@ -15,6 +17,9 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 RELEASE_BUILD ?= build-release
 DEMO_SECONDS ?= 3
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = timerwheel mpsc loop
 
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled -Dexamples=false
@@ -30,7 +35,7 @@ define setup
 	fi
 endef
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench fuzz clean
 
 all: build
 
@@ -68,5 +73,30 @@ bench: deps
 	$(NINJA) -C $(RELEASE_BUILD)
 	sh bench/run.sh $(RELEASE_BUILD)
 
+# clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
+# for FUZZ_SECONDS (fuzz_loop once per backend) on a scratch copy of its
+# corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the inputs that
+# reach new coverage features. That is still hundreds of small files on a
+# first run: pick a few before committing. A crash stops make, and its input
+# is left in $(FUZZ_BUILD)/fuzz/<target>-crash-*.
+fuzz:
+	@sh scripts/deps.sh fuzz
+	$(call setup,$(FUZZ_BUILD),--native-file fuzz/clang.ini \
+	  -Dtests=false -Dexamples=false -Dbench=disabled)
+	$(NINJA) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  bes=x; [ $$t = loop ] && bes="io_uring epoll"; \
+	  for be in $$bes; do \
+	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
+	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \
+	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer \
+	      -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	      -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/fuzz/$$t- \
+	      $$new fuzz/corpus/fuzz_$$t; \
+	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer -merge=1 \
+	      fuzz/corpus/fuzz_$$t $$new; \
+	  done; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD) $(FUZZ_BUILD)

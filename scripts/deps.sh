@@ -8,6 +8,11 @@ set -eu
 
 PKGS="meson ninja-build pkg-config gcc g++ liburing-dev libev-dev \
 libjemalloc-dev libcmocka-dev libbenchmark-dev"
+# `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
+# nothing else does: the fuzz replay tests build with gcc.
+if [ "${1:-}" = fuzz ]; then
+  PKGS="$PKGS clang libclang-rt-14-dev"
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "deps: not a Debian system; install the equivalents of:" >&2
