@@ -166,14 +166,16 @@ struct rx_loop {
    * touched with __atomic builtins, each naming its order. */
   /* Grouped by writer, a cache line apart (see mpsc.h), so that a producer
    * posting in a loop and the loop draining do not steal each other's
-   * lines: the loop's own fields above; then what producers write (the
-   * queue head, `posting`, `async_pending`) with `closing`, which they read
-   * on every post and which changes once; then what the loop writes and
-   * producers only read (`sleeping`, reset `doorbell_rung`). */
+   * lines: the loop's own fields above; then what producers write on
+   * every post (`posting` and the queue head) with `closing`, which they
+   * read on every post and which changes once, on one line (a counter on
+   * the line of the consumer's tail halved the post rate); the queue's
+   * tail; `async_pending`, written by both sides; then what the loop
+   * writes and producers only read (`sleeping`, reset `doorbell_rung`). */
   char _pad0[RX__CACHE_LINE];
-  struct rx__mpsc posts;   /* rx_loop_post() tasks; head | pad | tail, stub */
   int posting;             /* atomic: rx_loop_post() calls under way */
   int closing;             /* atomic: rx_loop_free() has begun */
+  struct rx__mpsc posts;   /* rx_loop_post() tasks; head | pad | tail, stub */
   int async_pending;       /* atomic: an rx_async_send() since the last scan */
   char _pad1[RX__CACHE_LINE];
   int sleeping;            /* atomic: the loop may block in the backend */
