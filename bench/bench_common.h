@@ -1,8 +1,10 @@
 /*
- * bench_common.h - what bench_rx.cc and bench_libev.cc share, so that both
- * run exactly the same workloads: the names (libuv's canonical benchmark
- * names, STYLE.md example 15), the sizes, the seeds and the generators of
- * the random deadlines and orders.
+ * bench_common.h - what bench_rx.cc, bench_libev.cc and bench_libuv.cc
+ * share, so that all run exactly the same workloads: the names (libuv's
+ * canonical benchmark names, STYLE.md example 15), the sizes, the seeds, the
+ * generators of the random deadlines and orders, and the task queue the
+ * peers get for post_throughput. bench_libuv runs the cross-thread workloads
+ * only.
  *
  * The workloads (each file's header says how it maps them onto its library):
  *
@@ -35,8 +37,48 @@
  *                     start_ns (CPU ns per timer of init + start alone; the
  *                     rest of cpu_per_timer is the loop running them).
  *
- * All times are benchmark's CPU time (user + system of the process), not
- * wall time: the machine the numbers come from is a shared VM.
+ * The cross-thread workloads, each one run of the whole workload per
+ * repetition:
+ *
+ *   async_pummel      one producer (the benchmark thread) sends kPummelSends
+ *                     times to one async watcher of a loop that another
+ *                     thread runs, then sets a flag and sends once more; the
+ *                     callback stops the watcher when it sees the flag, so
+ *                     the run ends only if a callback ran after the last
+ *                     counted send (after_last = 1). items/s = sends per
+ *                     wall second; counters: sends, callbacks (delivered).
+ *   async_send_pending  one send to a watcher that is already pending, on a
+ *                     loop that is not running, by the loop's own thread: a
+ *                     send that only has to find the flag set. CPU ns/send.
+ *   post_throughput/P P producer threads each post kPostTasks preallocated
+ *                     tasks to a loop that another thread runs; a task only
+ *                     counts, and the run ends when the loop has counted all
+ *                     P * kPostTasks. items/s = tasks per wall second.
+ *                     libev and libuv have no task queue: they get the one a
+ *                     user of theirs writes (TaskQueue below: a mutex, an
+ *                     intrusive list, and an async send to wake the loop,
+ *                     which drains the list in the async callback), and say
+ *                     so in the label.
+ *   loop_pingpong     two loops on two threads (the benchmark thread runs
+ *                     the first) bounce one message kPingPongs times: rx
+ *                     posts a task with rx_loop_post_from() (a MSG_RING
+ *                     between io_uring loops), libev and libuv send to the
+ *                     other loop's async watcher. items/s = round trips per
+ *                     wall second.
+ *   loop_pingpong_eventfd  rx only: the same with plain rx_loop_post(), whose
+ *                     wake-up is always the eventfd.
+ *
+ * The cross-thread workloads are timed in wall time (the producers and the
+ * loop run at once) and report the process's CPU time beside it, all
+ * threads together (MeasureProcessCPUTime). Threads are not pinned: on the
+ * 2-vCPU reference VM, async_pummel, post_throughput/1 and loop_pingpong
+ * have two busy threads for two CPUs, post_throughput/2 has three, and the
+ * main thread of google-benchmark only waits. A loop's watchdog timer
+ * (kWatchdog) ends a run whose wake-up was lost, as an error, instead of
+ * hanging it.
+ *
+ * All other times are benchmark's CPU time (user + system of the process),
+ * not wall time: the machine the numbers come from is a shared VM.
  */
 #ifndef RX_BENCH_COMMON_H
 #define RX_BENCH_COMMON_H
@@ -45,7 +87,10 @@
 #include <time.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -70,7 +115,12 @@ constexpr size_t kResetDelays = 1u << 16; /* new delays, used round robin */
 constexpr size_t kMillion = 1000000;
 constexpr int64_t kMillionMin = 1 * kMsec;
 constexpr int64_t kMillionMax = 1000 * kMsec;
-constexpr int kMillionRepetitions = 5;
+
+/* The cross-thread workloads. */
+constexpr int64_t kPummelSends = 10000000; /* async_pummel */
+constexpr int64_t kPostTasks = 2000000;    /* post_throughput, per producer */
+constexpr int64_t kPingPongs = 200000;     /* loop_pingpong, round trips */
+constexpr int64_t kWatchdog = 60 * kSec;   /* a run longer than this failed */
 
 /* One fixed seed per random stream. */
 constexpr uint64_t kSeedActive = 0x72785f6163746976u; /* the N active timers */
@@ -180,12 +230,109 @@ inline void timer_sizes(benchmark::internal::Benchmark *b) {
   b->Arg(10000)->Arg(100000);
 }
 
+/* One run per repetition; how many repetitions is the caller's choice
+ * (--benchmark_repetitions; bench/run.sh makes 5, one per pass). */
 inline void million_options(benchmark::internal::Benchmark *b) {
   b->Iterations(1)
-      ->Repetitions(kMillionRepetitions)
       ->ComputeStatistics("max", stat_max)
       ->Unit(benchmark::kMillisecond);
 }
+
+/* A count from the environment, or `dflt` when unset or not a positive
+ * number: RX_BENCH_PINGPONG_N makes loop_pingpong shorter for the strace
+ * run of bench/run.sh, which slows every syscall down. */
+inline int64_t env_count(const char *name, int64_t dflt) {
+  const char *s = std::getenv(name);
+  if (s == nullptr || *s == '\0')
+    return dflt;
+  char *end;
+  long long v = std::strtoll(s, &end, 10);
+  return *end == '\0' && v > 0 ? (int64_t)v : dflt;
+}
+
+inline int64_t pingpongs() {
+  return env_count("RX_BENCH_PINGPONG_N", kPingPongs);
+}
+
+inline double stat_min(const std::vector<double> &v) {
+  return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+}
+
+/* One run of the whole workload per repetition, in wall time, with the CPU
+ * time of every thread beside it; the "min" aggregate lets bench/run.sh
+ * check a counter such as after_last in every repetition. */
+inline void cross_options(benchmark::internal::Benchmark *b) {
+  b->Iterations(1)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime()
+      ->ComputeStatistics("min", stat_min)
+      ->Unit(benchmark::kMillisecond);
+}
+
+/* A one-shot gate: threads wait() until someone open()s it. A mutex and a
+ * condition variable rather than a spin, so that waiting threads leave both
+ * CPUs of a small machine to the ones at work. */
+class Gate {
+public:
+  void open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return open_; });
+  }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+/* post_throughput for libraries without a task queue, written the way their
+ * users write it: a task is an intrusive node; push() appends it under a
+ * mutex (the caller then wakes the loop with an async send), and the async
+ * callback takes the whole list in one locked swap and runs it unlocked.
+ * Like rx_task, a task is caller-owned and may be pushed again once its fn
+ * has started. */
+struct QTask {
+  QTask *next;
+  void (*fn)(QTask *task);
+  void *data;
+};
+
+class TaskQueue {
+public:
+  void push(QTask *t) {
+    t->next = nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    *tail_ = t;
+    tail_ = &t->next;
+  }
+  /* Takes every task pushed so far and runs them in push order. */
+  void drain() {
+    QTask *t;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      t = head_;
+      head_ = nullptr;
+      tail_ = &head_;
+    }
+    while (t != nullptr) {
+      QTask *next = t->next; /* fn may push t again */
+      t->fn(t);
+      t = next;
+    }
+  }
+
+private:
+  std::mutex mu_;
+  QTask *head_ = nullptr;
+  QTask **tail_ = &head_;
+};
 
 /* The malloc this process runs on, for the report's context. Asking
  * jemalloc for its version also keeps the linker's --as-needed from dropping

@@ -1,6 +1,7 @@
 /*
  * bench_libev.cc - the workloads of bench_rx.cc (see bench_common.h) on
- * libev, the reference rx measures itself against.
+ * libev, the reference rx measures itself against (libuv, in
+ * bench_libuv.cc, is the other one for the cross-thread workloads).
  *
  * Loops are made with ev_loop_new(EVFLAG_AUTO), the way a libev user makes
  * one; libev 4.33 then picks epoll on Linux (its io_uring and linux-aio
@@ -15,7 +16,9 @@
 
 #include <ev.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 using bench::Million;
@@ -259,6 +262,299 @@ void million_timers(benchmark::State &state) {
   m.report(state, ev_iteration(loop.get()) - first);
 }
 
+/* ---------------------------------------------------------------------------
+ * The cross-thread workloads, as in bench_rx.cc: a loop that another thread
+ * runs is set up here before that thread starts, then run and destroyed by
+ * it. ev_async_send() is libev's one thread-safe call.
+ */
+
+struct ev_loop *new_loop(benchmark::State &state, const char *how = nullptr) {
+  struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+  if (loop == nullptr) {
+    state.SkipWithError("ev_loop_new failed");
+    return nullptr;
+  }
+  std::string label = backend_name(ev_backend(loop));
+  if (how != nullptr)
+    label += std::string(", ") + how;
+  state.SetLabel(label);
+  return loop;
+}
+
+/* Breaks out of a loop whose workload has not ended after kWatchdog. */
+struct Watchdog {
+  ev_timer timer;
+  bool fired = false; /* written by the loop's thread, read after the join */
+
+  void arm(struct ev_loop *loop) {
+    ev_timer_init(&timer, bark, (double)bench::kWatchdog * 1e-9, 0.);
+    timer.data = this;
+    ev_timer_start(loop, &timer);
+  }
+  void disarm(struct ev_loop *loop) {
+    ev_timer_stop(loop, &timer);
+  }
+  static void bark(struct ev_loop *loop, ev_timer *w, int) {
+    static_cast<Watchdog *>(w->data)->fired = true;
+    ev_break(loop, EVBREAK_ALL);
+  }
+};
+
+/* Runs a loop on a thread of its own until ev_run() returns, then destroys
+ * it on that thread once join() is called. Declare it after every watcher
+ * the loop holds. */
+class LoopThread {
+public:
+  explicit LoopThread(struct ev_loop *loop)
+      : loop_(loop), thread_([this] { body(); }) {
+  }
+  ~LoopThread() {
+    if (thread_.joinable())
+      join();
+  }
+  LoopThread(const LoopThread &) = delete;
+  LoopThread &operator=(const LoopThread &) = delete;
+  void join() {
+    may_free_.open();
+    thread_.join();
+  }
+
+private:
+  void body() {
+    ev_run(loop_, 0);
+    may_free_.wait();
+    ev_loop_destroy(loop_);
+  }
+
+  struct ev_loop *loop_;
+  bench::Gate may_free_;
+  std::thread thread_; /* last: starts once the rest is initialised */
+};
+
+/* ---------------------------------------------------------------------------
+ * async_pummel
+ */
+
+struct Pummel {
+  std::atomic<bool> last{false};
+  int64_t callbacks = 0;
+  bool after_last = false;
+  Watchdog dog;
+};
+
+void pummel_cb(struct ev_loop *loop, ev_async *w, int) {
+  auto *p = static_cast<Pummel *>(w->data);
+  p->callbacks++;
+  if (p->last.load(std::memory_order_acquire)) {
+    p->after_last = true;
+    ev_async_stop(loop, w);
+    p->dog.disarm(loop);
+  }
+}
+
+void async_pummel(benchmark::State &state) {
+  ev_async async;
+  Pummel p;
+  struct ev_loop *loop = new_loop(state);
+  if (loop == nullptr)
+    return;
+  ev_async_init(&async, pummel_cb);
+  async.data = &p;
+  ev_async_start(loop, &async);
+  p.dog.arm(loop);
+  LoopThread runner(loop);
+
+  for (auto _ : state) {
+    for (int64_t i = 0; i < bench::kPummelSends; i++)
+      ev_async_send(loop, &async);
+    p.last.store(true, std::memory_order_release);
+    ev_async_send(loop, &async);
+    runner.join();
+  }
+  if (p.dog.fired) {
+    state.SkipWithError("watchdog: the workload did not finish");
+    return;
+  }
+  state.SetItemsProcessed(bench::kPummelSends);
+  state.counters["sends"] = (double)bench::kPummelSends;
+  state.counters["callbacks"] = (double)p.callbacks;
+  state.counters["after_last"] = p.after_last ? 1.0 : 0.0;
+}
+
+/* ---------------------------------------------------------------------------
+ * async_send_pending
+ */
+
+void async_count(struct ev_loop *, ev_async *w, int) {
+  ++*static_cast<int64_t *>(w->data);
+}
+
+void async_send_pending(benchmark::State &state) {
+  ev_async async;
+  Loop loop(state);
+  if (!loop)
+    return;
+  int64_t callbacks = 0;
+  ev_async_init(&async, async_count);
+  async.data = &callbacks;
+  ev_async_start(loop.get(), &async);
+  ev_async_send(loop.get(), &async); /* now pending */
+  for (auto _ : state)
+    ev_async_send(loop.get(), &async);
+  ev_run(loop.get(), EVRUN_NOWAIT);
+  if (callbacks != 1)
+    state.SkipWithError("not exactly one callback for the pending sends");
+  ev_async_stop(loop.get(), &async);
+}
+
+/* ---------------------------------------------------------------------------
+ * post_throughput/P: bench::TaskQueue woken with ev_async_send().
+ */
+
+struct PostQueue {
+  bench::TaskQueue queue;
+  ev_async async;
+  struct ev_loop *loop = nullptr;
+  int64_t expected = 0;
+  int64_t count = 0; /* the loop's thread only */
+  Watchdog dog;
+};
+
+void post_drain(struct ev_loop *, ev_async *w, int) {
+  static_cast<PostQueue *>(w->data)->queue.drain();
+}
+
+void count_task(bench::QTask *task) {
+  auto *q = static_cast<PostQueue *>(task->data);
+  if (++q->count == q->expected) {
+    ev_async_stop(q->loop, &q->async); /* the last task: let ev_run() return */
+    q->dog.disarm(q->loop);
+  }
+}
+
+void post_throughput(benchmark::State &state) {
+  const int producers = (int)state.range(0);
+  const int64_t n = bench::kPostTasks;
+  PostQueue q;
+  q.expected = n * producers;
+  std::vector<std::vector<bench::QTask>> tasks((size_t)producers);
+  for (auto &v : tasks) {
+    v.resize((size_t)n);
+    for (auto &t : v) {
+      t.fn = count_task;
+      t.data = &q;
+    }
+  }
+  q.loop = new_loop(state, "mutex queue + ev_async_send");
+  if (q.loop == nullptr)
+    return;
+  ev_async_init(&q.async, post_drain);
+  q.async.data = &q;
+  ev_async_start(q.loop, &q.async);
+  q.dog.arm(q.loop);
+  LoopThread runner(q.loop);
+
+  bench::Gate go;
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; p++)
+    threads.emplace_back([&, p] {
+      go.wait();
+      for (auto &t : tasks[(size_t)p]) {
+        q.queue.push(&t);
+        ev_async_send(q.loop, &q.async);
+      }
+    });
+  for (auto _ : state) {
+    go.open();
+    for (auto &t : threads)
+      t.join();
+    runner.join();
+  }
+  go.open(); /* in case the timed loop did not run */
+  for (auto &t : threads)
+    if (t.joinable())
+      t.join();
+  if (q.dog.fired) {
+    state.SkipWithError("watchdog: the workload did not finish");
+    return;
+  }
+  if (q.count != q.expected) {
+    state.SkipWithError("not every task ran");
+    return;
+  }
+  state.SetItemsProcessed(q.expected);
+  state.counters["tasks"] = (double)q.count;
+}
+
+/* ---------------------------------------------------------------------------
+ * loop_pingpong: each loop's async watcher, sent to by the other loop.
+ */
+
+struct PingPong {
+  struct ev_loop *a = nullptr, *b = nullptr;
+  ev_async at_a, at_b;
+  int64_t n = 0;
+  int64_t trips = 0;              /* a's thread only */
+  std::atomic<bool> stop{false}; /* set by a before its last send to b */
+  Watchdog dog_a, dog_b;
+};
+
+void ping_at_b(struct ev_loop *b, ev_async *w, int) {
+  auto *p = static_cast<PingPong *>(w->data);
+  if (p->stop.load(std::memory_order_acquire)) {
+    ev_async_stop(b, w);
+    p->dog_b.disarm(b);
+    return;
+  }
+  ev_async_send(p->a, &p->at_a);
+}
+
+void ping_at_a(struct ev_loop *a, ev_async *w, int) {
+  auto *p = static_cast<PingPong *>(w->data);
+  if (++p->trips == p->n) {
+    p->stop.store(true, std::memory_order_release);
+    ev_async_stop(a, w);
+    p->dog_a.disarm(a);
+  }
+  ev_async_send(p->b, &p->at_b);
+}
+
+void loop_pingpong(benchmark::State &state) {
+  PingPong p;
+  Loop a(state);
+  if (!a)
+    return;
+  p.b = new_loop(state);
+  if (p.b == nullptr)
+    return;
+  p.a = a.get();
+  p.n = bench::pingpongs();
+  ev_async_init(&p.at_a, ping_at_a);
+  ev_async_init(&p.at_b, ping_at_b);
+  p.at_a.data = p.at_b.data = &p;
+  ev_async_start(p.a, &p.at_a);
+  ev_async_start(p.b, &p.at_b);
+  p.dog_a.arm(p.a);
+  p.dog_b.arm(p.b);
+  LoopThread runner(p.b);
+
+  for (auto _ : state) {
+    ev_async_send(p.b, &p.at_b);
+    ev_run(p.a, 0);
+    runner.join();
+  }
+  if (p.dog_a.fired || p.dog_b.fired) {
+    state.SkipWithError("watchdog: the workload did not finish");
+    return;
+  }
+  if (p.trips != p.n) {
+    state.SkipWithError("not every round trip was made");
+    return;
+  }
+  state.SetItemsProcessed(p.trips);
+  state.counters["round_trips"] = (double)p.trips;
+}
+
 } // namespace
 
 BENCHMARK(loop_count);
@@ -266,6 +562,10 @@ BENCHMARK(timer_start)->Apply(bench::timer_sizes);
 BENCHMARK(timer_stop_start)->Apply(bench::timer_sizes);
 BENCHMARK(timer_again)->Apply(bench::timer_sizes);
 BENCHMARK(million_timers)->Apply(bench::million_options);
+BENCHMARK(async_pummel)->Apply(bench::cross_options);
+BENCHMARK(async_send_pending);
+BENCHMARK(post_throughput)->Arg(1)->Arg(2)->Apply(bench::cross_options);
+BENCHMARK(loop_pingpong)->Apply(bench::cross_options);
 
 int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);

@@ -1,7 +1,9 @@
 /*
  * bench_rx.cc - rx micro benchmarks. The workloads, their names and their
  * random streams are in bench_common.h; bench_libev.cc runs the same ones on
- * libev, and bench/run.sh puts the two side by side.
+ * libev, bench_libuv.cc the cross-thread ones on libuv, and bench/run.sh
+ * puts them side by side. loop_pingpong_eventfd is rx's alone: the
+ * loop_pingpong of plain rx_loop_post(), to set against rx_loop_post_from().
  *
  * The backend is chosen the way an rx user chooses it: the loops are made
  * with default options, so $RX_BACKEND=io_uring|epoll forces one (and the
@@ -15,9 +17,11 @@
  */
 #include "bench_common.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rx.h"
@@ -247,6 +251,329 @@ void million_timers(benchmark::State &state) {
   m.report(state, rx_iteration(loop.get()) - first);
 }
 
+/* ---------------------------------------------------------------------------
+ * The cross-thread workloads. A loop that another thread runs is made here
+ * and set up before that thread starts (a loop is bound to the first thread
+ * that runs it); that thread then runs it and frees it.
+ */
+
+/* A new loop named in the label, or nullptr with the run marked failed. */
+rx_loop *new_loop(benchmark::State &state) {
+  rx_loop *loop;
+  int rc = rx_loop_new(&loop, nullptr);
+  if (rc != 0) {
+    std::string msg = std::string("rx_loop_new: ") + rx_strerror(rc);
+    state.SkipWithError(msg.c_str());
+    return nullptr;
+  }
+  state.SetLabel(rx_backend_name(loop));
+  return loop;
+}
+
+/* Breaks out of a loop whose workload has not ended kWatchdog after it
+ * started: a lost wake-up then fails the run instead of hanging it. */
+struct Watchdog {
+  rx_timer timer;
+  bool fired = false; /* written by the loop's thread, read after the join */
+
+  void arm(rx_loop *loop) {
+    rx_timer_init(&timer, bark, bench::kWatchdog, 0);
+    timer.data = this;
+    rx_timer_start(loop, &timer);
+  }
+  void disarm(rx_loop *loop) {
+    rx_timer_stop(loop, &timer);
+  }
+  static void bark(rx_loop *loop, rx_timer *w, int) {
+    static_cast<Watchdog *>(w->data)->fired = true;
+    rx_break(loop, RX_BREAK_ALL);
+  }
+};
+
+/* Runs a loop on a thread of its own until rx_run() returns, then frees it
+ * on that thread once join() is called: producers must be done with the loop
+ * by then. Declare it after every watcher the loop holds. */
+class LoopThread {
+public:
+  explicit LoopThread(rx_loop *loop) : loop_(loop), thread_([this] { body(); }) {
+  }
+  ~LoopThread() {
+    if (thread_.joinable())
+      join();
+  }
+  LoopThread(const LoopThread &) = delete;
+  LoopThread &operator=(const LoopThread &) = delete;
+  /* Waits for the loop to return and be freed; rx_run()'s result. */
+  int join() {
+    may_free_.open();
+    thread_.join();
+    return rc_;
+  }
+
+private:
+  void body() {
+    rc_ = rx_run(loop_, RX_RUN_DEFAULT);
+    may_free_.wait();
+    rx_loop_free(loop_);
+  }
+
+  rx_loop *loop_;
+  int rc_ = 0;
+  bench::Gate may_free_;
+  std::thread thread_; /* last: starts once the rest is initialised */
+};
+
+/* The common failure checks of a cross-thread run. */
+bool cross_failed(benchmark::State &state, int rc, bool api_error,
+                  bool watchdog) {
+  if (rc < 0)
+    state.SkipWithError(rx_strerror(rc));
+  else if (api_error)
+    state.SkipWithError("a send or post failed");
+  else if (watchdog)
+    state.SkipWithError("watchdog: the workload did not finish (lost wake-up?)");
+  else
+    return false;
+  return true;
+}
+
+/* ---------------------------------------------------------------------------
+ * async_pummel
+ */
+
+struct Pummel {
+  std::atomic<bool> last{false}; /* the counted sends are over */
+  int64_t callbacks = 0;         /* the loop's thread only */
+  bool after_last = false;
+  Watchdog dog;
+};
+
+void pummel_cb(rx_loop *loop, rx_async *w, int) {
+  auto *p = static_cast<Pummel *>(w->data);
+  p->callbacks++;
+  if (p->last.load(std::memory_order_acquire)) {
+    p->after_last = true;
+    rx_async_stop(loop, w);
+    p->dog.disarm(loop);
+  }
+}
+
+void async_pummel(benchmark::State &state) {
+  rx_async async;
+  Pummel p;
+  rx_loop *loop = new_loop(state);
+  if (loop == nullptr)
+    return;
+  rx_async_init(&async, pummel_cb);
+  async.data = &p;
+  rx_async_start(loop, &async);
+  p.dog.arm(loop);
+  LoopThread runner(loop);
+
+  int bad = 0, rc = 0;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < bench::kPummelSends; i++)
+      bad |= rx_async_send(loop, &async);
+    p.last.store(true, std::memory_order_release);
+    bad |= rx_async_send(loop, &async);
+    rc = runner.join();
+  }
+  if (cross_failed(state, rc, bad != 0, p.dog.fired))
+    return;
+  state.SetItemsProcessed(bench::kPummelSends);
+  state.counters["sends"] = (double)bench::kPummelSends;
+  state.counters["callbacks"] = (double)p.callbacks;
+  state.counters["after_last"] = p.after_last ? 1.0 : 0.0;
+}
+
+/* ---------------------------------------------------------------------------
+ * async_send_pending
+ */
+
+void async_count(rx_loop *, rx_async *w, int) {
+  ++*static_cast<int64_t *>(w->data);
+}
+
+void async_send_pending(benchmark::State &state) {
+  rx_async async;
+  Loop loop(state);
+  if (!loop)
+    return;
+  int64_t callbacks = 0;
+  rx_async_init(&async, async_count);
+  async.data = &callbacks;
+  rx_async_start(loop.get(), &async);
+  rx_async_send(loop.get(), &async); /* now pending */
+  for (auto _ : state)
+    benchmark::DoNotOptimize(rx_async_send(loop.get(), &async));
+  /* Every send found the flag set: one callback for all of them. */
+  int rc = rx_run(loop.get(), RX_RUN_NOWAIT);
+  if (rc < 0)
+    state.SkipWithError(rx_strerror(rc));
+  else if (callbacks != 1)
+    state.SkipWithError("not exactly one callback for the pending sends");
+}
+
+/* ---------------------------------------------------------------------------
+ * post_throughput/P
+ */
+
+struct PostCount {
+  int64_t expected = 0;
+  int64_t count = 0; /* the loop's thread only */
+  Watchdog dog;
+};
+
+void count_task(rx_loop *loop, rx_task *task) {
+  auto *c = static_cast<PostCount *>(task->data);
+  if (++c->count == c->expected) {
+    rx_unref(loop); /* the last task: let rx_run() return */
+    c->dog.disarm(loop);
+  }
+}
+
+void post_throughput(benchmark::State &state) {
+  const int producers = (int)state.range(0);
+  const int64_t n = bench::kPostTasks;
+  PostCount c;
+  c.expected = n * producers;
+  std::vector<std::vector<rx_task>> tasks((size_t)producers);
+  for (auto &v : tasks) {
+    v.resize((size_t)n);
+    for (auto &t : v) {
+      t.fn = count_task;
+      t.data = &c;
+    }
+  }
+  rx_loop *loop = new_loop(state);
+  if (loop == nullptr)
+    return;
+  rx_ref(loop); /* posted tasks do not keep rx_run() from returning */
+  c.dog.arm(loop);
+  LoopThread runner(loop);
+
+  bench::Gate go;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; p++)
+    threads.emplace_back([&, p] {
+      go.wait();
+      int err = 0;
+      for (auto &t : tasks[(size_t)p])
+        err |= rx_loop_post(loop, &t);
+      if (err != 0)
+        bad.store(1);
+    });
+  int rc = 0;
+  for (auto _ : state) {
+    go.open();
+    for (auto &t : threads)
+      t.join();
+    rc = runner.join();
+  }
+  go.open(); /* in case the timed loop did not run */
+  for (auto &t : threads)
+    if (t.joinable())
+      t.join();
+  if (cross_failed(state, rc, bad.load() != 0, c.dog.fired))
+    return;
+  if (c.count != c.expected) {
+    state.SkipWithError("not every task ran");
+    return;
+  }
+  state.SetItemsProcessed(c.expected);
+  state.counters["tasks"] = (double)c.count;
+}
+
+/* ---------------------------------------------------------------------------
+ * loop_pingpong and loop_pingpong_eventfd
+ *
+ * Loop a runs on the benchmark thread, loop b on a LoopThread; one task goes
+ * a -> b (to_b), the other b -> a (to_a), and a counts the round trips.
+ */
+
+struct PingPong {
+  rx_loop *a = nullptr, *b = nullptr;
+  rx_task to_a, to_b;
+  bool from = true;   /* rx_loop_post_from(), or plain rx_loop_post() */
+  int64_t n = 0;      /* round trips to make */
+  int64_t trips = 0;  /* a's thread only */
+  bool stop = false;  /* written by a before its last post to b */
+  int bad_a = 0, bad_b = 0;
+  Watchdog dog_a, dog_b;
+
+  int post(rx_loop *self, rx_loop *to, rx_task *task) {
+    return from ? rx_loop_post_from(self, to, task) : rx_loop_post(to, task);
+  }
+};
+
+void ping_at_b(rx_loop *b, rx_task *task) {
+  auto *p = static_cast<PingPong *>(task->data);
+  if (p->stop) { /* published by the post, as any task payload */
+    rx_unref(b);
+    p->dog_b.disarm(b);
+    return;
+  }
+  p->bad_b |= p->post(b, p->a, &p->to_a);
+}
+
+void ping_at_a(rx_loop *a, rx_task *task) {
+  auto *p = static_cast<PingPong *>(task->data);
+  if (++p->trips == p->n) {
+    p->stop = true;
+    rx_unref(a);
+    p->dog_a.disarm(a);
+  }
+  /* The last one tells b to stop; rx_run() submits it as it returns. */
+  p->bad_a |= p->post(a, p->b, &p->to_b);
+}
+
+void pingpong(benchmark::State &state, bool from) {
+  PingPong p;
+  Loop a(state);
+  if (!a)
+    return;
+  rx_loop *b = new_loop(state);
+  if (b == nullptr)
+    return;
+  p.a = a.get();
+  p.b = b;
+  p.from = from;
+  p.n = bench::pingpongs();
+  p.to_a.fn = ping_at_a;
+  p.to_b.fn = ping_at_b;
+  p.to_a.data = p.to_b.data = &p;
+  rx_ref(p.a);
+  rx_ref(b);
+  p.dog_a.arm(p.a);
+  p.dog_b.arm(b);
+  LoopThread runner(b);
+
+  int rc_a = 0, rc_b = 0;
+  for (auto _ : state) {
+    p.bad_a |= p.post(p.a, b, &p.to_b);
+    rc_a = rx_run(p.a, RX_RUN_DEFAULT);
+    rc_b = runner.join();
+  }
+  if (cross_failed(state, rc_a < 0 ? rc_a : rc_b, (p.bad_a | p.bad_b) != 0,
+                   p.dog_a.fired || p.dog_b.fired))
+    return;
+  if (p.trips != p.n) {
+    state.SkipWithError("not every round trip was made");
+    return;
+  }
+  state.SetItemsProcessed(p.trips);
+  state.counters["round_trips"] = (double)p.trips;
+}
+
+void loop_pingpong(benchmark::State &state) {
+  pingpong(state, true);
+}
+
+void loop_pingpong_eventfd(benchmark::State &state) {
+  pingpong(state, false);
+}
+
 } // namespace
 
 BENCHMARK(loop_count);
@@ -254,6 +581,11 @@ BENCHMARK(timer_start)->Apply(bench::timer_sizes);
 BENCHMARK(timer_stop_start)->Apply(bench::timer_sizes);
 BENCHMARK(timer_again)->Apply(bench::timer_sizes);
 BENCHMARK(million_timers)->Apply(bench::million_options);
+BENCHMARK(async_pummel)->Apply(bench::cross_options);
+BENCHMARK(async_send_pending);
+BENCHMARK(post_throughput)->Arg(1)->Arg(2)->Apply(bench::cross_options);
+BENCHMARK(loop_pingpong)->Apply(bench::cross_options);
+BENCHMARK(loop_pingpong_eventfd)->Apply(bench::cross_options);
 
 /* ---------------------------------------------------------------------------
  * main: the allocator has to be installed before the first loop exists.

@@ -7,7 +7,7 @@
 set -eu
 
 PKGS="meson ninja-build pkg-config gcc g++ liburing-dev libev-dev \
-libjemalloc-dev libcmocka-dev libbenchmark-dev"
+libjemalloc-dev libcmocka-dev libbenchmark-dev libuv1-dev"
 # `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
 # nothing else does: the fuzz replay tests build with gcc.
 if [ "${1:-}" = fuzz ]; then
