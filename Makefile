@@ -6,6 +6,7 @@
 #   make bench   a release build in build-release/ and the benchmarks
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
+#   make coverage  line and branch coverage of reactor/ and backends/ (gcovr)
 #   make clean   remove the build directories
 #
 # Everything real lives in meson.build; this file only strings the steps
@@ -18,6 +19,7 @@ ASAN_BUILD ?= build-asan
 RELEASE_BUILD ?= build-release
 DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
+COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = timerwheel mpsc loop
 
@@ -35,7 +37,7 @@ define setup
 	fi
 endef
 
-.PHONY: all deps build test demo bench fuzz clean
+.PHONY: all deps build test demo bench fuzz coverage clean
 
 all: build
 
@@ -73,6 +75,19 @@ bench: deps
 	$(NINJA) -C $(RELEASE_BUILD)
 	sh bench/run.sh $(RELEASE_BUILD)
 
+# Every test of `make test` on a build instrumented for gcov, then gcovr's
+# summary for the library's own sources (tests, examples and benchmarks
+# excluded); the full report is in $(COVERAGE_BUILD)/coverage.txt.
+coverage:
+	@sh scripts/deps.sh coverage
+	$(call setup,$(COVERAGE_BUILD),-Db_coverage=true -Dbench=disabled \
+	  -Dexamples=false)
+	$(NINJA) -C $(COVERAGE_BUILD)
+	$(MESON) test -C $(COVERAGE_BUILD) --no-suite tsan --print-errorlogs
+	gcovr -r . --object-directory $(COVERAGE_BUILD) \
+	  --filter 'reactor/' --filter 'backends/' \
+	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
+
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
 # for FUZZ_SECONDS (fuzz_loop once per backend) on a scratch copy of its
 # corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the inputs that
@@ -99,4 +114,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD) $(COVERAGE_BUILD) $(FUZZ_BUILD)

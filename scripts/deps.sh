@@ -13,6 +13,10 @@ libjemalloc-dev libcmocka-dev libbenchmark-dev libuv1-dev"
 if [ "${1:-}" = fuzz ]; then
   PKGS="$PKGS clang libclang-rt-14-dev"
 fi
+# `deps.sh coverage` (make coverage) also needs gcovr.
+if [ "${1:-}" = coverage ]; then
+  PKGS="$PKGS gcovr"
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "deps: not a Debian system; install the equivalents of:" >&2
