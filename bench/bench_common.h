@@ -259,8 +259,10 @@ inline double stat_min(const std::vector<double> &v) {
 }
 
 /* One run of the whole workload per repetition, in wall time, with the CPU
- * time of every thread beside it; the "min" aggregate lets bench/run.sh
- * check a counter such as after_last in every repetition. */
+ * time of every thread beside it. With --benchmark_repetitions, the "min"
+ * aggregate shows whether a counter such as after_last held in every
+ * repetition (bench/run.sh, which runs one repetition per pass, checks every
+ * run itself). */
 inline void cross_options(benchmark::internal::Benchmark *b) {
   b->Iterations(1)
       ->UseRealTime()

@@ -420,7 +420,8 @@ void async_send_pending(benchmark::State &state) {
 
 struct PostCount {
   int64_t expected = 0;
-  int64_t count = 0; /* the loop's thread only */
+  int64_t count = 0;       /* the loop's thread only */
+  uint64_t iterations = 0; /* loop iterations it took */
   Watchdog dog;
 };
 
@@ -429,6 +430,7 @@ void count_task(rx_loop *loop, rx_task *task) {
   if (++c->count == c->expected) {
     rx_unref(loop); /* the last task: let rx_run() return */
     c->dog.disarm(loop);
+    c->iterations = rx_iteration(loop); /* a fresh loop starts at 0 */
   }
 }
 
@@ -483,6 +485,10 @@ void post_throughput(benchmark::State &state) {
   }
   state.SetItemsProcessed(c.expected);
   state.counters["tasks"] = (double)c.count;
+  /* Tasks per loop iteration: few means the loop kept polling a queue the
+   * producers had barely filled (a non-blocking io_uring wait costs no
+   * syscall), or kept finding it empty, sleeping and being woken. */
+  state.counters["loop_iterations"] = (double)c.iterations;
 }
 
 /* ---------------------------------------------------------------------------

@@ -83,8 +83,10 @@ void rx__cross_notify(rx_loop *loop) {
 
 static void ring(rx_loop *loop) {
   /* Acquire-release: the first ringer since the loop last woke writes; the
-   * others see the flag and leave. */
-  if (__atomic_exchange_n(&loop->doorbell_rung, 1, __ATOMIC_ACQ_REL))
+   * others see the flag and leave. A plain load first: while the flag is
+   * set, producers read the line instead of taking it exclusive each time. */
+  if (__atomic_load_n(&loop->doorbell_rung, __ATOMIC_RELAXED) ||
+      __atomic_exchange_n(&loop->doorbell_rung, 1, __ATOMIC_ACQ_REL))
     return;
   uint64_t one = 1;
   /* Cannot fail but for a counter at its maximum, which the flag rules out;
