@@ -619,6 +619,33 @@ static void test_loop_to_loop(void **state) {
   rx_loop_free(b.loop);
 }
 
+/* rx_loop_post_from() outside rx_run() of `from`: nothing of `from`'s will
+ * be submitted soon, so the sleeping target must be woken another way (its
+ * eventfd). Without that it sleeps until the watchdog. */
+static void *run_once_thread(void *arg) {
+  rx_run((rx_loop *)arg, RX_RUN_ONCE);
+  return NULL;
+}
+
+static void test_post_from_outside_run(void **state) {
+  (void)state;
+  rx_loop *to;
+  assert_int_equal(rx_loop_new(&to, NULL), 0);
+  int ran = 0;
+  rx_task t = {.fn = mark, .data = &ran};
+  rx_ref(to);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, run_once_thread, to), 0);
+  rxt_sleep_ns(RX_MSEC(50)); /* `to` is asleep in its wait by now */
+  int64_t t0 = rxt_clock();
+  assert_int_equal(rx_loop_post_from(rxt.loop, to, &t), 0);
+  pthread_join(th, NULL); /* returns once woken and the task has run */
+  rxt_assert_lt(rxt_clock() - t0, RX_SEC(5));
+  assert_int_equal(ran, 1);
+  rx_unref(to);
+  rx_loop_free(to);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpsc_fifo),
@@ -633,6 +660,7 @@ int main(void) {
       RXT_TEST(test_async_pummel),
       RXT_TEST(test_async_from_signal_handler),
       RXT_TEST(test_loop_to_loop),
+      RXT_TEST(test_post_from_outside_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
