@@ -1,0 +1,262 @@
+/*
+ * bench/peers/peer_rx.c - the peer benchmark's workloads on rx (peer.h).
+ * The backend is rx's usual choice, which $RX_BACKEND overrides: run.py runs
+ * every workload with RX_BACKEND=io_uring and with RX_BACKEND=epoll.
+ *
+ *   loop_count      an rx_idle watcher counts; an rx_timer breaks the loop.
+ *   million_timers  rx_timer array; rx_now_update() before the starts.
+ *   timer_churn     rx_timer_stop + rx_timer_set + rx_timer_start.
+ *   pipe_chain      rx_io (RX_READ) per pair: rx_io_stop + rx_io_set +
+ *                   rx_io_start, then rx_run(RX_RUN_NOWAIT).
+ *   async_pummel    rx_async; the callback stops the watcher at the end.
+ *   ping_pongs      rx_io (RX_READ) on the listener and each connection.
+ *
+ * When meson found jemalloc it is the process's malloc here as in every
+ * peer's executable, so all libraries allocate from the same allocator.
+ */
+#include "peer.h"
+#include "rx.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+const char peer_library[] = "rx";
+
+static rx_loop *loop;
+
+static int loop_open(void) {
+  int rc = rx_loop_new(&loop, NULL);
+  if (rc < 0) {
+    fprintf(stderr, "rx_loop_new: %s\n", rx_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+const char *peer_setup(void) {
+  static char name[32];
+  if (loop_open() < 0)
+    return NULL;
+  snprintf(name, sizeof name, "%s", rx_backend_name(loop));
+  rx_loop_free(loop);
+  loop = NULL;
+  return name;
+}
+
+/* loop_count */
+
+static uint64_t iterations;
+
+static void count_cb(rx_loop *l, rx_idle *w, int revents) {
+  (void)l, (void)w, (void)revents;
+  iterations++;
+}
+
+static void stop_cb(rx_loop *l, rx_timer *w, int revents) {
+  (void)w, (void)revents;
+  rx_break(l, RX_BREAK_ALL);
+}
+
+int peer_loop_count(void) {
+  rx_idle idle;
+  rx_timer stop;
+  if (loop_open() < 0)
+    return -1;
+  rx_idle_init(&idle, count_cb);
+  rx_timer_init(&stop, stop_cb, (int64_t)(P.loop_seconds * 1e9), 0);
+  rx_idle_start(loop, &idle);
+  rx_timer_start(loop, &stop);
+  uint64_t t0 = peer_now_ns();
+  rx_run(loop, RX_RUN_DEFAULT);
+  uint64_t t1 = peer_now_ns();
+  rx_idle_stop(loop, &idle);
+  rx_timer_stop(loop, &stop);
+  rx_loop_free(loop);
+  peer_report("iterations_per_s", (double)iterations * 1e9 / (double)(t1 - t0),
+              "it/s");
+  return 0;
+}
+
+/* million_timers */
+
+static rx_timer *timers;
+
+static void fired_cb(rx_loop *l, rx_timer *w, int revents) {
+  (void)l, (void)revents;
+  peer_mt_fired((uint32_t)(w - timers));
+}
+
+int peer_million_timers(void) {
+  if (loop_open() < 0)
+    return -1;
+  timers = peer_alloc(P.timers * sizeof *timers);
+  if (!timers)
+    return peer_fail("out of memory");
+  peer_mt_begin();
+  rx_now_update(loop);
+  for (uint32_t i = 0; i < P.timers; i++) {
+    rx_timer_init(&timers[i], fired_cb, RX_MSEC(peer_mt_delay_ms[i]), 0);
+    rx_timer_start(loop, &timers[i]);
+  }
+  peer_mt_started();
+  rx_run(loop, RX_RUN_DEFAULT);
+  int rc = peer_mt_end();
+  rx_loop_free(loop);
+  free(timers);
+  return rc;
+}
+
+/* timer_churn */
+
+static void never_cb(rx_loop *l, rx_timer *w, int revents) {
+  (void)l, (void)w, (void)revents;
+}
+
+int peer_timer_churn(void) {
+  if (loop_open() < 0)
+    return -1;
+  timers = malloc(P.churn_timers * sizeof *timers);
+  if (!timers)
+    return peer_fail("out of memory");
+  for (uint32_t i = 0; i < P.churn_timers; i++) {
+    rx_timer_init(&timers[i], never_cb, RX_MSEC(peer_churn_initial_ms(i)), 0);
+    rx_timer_start(loop, &timers[i]);
+  }
+  peer_churn_begin();
+  for (uint64_t k = 0; k < P.churn_rearms; k++) {
+    uint32_t i, ms;
+    peer_churn_next(&peer_churn_state, &i, &ms);
+    rx_timer_stop(loop, &timers[i]);
+    rx_timer_set(&timers[i], RX_MSEC(ms), 0);
+    rx_timer_start(loop, &timers[i]);
+  }
+  int rc = peer_churn_end();
+  for (uint32_t i = 0; i < P.churn_timers; i++)
+    rx_timer_stop(loop, &timers[i]);
+  rx_loop_free(loop);
+  free(timers);
+  return rc;
+}
+
+/* pipe_chain */
+
+static rx_io *pipe_w;
+
+static void pipe_cb(rx_loop *l, rx_io *w, int revents) {
+  (void)l, (void)revents;
+  peer_pipe_read((int)(w - pipe_w));
+}
+
+static void pipe_setup(void) {
+  for (int i = 0; i < P.pipes; i++) {
+    rx_io_stop(loop, &pipe_w[i]);
+    rx_io_set(&pipe_w[i], peer_pipe_fd[2 * i], RX_READ);
+    rx_io_start(loop, &pipe_w[i]);
+  }
+  rx_run(loop, RX_RUN_NOWAIT);
+}
+
+static void pipe_iterate(void) { rx_run(loop, RX_RUN_NOWAIT); }
+
+int peer_pipe_chain(void) {
+  if (loop_open() < 0)
+    return -1;
+  pipe_w = calloc((size_t)P.pipes, sizeof *pipe_w);
+  if (!pipe_w || peer_pipe_open() < 0) {
+    free(pipe_w);
+    rx_loop_free(loop);
+    return peer_fail("setup failed");
+  }
+  for (int i = 0; i < P.pipes; i++)
+    rx_io_init(&pipe_w[i], pipe_cb, peer_pipe_fd[2 * i], RX_READ);
+  int rc = peer_pipe_drive(pipe_setup, pipe_iterate);
+  for (int i = 0; i < P.pipes; i++)
+    rx_io_stop(loop, &pipe_w[i]);
+  rx_loop_free(loop);
+  peer_pipe_close();
+  free(pipe_w);
+  return rc;
+}
+
+/* async_pummel */
+
+static rx_async pummel;
+
+static void pummel_cb(rx_loop *l, rx_async *w, int revents) {
+  (void)revents;
+  if (peer_pummel_callback())
+    rx_async_stop(l, w);
+}
+
+static void *pummel_producer(void *arg) {
+  (void)arg;
+  peer_pummel_go();
+  for (uint64_t k = 0; k < P.async_sends; k++)
+    rx_async_send(loop, &pummel);
+  peer_pummel_finish();
+  rx_async_send(loop, &pummel);
+  return NULL;
+}
+
+int peer_async_pummel(void) {
+  if (loop_open() < 0)
+    return -1;
+  rx_async_init(&pummel, pummel_cb);
+  rx_async_start(loop, &pummel);
+  if (peer_thread(pummel_producer, NULL) < 0) {
+    rx_loop_free(loop);
+    return peer_fail("cannot start the producer");
+  }
+  rx_run(loop, RX_RUN_DEFAULT);
+  peer_join();
+  int rc = peer_pummel_end();
+  rx_loop_free(loop);
+  return rc;
+}
+
+/* ping_pongs */
+
+static rx_io listener;
+
+static void conn_cb(rx_loop *l, rx_io *w, int revents) {
+  (void)revents;
+  if (peer_pp_echo(w->fd) < 0) {
+    rx_io_stop(l, w);
+    close(w->fd);
+    free(w);
+  }
+}
+
+static void accept_cb(rx_loop *l, rx_io *w, int revents) {
+  (void)revents;
+  int fd;
+  while ((fd = peer_pp_accept(w->fd)) >= 0) {
+    rx_io *c = malloc(sizeof *c);
+    if (!c) {
+      close(fd);
+      continue;
+    }
+    rx_io_init(c, conn_cb, fd, RX_READ);
+    rx_io_start(l, c);
+  }
+  if (peer_pp_accepted())
+    rx_io_stop(l, w);
+}
+
+int peer_ping_pongs(void) {
+  if (loop_open() < 0)
+    return -1;
+  int fd = peer_pp_listen();
+  if (fd < 0) {
+    rx_loop_free(loop);
+    return -1;
+  }
+  rx_io_init(&listener, accept_cb, fd, RX_READ);
+  rx_io_start(loop, &listener);
+  peer_pp_begin();
+  rx_run(loop, RX_RUN_DEFAULT);
+  int rc = peer_pp_end();
+  rx_loop_free(loop);
+  return rc;
+}
