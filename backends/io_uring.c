@@ -83,6 +83,15 @@
 #define UD_WAKEFD (UINT64_MAX - 1)  /* the READ on the loop's eventfd */
 #define UD_MESSAGE (UINT64_MAX - 2) /* a MSG_RING from another loop */
 #define DEFAULT_ENTRIES 256
+/* The kernel finds a poll to remove or update in a hash table of
+ * 2^(log2(CQ size) - 5) buckets, clamped to 2..256 (io_uring.c,
+ * io_ring_ctx_alloc). A CQ of 4 x 256 entries gives 32 buckets, and with
+ * 9,000 armed polls every removal walked ~280 of them (bench/peers
+ * pipe_chain: 6.5 us per re-registered watcher, io_poll_find the top of the
+ * profile; 1.1 us with 256 buckets). 8,192 CQ entries (128 KiB) are the
+ * first size with all 256. Only the default ring is made this way; an
+ * explicit ring_entries keeps a CQ of 4 x ring_entries. */
+#define DEFAULT_CQ_ENTRIES 8192
 
 struct rx_uring {
   struct rx_loop loop; /* first: a loop pointer is a backend pointer */
@@ -94,7 +103,8 @@ struct rx_uring {
   bool rearm_doorbell; /* the doorbell READ could not be queued */
   bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
   int pollfd;
-  unsigned entries;    /* SQ size the ring was made with, for a fork */
+  unsigned entries;    /* SQ and CQ sizes the ring was made with, for a */
+  unsigned cq_entries; /* fork */
   uint64_t wakebuf;    /* where the doorbell READ lands */
 };
 
@@ -103,7 +113,7 @@ static inline struct rx_uring *backend_of(rx_loop *loop) {
 }
 
 /* Tries the setup flags of note e), best first. */
-static int setup_ring(struct rx_uring *be, unsigned entries) {
+static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
           IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
@@ -115,7 +125,7 @@ static int setup_ring(struct rx_uring *be, unsigned entries) {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = tries[i] | IORING_SETUP_CQSIZE;
-    p.cq_entries = entries * 4;
+    p.cq_entries = cq;
     rc = io_uring_queue_init_params(entries, &be->ring, &p);
     if (rc == -EINVAL)
       continue;
@@ -149,15 +159,17 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
   if (be == NULL)
     return -ENOMEM;
   memset(be, 0, sizeof(*be));
-  int rc = setup_ring(be, entries);
+  unsigned cq = opts->ring_entries ? entries * 4 : DEFAULT_CQ_ENTRIES;
+  int rc = setup_ring(be, entries, cq);
   /* Locked memory is scarce under some limits: retry once, small. */
   if (rc == -ENOMEM && entries > 16)
-    rc = setup_ring(be, 16);
+    rc = setup_ring(be, 16, 64);
   if (rc != 0) {
     rx__free(be, sizeof(*be));
     return rc == -ENOMEM ? RX__EKERNMEM : rc;
   }
   be->entries = be->ring.sq.ring_entries;
+  be->cq_entries = be->ring.cq.ring_entries;
   /* Note k): a forked child must not share this memory with the parent. */
   io_uring_ring_dontfork(&be->ring);
   *loop = &be->loop;
@@ -420,7 +432,7 @@ static int uring_fork(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
   int old = be->ring.ring_fd;
   memset(&be->ring, 0, sizeof(be->ring));
-  int rc = setup_ring(be, be->entries);
+  int rc = setup_ring(be, be->entries, be->cq_entries);
   if (rc != 0)
     return rc;
   close(old);
