@@ -189,10 +189,11 @@ void peer_pipe_close(void);
 /* async_pummel. The producer thread (the library's own function, started
  * with peer_thread) calls peer_pummel_go() once, sends P.async_sends times,
  * then peer_pummel_finish() and one more send. The callback calls
- * peer_pummel_callback(), which returns 1 when the loop should stop (the
- * flag is set: this callback runs after the last send). The main thread
- * calls peer_pummel_end() after its loop returned and the producer was
- * joined. */
+ * peer_pummel_callback(), which returns 1 when the loop should stop: the
+ * flag, set after the last counted send, is seen. The final send may still
+ * be under way then, so the callback only stops the watcher or the loop;
+ * the main thread joins the producer before it frees anything, then calls
+ * peer_pummel_end(). */
 void peer_pummel_go(void);
 void peer_pummel_finish(void);
 int peer_pummel_callback(void);
