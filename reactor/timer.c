@@ -185,6 +185,10 @@ void rx__timer_expire(rx_loop *loop) {
   while ((node = rx__list_shift(&due)) != NULL) {
     rx_timer *w = timer_of(node);
     int pri = prio_index(w);
+    /* The callback and data are read only when the timer runs, and for one
+     * timer in four of an array they lie on the cache line before the
+     * link's: start loading it now, while the whole batch is queued. */
+    __builtin_prefetch(w);
     if (w->repeat <= 0) {
       tclear(w, RX__T_ACTIVE);
       set_delay(w, 0);

@@ -61,6 +61,10 @@ struct rx__tw {
    * was appended out of deadline order. */
   uint32_t count0[RX__TW_SLOTS];
   uint64_t unsorted0;
+  /* Level 0 slots whose entries were just loaded into the cache, several
+   * lists at once, ahead of their sort (timerwheel.c, rx__tw_warm()). A hint
+   * only: a stale bit costs time, never correctness. */
+  uint64_t warm0;
   /* Set by the user: every advance also takes the partial tick, so that an
    * entry goes out as soon as its deadline is reached rather than up to a
    * tick later (a manual clock, where "now" jumps exactly to deadlines). */
@@ -77,7 +81,8 @@ int64_t rx__tw_next(struct rx__tw *tw);
 /* Processes the ticks up to `now` and appends to the tail of the list `out`
  * the entries due as the contract above says, in deadline order, ties in
  * the order they were added. O(1) per entry per level it moves down, plus
- * a sort when a tick's deadlines come out of order. */
+ * a sort (a radix sort, O(1) per entry for a tick's deadlines) when a
+ * tick's deadlines come out of order. */
 void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out);
 /* Entries in the wheel. */
 size_t rx__tw_count(const struct rx__tw *tw);

@@ -399,6 +399,79 @@ static void test_ties(void **state) {
   }
 }
 
+/* Large ticks, which take the paths small cases never do: the cascade's
+ * walk from both ends (its back half rebuilt behind the front half), a
+ * tick sorted in one array (up to 1024 entries) or in chunks whose runs
+ * are merged (more), entries whose deadlines sit on both sides of a
+ * chunk boundary, and deadlines spread too wide for the radix sort. Order
+ * must be (deadline, seq) throughout. */
+static int by_deadline_seq(const void *a, const void *b) {
+  const struct item *x = *(const struct item *const *)a;
+  const struct item *y = *(const struct item *const *)b;
+  if (x->deadline != y->deadline)
+    return x->deadline < y->deadline ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void test_big_ticks(void **state) {
+  enum { N = 5000 };
+  static const size_t sizes[] = {2, 3, 511, 1024, 1025, 2049, N};
+  struct item *it = calloc(N, sizeof(*it));
+  struct item **got = calloc(N, sizeof(*got));
+  struct item **want = calloc(N, sizeof(*want));
+  struct rx__tw tw;
+  uint64_t seq = 0;
+  int64_t origin = 777;
+  (void)state;
+
+  assert_non_null(it);
+  assert_non_null(got);
+  assert_non_null(want);
+  rng_state = UINT64_C(0x9e3779b97f4a7c15);
+  for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+    size_t n = sizes[k];
+    /* One tick of 2^19 ns, 100 ticks ahead: at level 1, so it cascades.
+     * Deadlines are drawn from a few values (many ties) or from the whole
+     * tick, and half the time rise with the insertion order. */
+    int64_t tick0 = origin + (INT64_C(100) << 19);
+    int few = k % 2 == 0;
+    init_items(it, n);
+    rx__tw_init(&tw, origin, 19);
+    for (size_t i = 0; i < n; i++) {
+      int64_t off = few ? (int64_t)rnd_below(5) * 1000
+                        : (int64_t)rnd_below(UINT64_C(1) << 19);
+      if (k == 3)
+        off = (int64_t)(i * 37); /* in order: no sort at all */
+      add(&tw, &it[i], tick0 - (INT64_C(1) << 19) + 1 + off, &seq);
+      want[i] = &it[i];
+    }
+    assert_int_equal(rx__tw_validate(&tw), 0);
+    qsort(want, n, sizeof(*want), by_deadline_seq);
+    assert_int_equal(advance(&tw, tick0, got, n), n);
+    for (size_t i = 0; i < n; i++)
+      assert_ptr_equal(got[i], want[i]);
+    assert_int_equal(rx__tw_count(&tw), 0);
+    assert_int_equal(rx__tw_validate(&tw), 0);
+  }
+
+  /* Already due when added, out of order, 2^56 ns apart: one sort of the
+   * handed-out list whose deadlines span more than the radix sort takes. */
+  init_items(it, 6);
+  rx__tw_init(&tw, origin, 10);
+  assert_int_equal(advance(&tw, origin + (INT64_C(1) << 57), got, 6), 0);
+  for (int i = 0; i < 6; i++)
+    add(&tw, &it[i], origin + (i % 2 == 0 ? (INT64_C(1) << 56) : 5) + i / 2,
+        &seq);
+  assert_int_equal(advance(&tw, origin + (INT64_C(1) << 57), got, 6), 6);
+  for (int i = 0; i < 3; i++) {
+    assert_ptr_equal(got[i], &it[2 * i + 1]);
+    assert_ptr_equal(got[3 + i], &it[2 * i]);
+  }
+  free(it);
+  free(got);
+  free(want);
+}
+
 /* Repeating timers re-added from the output of the advance that handed
  * them out, with no drift, including re-adds that are already due. */
 static void test_readd_from_output(void **state) {
@@ -913,6 +986,7 @@ int main(void) {
       cmocka_unit_test(test_tick_boundaries),
       cmocka_unit_test(test_one_tick_late),
       cmocka_unit_test(test_ties),
+      cmocka_unit_test(test_big_ticks),
       cmocka_unit_test(test_readd_from_output),
       cmocka_unit_test(test_overflow),
       cmocka_unit_test(test_next_progress),
