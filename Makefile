@@ -3,7 +3,9 @@
 #   make demo    the echo server demo on io_uring, then on epoll
 #   make test    every test on both backends, then again under ASan+UBSan
 #   make build   configure build/ (once) and compile
-#   make bench   a release build in build-release/ and the benchmarks
+#   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
+#                libuv, libevent) and rx's micro benchmarks; the report,
+#                CSV and plots land in build/bench/ (QUICK=1: < 2 min)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
 #   make coverage  line and branch coverage of reactor/ and backends/ (gcovr)
@@ -16,7 +18,7 @@ MESON ?= meson
 NINJA ?= ninja
 BUILD ?= build
 ASAN_BUILD ?= build-asan
-RELEASE_BUILD ?= build-release
+BENCH_BUILD ?= build-bench
 DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
@@ -70,10 +72,16 @@ demo: build
 	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
 	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
 
-bench: deps
-	$(call setup,$(RELEASE_BUILD),--buildtype=release)
-	$(NINJA) -C $(RELEASE_BUILD)
-	sh bench/run.sh $(RELEASE_BUILD)
+# Every (workload, library) pair of bench/peers as its own process, several
+# times, interleaved; then the google-benchmark micro benchmarks. See
+# docs/benchmarks.md.
+bench:
+	@sh scripts/deps.sh bench
+	$(call setup,$(BENCH_BUILD),--buildtype=release -Doptimization=2 \
+	  -Dbench=enabled -Dtests=false -Dexamples=false)
+	$(NINJA) -C $(BENCH_BUILD)
+	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
+	  --out $(BUILD)/bench --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
 
 # Every test of `make test` on a build instrumented for gcov, then gcovr's
 # summary for the library's own sources (tests, examples and benchmarks
@@ -114,4 +122,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(RELEASE_BUILD) $(COVERAGE_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BENCH_BUILD) $(COVERAGE_BUILD) $(FUZZ_BUILD)

@@ -17,6 +17,15 @@ fi
 if [ "${1:-}" = coverage ]; then
   PKGS="$PKGS gcovr"
 fi
+# `deps.sh bench` (make bench) also needs the other peer library, libevent
+# (libev and libuv are in the list above), and gnuplot for the plots.
+if [ "${1:-}" = bench ]; then
+  PKGS="$PKGS libevent-dev gnuplot-nox"
+fi
+# `deps.sh valgrind` (scripts/valgrind.sh) also needs valgrind.
+if [ "${1:-}" = valgrind ]; then
+  PKGS="$PKGS valgrind"
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "deps: not a Debian system; install the equivalents of:" >&2

@@ -1,0 +1,1035 @@
+#!/usr/bin/env python3
+"""bench/peers/run.py - runs the peer benchmark and writes its report.
+
+    python3 bench/peers/run.py --bin <builddir>/bench/peers --out <dir>
+                               [--quick] [--reps N] [--micro <builddir>]
+
+Every workload of bench/peers/peer.h runs on every library: rx (once with
+RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
+each library in its own executable peer_<library>. A (workload, library,
+backend) cell is one process per repetition. The repetitions are
+interleaved: rep 1 runs every cell once, then rep 2, and so on, so that a
+burst of someone else's load on a shared machine falls on all libraries
+alike instead of on whichever ran at the time. Within a rep the order of the
+libraries rotates from one rep to the next, so that no library always runs
+right after the same other one.
+
+A process prints CSV rows "workload,library,backend,metric,value,unit" on
+stdout; its stderr goes to <out>/logs/. The outputs:
+
+  <out>/results.csv      the median over the reps of every metric
+  <out>/results-all.csv  every rep's value (column rep), then min, median
+                         and max (rep = "min", "median", "max")
+  <out>/runs.csv         one row per process: status, exit code, wall time
+  <out>/report.md        host facts, one table per workload with the ratio
+                         of rx to the best peer, the targets and verdicts
+  <out>/plots/           one plot per workload (PNG and SVG), with gnuplot
+  <out>/micro/           with --micro: bench/run.sh's table (run.txt) and
+                         the JSON of its google-benchmark runs
+
+--quick passes --quick to the executables (smaller sizes) and makes 2 reps
+instead of 5; --reps overrides either. Exit status: 0; 1 if a process failed
+(it is listed in the report, the other runs go on); 2 on a usage error.
+"""
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# ---------------------------------------------------------------------------
+# What runs: the workloads and the report's columns.
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str          # as the report shows it
+    args: tuple        # the executable's arguments (before --quick)
+    about: str         # one line for the report
+
+    @property
+    def printed(self):
+        """The workload name the executable prints."""
+        return self.args[0]
+
+
+WORKLOADS = [
+    Workload("loop_count", ("loop_count",),
+             "An idle watcher counts loop iterations until a timer ends "
+             "the run"),
+    Workload("million_timers", ("million_timers",),
+             "One-shot timers due in 1..1000 ms (fixed seed), run until "
+             "all have fired"),
+    Workload("timer_churn", ("timer_churn",),
+             "Active timers due in 10-60 s, re-armed at random to new "
+             "deadlines"),
+    Workload("pipe_chain_1000", ("pipe_chain", "--pipes", "1000"),
+             "The chain of libevent's test/bench.c, 1000 socket pairs: "
+             "re-register every watcher, then pass 1000 bytes along"),
+    Workload("pipe_chain_9000", ("pipe_chain", "--pipes", "9000"),
+             "The same with 9000 socket pairs"),
+    Workload("async_pummel", ("async_pummel",),
+             "A producer thread sends to one async watcher as fast as it "
+             "can; the loop must see the last send"),
+    Workload("ping_pongs", ("ping_pongs",),
+             "A TCP echo server on the loop, a client thread bouncing "
+             "messages over loopback connections"),
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str         # the report's column: "rx io_uring", "libev", ...
+    library: str       # the executable is peer_<library>
+    env: tuple = ()    # (name, value) pairs for the process
+    backend: str = ""  # the backend the process must report ("" = any)
+
+    @property
+    def exe(self):
+        return "peer_" + self.library
+
+    @property
+    def slug(self):
+        return self.label.replace(" ", "-")
+
+
+COLUMNS = [
+    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring"),
+    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll"),
+    Column("libev", "libev"),
+    Column("libuv", "libuv"),
+    Column("libevent", "libevent"),
+]
+RX_COLUMNS = [c.label for c in COLUMNS if c.library == "rx"]
+PEERS = [c.label for c in COLUMNS if c.library != "rx"]
+
+# Variables that change how a library picks its backend or threads: the
+# peers run with their defaults, whatever the caller's environment holds.
+SCRUB_ENV = ("RX_BACKEND", "LIBEV_FLAGS", "UV_THREADPOOL_SIZE",
+             "UV_USE_IO_URING", "EVENT_NOEPOLL", "EVENT_NOSELECT",
+             "EVENT_NOPOLL", "EVENT_NODEVPOLL", "EVENT_NOKQUEUE",
+             "EVENT_EPOLL_USE_CHANGELIST", "EVENT_PRECISE_TIMER",
+             "EVENT_SHOW_METHOD")
+
+DEFAULT_REPS, QUICK_REPS = 5, 2
+# A safety net above the executables' own watchdog (exit status 3).
+TIMEOUT_S, QUICK_TIMEOUT_S = 600, 120
+WATCHDOG_STATUS = 3
+
+# ---------------------------------------------------------------------------
+# The metrics: which way is better, and what they mean.
+
+
+@dataclass(frozen=True)
+class Metric:
+    higher: bool       # True: higher is better
+    about: str
+
+
+METRICS = {
+    "iterations_per_s": Metric(True, "loop iterations per second"),
+    "start_ns": Metric(False, "CPU ns per timer start (init + start)"),
+    "cpu_per_fire_ns": Metric(False, "CPU ns per fired timer"),
+    "peak_rss_mb": Metric(False, "peak resident set size"),
+    "rss_per_timer_b": Metric(False, "resident bytes per timer"),
+    "late_mean_us": Metric(False, "mean lateness of a timer"),
+    "late_max_us": Metric(False, "worst lateness of a timer"),
+    "early": Metric(False, "timers fired before their deadline"),
+    "rearm_ns": Metric(False, "CPU ns per re-arm"),
+    "setup_ns_per_watcher": Metric(False, "ns per watcher re-registered"),
+    "run_us": Metric(False, "us to pass the bytes along the chain"),
+    "sends_per_s": Metric(True, "async sends per second"),
+    "callbacks": Metric(True, "async callbacks delivered"),
+    "round_trips_per_s": Metric(True, "round trips per second"),
+    "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
+}
+
+
+def higher_is_better(metric, unit):
+    """The table's word, or for an unknown metric a guess from its unit."""
+    if metric in METRICS:
+        return METRICS[metric].higher
+    return unit.endswith("/s")
+
+
+# ---------------------------------------------------------------------------
+# The targets, checked on rx io_uring (rx epoll's ratios are informative).
+
+
+@dataclass(frozen=True)
+class Target:
+    workload: str
+    metric: str
+    against: str       # "best": rx / best peer; "libev": rx / libev;
+                       # "value": rx's own value, reduced over the reps
+    op: str            # ">=" or "<="
+    bound: float
+    columns: tuple = ("rx io_uring",)
+    reduce: str = "median"   # for "value": "median", "min" or "max"
+    no_failures: bool = False  # a failed run of the column misses it
+    label: str = ""    # the report's words for it, if not the default
+
+    def text(self):
+        if self.label:
+            return self.label
+        what = {"best": "rx / best peer", "libev": "rx / libev",
+                "value": "rx"}[self.against]
+        text = "%s %s %g" % (what, "≥" if self.op == ">=" else "≤",
+                             self.bound)
+        if self.against == "value" and self.reduce != "median":
+            text += " in every rep"
+        return text + (", no failed run" if self.no_failures else "")
+
+
+TARGETS = [
+    Target("loop_count", "iterations_per_s", "best", ">=", 5.0),
+    Target("million_timers", "start_ns", "best", "<=", 0.5),
+    Target("million_timers", "cpu_per_fire_ns", "best", "<=", 0.5),
+    Target("million_timers", "rss_per_timer_b", "libev", "<=", 1.0),
+    # A correctness check on both backends: no timer fires early, ever.
+    Target("million_timers", "early", "value", "<=", 0,
+           tuple(RX_COLUMNS), reduce="max",
+           label="0 in every rep (correctness: no timer fires early)"),
+    Target("timer_churn", "rearm_ns", "best", "<=", 0.5),
+    Target("pipe_chain_1000", "setup_ns_per_watcher", "best", "<=", 0.2),
+    Target("pipe_chain_1000", "run_us", "best", "<=", 1.0),
+    Target("pipe_chain_9000", "setup_ns_per_watcher", "best", "<=", 0.2),
+    Target("pipe_chain_9000", "run_us", "best", "<=", 1.0),
+    Target("async_pummel", "sends_per_s", "best", ">=", 1.0,
+           no_failures=True),
+    Target("async_pummel", "callbacks", "value", ">=", 1, reduce="min",
+           no_failures=True,
+           label="≥ 1 in every rep, no failed run (nothing lost)"),
+    Target("ping_pongs", "round_trips_per_s", "best", ">=", 1.0),
+]
+
+# ---------------------------------------------------------------------------
+# Running one process.
+
+
+@dataclass
+class Run:
+    workload: Workload
+    column: Column
+    rep: int
+    ok: bool = False
+    why: str = ""              # what failed
+    status: int = 0            # exit status (negative: killed by a signal)
+    wall: float = 0.0
+    backend: str = ""
+    rows: dict = field(default_factory=dict)   # metric -> (value, unit)
+    log: Path = None
+
+
+def scrubbed_env(column):
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB_ENV}
+    env.update(dict(column.env))
+    return env
+
+
+def describe_status(status):
+    if status == WATCHDOG_STATUS:
+        return "exit status 3 (watchdog: the run hung)"
+    if status < 0:
+        try:
+            return "killed by %s" % signal.Signals(-status).name
+        except ValueError:
+            return "killed by signal %d" % -status
+    return "exit status %d" % status
+
+
+def run_process(run, bindir, logdir, quick, timeout):
+    """Runs one cell once; fills in run (status, rows or why it failed).
+    The log holds the command, the process's stderr and how it ended (and
+    its stdout if it failed)."""
+    cmd = [str(bindir / run.column.exe), *run.workload.args]
+    if quick:
+        cmd.append("--quick")
+    run.log = logdir / ("%s-%s-rep%d.log" % (run.workload.name,
+                                             run.column.slug, run.rep))
+    with open(run.log, "w") as log:
+        log.write("# %s\n" % " ".join(
+            ["%s=%s" % kv for kv in run.column.env] + cmd))
+        log.flush()
+        stdout = spawn(run, cmd, log, timeout)
+        if stdout is not None:
+            log.write("# %s, %.2f s wall\n" % (describe_status(run.status),
+                                               run.wall))
+            run.why = (describe_status(run.status) if run.status != 0
+                       else parse_rows(run, stdout))
+        if run.why:
+            log.write("# failed: %s\n# stdout:\n%s" % (run.why,
+                                                       stdout or ""))
+        run.ok = not run.why
+
+
+def spawn(run, cmd, log, timeout):
+    """Runs cmd with its stderr to log; sets run.status and run.wall and
+    returns the stdout, or sets run.why and returns None on a timeout."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, env=scrubbed_env(run.column),
+                              stdout=subprocess.PIPE, stderr=log, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.why = "timed out after %d s (killed)" % timeout
+        return None
+    finally:
+        run.wall = time.monotonic() - start
+    run.status = proc.returncode
+    return proc.stdout
+
+
+def parse_rows(run, stdout):
+    """Reads the process's CSV rows into run.rows; returns what was wrong
+    with them, or "" when they keep to the contract."""
+    for line in csv.reader(stdout.splitlines()):
+        if not line:
+            continue
+        if len(line) != 6:
+            return "malformed output row: %s" % ",".join(line)
+        workload, library, backend, metric, value, unit = line
+        if workload not in (run.workload.printed, run.workload.name):
+            return "row of workload %r, not %r" % (workload,
+                                                   run.workload.printed)
+        if library != run.column.library:
+            return "row of library %r, not %r" % (library,
+                                                  run.column.library)
+        if run.column.backend and backend != run.column.backend:
+            return "ran on %s, not %s" % (backend, run.column.backend)
+        try:
+            number = float(value)
+        except ValueError:
+            return "not a number: %s=%r" % (metric, value)
+        run.backend = backend
+        run.rows[metric] = (number, unit)
+    return "" if run.rows else "no results on stdout"
+
+
+# ---------------------------------------------------------------------------
+# Running every cell, rep after rep.
+
+
+def progress(text, end="\n"):
+    sys.stderr.write(text + end)
+    sys.stderr.flush()
+
+
+def rotated(columns, rep):
+    """The columns in the order of rep (1-based): rotated by one per rep."""
+    k = (rep - 1) % len(columns)
+    return columns[k:] + columns[:k]
+
+
+def clock(seconds):
+    return "%d:%02d" % divmod(int(seconds), 60)
+
+
+def run_all(bindir, logdir, columns, reps, quick, runs):
+    """Every cell of every rep, appended to runs as each one ends (so that
+    an interrupt leaves the runs done so far)."""
+    timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
+    began = time.monotonic()
+    for rep in range(1, reps + 1):
+        if rep > 1:
+            spent = time.monotonic() - began
+            left = spent / (rep - 1) * (reps - rep + 1)
+            progress("[rep %d/%d] %s so far, about %s to go"
+                     % (rep, reps, clock(spent), clock(left)))
+        for w, workload in enumerate(WORKLOADS, 1):
+            for column in rotated(columns, rep):
+                run = Run(workload, column, rep)
+                progress("[rep %d/%d] workload %d/%d %s: %s ..."
+                         % (rep, reps, w, len(WORKLOADS), workload.name,
+                            column.label), end=" ")
+                run_process(run, bindir, logdir, quick, timeout)
+                report_run(run)
+                runs.append(run)
+
+
+def report_run(run):
+    """Ends the progress line of a run; a failure shows its log's tail."""
+    if run.ok:
+        progress("%.2f s" % run.wall)
+        return
+    progress("%.2f s FAILED: %s (log: %s)" % (run.wall, run.why, run.log))
+    with open(run.log) as log:
+        said = [line for line in log.read().splitlines()
+                if not line.startswith("# ")]
+    for line in said[-3:]:
+        progress("    | " + line)
+
+
+# ---------------------------------------------------------------------------
+# Medians and the CSV files.
+
+
+@dataclass
+class Stat:
+    unit: str
+    backend: str
+    values: list       # (rep, value) of every successful run
+
+    def nums(self):
+        return [v for _, v in self.values]
+
+    @property
+    def median(self):
+        return statistics.median(self.nums())
+
+    @property
+    def lo(self):
+        return min(self.nums())
+
+    @property
+    def hi(self):
+        return max(self.nums())
+
+
+class Results:
+    """Every successful run's values, by workload, column and metric."""
+
+    def __init__(self, runs):
+        self.runs = runs
+        self.stats = {}      # (workload, column label, metric) -> Stat
+        self.metrics = {}    # workload -> [metric] in the order first seen
+        for run in runs:
+            if run.ok:
+                self._add(run)
+
+    def _add(self, run):
+        order = self.metrics.setdefault(run.workload.name, [])
+        for metric, (value, unit) in run.rows.items():
+            if metric not in order:
+                order.append(metric)
+            key = (run.workload.name, run.column.label, metric)
+            stat = self.stats.setdefault(key, Stat(unit, run.backend, []))
+            stat.values.append((run.rep, value))
+
+    def get(self, workload, label, metric):
+        return self.stats.get((workload, label, metric))
+
+    def failures(self, workload=None, label=None):
+        return [r for r in self.runs if not r.ok
+                and workload in (None, r.workload.name)
+                and label in (None, r.column.label)]
+
+    def backend(self, label):
+        """The backend a column's processes reported."""
+        for (_, lab, _), stat in self.stats.items():
+            if lab == label:
+                return stat.backend
+        return ""
+
+    def keys(self):
+        """(workload, column, metric) in report order."""
+        for workload in WORKLOADS:
+            for column in COLUMNS:
+                for metric in self.metrics.get(workload.name, []):
+                    key = (workload.name, column.label, metric)
+                    if key in self.stats:
+                        yield key
+
+
+def csv_number(value):
+    """A value with six significant digits and no exponent."""
+    if value == 0 or not math.isfinite(value):
+        return "%g" % value
+    digits = max(0, 5 - int(math.floor(math.log10(abs(value)))))
+    text = "%.*f" % (digits, value)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def library_of(label):
+    return next(c.library for c in COLUMNS if c.label == label)
+
+
+def write_csvs(results, out):
+    head = ["workload", "library", "backend", "metric", "value", "unit"]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for workload, label, metric in results.keys():
+            s = results.get(workload, label, metric)
+            w.writerow([workload, library_of(label), s.backend, metric,
+                        csv_number(s.median), s.unit])
+    with open(out / "results-all.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head + ["rep"])
+        for workload, label, metric in results.keys():
+            s = results.get(workload, label, metric)
+            row = [workload, library_of(label), s.backend, metric]
+            for rep, value in s.values:
+                w.writerow(row + [csv_number(value), s.unit, rep])
+            for name, value in (("min", s.lo), ("median", s.median),
+                                ("max", s.hi)):
+                w.writerow(row + [csv_number(value), s.unit, name])
+
+
+def write_runs(runs, out):
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["workload", "library", "backend", "rep", "status",
+                    "exit", "wall_s", "log"])
+        for r in runs:
+            w.writerow([r.workload.name, r.column.library,
+                        r.backend or r.column.backend, r.rep,
+                        "ok" if r.ok else "failed: " + r.why, r.status,
+                        "%.3f" % r.wall, r.log.relative_to(out)])
+
+
+# ---------------------------------------------------------------------------
+# Ratios and verdicts.
+
+
+def best_peer(results, workload, metric):
+    """(label, median) of the best peer, or (None, None)."""
+    have = [(label, results.get(workload, label, metric)) for label in PEERS]
+    have = [(label, s.median) for label, s in have if s is not None]
+    if not have:
+        return None, None
+    unit = results.get(workload, have[0][0], metric).unit
+    pick = max if higher_is_better(metric, unit) else min
+    return pick(have, key=lambda lv: lv[1])
+
+
+def ratio(results, workload, label, metric, against="best"):
+    """rx's median over the best peer's (or libev's), or None."""
+    mine = results.get(workload, label, metric)
+    if against == "best":
+        _, base = best_peer(results, workload, metric)
+    else:
+        other = results.get(workload, against, metric)
+        base = other.median if other else None
+    if mine is None or not base:
+        return None
+    return mine.median / base
+
+
+@dataclass
+class Verdict:
+    target: Target
+    column: str
+    value: float       # what was compared with the bound (None: no data)
+    met: bool
+    note: str = ""
+
+    def text(self):
+        if self.value is None:
+            return "MISSED (no data%s)" % (": " + self.note if self.note
+                                          else "")
+        shown = ("%.3gx" % self.value if self.target.against != "value"
+                 else fmt(self.value))
+        word = "met" if self.met else "MISSED"
+        return "%s (%s%s)" % (word, shown,
+                              "; " + self.note if self.note else "")
+
+
+def evaluate(results, target, label):
+    """The verdict of one target on one column."""
+    if target.against == "value":
+        stat = results.get(target.workload, label, target.metric)
+        value = None if stat is None else {
+            "median": stat.median, "min": stat.lo, "max": stat.hi
+        }[target.reduce]
+    else:
+        value = ratio(results, target.workload, label, target.metric,
+                      target.against)
+    failed = results.failures(target.workload, label)
+    note = ("%d failed run%s" % (len(failed), "s" * (len(failed) != 1))
+            if failed else "")
+    if value is None:
+        return Verdict(target, label, None, False, note)
+    met = value >= target.bound if target.op == ">=" else \
+        value <= target.bound
+    if target.no_failures and failed:
+        met = False
+    return Verdict(target, label, value, met, note)
+
+
+def all_verdicts(results):
+    return [evaluate(results, t, label)
+            for t in TARGETS for label in t.columns]
+
+
+# ---------------------------------------------------------------------------
+# The report.
+
+
+def sig3(x):
+    return "%.0f" % x if abs(x) >= 100 else "%.3g" % x
+
+
+def fmt(value):
+    """A value for a table: three significant digits, k/M/G above 10^4."""
+    if value is None:
+        return "–"
+    for above, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"),
+                                 (1e4, 1e3, "k")):
+        if abs(value) >= above:
+            return sig3(value / scale) + suffix
+    return sig3(value) if value != int(value) or abs(value) >= 100 \
+        else "%d" % value
+
+
+def command_output(cmd):
+    """A command's stdout, or "" if it cannot run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def rx_version():
+    """rx's version from meson.build, with the commit when git knows it."""
+    version = "?"
+    try:
+        for line in (REPO / "meson.build").read_text().splitlines():
+            if line.strip().startswith("version:"):
+                version = line.split("'")[1]
+                break
+    except (OSError, IndexError):
+        pass
+    commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short",
+                             "HEAD"])
+    return version + (" (commit %s)" % commit if commit else "")
+
+
+def peer_versions():
+    """{package: version} of the Debian packages of the peers."""
+    text = command_output(["dpkg-query", "-W", "-f=${Package} ${Version}\n",
+                           "libev4", "libuv1", "libevent-2.1-7"])
+    return dict(line.split(" ", 1) for line in text.splitlines()
+                if " " in line)
+
+
+def host_facts(args, reps, wall, results, interrupted):
+    versions = peer_versions()
+    libs = ["rx %s" % rx_version()] + ["%s %s" % kv for kv in
+                                        versions.items()]
+    backends = ", ".join("%s: %s" % (c.label, results.backend(c.label)
+                                     or "–") for c in COLUMNS)
+    return [
+        "- Host: %s CPUs (%s), kernel %s" % (os.cpu_count(), cpu_model(),
+                                             platform.release()),
+        "- Date: %s" % datetime.datetime.now().astimezone()
+        .strftime("%Y-%m-%d %H:%M %Z"),
+        "- Runs: %d interleaved rep%s per cell, %s sizes; the tables show "
+        "the median, [min–max] over the reps" % (
+            reps, "s" * (reps != 1), "quick (--quick)" if args.quick
+            else "full"),
+        "- Libraries: %s" % "; ".join(libs),
+        "- Backends: %s" % backends,
+        "- Command: python3 %s" % " ".join(map(shlex.quote, sys.argv)),
+        "- Wall time of the runs: %s%s" % (
+            clock(wall), " (INTERRUPTED: only the runs done are shown)"
+            if interrupted else ""),
+        "- Data: [results.csv](results.csv) (medians), "
+        "[results-all.csv](results-all.csv) (every rep, min, max), "
+        "[runs.csv](runs.csv) (every process), logs in [logs/](logs/)",
+    ]
+
+
+def metric_row(results, workload, metric, verdicts):
+    """One table row: the columns, the ratios, the targets, the verdicts."""
+    unit = next(results.get(workload, c.label, metric).unit for c in COLUMNS
+                if results.get(workload, c.label, metric))
+    cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
+                                if higher_is_better(metric, unit)
+                                else "lower is better")]
+    for column in COLUMNS:
+        s = results.get(workload, column.label, metric)
+        cells.append("–" if s is None else "%s [%s–%s]" % (
+            fmt(s.median), fmt(s.lo), fmt(s.hi)))
+    best, _ = best_peer(results, workload, metric)
+    for label in RX_COLUMNS:
+        r = ratio(results, workload, label, metric)
+        cells.append("–" if r is None else "%.3gx (%s)" % (r, best))
+    mine = [v for v in verdicts if v.target.workload == workload
+            and v.target.metric == metric]
+    cells.append("<br>".join(dict.fromkeys(v.target.text() for v in mine))
+                 or "–")
+    cells.append("<br>".join(
+        ("%s: " % v.column if len(v.target.columns) > 1 else "") + v.text()
+        for v in mine) or "–")
+    return "| " + " | ".join(cells) + " |"
+
+
+def workload_section(results, workload, verdicts, plots):
+    lines = ["## %s" % workload.name, "", workload.about + ".", ""]
+    metrics = results.metrics.get(workload.name, [])
+    if plots and metrics:
+        lines += ["![%s](plots/%s.png) ([svg](plots/%s.svg))"
+                  % ((workload.name,) * 3), ""]
+    if not metrics:
+        lines += ["No results.", ""]
+    else:
+        head = (["metric"] + [c.label for c in COLUMNS]
+                + ["%s / best peer" % label for label in RX_COLUMNS]
+                + ["target", "verdict"])
+        lines += ["| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
+        lines += [metric_row(results, workload.name, m, verdicts)
+                  for m in metrics]
+        lines.append("")
+    lines += workload_notes(results, workload)
+    return lines
+
+
+# Why a peer's timers may fire early: its clock, not a bug of its file.
+EARLY_WHY = {
+    "libuv": ": its clock counts whole milliseconds",
+    "libevent": ": its default clock is CLOCK_MONOTONIC_COARSE, a kernel "
+                "tick behind",
+}
+
+
+def log_link(run):
+    """The run's log, relative to report.md."""
+    return "logs/" + run.log.name
+
+
+def workload_notes(results, workload):
+    """Failed runs of the workload, and early timers of the peers."""
+    notes = ["- %s rep %d failed: %s ([log](%s))"
+             % (r.column.label, r.rep, r.why, log_link(r))
+             for r in results.failures(workload.name)]
+    for label in PEERS:
+        s = results.get(workload.name, label, "early")
+        if s is not None and s.hi > 0:
+            notes.append("- %s fired up to %s timers early%s (reported, no "
+                         "target)" % (label, fmt(s.hi),
+                                      EARLY_WHY.get(label, "")))
+    return notes + [""] if notes else []
+
+
+def summary_section(results, verdicts, missing):
+    failed = results.failures()
+    missed = [v for v in verdicts if not v.met]
+    lines = ["## Summary", "",
+             "Targets (on rx io_uring; rx / best peer of the same run): "
+             "%d met, %d missed. Failed runs: %d."
+             % (len(verdicts) - len(missed), len(missed), len(failed)), ""]
+    if missing:
+        lines += ["Not built (cells left empty): %s." % ", ".join(missing),
+                  ""]
+    lines += ["### Missed targets", ""]
+    lines += ["- %s `%s` on %s: %s, target %s"
+              % (v.target.workload, v.target.metric, v.column, v.text(),
+                 v.target.text()) for v in missed] or ["None."]
+    lines.append("")
+    if failed:
+        lines += ["### Failed runs", ""]
+        lines += ["- %s on %s, rep %d: %s ([log](%s))"
+                  % (r.workload.name, r.column.label, r.rep, r.why,
+                     log_link(r)) for r in failed]
+        lines.append("")
+    return lines
+
+
+def write_report(out, facts, results, missing, plots, micro):
+    """Writes report.md; returns the verdicts of the targets."""
+    verdicts = all_verdicts(results)
+    lines = ["# Peer benchmark: rx, libev, libuv, libevent", ""]
+    lines += facts + [""]
+    lines += ["Ratios are rx's median over the best peer's median (the "
+              "highest for a higher-is-better metric, the lowest otherwise), "
+              "from the same run. The targets are checked on rx io_uring; "
+              "rx epoll's ratios are shown for information.", ""]
+    lines += summary_section(results, verdicts, missing)
+    for workload in WORKLOADS:
+        lines += workload_section(results, workload, verdicts, plots)
+    if micro is not None:
+        lines += micro_section(micro)
+    (out / "report.md").write_text("\n".join(lines))
+    return verdicts
+
+
+# ---------------------------------------------------------------------------
+# The plots, with gnuplot.
+
+COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
+          "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f"}
+
+
+def gnuplot_terminal():
+    """"pngcairo" or "png", or None when gnuplot is not installed."""
+    if not shutil.which("gnuplot"):
+        return None
+    terminals = command_output(["gnuplot", "-e", "set terminal"])
+    if not terminals:  # some builds print the list on stderr
+        terminals = subprocess.run(["gnuplot", "-e", "set terminal"],
+                                   capture_output=True, text=True).stderr
+    return "pngcairo" if "pngcairo" in terminals else "png"
+
+
+def plot_data(results, workload, metric):
+    """gnuplot data rows: x, median, min, max, color and the median as the
+    report writes it, for every column with results."""
+    rows = []
+    for x, column in enumerate(COLUMNS):
+        s = results.get(workload, column.label, metric)
+        if s is not None:
+            rows.append('%d %r %r %r 0x%s "%s"' % (
+                x, s.median, s.lo, s.hi, COLORS[column.label][1:],
+                fmt(s.median)))
+    return "\n".join(rows) + "\n"
+
+
+def plot_script(results, workload, terminal, path):
+    """The gnuplot commands of one workload's plot (terminal: PNG or SVG)."""
+    metrics = results.metrics.get(workload, [])
+    cols = min(len(metrics), 4)
+    rows = math.ceil(len(metrics) / cols)
+    size = (max(380 * cols, 520), 340 * rows + 30)
+    font = "font 'Sans,9'" if terminal != "png" else ""
+    lines = ["set terminal %s noenhanced background rgb 'white' "
+             "size %d,%d %s" % (terminal, *size, font),
+             "set output '%s'" % path,
+             "set style fill solid 0.85 border -1",
+             "set boxwidth 0.7", "set key off", "set grid ytics",
+             "set bmargin 4",
+             "set xrange [-0.6:%g]" % (len(COLUMNS) - 0.4),
+             "set xtics (%s) scale 0" % ", ".join(
+                 '"%s" %d' % (c.label.replace(" ", "\\n"), x)
+                 for x, c in enumerate(COLUMNS)),
+             "set multiplot layout %d,%d title '%s: median over the reps, "
+             "error bars min to max'" % (rows, cols, workload)]
+    for i, metric in enumerate(metrics):
+        lines += plot_panel(results, workload, metric, i)
+    lines.append("unset multiplot")
+    return "\n".join(lines) + "\n"
+
+
+def plot_panel(results, workload, metric, index):
+    """One metric's panel: a bar per column, min-max bars, median labels."""
+    stats = [s for s in (results.get(workload, c.label, metric)
+                         for c in COLUMNS) if s is not None]
+    unit = stats[0].unit
+    top = max(s.hi for s in stats) or 1.0
+    better = "higher" if higher_is_better(metric, unit) else "lower"
+    return [
+        "$d%d << EOD" % index, plot_data(results, workload, metric) + "EOD",
+        "set title '%s (%s is better)'" % (metric, better),
+        "set ylabel '%s'" % unit,
+        # SI prefixes on the axis for large values: 15M rather than 1.5e7.
+        "set format y '%s'" % ("%.1s%c" if top >= 1e4 else "%g"),
+        "set yrange [0:%r]" % (top * 1.2),
+        "plot $d%d using 1:2:5 with boxes lc rgb variable, "
+        # min to max as a capped vector (yerrorbars would mark the median)
+        "'' using 1:3:(0):($4-$3) with vectors heads size screen 0.008,90 "
+        "lw 1.2 lc rgb 'black', "
+        "'' using 1:4:6 with labels offset 0,0.8 font ',8'" % index,
+    ]
+
+
+def make_plots(results, out):
+    """One PNG and one SVG per workload; False when gnuplot is missing."""
+    terminal = gnuplot_terminal()
+    if terminal is None:
+        progress("gnuplot is not installed (package gnuplot-nox): no plots")
+        return False
+    plotdir = out / "plots"
+    plotdir.mkdir(exist_ok=True)
+    for workload in WORKLOADS:
+        if not results.metrics.get(workload.name):
+            continue
+        for term, ext in ((terminal, "png"), ("svg", "svg")):
+            target = plotdir / ("%s.%s" % (workload.name, ext))
+            script = plot_script(results, workload.name, term, target)
+            gp = plotdir / ("%s.%s.gp" % (workload.name, ext))
+            gp.write_text(script)
+            done = subprocess.run(["gnuplot", str(gp)], capture_output=True,
+                                  text=True)
+            if done.returncode != 0:
+                progress("gnuplot failed on %s:\n%s" % (gp, done.stderr))
+    return True
+
+
+# ---------------------------------------------------------------------------
+# The micro benchmarks: bench_rx and bench/run.sh.
+
+
+# google-benchmark's time per benchmark with --quick (shorter, noisier).
+QUICK_MIN_TIME = "--benchmark_min_time=0.05"
+
+
+@dataclass
+class Micro:
+    failed: list = field(default_factory=list)   # what failed
+    table: str = ""                              # run.sh's stdout
+
+
+def run_micro(builddir, out, quick):
+    """bench/run.sh: bench_rx on both backends (rx's own data structures:
+    the timer wheel, the MPSC queue, the loop), bench_libev and bench_libuv,
+    interleaved; its table and JSON go to <out>/micro. --quick makes one
+    pass with google-benchmark's shorter minimum time and skips the syscall
+    counts (strace, perf), so that `make bench QUICK=1` stays under two
+    minutes."""
+    micro, outdir = Micro(), out / "micro"
+    outdir.mkdir(exist_ok=True)
+    env = {"RX_BENCH_REPS": "1" if quick else "3"}
+    cmd = ["sh", str(REPO / "bench" / "run.sh"), str(builddir)]
+    if quick:
+        cmd.append(QUICK_MIN_TIME)
+        env["RX_BENCH_SYSCALLS"] = "0"
+    progress("micro: %s sh bench/run.sh %s ..." % (
+        " ".join("%s=%s" % kv for kv in env.items()), builddir), end=" ")
+    run_logged(cmd, env, outdir / "run.txt", outdir / "run.log", micro)
+    micro.table = (outdir / "run.txt").read_text()
+    for path in sorted((builddir / "bench" / "results").glob("*")):
+        shutil.copy(path, outdir)
+    return micro
+
+
+def run_logged(cmd, env, stdout_path, stderr_path, micro):
+    """Runs cmd with env added, its output to files; notes a failure."""
+    start = time.monotonic()
+    with open(stdout_path, "w") as so, open(stderr_path, "a") as se:
+        try:
+            status = subprocess.run(cmd, env={**os.environ, **env},
+                                    stdout=so, stderr=se).returncode
+        except OSError as e:
+            status = 127
+            se.write("%s\n" % e)
+    wall = time.monotonic() - start
+    if status == 0:
+        progress("%.1f s" % wall)
+        return
+    why = "%s: %s (see %s)" % (" ".join(cmd), describe_status(status),
+                               stderr_path.name)
+    progress("%.1f s FAILED: %s" % (wall, describe_status(status)))
+    micro.failed.append(why)
+
+
+def micro_section(micro):
+    lines = ["## Micro benchmarks", "",
+             "google-benchmark runs of rx's own data structures (bench_rx, "
+             "on io_uring and on epoll) beside the same micro workloads on "
+             "libev and libuv, by bench/run.sh: its table below "
+             "([run.txt](micro/run.txt)), the JSON and console output of "
+             "every run in [micro/](micro/) (rx-io_uring.N.json, "
+             "rx-epoll.N.json, libev.N.json, libuv.N.json).", ""]
+    lines += ["- FAILED: %s" % why for why in micro.failed]
+    if micro.failed:
+        lines.append("")
+    if micro.table.strip():
+        lines += ["```", micro.table.rstrip(), "```", ""]
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Putting it together.
+
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        description="Runs the peer benchmark (bench/peers) and writes "
+                    "results.csv, results-all.csv, report.md and plots.")
+    p.add_argument("--bin", required=True, type=Path,
+                   help="the directory of peer_rx, peer_libev, ... "
+                        "(<builddir>/bench/peers)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="the output directory (created)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sizes and %d reps" % QUICK_REPS)
+    p.add_argument("--reps", type=int,
+                   help="reps per cell (default %d, --quick %d)"
+                        % (DEFAULT_REPS, QUICK_REPS))
+    p.add_argument("--micro", type=Path, metavar="BUILDDIR",
+                   help="also run the google-benchmark micro benchmarks of "
+                        "BUILDDIR/bench")
+    args = p.parse_args()
+    if args.reps is not None and args.reps < 1:
+        p.error("--reps must be at least 1")
+    if not args.bin.is_dir():
+        p.error("--bin %s is not a directory" % args.bin)
+    if args.micro is not None and not args.micro.is_dir():
+        p.error("--micro %s is not a directory" % args.micro)
+    return args
+
+
+def present_columns(bindir):
+    """The columns whose executable is there, and the missing ones."""
+    have = [c for c in COLUMNS if os.access(bindir / c.exe, os.X_OK)]
+    missing = sorted({c.exe for c in COLUMNS} - {c.exe for c in have})
+    return have, missing
+
+
+def fresh_outdir(out):
+    """Makes <out> and clears what an earlier run of this script left."""
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("logs", "plots", "micro"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    for name in ("results.csv", "results-all.csv", "runs.csv", "report.md"):
+        (out / name).unlink(missing_ok=True)
+    (out / "logs").mkdir()
+
+
+def main():
+    args = parse_args()
+    reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
+    bindir, out = args.bin.resolve(), args.out.resolve()
+    columns, missing = present_columns(bindir)
+    if not columns:
+        progress("%s: no peer_* executables in %s" % (sys.argv[0], bindir))
+        return 2
+    for exe in missing:
+        progress("%s is missing from %s: its cells stay empty" % (exe, bindir))
+    fresh_outdir(out)
+
+    began, runs, interrupted = time.monotonic(), [], False
+    try:
+        run_all(bindir, out / "logs", columns, reps, args.quick, runs)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("\ninterrupted: reporting the %d runs done" % len(runs))
+    wall = time.monotonic() - began
+    results = Results(runs)
+    write_csvs(results, out)
+    write_runs(runs, out)
+    plots = make_plots(results, out)
+    micro = (run_micro(args.micro.resolve(), out, args.quick)
+             if args.micro is not None and not interrupted else None)
+    facts = host_facts(args, reps, wall, results, interrupted)
+    verdicts = write_report(out, facts, results, missing, plots, micro)
+
+    failed = results.failures()
+    missed = sum(not v.met for v in verdicts)
+    progress("done in %s: %d runs, %d failed; targets %d met, %d missed; "
+             "report: %s" % (clock(time.monotonic() - began), len(runs),
+                             len(failed), len(verdicts) - missed, missed,
+                             out / "report.md"))
+    if interrupted:
+        return 130
+    return 1 if failed or (micro and micro.failed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
