@@ -533,6 +533,10 @@ class Verdict:
                                           else "")
         shown = ("%.3gx" % self.value if self.target.against != "value"
                  else fmt(self.value))
+        # A ratio that rounds onto the bound gets the digits that decide.
+        if self.target.against != "value" and \
+                float("%.3g" % self.value) == self.target.bound:
+            shown = "%.4fx" % self.value
         word = "met" if self.met else "MISSED"
         return "%s (%s%s)" % (word, shown,
                               "; " + self.note if self.note else "")
