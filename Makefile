@@ -2,6 +2,7 @@
 #
 #   make demo    the echo server demo on io_uring, then on epoll
 #   make test    every test on both backends, then again under ASan+UBSan
+#   make test-valgrind  every test of build/ under valgrind (memcheck)
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
 #                libuv, libevent) and rx's micro benchmarks; the report,
@@ -39,7 +40,7 @@ define setup
 	fi
 endef
 
-.PHONY: all deps build test demo bench fuzz coverage clean
+.PHONY: all deps build test test-valgrind demo bench fuzz coverage clean
 
 all: build
 
@@ -64,6 +65,11 @@ test: build
 	       /"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"/ { bad++ } \
 	       END { printf "tests: %d passed, %d failed, %d skipped\n", \
 	             ok, bad, skip }'
+
+# Every test of $(BUILD) under valgrind's memcheck, on both backends, less
+# what valgrind 3.19 cannot run (scripts/valgrind.sh says what and why).
+test-valgrind: build
+	sh scripts/valgrind.sh $(BUILD)
 
 # If the kernel refuses io_uring, the first run says so and uses epoll.
 demo: build
