@@ -295,6 +295,51 @@ static void test_tiny_ring_many_fds(void **state) {
   free(r);
 }
 
+/* (3b) The default ring's CQ holds 8192 completions (backends/io_uring.c,
+ * DEFAULT_CQ_ENTRIES: sized for the kernel's poll hash, which it also
+ * sizes). 3000 fds ready at once complete as their polls are submitted
+ * and must all fit: no overflow flush, every watcher called in the first
+ * iteration. With a CQ of 4 x 256 they overflow it (2 flushes here). */
+static void test_default_ring_cq_holds_3000(void **state) {
+  (void)state;
+  enum { N = 3000 };
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 2 * N + 64) {
+    rl.rlim_cur = rl.rlim_max < 2 * N + 64 ? rl.rlim_max : 2 * N + 64;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * N + 64)
+      skip();
+  }
+  int(*sv)[2] = calloc(N, sizeof(*sv));
+  struct rd *r = calloc(N, sizeof(*r));
+  assert_non_null(sv);
+  assert_non_null(r);
+  for (int k = 0; k < N; k++) {
+    rxt_pair(sv[k]);
+    rxt_send(sv[k][1], 'x');
+    rx_io_init(&r[k].w, rd_cb, sv[k][0], RX_READ);
+    assert_int_equal(rx_io_start(rxt.loop, &r[k].w), 0);
+  }
+  struct rx_metrics m0, m1;
+  assert_int_equal(rx_loop_metrics(rxt.loop, &m0), 0);
+  assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(rx_loop_metrics(rxt.loop, &m1), 0);
+  for (int k = 0; k < N; k++)
+    if (r[k].calls != 1)
+      fail_msg("watcher %d called %d times in the first iteration", k,
+               r[k].calls);
+  assert_int_equal(m1.overflows - m0.overflows, 0);
+  for (int k = 0; k < N; k++) {
+    rx_io_stop(rxt.loop, &r[k].w);
+    rxt_close_pair(sv[k]);
+  }
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_NOWAIT), 0);
+  free(sv);
+  free(r);
+}
+
 /* (4) Stale completions: a watcher is stopped while its poll is armed, the
  * fd closed and its number given to a new file, a new watcher started. The
  * old file becomes ready before the removal reaches the kernel: its
@@ -383,6 +428,7 @@ int main(void) {
       RXT_TEST_WITH(test_no_ready_event_missed, setup_uring),
       RXT_TEST_WITH(test_blocking_wait_wakes, setup_uring),
       RXT_TEST_WITH(test_tiny_ring_many_fds, setup_tiny_ring),
+      RXT_TEST_WITH(test_default_ring_cq_holds_3000, setup_uring),
       RXT_TEST_WITH(test_stale_completion, setup_uring),
       RXT_TEST_WITH(test_stale_completion_multishot, setup_uring),
   };
