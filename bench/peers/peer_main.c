@@ -259,6 +259,12 @@ void peer_pipe_read(int i) {
   }
 }
 
+/* A run takes about P.pipe_writes / P.pipe_active iterations; this many
+ * without the last byte read means one was lost (or the library's setup
+ * failed), and the run ends as a failure instead of spinning until the
+ * watchdog. */
+#define PIPE_MAX_ITERATIONS 10000000u
+
 int peer_pipe_drive(void (*setup)(void), void (*iterate)(void)) {
   int runs = P.pipe_runs, space = P.pipes / P.pipe_active;
   uint64_t *setup_ns = malloc((size_t)runs * sizeof *setup_ns);
@@ -278,11 +284,16 @@ int peer_pipe_drive(void (*setup)(void), void (*iterate)(void)) {
         pipe_fired++;
     pipe_count = 0;
     pipe_writes = P.pipe_writes;
-    uint64_t t2 = peer_now_ns();
+    uint64_t t2 = peer_now_ns(), spins = 0;
     do
       iterate();
-    while (pipe_count != pipe_fired);
+    while (pipe_count != pipe_fired && ++spins < PIPE_MAX_ITERATIONS);
     uint64_t t3 = peer_now_ns();
+    if (pipe_count != pipe_fired) {
+      free(setup_ns);
+      free(run_ns);
+      return peer_fail("the chain stalled: a byte was never read");
+    }
     if (r >= 0) {
       setup_ns[r] = t1 - t0;
       run_ns[r] = t3 - t2;
