@@ -231,31 +231,43 @@ static void test_blocking_wait_wakes(void **state) {
   rxt_close_pair(sv);
 }
 
+/* Opens n socket pairs, each with a byte waiting, and starts a read
+ * watcher on each: n fds ready at once. Skips the test when the hard
+ * RLIMIT_NOFILE cannot hold them. */
+static void start_ready_pairs(int n, int (**svp)[2], struct rd **rp) {
+  struct rlimit rl;
+  rlim_t need = (rlim_t)(2 * n + 64);
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < need) {
+    rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+      skip();
+  }
+  int(*sv)[2] = calloc((size_t)n, sizeof(*sv));
+  struct rd *r = calloc((size_t)n, sizeof(*r));
+  assert_non_null(sv);
+  assert_non_null(r);
+  for (int k = 0; k < n; k++) {
+    rxt_pair(sv[k]);
+    rxt_send(sv[k][1], 'x');
+    rx_io_init(&r[k].w, rd_cb, sv[k][0], RX_READ);
+    assert_int_equal(rx_io_start(rxt.loop, &r[k].w), 0);
+  }
+  *svp = sv;
+  *rp = r;
+}
+
 /* (3) A tiny ring (8 SQ entries, CQ 32) and 1000 fds ready at once: the SQ
  * fills while the polls are queued and the CQ overflows as they complete;
  * every watcher must still be called exactly once. */
 static void test_tiny_ring_many_fds(void **state) {
   (void)state;
   enum { N = 1000 };
-  struct rlimit rl;
-  getrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < 2 * N + 64) {
-    rl.rlim_cur = rl.rlim_max < 2 * N + 64 ? rl.rlim_max : 2 * N + 64;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < 2 * N + 64)
-      skip();
-  }
-  int(*sv)[2] = calloc(N, sizeof(*sv));
-  struct rd *r = calloc(N, sizeof(*r));
-  assert_non_null(sv);
-  assert_non_null(r);
-  for (int k = 0; k < N; k++) {
-    rxt_pair(sv[k]);
-    rxt_send(sv[k][1], 'x');
-    rx_io_init(&r[k].w, rd_cb, sv[k][0], RX_READ);
-    assert_int_equal(rx_io_start(rxt.loop, &r[k].w), 0);
-  }
+  int(*sv)[2];
+  struct rd *r;
+  start_ready_pairs(N, &sv, &r);
   int done = 0, iters = 0;
   while (done < N && iters < 100) {
     assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
@@ -303,25 +315,9 @@ static void test_tiny_ring_many_fds(void **state) {
 static void test_default_ring_cq_holds_3000(void **state) {
   (void)state;
   enum { N = 3000 };
-  struct rlimit rl;
-  getrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < 2 * N + 64) {
-    rl.rlim_cur = rl.rlim_max < 2 * N + 64 ? rl.rlim_max : 2 * N + 64;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < 2 * N + 64)
-      skip();
-  }
-  int(*sv)[2] = calloc(N, sizeof(*sv));
-  struct rd *r = calloc(N, sizeof(*r));
-  assert_non_null(sv);
-  assert_non_null(r);
-  for (int k = 0; k < N; k++) {
-    rxt_pair(sv[k]);
-    rxt_send(sv[k][1], 'x');
-    rx_io_init(&r[k].w, rd_cb, sv[k][0], RX_READ);
-    assert_int_equal(rx_io_start(rxt.loop, &r[k].w), 0);
-  }
+  int(*sv)[2];
+  struct rd *r;
+  start_ready_pairs(N, &sv, &r);
   struct rx_metrics m0, m1;
   assert_int_equal(rx_loop_metrics(rxt.loop, &m0), 0);
   assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
