@@ -570,6 +570,12 @@ void pingpong(benchmark::State &state, bool from) {
   }
   state.SetItemsProcessed(p.trips);
   state.counters["round_trips"] = (double)p.trips;
+  struct rx_metrics ma, mb;
+  rx_loop_metrics(p.a, &ma);
+  rx_loop_metrics(b, &mb);
+  state.counters["wakeups"] = (double)(ma.wakeups + mb.wakeups);
+  state.counters["poll_hits"] = (double)(ma.poll_hits + mb.poll_hits);
+  state.counters["poll_ms"] = (double)(ma.poll_ns + mb.poll_ns) / 1e6;
 }
 
 void loop_pingpong(benchmark::State &state) {

@@ -117,6 +117,39 @@ void rx__cross_awake(rx_loop *loop) {
   __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
 }
 
+/* Cross-thread work is waiting: a send, a signal, or a post. Relaxed is
+ * enough for a look; the work itself is taken with the queue's and the
+ * flags' own orders. */
+static bool cross_waiting(rx_loop *loop) {
+  return __atomic_load_n(&loop->async_pending, __ATOMIC_RELAXED) ||
+         rx__mpsc_peek(&loop->posts);
+}
+
+/* Busy-polls for cross-thread work for at most `limit` ns, `sleeping` left
+ * 0 so that producers neither ring nor send a ring-to-ring message: a
+ * hand-off then costs the two threads no syscall and no context switch.
+ * The loop gives the CPU up every POLL_YIELD_NS with sched_yield(), so that
+ * a partner the scheduler woke onto this CPU runs instead of waiting out
+ * the poll; with nothing else to run, sched_yield() returns at once.
+ * Returns true when work arrived. */
+#define POLL_YIELD_NS 2000
+bool rx__cross_poll(rx_loop *loop, int64_t limit) {
+  int64_t start = rx__clock_now(), now = start, yield_at = start + POLL_YIELD_NS;
+  bool hit = false;
+  while (!(hit = cross_waiting(loop)) && now - start < limit) {
+    for (int i = 0; i < 8; i++)
+      rx__cpu_relax();
+    now = rx__clock_now();
+    if (now >= yield_at) {
+      sched_yield();
+      yield_at = now + POLL_YIELD_NS;
+    }
+  }
+  loop->m.poll_ns += rx__clock_now() - start;
+  loop->m.poll_hits += hit;
+  return hit;
+}
+
 /* The backend has drained the doorbell (read the eventfd, or reaped the
  * message). Only now may the next producer ring again: `doorbell_rung`
  * means "written and not yet drained", and resetting it anywhere else could

@@ -112,6 +112,8 @@ struct rx__metrics {
   uint64_t wakeups;
   uint64_t cross_events;
   int64_t idle_ns;
+  int64_t poll_ns;     /* time spent busy-polling for cross-thread work */
+  uint64_t poll_hits;  /* busy-polls that found work */
 };
 
 struct rx_loop {
@@ -124,6 +126,8 @@ struct rx_loop {
   int64_t suspended_at;    /* rx_suspend() time, or -1 */
   int64_t io_collect;      /* rx_set_io_collect_interval() */
   int64_t timeout_collect; /* rx_set_timeout_collect_interval() */
+  int64_t poll_max;        /* rx_set_busy_poll(): the most a poll may last */
+  int64_t poll_window;     /* the next poll's length, adapted (loop.c) */
   struct rx__link cleanups;
   struct rx__link forks;   /* rx_fork watchers */
   struct rx__link embeds;  /* rx_embed watchers (embed.c) */
@@ -222,6 +226,7 @@ void rx__timer_shift(rx_loop *loop, int64_t delta);
 int rx__cross_init(rx_loop *loop);
 void rx__cross_free(rx_loop *loop);
 bool rx__cross_may_sleep(rx_loop *loop);
+bool rx__cross_poll(rx_loop *loop, int64_t limit);
 void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
@@ -259,5 +264,14 @@ static inline struct rx__fd *rx__fd_get(rx_loop *loop, int fd) {
 }
 
 int64_t rx__clock_now(void);
+
+/* A spin-wait hint to the CPU (and to the other hyperthread). */
+static inline void rx__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 #endif /* RX_INTERNAL_H */

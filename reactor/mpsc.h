@@ -77,6 +77,17 @@ static inline int rx__mpsc_empty(struct rx__mpsc *q) {
          __atomic_load_n(&q->stub.next, __ATOMIC_ACQUIRE) == NULL;
 }
 
+/* For a consumer that polls: whether a node has been pushed that was not
+ * popped. It reads only the consumer's line (`tail`, the stub) and the link
+ * out of the tail node, never `head`, so that polling does not pull away
+ * the line every push writes. A push between its exchange and its link
+ * store is not seen yet; the next look sees it. Acquire pairs with the
+ * push's release store of the link. */
+static inline int rx__mpsc_peek(struct rx__mpsc *q) {
+  return q->tail != &q->stub ||
+         __atomic_load_n(&q->stub.next, __ATOMIC_ACQUIRE) != NULL;
+}
+
 /* The oldest node, or NULL if the queue is empty or busy. */
 static inline struct rx__mpsc_node *rx__mpsc_pop(struct rx__mpsc *q) {
   struct rx__mpsc_node *tail = q->tail;

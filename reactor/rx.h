@@ -396,6 +396,22 @@ RX_EXPORT void rx_resume(rx_loop *loop);
 RX_EXPORT int rx_set_io_collect_interval(rx_loop *loop, int64_t io);
 RX_EXPORT int rx_set_timeout_collect_interval(rx_loop *loop, int64_t timeout);
 
+/* Busy-polling for cross-thread work (rx_async_send(), rx_loop_post(),
+ * signals). When other threads have been handing work to the loop faster
+ * than `max` ns after it ran out of work, the loop polls for the next
+ * hand-off, up to an adaptive window of at most `max` ns, before it sleeps:
+ * the hand-off then costs neither side a syscall nor a context switch
+ * (waking a sleeping thread costs about 10 us of CPU on a VM). The window
+ * grows only while doorbells keep ending short sleeps, and shrinks to
+ * nothing when sleeps last longer (as KVM's halt polling): a loop fed by io
+ * and timers never polls. While it polls, the loop yields the CPU every
+ * 2 us to any other runnable thread; io and timer events that arrive
+ * meanwhile wait for the poll's end (at most `max` ns, never past a timer's
+ * deadline). rx_loop_metrics() reports the time spent (poll_ns). Default
+ * RX_BUSY_POLL_DEFAULT; 0 turns it off. -EINVAL if negative. */
+#define RX_BUSY_POLL_DEFAULT 50000
+RX_EXPORT int rx_set_busy_poll(rx_loop *loop, int64_t max);
+
 /* Replaces how pending callbacks are invoked each iteration (libev's
  * ev_set_invoke_pending), e.g. to run them on another thread under a lock;
  * NULL restores rx_invoke_pending(). rx_invoke_pending() invokes every
@@ -428,6 +444,9 @@ struct rx_metrics {
   uint64_t coalesced;    /* cross-thread events (tasks run, async callbacks)
                             that needed no doorbell of their own */
   int64_t idle_ns;       /* time spent blocked in the backend */
+  int64_t poll_ns;       /* time spent busy-polling for cross-thread work
+                            (rx_set_busy_poll()) */
+  uint64_t poll_hits;    /* busy-polls that found work */
   const char *backend;   /* rx_backend_name() */
   const char *reason;    /* rx_backend_reason() */
 };

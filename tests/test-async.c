@@ -596,12 +596,17 @@ static void *side_thread(void *arg) {
   return NULL;
 }
 
-static void test_loop_to_loop(void **state) {
-  (void)state;
+/* Bounces BOUNCES times each way between rxt.loop and a second loop whose
+ * busy-poll limit is `poll_max` (rxt.loop's is set to it too); fills `ma`
+ * and `mb` with the two loops' metrics. */
+static void bounce_with(int64_t poll_max, struct rx_metrics *ma,
+                        struct rx_metrics *mb) {
   static struct side a, b;
   memset(&a, 0, sizeof(a));
   memset(&b, 0, sizeof(b));
   assert_int_equal(rx_loop_new(&b.loop, NULL), 0);
+  assert_int_equal(rx_set_busy_poll(b.loop, poll_max), 0);
+  assert_int_equal(rx_set_busy_poll(rxt.loop, poll_max), 0);
   a.loop = rxt.loop;
   a.peer = &b;
   b.peer = &a;
@@ -616,7 +621,105 @@ static void test_loop_to_loop(void **state) {
   pthread_join(th, NULL);
   rxt_assert_ge(a.count, BOUNCES);
   rxt_assert_ge(b.count, BOUNCES);
+  assert_int_equal(rx_loop_metrics(a.loop, ma), 0);
+  assert_int_equal(rx_loop_metrics(b.loop, mb), 0);
   rx_loop_free(b.loop);
+}
+
+static void test_loop_to_loop(void **state) {
+  (void)state;
+  struct rx_metrics ma, mb;
+  bounce_with(RX_BUSY_POLL_DEFAULT, &ma, &mb);
+}
+
+/* Busy polling: two loops that hand work to each other back and forth
+ * stop sleeping between hand-offs once the window has grown, so most
+ * hand-offs are caught by a poll and need no doorbell. The bound is loose
+ * (a loaded machine deschedules a poller now and then); without polling
+ * there are no poll hits at all and a doorbell per hand-off. */
+static void test_busy_poll_catches_hand_offs(void **state) {
+  (void)state;
+  struct rx_metrics ma, mb;
+  bounce_with(RX_MSEC(1), &ma, &mb);
+  uint64_t hits = ma.poll_hits + mb.poll_hits;
+  uint64_t wakeups = ma.wakeups + mb.wakeups;
+  rxt_assert_ge(hits, BOUNCES / 4);
+  rxt_assert_lt(wakeups, BOUNCES);
+  rxt_assert_ge(ma.poll_ns + mb.poll_ns, 1);
+}
+
+/* rx_set_busy_poll(loop, 0): never a poll, a doorbell per hand-off (each
+ * side sleeps while the other works). */
+static void test_busy_poll_off(void **state) {
+  (void)state;
+  struct rx_metrics ma, mb;
+  bounce_with(0, &ma, &mb);
+  assert_int_equal(ma.poll_hits + mb.poll_hits, 0);
+  assert_int_equal(ma.poll_ns + mb.poll_ns, 0);
+  rxt_assert_ge(ma.wakeups + mb.wakeups, BOUNCES / 2);
+}
+
+/* A loop woken by timers, or by doorbells that come slower than its limit,
+ * never polls: the window only grows after a doorbell that ended a sleep
+ * shorter than the limit. */
+static int ticks;
+static void tick(rx_loop *loop, rx_timer *w, int revents) {
+  (void)w;
+  (void)revents;
+  if (++ticks == 20)
+    rx_break(loop, RX_BREAK_ONE);
+}
+
+static int slow_posts_run;
+static void slow_post(rx_loop *loop, rx_task *task) {
+  (void)task;
+  if (++slow_posts_run == 10)
+    rx_unref(loop);
+}
+
+static void *post_slowly(void *arg) {
+  static rx_task t[10];
+  for (int i = 0; i < 10; i++) {
+    rxt_sleep_ns(RX_MSEC(5));
+    t[i] = (rx_task){.fn = slow_post};
+    assert_int_equal(rx_loop_post((rx_loop *)arg, &t[i]), 0);
+  }
+  return NULL;
+}
+
+static void test_busy_poll_only_for_fast_hand_offs(void **state) {
+  (void)state;
+  struct rx_metrics m;
+  assert_int_equal(rx_set_busy_poll(rxt.loop, RX_USEC(200)), 0);
+  rx_timer t;
+  rx_timer_init(&t, tick, RX_MSEC(1), RX_MSEC(1));
+  ticks = 0;
+  assert_int_equal(rx_timer_start(rxt.loop, &t), 0);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 1);
+  rx_timer_stop(rxt.loop, &t);
+  assert_int_equal(ticks, 20);
+  assert_int_equal(rx_loop_metrics(rxt.loop, &m), 0);
+  assert_int_equal(m.poll_ns, 0);
+
+  slow_posts_run = 0;
+  rx_ref(rxt.loop);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, post_slowly, rxt.loop), 0);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(slow_posts_run, 10);
+  assert_int_equal(rx_loop_metrics(rxt.loop, &m), 0);
+  rxt_assert_ge(m.wakeups, 10);
+  assert_int_equal(m.poll_ns, 0);
+  assert_int_equal(m.poll_hits, 0);
+}
+
+static void test_busy_poll_bad_input(void **state) {
+  (void)state;
+  assert_int_equal(rx_set_busy_poll(NULL, 0), -EINVAL);
+  assert_int_equal(rx_set_busy_poll(rxt.loop, -1), -EINVAL);
+  assert_int_equal(rx_set_busy_poll(rxt.loop, 0), 0);
+  assert_int_equal(rx_set_busy_poll(rxt.loop, RX_BUSY_POLL_DEFAULT), 0);
 }
 
 /* rx_loop_post_from() outside rx_run() of `from`: nothing of `from`'s will
@@ -660,6 +763,10 @@ int main(void) {
       RXT_TEST(test_async_pummel),
       RXT_TEST(test_async_from_signal_handler),
       RXT_TEST(test_loop_to_loop),
+      RXT_TEST(test_busy_poll_catches_hand_offs),
+      RXT_TEST(test_busy_poll_off),
+      RXT_TEST(test_busy_poll_only_for_fast_hand_offs),
+      RXT_TEST(test_busy_poll_bad_input),
       RXT_TEST(test_post_from_outside_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
