@@ -227,27 +227,35 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
   tw->count++;
 }
 
-/* Removes `e` from the wheel; a no-op when `e` is unlinked. O(1). */
+/* Removes `e` from the wheel; a no-op when `e` is unlinked. O(1). The list
+ * it leaves is known without working out its slot: when `e` was the only
+ * entry, its two neighbours are that list's head, whose address says which
+ * slot (or list) it is. Only the per-list counts need the deadline: entries
+ * due already (tick <= elapsed) are on `expired`, and those in the current
+ * rotation of level 0 ((tick ^ elapsed) < 64, rx__tw_level()) in slot
+ * tick % 64. */
 static inline void rx__tw_del(struct rx__tw *tw, struct rx__tw_entry *e) {
-  unsigned where;
+  struct rx__link *next = e->link.next, *prev = e->link.prev;
 
-  if (!rx__list_linked(&e->link))
+  if (next == NULL)
     return;
   rx__list_unlink(&e->link);
   tw->count--;
-  where = rx__tw_where(tw, rx__tw_tick(tw, rx__tw_rel(e)));
-  if (where < RX__TW_SLOTS)
-    tw->count0[where]--;
-  if (where < RX__TW_OVERFLOW) {
-    if (rx__list_empty(rx__tw_list(tw, where)))
-      tw->occupied[where / RX__TW_SLOTS] &=
-          ~(UINT64_C(1) << (where % RX__TW_SLOTS));
-  } else if (where == RX__TW_OVERFLOW) {
-    if (rx__list_empty(&tw->overflow))
-      tw->overflow_tick = UINT64_MAX;
-  } else {
+  uint64_t tick = rx__tw_tick(tw, rx__tw_rel(e));
+  if (tick <= tw->elapsed)
     tw->nexpired--;
-  }
+  else if ((tick ^ tw->elapsed) < RX__TW_SLOTS)
+    tw->count0[tick % RX__TW_SLOTS]--;
+  if (next != prev)
+    return; /* the list still holds another entry */
+  /* Compared as integers: `next` may be a head outside `slots`. */
+  uintptr_t off = (uintptr_t)next - (uintptr_t)&tw->slots[0][0];
+  if (off < sizeof(tw->slots)) {
+    size_t where = off / sizeof(struct rx__link);
+    tw->occupied[where / RX__TW_SLOTS] &=
+        ~(UINT64_C(1) << (where % RX__TW_SLOTS));
+  } else if (next == &tw->overflow)
+    tw->overflow_tick = UINT64_MAX;
 }
 
 /* The absolute deadline of `e`, as clamped by rx__tw_add(). */
