@@ -169,6 +169,8 @@ def load(stem):
     paths = sorted(glob.glob(os.path.join(out, stem + ".[0-9]*.json")),
                    key=lambda p: int(p.rsplit(".", 2)[1]))
     for path in paths:
+        if os.path.getsize(path) == 0:
+            continue  # a filter that matched nothing in this executable
         with open(path) as f:
             doc = json.load(f)
         ctx = ctx or doc.get("context", {})
