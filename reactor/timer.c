@@ -107,9 +107,9 @@ static int64_t deadline(const rx_loop *loop, int64_t delay) {
   return delay > INT64_MAX - loop->now ? INT64_MAX : loop->now + delay;
 }
 
-int rx_timer_start(rx_loop *loop, rx_timer *w) {
-  if (loop == NULL || w == NULL)
-    return -EINVAL;
+/* rx_timer_start() of a timer that is invalid, active or pending. Out of
+ * line, so that the common case needs no stack frame. */
+static __attribute__((noinline)) int start_other(rx_loop *loop, rx_timer *w) {
   if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
   if (tflags(w) & RX__T_ACTIVE)
@@ -119,6 +119,24 @@ int rx_timer_start(rx_loop *loop, rx_timer *w) {
   /* A pending expiry of the previous run is dropped: the timer starts over. */
   unpend(loop, w);
   arm(loop, w, deadline(loop, delay_of(w)));
+  return 0;
+}
+
+int rx_timer_start(rx_loop *loop, rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return -EINVAL;
+  uint64_t word = w->_ent.word;
+  if (((unsigned)(word >> RX__TW_AT_BITS) &
+       (RX__T_INVALID | RX__T_ACTIVE | RX__T_PENDING)) != 0 ||
+      w->repeat < 0)
+    return start_other(loop, w);
+  /* The common case, a stopped timer with nothing pending: the state in one
+   * store (the wheel keeps the flag bits when it writes the deadline), then
+   * the wheel. */
+  w->_ent.word = word | ((uint64_t)RX__T_ACTIVE << RX__TW_AT_BITS);
+  loop->activecnt++;
+  rx__tw_add(&loop->wheel, &w->_ent,
+             deadline(loop, (int64_t)(word & RX__TW_AT_MASK)));
   return 0;
 }
 

@@ -218,13 +218,27 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
   if (rel > RX__TW_MAX_REL)
     rel = RX__TW_MAX_REL;
   e->word = (e->word & ~RX__TW_AT_MASK) | rel;
+  tw->count++;
   /* An entry that was due by the last advance must not wait for the next
    * tick boundary: note it, so that the next advance takes the partial
    * tick and rx__tw_next() says "now". */
   if (rel <= tw->reached)
     tw->due_added = 1;
+  /* The common case, a deadline beyond the current rotation of level 0 and
+   * within the top level's: a bit and a list push. Level 0 (its counts and
+   * order bits), entries already due and overflow go to rx__tw_place(). */
+  uint64_t tick = rx__tw_tick(tw, rel);
+  uint64_t diff = tw->elapsed ^ tick;
+  if (tick > tw->elapsed && diff >= RX__TW_SLOTS &&
+      diff < (UINT64_C(1) << RX__TW_SPAN_BITS)) {
+    unsigned level = (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
+    unsigned slot =
+        (unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1);
+    tw->occupied[level] |= UINT64_C(1) << slot;
+    rx__list_push(&tw->slots[level][slot], &e->link);
+    return;
+  }
   rx__tw_place(tw, e);
-  tw->count++;
 }
 
 /* Removes `e` from the wheel; a no-op when `e` is unlinked. O(1). The list
