@@ -48,6 +48,7 @@ void rx__tw_init(struct rx__tw *tw, int64_t now, unsigned shift) {
     shift = 30;
   tw->origin = now;
   tw->shift = shift;
+  tw->round = (UINT64_C(1) << shift) - 1;
   tw->elapsed = 0;
   tw->reached = 0;
   tw->count = 0;

@@ -40,6 +40,7 @@
 struct rx__tw {
   int64_t origin;   /* the absolute ns that an entry's at == 0 stands for */
   unsigned shift;   /* a tick is 2^shift ns, shift in [10, 30] */
+  uint64_t round;   /* 2^shift - 1: rounds a deadline up to its tick */
   uint64_t elapsed; /* ticks since origin fully processed */
   uint64_t reached; /* ns since origin of the latest rx__tw_advance() */
   size_t count;     /* entries in the wheel, expired included */
@@ -141,7 +142,7 @@ static inline int64_t rx__tw_time(const struct rx__tw *tw, uint64_t tick) {
 }
 
 static inline uint64_t rx__tw_tick(const struct rx__tw *tw, uint64_t rel) {
-  return (rel + ((UINT64_C(1) << tw->shift) - 1)) >> tw->shift;
+  return (rel + tw->round) >> tw->shift;
 }
 
 /* The level for `tick`, RX__TW_LEVELS and above meaning overflow. Or-ing in
@@ -234,7 +235,10 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
     unsigned level = (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
     unsigned slot =
         (unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1);
-    tw->occupied[level] |= UINT64_C(1) << slot;
+    /* Read first: consecutive inserts at one level then do not each wait
+     * for the previous one's store to the same word. */
+    if (!(tw->occupied[level] & (UINT64_C(1) << slot)))
+      tw->occupied[level] |= UINT64_C(1) << slot;
     rx__list_push(&tw->slots[level][slot], &e->link);
     return;
   }
