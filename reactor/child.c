@@ -30,8 +30,9 @@ static rx_child *child_of(struct rx__link *node) {
 }
 
 /* Hands (pid, status) to every watcher of pid and every pid 0 watcher. A
- * pidfd watcher's child has exited (only exits are reported to it): it
- * stops, as a one-shot timer does. */
+ * watcher of one pid whose child has exited or was killed stops, as a
+ * one-shot timer does, whichever way it heard of it: nothing more can
+ * come, and the pid, now reaped, may soon be another process's. */
 static void deliver(rx_loop *loop, int pid, int status) {
   struct rx__link *n = loop->children.next, *next;
   for (; n != &loop->children; n = next) {
@@ -41,7 +42,7 @@ static void deliver(rx_loop *loop, int pid, int status) {
       continue;
     w->rpid = pid;
     w->rstatus = status;
-    if (w->_pidfd >= 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
+    if (w->pid != 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
       rx_child_stop(loop, w);
     rx__feed(loop, (struct rx__head *)(void *)w, RX_CHILD);
   }

@@ -23,19 +23,14 @@
 #                    test: valgrind would check only the launcher, under a
 #                    filter that also applies to valgrind's own syscalls, and
 #                    the kill runs are meant to die of SIGSYS.
-#   child-*          valgrind does not know pidfd_open (syscall 434) and
-#                    returns ENOSYS, so rx watches the child through SIGCHLD,
-#                    where a watcher of one pid stays active until stopped
-#                    (rx.h); test_exit_status_pidfd waits for the run to end
-#                    by itself, for ever.
 #   faults-*         the EMFILE tests lower RLIMIT_NOFILE: valgrind keeps the
 #                    kernel's limit and emulates its own, closing an fd that
 #                    accept() returned above it, so the accepted connection
 #                    is lost and the test stalls; the limit it leaves low
 #                    then fails the tests after it.
 #   the io_uring runs of tests with a second thread or a signal that must
-#   wake a loop blocked in io_uring_enter (async, controls, signal, echo,
-#   echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
+#   wake a loop blocked in io_uring_enter (async, controls, signal, child,
+#   echo, echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
 #   syscall that does not block, so the thread blocked in it keeps
 #   valgrind's lock (no other thread runs) with signals held back: they
 #   hang. Their epoll runs are kept (but for faults, above).
@@ -82,8 +77,8 @@ ninja -C "$build"
 tests=$(meson test -C "$build" --no-rebuild --list 2>/dev/null |
   sed 's|.* / ||' | while read -r t; do
     case $t in
-    async-tsan-* | seccomp-* | child-* | faults-*) ;;
-    async-io_uring | controls-io_uring | signal-io_uring) ;;
+    async-tsan-* | seccomp-* | faults-*) ;;
+    async-io_uring | controls-io_uring | signal-io_uring | child-io_uring) ;;
     echo-io_uring | echo-threads-io_uring | fork-io_uring) ;;
     *) echo "$t" ;;
     esac

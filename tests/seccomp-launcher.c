@@ -7,7 +7,10 @@
  *       EPERM (Docker's and podman's default profiles, and most container
  *       runtimes since 2023);
  *   seccomp-launcher kill COMMAND [ARGS...]
- *       they kill the process with SIGSYS (Android's app filter).
+ *       they kill the process with SIGSYS (Android's app filter);
+ *   seccomp-launcher nopidfd COMMAND [ARGS...]
+ *       io_uring is allowed, and pidfd_open fails with ENOSYS, as on a
+ *       kernel before 5.3 or under a filter written before pidfds existed.
  *
  * No libseccomp: a classic BPF filter, installed with PR_SET_NO_NEW_PRIVS
  * (so that no privilege is needed) and PR_SET_SECCOMP. The filter first
@@ -56,9 +59,13 @@
 #ifndef __NR_io_uring_register
 #define __NR_io_uring_register 427
 #endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
 
 static int usage(void) {
-  fprintf(stderr, "usage: seccomp-launcher eperm|kill COMMAND [ARGS...]\n");
+  fprintf(stderr,
+          "usage: seccomp-launcher eperm|kill|nopidfd COMMAND [ARGS...]\n");
   return 2;
 }
 
@@ -66,11 +73,17 @@ int main(int argc, char **argv) {
   if (argc < 3)
     return usage();
   unsigned refuse;
+  /* The three io_uring calls, or pidfd_open thrice. */
+  unsigned nr[3] = {__NR_io_uring_setup, __NR_io_uring_enter,
+                    __NR_io_uring_register};
   if (strcmp(argv[1], "eperm") == 0)
     refuse = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   else if (strcmp(argv[1], "kill") == 0)
     refuse = SECCOMP_RET_KILL_PROCESS;
-  else
+  else if (strcmp(argv[1], "nopidfd") == 0) {
+    refuse = SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA);
+    nr[0] = nr[1] = nr[2] = __NR_pidfd_open;
+  } else
     return usage();
 
   struct sock_filter filter[] = {
@@ -84,9 +97,9 @@ int main(int argc, char **argv) {
       /* x32 calls share the architecture, with bit 30 set in the number */
       BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 4, 0),
 #endif
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 3, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[0], 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[1], 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[2], 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_RET | BPF_K, refuse),
   };
