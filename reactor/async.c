@@ -230,11 +230,20 @@ int rx_async_set_priority(rx_async *w, int priority) {
 int rx_async_send(rx_loop *loop, rx_async *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  /* Coalesced: the loop has not seen the previous send yet and will run
-   * the callback after it clears the flag, so after this send too. */
-  if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED))
-    return 0;
-  if (__atomic_exchange_n(&w->_sent, 1, __ATOMIC_ACQ_REL))
+  /* One atomic read-modify-write, also when the flag is already set: it
+   * orders what the caller wrote before the send before its look at the
+   * flag. A plain load there (libuv's uv_async_send does one, see libuv
+   * pull request 349) lets a send that coalesces find the flag set while
+   * the caller's last write still sits in this CPU's store buffer; the loop
+   * clears the flag and runs the callback, which misses that write, and no
+   * callback follows: the store-buffering pattern, which x86 allows.
+   * bench/peers async_pummel hung on it about once in 200 runs. As an RMW
+   * the look reads the flag's latest value: set, and the loop's clearing
+   * exchange comes after it and sees what came before; clear, and this send
+   * notifies the loop itself. Coalesced: the loop has not seen the
+   * previous send yet and will run the callback after it clears the flag,
+   * so after this send too. */
+  if (__atomic_fetch_or(&w->_sent, 1, __ATOMIC_SEQ_CST))
     return 0;
   rx__cross_notify(loop);
   return 0;

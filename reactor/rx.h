@@ -664,8 +664,9 @@ RX_EXPORT void rx_async_init(rx_async *w, rx_async_cb cb);
 RX_EXPORT int rx_async_start(rx_loop *loop, rx_async *w);
 RX_EXPORT int rx_async_stop(rx_loop *loop, rx_async *w);
 /* Thread-safe and async-signal-safe. Makes `w`'s callback run on the loop's
- * thread, once for any number of sends before it runs. 0, or -EINVAL. A send
- * to a stopped watcher is dropped. */
+ * thread, once for any number of sends before it runs, and what the sending
+ * thread wrote before the send is visible to that callback (a release and
+ * an acquire). 0, or -EINVAL. A send to a stopped watcher is dropped. */
 RX_EXPORT int rx_async_send(rx_loop *loop, rx_async *w);
 /* Whether a send has not yet been seen by the loop. */
 RX_EXPORT int rx_async_pending(const rx_async *w);
