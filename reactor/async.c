@@ -134,7 +134,8 @@ static bool cross_waiting(rx_loop *loop) {
  * Returns true when work arrived. */
 #define POLL_YIELD_NS 2000
 bool rx__cross_poll(rx_loop *loop, int64_t limit) {
-  int64_t start = rx__clock_now(), now = start, yield_at = start + POLL_YIELD_NS;
+  int64_t start = rx__clock_now(), now = start,
+          yield_at = start + POLL_YIELD_NS;
   bool hit = false;
   while (!(hit = cross_waiting(loop)) && now - start < limit) {
     for (int i = 0; i < 8; i++)

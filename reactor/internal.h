@@ -112,8 +112,8 @@ struct rx__metrics {
   uint64_t wakeups;
   uint64_t cross_events;
   int64_t idle_ns;
-  int64_t poll_ns;     /* time spent busy-polling for cross-thread work */
-  uint64_t poll_hits;  /* busy-polls that found work */
+  int64_t poll_ns;    /* time spent busy-polling for cross-thread work */
+  uint64_t poll_hits; /* busy-polls that found work */
 };
 
 struct rx_loop {

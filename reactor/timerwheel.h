@@ -233,8 +233,8 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
   if (tick > tw->elapsed && diff >= RX__TW_SLOTS &&
       diff < (UINT64_C(1) << RX__TW_SPAN_BITS)) {
     unsigned level = (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
-    unsigned slot =
-        (unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1);
+    unsigned slot = (unsigned)(tick >> (level * RX__TW_BITS)) &
+                    (RX__TW_SLOTS - 1);
     /* Read first: consecutive inserts at one level then do not each wait
      * for the previous one's store to the same word. */
     if (!(tw->occupied[level] & (UINT64_C(1) << slot)))
@@ -281,6 +281,5 @@ static inline int64_t rx__tw_at(const struct rx__tw *tw,
                                 const struct rx__tw_entry *e) {
   return rx__tw_abs(tw, rx__tw_rel(e));
 }
-
 
 #endif /* RX_TIMERWHEEL_H */
