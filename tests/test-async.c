@@ -709,7 +709,9 @@ static void test_busy_poll_only_for_fast_hand_offs(void **state) {
   pthread_join(th, NULL);
   assert_int_equal(slow_posts_run, 10);
   assert_int_equal(rx_loop_metrics(rxt.loop, &m), 0);
-  rxt_assert_ge(m.wakeups, 10);
+  /* Slept and was rung for them (on a starved machine several posts can
+   * land during one sleep, so not necessarily ten times), never polled. */
+  rxt_assert_ge(m.wakeups, 1);
   assert_int_equal(m.poll_ns, 0);
   assert_int_equal(m.poll_hits, 0);
 }
