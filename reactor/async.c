@@ -11,10 +11,19 @@
  * that is awake, and of several producers only the first rings
  * (`doorbell_rung`), so a burst of posts costs one eventfd write.
  *
- * rx_async coalesces with a per-watcher `_sent` flag: a send while the flag
- * is set is one relaxed load. The loop scans its async watchers only when
- * `async_pending` says a send happened, as libev does; a send carries no
- * data, so the scan needs no ordering beyond the flags themselves.
+ * rx_async coalesces with a per-watcher `_sent` word: the first send after
+ * the loop looked notifies it, later ones only mark. The loop scans its
+ * async watchers only when `async_pending` says a send happened, as libev
+ * does. A send publishes the caller's earlier writes to the callback that
+ * follows it, which takes a StoreLoad barrier between those writes and the
+ * send's look at `_sent` (the store-buffering pattern, rx_async_send()).
+ * Each send pays for it with an atomic, unless the watcher is "light":
+ * after enough sends since the loop last looked, the sends that follow
+ * only load, and the loop, when it takes the light word, pays the barrier
+ * for all of them at once with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED),
+ * which runs a full barrier on every CPU that runs a thread of this
+ * process. That is the asymmetric-fence technique of userspace RCU and of
+ * folly's asymmetricHeavyBarrier; membarrier(2) states the guarantee.
  *
  * rx_loop_post pushes a caller-owned task on an intrusive Vyukov queue
  * (mpsc.h): wait-free for producers, no allocation, FIFO per producer.
@@ -23,7 +32,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdint.h>
+#include <linux/membarrier.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -162,18 +173,115 @@ void rx__doorbell(rx_loop *loop) {
   loop->m.wakeups++;
 }
 
+/* ---------------------------------------------------------------------------
+ * Light sends: the asymmetric barrier.
+ *
+ * `_sent` holds SENT_ONE times the sends that took an atomic since the loop
+ * last looked, and the LIGHT bit. The send that brings the count to
+ * `light_after` sets LIGHT in the same compare-and-swap; a send that finds
+ * LIGHT set returns after that one load. The loop takes the word with an
+ * exchange, and if LIGHT was in it, issues the process-wide barrier before
+ * any callback runs. Why that is enough: a send that saw LIGHT read the
+ * word before the exchange overwrote it, so it was past its look, and so
+ * past the caller's writes, when the barrier interrupted its CPU (or when
+ * its thread was last switched out); the barrier drains those writes before
+ * membarrier() returns. The send's look itself cannot move before the
+ * caller's writes without the compiler's help, which a signal fence denies.
+ *
+ * A barrier costs the loop about a microsecond and every other CPU running
+ * this process an interrupt (tens of microseconds on a virtual machine), so
+ * a watcher turns light only after as many atomic sends as the last barrier
+ * cost in atomics: the loop pays at most as much again as the sends saved,
+ * and a watcher sent a few times per iteration never turns light. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RX__HAS_TSAN 1
+#endif
+#endif
+#ifndef RX__HAS_TSAN
+#define RX__HAS_TSAN 0
+#endif
+
+#define SENT_ONE 2u
+#define LIGHT 1u
+#define RMW_NS 4                  /* about what a send's atomic costs */
+#define LIGHT_AFTER_MIN 64u       /* sends before a watcher turns light */
+#define LIGHT_AFTER_MAX (1u << 20)
+
+/* 1: membarrier is registered for this process; -1: it is not available
+ * (an old kernel, a seccomp filter, a ThreadSanitizer build, which cannot
+ * see the barrier); 0: not asked yet. Registration survives fork(). */
+static int fence_state;
+static unsigned light_after = 4096; /* relaxed: a heuristic */
+
+static long membarrier(int cmd) {
+  return syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+/* Called on the loop's thread when an async watcher starts. */
+static void fence_setup(void) {
+  if (__atomic_load_n(&fence_state, __ATOMIC_ACQUIRE) != 0)
+    return;
+  int state = -1;
+#if !defined(__SANITIZE_THREAD__) && !RX__HAS_TSAN
+  long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+  if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+      membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
+    state = 1;
+#endif
+  __atomic_store_n(&fence_state, state, __ATOMIC_RELEASE);
+}
+
+/* The barrier for light sends. False if the kernel refused it, as a
+ * seccomp filter installed after setup would: light sends are then over
+ * for this process. */
+static bool heavy_fence(rx_loop *loop) {
+  int64_t start = rx__clock_now();
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
+    __atomic_store_n(&fence_state, -1, __ATOMIC_RELAXED);
+    return false;
+  }
+  loop->m.async_fences++;
+  uint64_t cost = (uint64_t)(rx__clock_now() - start) / RMW_NS;
+  if (cost < LIGHT_AFTER_MIN)
+    cost = LIGHT_AFTER_MIN;
+  if (cost > LIGHT_AFTER_MAX)
+    cost = LIGHT_AFTER_MAX;
+  /* Written only when it moves by a quarter, so that senders, which read
+   * it, keep their copy of the line. */
+  unsigned now = __atomic_load_n(&light_after, __ATOMIC_RELAXED);
+  if (cost > now + now / 4 || cost < now - now / 4)
+    __atomic_store_n(&light_after, (unsigned)cost, __ATOMIC_RELAXED);
+  return true;
+}
+
 static void scan_asyncs(rx_loop *loop) {
+  unsigned light = 0;
   for (struct rx__link *n = loop->asyncs.next; n != &loop->asyncs;
        n = n->next) {
     rx_async *w = rx__container_of(n, rx_async, _active);
     /* Clear before the callback runs: a send from now on must bring
      * another callback ("at least one after the last send"). */
+    unsigned sent;
     if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED) &&
-        __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL)) {
+        (sent = __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL)) != 0) {
+      light |= sent & LIGHT;
       rx__feed(loop, (struct rx__head *)(void *)w, RX_ASYNC);
       loop->m.cross_events++;
     }
   }
+  if (light == 0 || heavy_fence(loop))
+    return;
+  /* No barrier: a light send's writes may not be visible yet. Every
+   * callback just fed runs once more in the next iteration, by when they
+   * are (a store buffer drains in well under a microsecond). */
+  for (struct rx__link *n = loop->asyncs.next; n != &loop->asyncs;
+       n = n->next) {
+    rx_async *w = rx__container_of(n, rx_async, _active);
+    if (w->_flags & RX__F_PENDING)
+      __atomic_fetch_or(&w->_sent, SENT_ONE, __ATOMIC_RELAXED);
+  }
+  __atomic_store_n(&loop->async_pending, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Runs posted tasks and feeds sent async watchers; every iteration. */
@@ -212,8 +320,10 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
 }
 
 int rx_async_start(rx_loop *loop, rx_async *w) {
-  if (w != NULL && !(w->_flags & RX__F_ACTIVE))
+  if (w != NULL && !(w->_flags & RX__F_ACTIVE)) {
     __atomic_store_n(&w->_sent, 0, __ATOMIC_RELAXED);
+    fence_setup();
+  }
   return rx__listed_start(loop, (struct rx__head *)(void *)w,
                           w ? &w->_active : NULL,
                           loop ? &loop->asyncs : NULL);
@@ -231,21 +341,42 @@ int rx_async_set_priority(rx_async *w, int priority) {
 int rx_async_send(rx_loop *loop, rx_async *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  /* One atomic read-modify-write, also when the flag is already set: it
-   * orders what the caller wrote before the send before its look at the
-   * flag. A plain load there (libuv's uv_async_send does one, see libuv
-   * pull request 349) lets a send that coalesces find the flag set while
-   * the caller's last write still sits in this CPU's store buffer; the loop
-   * clears the flag and runs the callback, which misses that write, and no
-   * callback follows: the store-buffering pattern, which x86 allows.
-   * bench/peers async_pummel hung on it about once in 200 runs. As an RMW
-   * the look reads the flag's latest value: set, and the loop's clearing
-   * exchange comes after it and sees what came before; clear, and this send
-   * notifies the loop itself. Coalesced: the loop has not seen the
-   * previous send yet and will run the callback after it clears the flag,
-   * so after this send too. */
-  if (__atomic_fetch_or(&w->_sent, 1, __ATOMIC_SEQ_CST))
+  /* The caller's writes stay before the look (for the compiler; the CPU is
+   * the loop's barrier's business, see "Light sends" above). */
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  unsigned sent = __atomic_load_n(&w->_sent, __ATOMIC_RELAXED);
+  if (sent & LIGHT)
     return 0;
+  /* Otherwise an atomic read-modify-write, also when the word says sent:
+   * with a plain load there (libuv's uv_async_send does one, see libuv pull
+   * request 349), a send that coalesces can find the word set while the
+   * caller's last write still sits in this CPU's store buffer; the loop
+   * clears the word and runs the callback, which misses that write, and no
+   * callback follows. bench/peers async_pummel hung on it about once in
+   * 200 runs. As an RMW the look reads the word's latest value: set, and
+   * the loop's clearing exchange comes after it and sees what came before;
+   * clear, and this send notifies the loop itself. */
+  if (__atomic_load_n(&fence_state, __ATOMIC_RELAXED) <= 0) {
+    if (__atomic_fetch_or(&w->_sent, SENT_ONE, __ATOMIC_SEQ_CST) != 0)
+      return 0;
+  } else {
+    /* Count the send; the one that reaches light_after sets LIGHT in the
+     * same step, so LIGHT is never set on a word the loop has cleared. */
+    unsigned limit = __atomic_load_n(&light_after, __ATOMIC_RELAXED) *
+                     SENT_ONE,
+             next;
+    do {
+      if (sent & LIGHT)
+        return 0;
+      next = sent + SENT_ONE;
+      if (next >= limit)
+        next |= LIGHT;
+    } while (!__atomic_compare_exchange_n(&w->_sent, &sent, next, true,
+                                          __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED));
+    if (sent != 0)
+      return 0;
+  }
   rx__cross_notify(loop);
   return 0;
 }

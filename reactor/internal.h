@@ -114,6 +114,7 @@ struct rx__metrics {
   int64_t idle_ns;
   int64_t poll_ns;    /* time spent busy-polling for cross-thread work */
   uint64_t poll_hits; /* busy-polls that found work */
+  uint64_t async_fences; /* membarrier() calls for light rx_async sends */
 };
 
 struct rx_loop {

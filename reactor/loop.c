@@ -165,6 +165,7 @@ int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m) {
   m->idle_ns = loop->m.idle_ns;
   m->poll_ns = loop->m.poll_ns;
   m->poll_hits = loop->m.poll_hits;
+  m->async_fences = loop->m.async_fences;
   m->backend = loop->ops->name;
   m->reason = loop->reason;
   return 0;

@@ -202,7 +202,10 @@ struct rx_check {
 struct rx_async {
   RX__WATCHER_HEAD(rx_async, rx_async_cb);
   struct rx__link _active;
-  int _sent; /* atomic: sent and not yet seen by the loop */
+  /* Atomic: sends the loop has not seen yet, counted while a send still
+   * takes an atomic (see rx_async_send() in async.c), and a bit that lets
+   * further sends only look. */
+  unsigned _sent;
 };
 
 /* A function to run on a loop's thread, posted from any thread. Caller-owned:
@@ -447,6 +450,8 @@ struct rx_metrics {
   int64_t poll_ns;       /* time spent busy-polling for cross-thread work
                             (rx_set_busy_poll()) */
   uint64_t poll_hits;    /* busy-polls that found work */
+  uint64_t async_fences; /* process-wide barriers issued so that many sends
+                            to a pending rx_async cost a load each */
   const char *backend;   /* rx_backend_name() */
   const char *reason;    /* rx_backend_reason() */
 };
@@ -665,8 +670,11 @@ RX_EXPORT int rx_async_start(rx_loop *loop, rx_async *w);
 RX_EXPORT int rx_async_stop(rx_loop *loop, rx_async *w);
 /* Thread-safe and async-signal-safe. Makes `w`'s callback run on the loop's
  * thread, once for any number of sends before it runs, and what the sending
- * thread wrote before the send is visible to that callback (a release and
- * an acquire). 0, or -EINVAL. A send to a stopped watcher is dropped. */
+ * thread wrote before the send is visible to that callback (an atomic
+ * read-modify-write, or, after many sends since the loop last looked, a
+ * load paired with the loop's membarrier(): see the guide). 0, or -EINVAL.
+ * A send to a stopped watcher is dropped. Sends come from threads of this
+ * process. */
 RX_EXPORT int rx_async_send(rx_loop *loop, rx_async *w);
 /* Whether a send has not yet been seen by the loop. */
 RX_EXPORT int rx_async_pending(const rx_async *w);

@@ -9,10 +9,13 @@
  */
 #include "helpers.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include "internal.h"
+#include "seccomp.h"
 
 #define WATCHDOG RX_SEC(10)
 
@@ -324,6 +327,187 @@ static void count_async(rx_loop *loop, rx_async *w, int revents) {
   (void)loop;
   (void)revents;
   (*(int *)w->data)++;
+}
+
+/* ---------------------------------------------------------------------------
+ * Light sends (async.c): after enough sends since the loop last looked, a
+ * send only loads, and the loop issues one membarrier() for all of them
+ * before the callback runs.
+ */
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN_BUILD 1
+#endif
+#endif
+#if !defined(TSAN_BUILD) && defined(__SANITIZE_THREAD__)
+#define TSAN_BUILD 1
+#endif
+
+/* More sends than any watcher needs before it turns light (2^20). */
+#define LIGHT_SENDS (1 << 21)
+
+/* Whether rx can use light sends here: membarrier with its private
+ * expedited command (Linux 4.14), not refused by a filter (the
+ * seccomp-nomembarrier tests), and not a ThreadSanitizer build, which
+ * cannot see the barrier and so has rx always take the atomic. */
+static int light_possible(void) {
+#ifdef TSAN_BUILD
+  return 0;
+#else
+  long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
+#endif
+}
+
+static uint64_t fences(rx_loop *loop) {
+  struct rx_metrics m;
+  assert_int_equal(rx_loop_metrics(loop, &m), 0);
+  return m.async_fences;
+}
+
+struct light {
+  rx_loop *loop;
+  rx_async w;
+  int value; /* written by the sender before each send */
+  int seen;  /* what the last callback read */
+  int calls;
+};
+
+static void light_cb(rx_loop *loop, rx_async *w, int revents) {
+  (void)loop;
+  assert_int_equal(revents, RX_ASYNC);
+  struct light *l = w->data;
+  l->calls++;
+  l->seen = atomic_get(&l->value);
+}
+
+static void *light_sender(void *arg) {
+  struct light *l = arg;
+  for (int i = 1; i <= LIGHT_SENDS; i++) {
+    __atomic_store_n(&l->value, i, __ATOMIC_RELAXED);
+    rx_async_send(l->loop, &l->w);
+  }
+  return NULL;
+}
+
+/* Sends from another thread while the loop does not run: the watcher turns
+ * light, one callback sees the last value, and the loop paid one barrier.
+ * The next lone send is not light: no barrier. */
+static void test_async_light_sends(void **state) {
+  (void)state;
+  static struct light l;
+  memset(&l, 0, sizeof(l));
+  l.loop = rxt.loop;
+  rx_async_init(&l.w, light_cb);
+  l.w.data = &l;
+  assert_int_equal(rx_async_start(rxt.loop, &l.w), 0);
+  uint64_t before = fences(rxt.loop);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
+  pthread_join(th, NULL);
+  assert_true(rx_async_pending(&l.w));
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(l.calls, 1);
+  assert_int_equal(l.seen, LIGHT_SENDS);
+  assert_false(rx_async_pending(&l.w));
+  rxt_assert_eq(fences(rxt.loop) - before, light_possible() ? 1 : 0);
+
+  atomic_set(&l.value, -1);
+  assert_int_equal(rx_async_send(rxt.loop, &l.w), 0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(l.calls, 2);
+  assert_int_equal(l.seen, -1);
+  rxt_assert_eq(fences(rxt.loop) - before, light_possible() ? 1 : 0);
+  rx_async_stop(rxt.loop, &l.w);
+}
+
+/* The same while the loop runs, slowly (no busy polling, a callback that
+ * takes 100 us), so that sends pile up between its looks and the watcher
+ * goes light and back many times: the last callback still sees the last
+ * value. */
+static void light_slow_cb(rx_loop *loop, rx_async *w, int revents) {
+  light_cb(loop, w, revents);
+  struct light *l = w->data;
+  if (l->seen == LIGHT_SENDS)
+    rx_async_stop(loop, w);
+  else
+    rxt_sleep_ns(RX_USEC(100));
+}
+
+static void test_async_light_sends_running(void **state) {
+  (void)state;
+  static struct light l;
+  memset(&l, 0, sizeof(l));
+  l.loop = rxt.loop;
+  rx_async_init(&l.w, light_slow_cb);
+  l.w.data = &l;
+  assert_int_equal(rx_set_busy_poll(rxt.loop, 0), 0);
+  assert_int_equal(rx_async_start(rxt.loop, &l.w), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
+  /* Returns once a callback has seen the last value (a lost one hangs
+   * here, and meson's timeout fails the test). */
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(l.seen, LIGHT_SENDS);
+  print_message("%d callbacks, %llu barriers for %d sends\n", l.calls,
+                (unsigned long long)fences(rxt.loop), LIGHT_SENDS);
+}
+
+/* A filter that refuses membarrier after the watcher went light (a sandbox
+ * applied after start-up): the loop cannot issue the barrier, so the
+ * callback runs again in the next iteration, and from then on every send
+ * takes its atomic. In a child, since a filter cannot be removed. */
+static int light_refused_child(void) {
+  rx_loop *loop;
+  struct rx_loop_options opts = {.backend = rxt_env_backend()};
+  if (rx_loop_new(&loop, &opts) != 0)
+    return 10;
+  static struct light l;
+  l.loop = loop;
+  rx_async_init(&l.w, light_cb);
+  l.w.data = &l;
+  if (rx_async_start(loop, &l.w) != 0)
+    return 11;
+  for (int i = 0; i < LIGHT_SENDS; i++)
+    rx_async_send(loop, &l.w);
+  unsigned nr[3] = {__NR_membarrier, __NR_membarrier, __NR_membarrier};
+  if (rxt_seccomp_refuse(nr, SECCOMP_RET_ERRNO | EPERM) != 0)
+    return 12;
+  if (rx_run(loop, RX_RUN_NOWAIT) < 0 || l.calls != 1)
+    return 13;
+  if (rx_run(loop, RX_RUN_NOWAIT) < 0 || l.calls != 2) /* the repeat */
+    return 14;
+  if (rx_run(loop, RX_RUN_NOWAIT) < 0 || l.calls != 2)
+    return 15;
+  for (int i = 0; i < LIGHT_SENDS; i++)
+    rx_async_send(loop, &l.w);
+  if (rx_run(loop, RX_RUN_NOWAIT) < 0 || l.calls != 3 ||
+      rx_run(loop, RX_RUN_NOWAIT) < 0 || l.calls != 3)
+    return 16;
+  struct rx_metrics m;
+  if (rx_loop_metrics(loop, &m) != 0 || m.async_fences != 0)
+    return 17;
+  rx_async_stop(loop, &l.w);
+  rx_loop_free(loop);
+  return 0;
+}
+
+static void test_async_light_refused_later(void **state) {
+  (void)state;
+  if (!light_possible()) {
+    print_message("no light sends here: nothing to refuse\n");
+    return;
+  }
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(light_refused_child());
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_async_basics(void **state) {
@@ -763,6 +947,9 @@ int main(void) {
       RXT_TEST(test_post_no_lost_wakeup),
       RXT_TEST(test_async_no_lost_wakeup),
       RXT_TEST(test_async_pummel),
+      RXT_TEST(test_async_light_sends),
+      RXT_TEST(test_async_light_sends_running),
+      RXT_TEST(test_async_light_refused_later),
       RXT_TEST(test_async_from_signal_handler),
       RXT_TEST(test_loop_to_loop),
       RXT_TEST(test_busy_poll_catches_hand_offs),
