@@ -30,9 +30,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdint.h>
-#include <linux/membarrier.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,8 +74,7 @@ void rx__cross_free(rx_loop *loop) {
     }
   }
   while (!rx__list_empty(&loop->asyncs))
-    rx_async_stop(loop, rx__container_of(loop->asyncs.next, rx_async,
-                                         _active));
+    rx_async_stop(loop, rx__container_of(loop->asyncs.next, rx_async, _active));
   if (loop->wakefd >= 0)
     close(loop->wakefd);
   loop->wakefd = -1;
@@ -204,8 +203,8 @@ void rx__doorbell(rx_loop *loop) {
 
 #define SENT_ONE 2u
 #define LIGHT 1u
-#define RMW_NS 4                  /* about what a send's atomic costs */
-#define LIGHT_AFTER_MIN 64u       /* sends before a watcher turns light */
+#define RMW_NS 4            /* about what a send's atomic costs */
+#define LIGHT_AFTER_MIN 64u /* sends before a watcher turns light */
 #define LIGHT_AFTER_MAX (1u << 20)
 
 /* 1: membarrier is registered for this process; -1: it is not available
@@ -325,8 +324,7 @@ int rx_async_start(rx_loop *loop, rx_async *w) {
     fence_setup();
   }
   return rx__listed_start(loop, (struct rx__head *)(void *)w,
-                          w ? &w->_active : NULL,
-                          loop ? &loop->asyncs : NULL);
+                          w ? &w->_active : NULL, loop ? &loop->asyncs : NULL);
 }
 
 int rx_async_stop(rx_loop *loop, rx_async *w) {
@@ -362,8 +360,7 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
   } else {
     /* Count the send; the one that reaches light_after sets LIGHT in the
      * same step, so LIGHT is never set on a word the loop has cleared. */
-    unsigned limit = __atomic_load_n(&light_after, __ATOMIC_RELAXED) *
-                     SENT_ONE,
+    unsigned limit = __atomic_load_n(&light_after, __ATOMIC_RELAXED) * SENT_ONE,
              next;
     do {
       if (sent & LIGHT)
@@ -372,8 +369,7 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
       if (next >= limit)
         next |= LIGHT;
     } while (!__atomic_compare_exchange_n(&w->_sent, &sent, next, true,
-                                          __ATOMIC_SEQ_CST,
-                                          __ATOMIC_RELAXED));
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     if (sent != 0)
       return 0;
   }

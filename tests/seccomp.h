@@ -62,21 +62,21 @@
  * this thread and its future children. 0, or -errno. */
 static inline int rxt_seccomp_refuse(const unsigned nr[3], unsigned refuse) {
   struct sock_filter filter[] = {
-      /* [0] a foreign architecture: refused */
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RXT_ARCH, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, refuse),
-      /* [3] the syscall number */
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    /* [0] a foreign architecture: refused */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RXT_ARCH, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, refuse),
+    /* [3] the syscall number */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 #if defined(__x86_64__)
-      /* x32 calls share the architecture, with bit 30 set in the number */
-      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 4, 0),
+    /* x32 calls share the architecture, with bit 30 set in the number */
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 4, 0),
 #endif
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[0], 3, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[1], 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[2], 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, refuse),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[0], 3, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[1], 2, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr[2], 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_RET | BPF_K, refuse),
   };
   struct sock_fprog prog = {
       .len = (unsigned short)(sizeof(filter) / sizeof(filter[0])),

@@ -66,7 +66,8 @@ static void test_mpsc_busy(void **state) {
   rx__mpsc_push(&q, &a);
   /* Half of a push of b: the exchange without the link store. */
   b.next = NULL;
-  struct rx__mpsc_node *prev = __atomic_exchange_n(&q.head, &b, __ATOMIC_SEQ_CST);
+  struct rx__mpsc_node *prev =
+      __atomic_exchange_n(&q.head, &b, __ATOMIC_SEQ_CST);
   assert_ptr_equal(rx__mpsc_pop(&q), NULL); /* a is last linked, head is b */
   assert_false(rx__mpsc_empty(&q));
   __atomic_store_n(&prev->next, &b, __ATOMIC_RELEASE);
@@ -171,8 +172,8 @@ static void test_post_stress(void **state) {
 struct pingpong {
   rx_loop *loop;
   rx_task task;
-  int done;      /* rounds the loop has run */
-  int stalled;   /* the watchdog fired */
+  int done;    /* rounds the loop has run */
+  int stalled; /* the watchdog fired */
   int use_async;
   rx_async async;
 };
@@ -278,9 +279,9 @@ static void test_async_no_lost_wakeup(void **state) {
 struct pummel {
   rx_loop *loop;
   rx_async w;
-  int sent;      /* the producer's counter, written before each send */
-  int finished;  /* the producer is done */
-  int seen;      /* the counter value the last callback read */
+  int sent;     /* the producer's counter, written before each send */
+  int finished; /* the producer is done */
+  int seen;     /* the counter value the last callback read */
   long calls;
 };
 
@@ -382,6 +383,16 @@ static void light_cb(rx_loop *loop, rx_async *w, int revents) {
   l->seen = atomic_get(&l->value);
 }
 
+/* Starts l->w with `cb` on the test's loop. */
+static struct light *light_start(struct light *l, rx_async_cb cb) {
+  memset(l, 0, sizeof(*l));
+  l->loop = rxt.loop;
+  rx_async_init(&l->w, cb);
+  l->w.data = l;
+  assert_int_equal(rx_async_start(rxt.loop, &l->w), 0);
+  return l;
+}
+
 static void *light_sender(void *arg) {
   struct light *l = arg;
   for (int i = 1; i <= LIGHT_SENDS; i++) {
@@ -397,11 +408,7 @@ static void *light_sender(void *arg) {
 static void test_async_light_sends(void **state) {
   (void)state;
   static struct light l;
-  memset(&l, 0, sizeof(l));
-  l.loop = rxt.loop;
-  rx_async_init(&l.w, light_cb);
-  l.w.data = &l;
-  assert_int_equal(rx_async_start(rxt.loop, &l.w), 0);
+  light_start(&l, light_cb);
   uint64_t before = fences(rxt.loop);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
@@ -438,12 +445,8 @@ static void light_slow_cb(rx_loop *loop, rx_async *w, int revents) {
 static void test_async_light_sends_running(void **state) {
   (void)state;
   static struct light l;
-  memset(&l, 0, sizeof(l));
-  l.loop = rxt.loop;
-  rx_async_init(&l.w, light_slow_cb);
-  l.w.data = &l;
   assert_int_equal(rx_set_busy_poll(rxt.loop, 0), 0);
-  assert_int_equal(rx_async_start(rxt.loop, &l.w), 0);
+  light_start(&l, light_slow_cb);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
   /* Returns once a callback has seen the last value (a lost one hangs
