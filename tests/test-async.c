@@ -370,9 +370,15 @@ static uint64_t fences(rx_loop *loop) {
 struct light {
   rx_loop *loop;
   rx_async w;
-  int value; /* written by the sender before each send */
-  int seen;  /* what the last callback read */
+  int value[2]; /* written by each sender before each of its sends */
+  int seen[2];  /* what the last callback read */
   int calls;
+};
+
+/* Sender k of a struct light. */
+struct light_sender {
+  struct light *l;
+  int k;
 };
 
 static void light_cb(rx_loop *loop, rx_async *w, int revents) {
@@ -380,7 +386,8 @@ static void light_cb(rx_loop *loop, rx_async *w, int revents) {
   assert_int_equal(revents, RX_ASYNC);
   struct light *l = w->data;
   l->calls++;
-  l->seen = atomic_get(&l->value);
+  for (int k = 0; k < 2; k++)
+    l->seen[k] = atomic_get(&l->value[k]);
 }
 
 /* Starts l->w with `cb` on the test's loop. */
@@ -394,9 +401,10 @@ static struct light *light_start(struct light *l, rx_async_cb cb) {
 }
 
 static void *light_sender(void *arg) {
-  struct light *l = arg;
+  struct light_sender *s = arg;
+  struct light *l = s->l;
   for (int i = 1; i <= LIGHT_SENDS; i++) {
-    __atomic_store_n(&l->value, i, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->value[s->k], i, __ATOMIC_RELAXED);
     rx_async_send(l->loop, &l->w);
   }
   return NULL;
@@ -411,32 +419,33 @@ static void test_async_light_sends(void **state) {
   light_start(&l, light_cb);
   uint64_t before = fences(rxt.loop);
   pthread_t th;
-  assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
+  struct light_sender s = {&l, 0};
+  assert_int_equal(pthread_create(&th, NULL, light_sender, &s), 0);
   pthread_join(th, NULL);
   assert_true(rx_async_pending(&l.w));
   rxt_run_nowait(rxt.loop, 2);
   assert_int_equal(l.calls, 1);
-  assert_int_equal(l.seen, LIGHT_SENDS);
+  assert_int_equal(l.seen[0], LIGHT_SENDS);
   assert_false(rx_async_pending(&l.w));
   rxt_assert_eq(fences(rxt.loop) - before, light_possible() ? 1 : 0);
 
-  atomic_set(&l.value, -1);
+  atomic_set(&l.value[0], -1);
   assert_int_equal(rx_async_send(rxt.loop, &l.w), 0);
   rxt_run_nowait(rxt.loop, 2);
   assert_int_equal(l.calls, 2);
-  assert_int_equal(l.seen, -1);
+  assert_int_equal(l.seen[0], -1);
   rxt_assert_eq(fences(rxt.loop) - before, light_possible() ? 1 : 0);
   rx_async_stop(rxt.loop, &l.w);
 }
 
-/* The same while the loop runs, slowly (no busy polling, a callback that
- * takes 100 us), so that sends pile up between its looks and the watcher
- * goes light and back many times: the last callback still sees the last
- * value. */
+/* The same from two threads at once while the loop runs, slowly (no busy
+ * polling, a callback that takes 100 us), so that sends pile up between
+ * its looks and the watcher goes light and back many times: a callback
+ * still sees each sender's last value. */
 static void light_slow_cb(rx_loop *loop, rx_async *w, int revents) {
   light_cb(loop, w, revents);
   struct light *l = w->data;
-  if (l->seen == LIGHT_SENDS)
+  if (l->seen[0] == LIGHT_SENDS && l->seen[1] == LIGHT_SENDS)
     rx_async_stop(loop, w);
   else
     rxt_sleep_ns(RX_USEC(100));
@@ -447,14 +456,18 @@ static void test_async_light_sends_running(void **state) {
   static struct light l;
   assert_int_equal(rx_set_busy_poll(rxt.loop, 0), 0);
   light_start(&l, light_slow_cb);
-  pthread_t th;
-  assert_int_equal(pthread_create(&th, NULL, light_sender, &l), 0);
-  /* Returns once a callback has seen the last value (a lost one hangs
+  pthread_t th[2];
+  struct light_sender s[2] = {{&l, 0}, {&l, 1}};
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(pthread_create(&th[k], NULL, light_sender, &s[k]), 0);
+  /* Returns once a callback has seen both last values (a lost one hangs
    * here, and meson's timeout fails the test). */
   assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
-  pthread_join(th, NULL);
-  assert_int_equal(l.seen, LIGHT_SENDS);
-  print_message("%d callbacks, %llu barriers for %d sends\n", l.calls,
+  for (int k = 0; k < 2; k++)
+    pthread_join(th[k], NULL);
+  assert_int_equal(l.seen[0], LIGHT_SENDS);
+  assert_int_equal(l.seen[1], LIGHT_SENDS);
+  print_message("%d callbacks, %llu barriers for 2 x %d sends\n", l.calls,
                 (unsigned long long)fences(rxt.loop), LIGHT_SENDS);
 }
 
