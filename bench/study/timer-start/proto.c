@@ -109,6 +109,60 @@ static inline unsigned fast_where(const pt_loop *L, uint64_t tick) {
   return PT_NLISTS;
 }
 
+/* Shared steps, always inlined, so that each variant compiles exactly as if
+ * they were written out in it. */
+#define ALWAYS static inline __attribute__((always_inline))
+
+/* The deadline and the active flag in one store, and the active count. */
+ALWAYS void arm_word(pt_loop *L, pt_timer *t, uint64_t word, uint64_t rel) {
+  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);
+  L->activecnt++;
+}
+
+ALWAYS uint64_t tick_of(const pt_loop *L, uint64_t rel) {
+  return (rel + L->round) >> L->shift;
+}
+
+/* The occupancy bit, read first (see rx's rx__tw_add). */
+ALWAYS void occupy(pt_loop *L, unsigned where) {
+  uint64_t bit = UINT64_C(1) << (where % 64);
+  if (!(L->occupied[where / 64] & bit))
+    L->occupied[where / 64] |= bit;
+}
+
+/* The list or slot of the slow path, marked. */
+ALWAYS unsigned slow_where(pt_loop *L, uint64_t rel) {
+  uint64_t tick = tick_of(L, rel);
+  unsigned where = where_of(L, tick);
+  mark(L, where, tick);
+  return where;
+}
+
+/* List `w` has become empty. */
+ALWAYS void vacate(pt_loop *L, size_t w) {
+  if (w < PT_NSLOT)
+    L->occupied[w / 64] &= ~(UINT64_C(1) << (w % 64));
+  else if (w == PT_OVERFLOW)
+    L->overflow_tick = UINT64_MAX;
+}
+
+/* The end of every stop: the time left as the next delay, the counts. */
+ALWAYS int stop_finish(pt_loop *L, pt_timer *t, uint64_t word) {
+  uint64_t rel = word & PT_AT_MASK;
+  uint64_t left = rel > L->now_rel ? rel - L->now_rel : 0;
+  t->word = (word & ~(PT_AT_MASK | fl(PT_ACTIVE))) | left;
+  L->activecnt--;
+  L->count--;
+  return 0;
+}
+
+ALWAYS void lpush(struct pt_link *h, struct pt_link *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+
 /* ------------------------------------------------------------ (3) arrays */
 static COLD void slot_grow(struct pt_slot *s) {
   uint32_t cap = s->cap ? s->cap * 2 : 16;
@@ -149,25 +203,18 @@ static inline void arr_append(pt_loop *L, unsigned where, uint64_t rel,
 }
 
 static NOINL int arr_place_slow(pt_loop *L, pt_timer *t, uint64_t rel) {
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = where_of(L, tick);
-  mark(L, where, tick);
-  arr_append(L, where, rel, t);
+  arr_append(L, slow_where(L, rel), rel, t);
   return 0;
 }
 
 int pt_arr_start(pt_loop *L, pt_timer *t) {
   PROLOGUE();
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);
-  L->activecnt++;
+  arm_word(L, t, word, rel);
   L->count++;
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = fast_where(L, tick);
+  unsigned where = fast_where(L, tick_of(L, rel));
   if (__builtin_expect(where == PT_NLISTS, 0))
     return arr_place_slow(L, t, rel);
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   struct pt_slot *s = &L->slots[where];
   uint32_t n = s->n;
   if (__builtin_expect(n == s->cap, 0))
@@ -187,12 +234,8 @@ static inline void arr_remove(pt_loop *L, pt_timer *t) {
     s->v[i] = r;
     r.t->u.a.loc = (where << PT_IDX_BITS) | i;
   }
-  if (last == 0) {
-    if (where < PT_NSLOT)
-      L->occupied[where / 64] &= ~(UINT64_C(1) << (where % 64));
-    else if (where == PT_OVERFLOW)
-      L->overflow_tick = UINT64_MAX;
-  }
+  if (last == 0)
+    vacate(L, where);
 }
 
 int pt_arr_stop(pt_loop *L, pt_timer *t) {
@@ -202,12 +245,7 @@ int pt_arr_stop(pt_loop *L, pt_timer *t) {
   if (!(tflags(word) & PT_ACTIVE))
     return 0;
   arr_remove(L, t);
-  uint64_t rel = word & PT_AT_MASK;
-  uint64_t left = rel > L->now_rel ? rel - L->now_rel : 0;
-  t->word = (word & ~(PT_AT_MASK | fl(PT_ACTIVE))) | left;
-  L->activecnt--;
-  L->count--;
-  return 0;
+  return stop_finish(L, t, word);
 }
 
 int pt_arr_validate(pt_loop *L) {
@@ -227,26 +265,18 @@ int pt_arr_validate(pt_loop *L) {
 
 /* ------------------------------------------------------ (5a) dlist, rx-like */
 static NOINL int list_place_slow(pt_loop *L, pt_timer *t, uint64_t rel) {
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = where_of(L, tick);
-  mark(L, where, tick);
-  struct pt_link *h = &L->lheads[where], *n = &t->u.link;
-  n->prev = h->prev; n->next = h; h->prev->next = n; h->prev = n;
+  lpush(&L->lheads[slow_where(L, rel)], &t->u.link);
   return 0;
 }
 
 int pt_list_start(pt_loop *L, pt_timer *t) {
   PROLOGUE();
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);
-  L->activecnt++;
+  arm_word(L, t, word, rel);
   L->count++;
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = fast_where(L, tick);
+  unsigned where = fast_where(L, tick_of(L, rel));
   if (__builtin_expect(where == PT_NLISTS, 0))
     return list_place_slow(L, t, rel);
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   struct pt_link *h = &L->lheads[where], *n = &t->u.link;
   n->prev = h->prev; n->next = h; h->prev->next = n; h->prev = n;
   return 0;
@@ -264,19 +294,10 @@ int pt_list_stop(pt_loop *L, pt_timer *t) {
   if (n == p) {
     uintptr_t off = (uintptr_t)n - (uintptr_t)&L->lheads[0];
     if (off < sizeof L->lheads) {
-      size_t w = off / sizeof(struct pt_link);
-      if (w < PT_NSLOT)
-        L->occupied[w / 64] &= ~(UINT64_C(1) << (w % 64));
-      else if (w == PT_OVERFLOW)
-        L->overflow_tick = UINT64_MAX;
+      vacate(L, off / sizeof(struct pt_link));
     }
   }
-  uint64_t rel = word & PT_AT_MASK;
-  uint64_t left = rel > L->now_rel ? rel - L->now_rel : 0;
-  t->word = (word & ~(PT_AT_MASK | fl(PT_ACTIVE))) | left;
-  L->activecnt--;
-  L->count--;
-  return 0;
+  return stop_finish(L, t, word);
 }
 
 /* ----------------------------------------------------- (5b) hlist (Linux) */
@@ -290,25 +311,18 @@ static inline void hpush(struct pt_hnode **head, struct pt_hnode *n) {
 }
 
 static NOINL int hlist_place_slow(pt_loop *L, pt_timer *t, uint64_t rel) {
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = where_of(L, tick);
-  mark(L, where, tick);
-  hpush(&L->hheads[where], &t->u.h);
+  hpush(&L->hheads[slow_where(L, rel)], &t->u.h);
   return 0;
 }
 
 int pt_hlist_start(pt_loop *L, pt_timer *t) {
   PROLOGUE();
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);
-  L->activecnt++;
+  arm_word(L, t, word, rel);
   L->count++;
-  uint64_t tick = (rel + L->round) >> L->shift;
-  unsigned where = fast_where(L, tick);
+  unsigned where = fast_where(L, tick_of(L, rel));
   if (__builtin_expect(where == PT_NLISTS, 0))
     return hlist_place_slow(L, t, rel);
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   hpush(&L->hheads[where], &t->u.h);
   return 0;
 }
@@ -328,26 +342,16 @@ int pt_hlist_stop(pt_loop *L, pt_timer *t) {
   if (n == NULL) {
     uintptr_t off = (uintptr_t)pp - (uintptr_t)&L->hheads[0];
     if (off < sizeof L->hheads && *pp == NULL) {
-      size_t w = off / sizeof(L->hheads[0]);
-      if (w < PT_NSLOT)
-        L->occupied[w / 64] &= ~(UINT64_C(1) << (w % 64));
-      else if (w == PT_OVERFLOW)
-        L->overflow_tick = UINT64_MAX;
+      vacate(L, off / sizeof(L->hheads[0]));
     }
   }
-  uint64_t rel = word & PT_AT_MASK;
-  uint64_t left = rel > L->now_rel ? rel - L->now_rel : 0;
-  t->word = (word & ~(PT_AT_MASK | fl(PT_ACTIVE))) | left;
-  L->activecnt--;
-  L->count--;
-  return 0;
+  return stop_finish(L, t, word);
 }
 
 /* ---------------------------------------------- (5c) deferred placement */
 int pt_defer_start(pt_loop *L, pt_timer *t) {
   PROLOGUE();
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);
-  L->activecnt++;
+  arm_word(L, t, word, rel);
   L->count++;
   struct pt_slot *s = &L->slots[PT_INCOMING];
   uint32_t n = s->n;
@@ -404,9 +408,8 @@ static inline unsigned lean_where(const pt_loop *L, uint64_t tick) {
 
 #define LEAN_PROLOGUE()                                                     \
   PROLOGUE();                                                               \
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);                     \
-  L->activecnt++;                                                           \
-  uint64_t tick = (rel + L->round) >> L->shift;                             \
+  arm_word(L, t, word, rel);                                                \
+  uint64_t tick = tick_of(L, rel);                                          \
   uint64_t el_ = L->elapsed;                                                \
   unsigned e_ = where_tab[63 - __builtin_clzll((el_ ^ tick) | 1)];          \
   if (__builtin_expect(tick <= el_ || e_ == 0xffff, 0))                     \
@@ -415,9 +418,7 @@ static inline unsigned lean_where(const pt_loop *L, uint64_t tick) {
 
 int pt_arrL_start(pt_loop *L, pt_timer *t) {
   LEAN_PROLOGUE();
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   struct pt_slot *s = &L->slots[where];
   uint32_t n = s->n;
   if (__builtin_expect(n == s->cap, 0))
@@ -430,9 +431,7 @@ slow:
 
 int pt_listL_start(pt_loop *L, pt_timer *t) {
   LEAN_PROLOGUE();
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   struct pt_link *h = &L->lheads[where], *n = &t->u.link;
   n->prev = h->prev; n->next = h; h->prev->next = n; h->prev = n;
   return 0;
@@ -442,9 +441,7 @@ slow:
 
 int pt_hlistL_start(pt_loop *L, pt_timer *t) {
   LEAN_PROLOGUE();
-  uint64_t bit = UINT64_C(1) << (where % 64);
-  if (!(L->occupied[where / 64] & bit))
-    L->occupied[where / 64] |= bit;
+  occupy(L, where);
   hpush(&L->hheads[where], &t->u.h);
   return 0;
 slow:
@@ -455,8 +452,7 @@ slow:
 #define PT_SHIFT 20
 #define MIN_PROLOGUE()                                                      \
   PROLOGUE();                                                               \
-  t->word = (word & ~PT_AT_MASK) | rel | fl(PT_ACTIVE);                     \
-  L->activecnt++;                                                           \
+  arm_word(L, t, word, rel);                                                \
   uint64_t tick = (rel + ((UINT64_C(1) << PT_SHIFT) - 1)) >> PT_SHIFT;      \
   uint64_t el_ = L->elapsed;                                                \
   unsigned e_ = where_tab[63 - __builtin_clzll((el_ ^ tick) | 1)];          \
