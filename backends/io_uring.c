@@ -35,15 +35,15 @@
  *     took five enters. bench/peers pipe_chain with 9,000 pairs (about 100
  *     events per batch): 10,288 io_uring_enter calls with DEFER_TASKRUN,
  *     2,071 with COOP_TASKRUN (strace -c), run 5.5 ms against 4.4 ms
- *     (medians of 5 alternating runs; libev 4.7 ms). SINGLE_ISSUER binds the ring
- *     to one task: the one that creates it, unless the ring starts disabled
- *     (R_DISABLED, 5.10), in which case the one that enables it. The ring is
- *     enabled by the first wait, so a loop made on one thread and run on
- *     another works; running it later from yet another thread fails with
- *     -EEXIST, which rx_run() returns. Older kernels refuse unknown
- *     flags with EINVAL, so setup falls back to COOP_TASKRUN|TASKRUN_FLAG
- *     alone (5.19), then to no flags. SQPOLL is never used: it burns a
- *     core.
+ *     (medians of 5 alternating runs; libev 4.7 ms; bench/study/readiness).
+ *     SINGLE_ISSUER binds the ring to one task: the one that creates it,
+ *     unless the ring starts disabled (R_DISABLED, 5.10), in which case the
+ *     one that enables it. The ring is enabled by the first wait, so a loop
+ *     made on one thread and run on another works; running it later from
+ *     yet another thread fails with -EEXIST, which rx_run() returns. Older
+ *     kernels refuse unknown flags with EINVAL, so setup falls back to
+ *     COOP_TASKRUN|TASKRUN_FLAG alone (5.19), then to no flags. SQPOLL is
+ *     never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
  *     ring without entering the kernel. With TASKRUN_FLAG (given with
  *     COOP_TASKRUN, or with DEFER_TASKRUN, which alone never sets it), the
