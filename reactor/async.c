@@ -193,14 +193,6 @@ void rx__doorbell(rx_loop *loop) {
  * only after as many atomic sends as the last barrier cost in atomics: the
  * loop pays at most as much again as the sends saved, and a watcher sent a
  * few times per iteration never turns light. */
-#if defined(__SANITIZE_THREAD__)
-#define RX__HAS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RX__HAS_TSAN 1
-#endif
-#endif
-
 #define SENT_ONE 2u
 #define LIGHT 1u
 #define RMW_NS 4            /* about what a send's atomic costs */
@@ -366,14 +358,16 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
      * same step, so LIGHT is never set on a word the loop has cleared. */
     unsigned limit = __atomic_load_n(&light_after, __ATOMIC_RELAXED) * SENT_ONE,
              next;
-    do {
-      if (sent & LIGHT)
-        return 0;
+    for (;;) {
       next = sent + SENT_ONE;
       if (next >= limit)
         next |= LIGHT;
-    } while (!__atomic_compare_exchange_n(&w->_sent, &sent, next, true,
-                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+      if (__atomic_compare_exchange_n(&w->_sent, &sent, next, true,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        break;
+      if (sent & LIGHT) /* another send turned it light meanwhile */
+        return 0;
+    }
     if (sent != 0)
       return 0;
   }

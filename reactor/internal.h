@@ -99,6 +99,17 @@ struct rx_backend_ops {
  * caller: rx_loop_new() falls back, or gives -ENOMEM for a forced backend. */
 #define RX__EKERNMEM (-4096 - 1)
 
+/* Defined in a ThreadSanitizer build (gcc says so with a macro, clang with
+ * __has_feature): TSan cannot see membarrier(), so async.c keeps every
+ * send's atomic there, and the tests expect that. */
+#if defined(__SANITIZE_THREAD__)
+#define RX__HAS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RX__HAS_TSAN 1
+#endif
+#endif
+
 extern const struct rx_backend_ops rx__uring_ops;
 extern const struct rx_backend_ops rx__epoll_ops;
 

@@ -336,15 +336,6 @@ static void count_async(rx_loop *loop, rx_async *w, int revents) {
  * before the callback runs.
  */
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN_BUILD 1
-#endif
-#endif
-#if !defined(TSAN_BUILD) && defined(__SANITIZE_THREAD__)
-#define TSAN_BUILD 1
-#endif
-
 /* More sends than any watcher needs before it turns light (2^20). */
 #define LIGHT_SENDS (1 << 21)
 
@@ -353,7 +344,7 @@ static void count_async(rx_loop *loop, rx_async *w, int revents) {
  * seccomp-nomembarrier tests), and not a ThreadSanitizer build, which
  * cannot see the barrier and so has rx always take the atomic. */
 static int light_possible(void) {
-#ifdef TSAN_BUILD
+#ifdef RX__HAS_TSAN
   return 0;
 #else
   long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
