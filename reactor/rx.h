@@ -39,8 +39,15 @@ extern "C" {
 #define RX_EXPORT
 #endif
 
-#define RX_VERSION_MAJOR 0
-#define RX_VERSION_MINOR 1
+/* RX_VERSION_MAJOR, _MINOR, _PATCH, RX_VERSION_HEX ((major << 16) |
+ * (minor << 8) | patch) and RX_VERSION_STRING ("0.1.0"): the version of
+ * these headers. rx_version() and rx_version_string() give the library's. */
+#include "rx_version.h"
+
+/* The running library's version as RX_VERSION_HEX packs it. */
+RX_EXPORT unsigned rx_version(void);
+/* The running library's version as a string, "MAJOR.MINOR.PATCH". */
+RX_EXPORT const char *rx_version_string(void);
 
 /* Event bits: a watcher's interest (RX_READ, RX_WRITE, RX_ET) and the
  * `revents` its callback receives. */

@@ -286,6 +286,24 @@ static void test_null_arguments(void **state) {
   assert_false(rx_is_active(&t));
 }
 
+/* ---------------------------------------------------------------------------
+ * The version: the library's, the header's and the project's (meson.build,
+ * passed as RXT_PROJECT_VERSION) are one.
+ */
+static void test_version(void **state) {
+  (void)state;
+  assert_int_equal(rx_version(), RX_VERSION_HEX);
+  assert_int_equal(RX_VERSION_HEX, (RX_VERSION_MAJOR << 16) |
+                                       (RX_VERSION_MINOR << 8) |
+                                       RX_VERSION_PATCH);
+  assert_string_equal(rx_version_string(), RX_VERSION_STRING);
+  assert_string_equal(rx_version_string(), RXT_PROJECT_VERSION);
+  char parts[32];
+  snprintf(parts, sizeof(parts), "%d.%d.%d", RX_VERSION_MAJOR,
+           RX_VERSION_MINOR, RX_VERSION_PATCH);
+  assert_string_equal(parts, RXT_PROJECT_VERSION);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sizes),
@@ -297,6 +315,7 @@ int main(void) {
       RXT_TEST(test_is_active_pending_check),
       RXT_TEST_NOLOOP(test_free_stops_watchers),
       RXT_TEST(test_null_arguments),
+      cmocka_unit_test(test_version),
   };
   const char *b = rxt_env_backend();
   char name[64];

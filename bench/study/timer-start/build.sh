@@ -8,6 +8,7 @@ out=${1:-$root/build-bench/study}
 mkdir -p "$out"
 gcc -O2 -fPIC -std=c11 -Wall -Wextra -shared -o "$out/libproto.so" "$here/proto.c"
 gcc -O2 -std=c11 -Wall -Wextra -g -I"$root/reactor" -I"$here" \
+    -I"$root/build-bench/reactor" \
     -o "$out/timer-start" "$here/bench.c" \
     -L"$out" -lproto -Wl,-rpath,"$out" \
     "$root/build-bench/librx.a" -luring -lpthread -lev
