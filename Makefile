@@ -1,7 +1,9 @@
 # Makefile - the short way in: installs what is missing, then drives meson.
 #
-#   make demo    the echo server demo on io_uring, then on epoll
-#   make test    every test on both backends, then again under ASan+UBSan
+#   make demo    build the echo server demo alone, run it on io_uring, then
+#                on epoll
+#   make test    every test on both backends, then again under ASan+UBSan;
+#                one test installs into a scratch prefix (tests/install.sh)
 #   make test-valgrind  every test of build/ under valgrind (memcheck)
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
@@ -12,11 +14,22 @@
 #   make coverage  line and branch coverage of reactor/ and backends/ (gcovr)
 #   make clean   remove the build directories
 #
-# Everything real lives in meson.build; this file only strings the steps
-# together, so `meson setup build && ninja -C build` works just as well.
+# JOBS=N caps parallelism (ninja -jN, meson test --num-processes N), e.g.
+# `make test JOBS=2` on a shared machine; by default both use every core.
+# (Do not set NINJA for that: meson reads NINJA from the environment as the
+# path of the ninja program, and make exports command-line variables.)
+#
+# Installing is meson's: README.md, "Installing". Everything real lives in
+# meson.build; this file only strings the steps together, so
+# `meson setup build && ninja -C build` works just as well.
 
 MESON ?= meson
-NINJA ?= ninja
+JOBS ?=
+ifneq ($(filter-out 0 1,$(words $(NINJA))),)
+$(error NINJA="$(NINJA)": meson takes NINJA as the ninja program alone; use JOBS=N to cap parallelism)
+endif
+BUILD_CMD = ninja$(if $(JOBS), -j$(JOBS))
+TEST_CMD = $(MESON) test $(if $(JOBS),--num-processes $(JOBS))
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 BENCH_BUILD ?= build-bench
@@ -49,16 +62,16 @@ deps:
 
 build: deps
 	$(call setup,$(BUILD),)
-	$(NINJA) -C $(BUILD)
+	$(BUILD_CMD) -C $(BUILD)
 
 # meson exits non-zero when a test fails, which stops make here.
 test: build
-	$(MESON) test -C $(BUILD) --print-errorlogs
+	$(TEST_CMD) -C $(BUILD) --print-errorlogs
 	$(call setup,$(ASAN_BUILD),$(ASAN_OPTS))
-	$(NINJA) -C $(ASAN_BUILD)
+	$(BUILD_CMD) -C $(ASAN_BUILD)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	ASAN_OPTIONS=detect_leaks=1 \
-	  $(MESON) test -C $(ASAN_BUILD) --print-errorlogs
+	  $(TEST_CMD) -C $(ASAN_BUILD) --print-errorlogs
 	@sh -c 'cat $(BUILD)/meson-logs/testlog.json \
 	    $(ASAN_BUILD)/meson-logs/testlog.json 2>/dev/null' | \
 	  awk '/"result": "OK"/ { ok++ } /"result": "SKIP"/ { skip++ } \
@@ -69,10 +82,14 @@ test: build
 # Every test of $(BUILD) under valgrind's memcheck, on both backends, less
 # what valgrind 3.19 cannot run (scripts/valgrind.sh says what and why).
 test-valgrind: build
-	sh scripts/valgrind.sh $(BUILD)
+	JOBS=$(JOBS) sh scripts/valgrind.sh $(BUILD)
 
-# If the kernel refuses io_uring, the first run says so and uses epoll.
-demo: build
+# Only the demo is compiled: the tests, benchmarks and fuzz replays are
+# `make build`'s. If the kernel refuses io_uring, the first run says so and
+# uses epoll.
+demo: deps
+	$(call setup,$(BUILD),)
+	$(BUILD_CMD) -C $(BUILD) examples/echo
 	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
 	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
 	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
@@ -85,7 +102,7 @@ bench:
 	@sh scripts/deps.sh bench
 	$(call setup,$(BENCH_BUILD),--buildtype=release -Doptimization=2 \
 	  -Dbench=enabled -Dtests=false -Dexamples=false)
-	$(NINJA) -C $(BENCH_BUILD)
+	$(BUILD_CMD) -C $(BENCH_BUILD)
 	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
 	  --out $(BUILD)/bench --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
 
@@ -96,8 +113,8 @@ coverage:
 	@sh scripts/deps.sh coverage
 	$(call setup,$(COVERAGE_BUILD),-Db_coverage=true -Dbench=disabled \
 	  -Dexamples=false)
-	$(NINJA) -C $(COVERAGE_BUILD)
-	$(MESON) test -C $(COVERAGE_BUILD) --no-suite tsan --print-errorlogs
+	$(BUILD_CMD) -C $(COVERAGE_BUILD)
+	$(TEST_CMD) -C $(COVERAGE_BUILD) --no-suite tsan --print-errorlogs
 	gcovr -r . --object-directory $(COVERAGE_BUILD) \
 	  --filter 'reactor/' --filter 'backends/' \
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
@@ -112,7 +129,7 @@ fuzz:
 	@sh scripts/deps.sh fuzz
 	$(call setup,$(FUZZ_BUILD),--native-file fuzz/clang.ini \
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
-	$(NINJA) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
+	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  bes=x; [ $$t = loop ] && bes="io_uring epoll"; \
 	  for be in $$bes; do \

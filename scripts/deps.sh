@@ -6,26 +6,32 @@
 # missing; otherwise it prints the command to run and fails.
 set -eu
 
-PKGS="meson ninja-build pkg-config gcc g++ liburing-dev libev-dev \
-libjemalloc-dev libcmocka-dev libbenchmark-dev libuv1-dev"
+# What build/ needs, as `make build`, `make demo` and `make test` configure
+# it: the library (liburing; meson, ninja, pkg-config, gcc), the tests
+# (cmocka, g++ for the C++ header test; tests/install.sh uses pkg-config),
+# and jemalloc for the examples. The library alone needs only the first
+# group (README.md, "Installing"). The benchmarks in build/ are built only
+# when their libraries are present: `deps.sh bench` installs those.
+PKGS="meson ninja-build pkg-config gcc liburing-dev g++ libcmocka-dev \
+libjemalloc-dev"
+case "${1:-}" in
 # `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
 # nothing else does: the fuzz replay tests build with gcc.
-if [ "${1:-}" = fuzz ]; then
-  PKGS="$PKGS clang libclang-rt-14-dev"
-fi
+fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
 # `deps.sh coverage` (make coverage) also needs gcovr.
-if [ "${1:-}" = coverage ]; then
-  PKGS="$PKGS gcovr"
-fi
-# `deps.sh bench` (make bench) also needs the other peer library, libevent
-# (libev and libuv are in the list above), and gnuplot for the plots.
-if [ "${1:-}" = bench ]; then
-  PKGS="$PKGS libevent-dev gnuplot-nox"
-fi
+coverage) PKGS="$PKGS gcovr" ;;
+# `deps.sh bench` (make bench): google-benchmark for the micro benchmarks,
+# the peer libraries (libev, libuv, libevent), and gnuplot for the plots.
+bench) PKGS="$PKGS libbenchmark-dev libev-dev libuv1-dev libevent-dev \
+gnuplot-nox" ;;
 # `deps.sh valgrind` (scripts/valgrind.sh) also needs valgrind.
-if [ "${1:-}" = valgrind ]; then
-  PKGS="$PKGS valgrind"
-fi
+valgrind) PKGS="$PKGS valgrind" ;;
+"") ;;
+*)
+  echo "usage: $0 [fuzz|coverage|bench|valgrind]" >&2
+  exit 2
+  ;;
+esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "deps: not a Debian system; install the equivalents of:" >&2

@@ -28,6 +28,9 @@
 #                    accept() returned above it, so the accepted connection
 #                    is lost and the test stalls; the limit it leaves low
 #                    then fails the tests after it.
+#   install          tests/install.sh: a shell script that configures,
+#                    builds and installs a second build of the library;
+#                    nothing in it is rx code run under memcheck.
 #   the io_uring runs of tests with a second thread or a signal that must
 #   wake a loop blocked in io_uring_enter (async, controls, signal, child,
 #   echo, echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
@@ -71,13 +74,15 @@ if [ "$sanitize" != none ]; then
   exit 2
 fi
 
-ninja -C "$build"
+# JOBS=N (the Makefile's) caps ninja's and meson test's parallelism.
+# shellcheck disable=SC2086
+ninja ${JOBS:+-j$JOBS} -C "$build"
 
 # Every test name, less those valgrind cannot run (see above).
 tests=$(meson test -C "$build" --no-rebuild --list 2>/dev/null |
   sed 's|.* / ||' | while read -r t; do
     case $t in
-    async-tsan-* | seccomp-* | faults-*) ;;
+    async-tsan-* | seccomp-* | faults-* | install) ;;
     async-io_uring | controls-io_uring | signal-io_uring | child-io_uring) ;;
     echo-io_uring | echo-threads-io_uring | fork-io_uring) ;;
     *) echo "$t" ;;
@@ -92,6 +97,7 @@ echo "valgrind.sh: $(valgrind --version), $(echo "$tests" | wc -l) tests"
 # $tests is a list of test names: split it into words on purpose.
 # shellcheck disable=SC2086
 meson test -C "$build" --no-rebuild --print-errorlogs --logbase memcheck \
+  ${JOBS:+--num-processes $JOBS} \
   --timeout-multiplier 10 \
   --wrapper 'valgrind --error-exitcode=1 --leak-check=full
              --errors-for-leak-kinds=definite --track-fds=yes --quiet' \
