@@ -569,7 +569,8 @@ RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
 RX_EXPORT int rx_feed_signal(int signum);
 
 /* ---------------------------------------------------------------------------
- * periodic watchers.
+ * periodic watchers. Those due in the same iteration run in the order of
+ * their times, ties in start order, as timers do.
  */
 
 RX_EXPORT void rx_periodic_init(rx_periodic *w, rx_periodic_cb cb,
