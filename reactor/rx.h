@@ -549,8 +549,9 @@ RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
  * signal watchers. Starting the first watcher of a signal installs rx's
  * handler for it (the only change rx makes to signal dispositions, and only
  * when asked); stopping the last one puts back the disposition that was
- * there before. The handler may run on any thread; the callback runs on the
- * loop's. A signal is watched by one loop at a time.
+ * there before, and waits for handlers still running on other threads. The
+ * handler may run on any thread; the callback runs on the loop's. A signal
+ * is watched by one loop at a time.
  */
 
 RX_EXPORT void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum);
