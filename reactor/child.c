@@ -12,6 +12,20 @@
  *     and each delivery reaps with waitpid(WNOHANG) until nothing is left.
  * Whatever is reaped goes to every watcher of that pid and every pid 0
  * watcher, with rpid and rstatus set as waitpid() reports them.
+ *
+ * One child per dispatch. A watcher holds one report (rpid, rstatus), so
+ * a second report to a watcher whose callback has not run yet would
+ * overwrite the first: three children that exited before one SIGCHLD pass
+ * would make one callback. So neither path reaps while a watcher the
+ * report would go to is pending, and each reaps one child per call, then
+ * feeds itself again to look for the next; the zombies the kernel keeps
+ * are the queue, and nothing is allocated. Both the internal SIGCHLD
+ * watcher and the pidfd watchers run at RX_MINPRI, and a feed goes to the
+ * tail of its priority's queue, so the callbacks fed by one reap (at any
+ * priority) have run by the time the reaper is called again: N children
+ * make N callbacks of each pid 0 watcher within one iteration. A reaper
+ * that still finds a recipient pending (a custom invoke_pending that runs
+ * callbacks out of order) only feeds itself again.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,9 +62,26 @@ static void deliver(rx_loop *loop, int pid, int status) {
   }
 }
 
+/* A report for `pid` (0: a pid not known yet, as waitpid(-1) returns)
+ * would go to a watcher whose callback has not run yet. */
+static bool recipient_pending(rx_loop *loop, int pid) {
+  for (struct rx__link *n = loop->children.next; n != &loop->children;
+       n = n->next) {
+    rx_child *w = child_of(n);
+    if ((w->_flags & RX__F_PENDING) &&
+        (pid == 0 || w->pid == 0 || w->pid == pid))
+      return true;
+  }
+  return false;
+}
+
 static void on_pidfd(rx_loop *loop, rx_io *io, int revents) {
   (void)revents;
   rx_child *w = rx__container_of(io, rx_child, _io);
+  if (recipient_pending(loop, w->pid)) {
+    rx__feed(loop, (struct rx__head *)(void *)io, RX_READ); /* later */
+    return;
+  }
   int status;
   pid_t pid = waitpid(w->pid, &status, WNOHANG);
   if (pid == w->pid)
@@ -59,10 +90,9 @@ static void on_pidfd(rx_loop *loop, rx_io *io, int revents) {
     rx_child_stop(loop, w); /* reaped by someone else: nothing will come */
 }
 
-/* SIGCHLD: reap what the SIGCHLD watchers want, until nothing is left. */
-static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
-  (void)sig;
-  (void)revents;
+/* SIGCHLD: reaps one child that the SIGCHLD watchers want, and returns
+ * whether to look again (a child was reaped, or one was left for later). */
+static bool reap_one(rx_loop *loop) {
   int any = 0, flags = WNOHANG;
   for (struct rx__link *n = loop->children.next; n != &loop->children;
        n = n->next) {
@@ -77,29 +107,36 @@ static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
   int status;
   pid_t pid;
   if (any) {
-    while ((pid = waitpid(-1, &status, flags)) > 0)
-      deliver(loop, pid, status);
-    return;
+    /* Any child may come, and it goes to every pid 0 watcher. */
+    if (recipient_pending(loop, 0))
+      return true;
+    if ((pid = waitpid(-1, &status, flags)) <= 0)
+      return false;
+    deliver(loop, pid, status);
+    return true;
   }
   /* Only watchers of given pids: reap those, and leave other children to
-   * whoever else waits for them. A pid may have several watchers, so each
-   * pid is asked once per pass; delivering may stop watchers, so the walk
-   * starts again after each. */
-  int again = 1;
-  while (again) {
-    again = 0;
-    for (struct rx__link *n = loop->children.next; n != &loop->children;
-         n = n->next) {
-      rx_child *w = child_of(n);
-      if (w->_pidfd >= 0)
-        continue;
-      if ((pid = waitpid(w->pid, &status, flags)) > 0) {
-        deliver(loop, pid, status);
-        again = 1;
-        break;
-      }
+   * whoever else waits for them. */
+  bool later = false;
+  for (struct rx__link *n = loop->children.next; n != &loop->children;
+       n = n->next) {
+    rx_child *w = child_of(n);
+    if (w->_pidfd >= 0)
+      continue;
+    if (recipient_pending(loop, w->pid)) {
+      later = true;
+    } else if ((pid = waitpid(w->pid, &status, flags)) > 0) {
+      deliver(loop, pid, status);
+      return true;
     }
   }
+  return later;
+}
+
+static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
+  (void)revents;
+  if (reap_one(loop))
+    rx__feed(loop, (struct rx__head *)(void *)sig, RX_SIGNAL);
 }
 
 void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace) {
@@ -121,6 +158,7 @@ static int use_sigchld(rx_loop *loop) {
   if (loop->sigchld_users++ > 0)
     return 0;
   rx_signal_init(&loop->sigchld, on_sigchld, SIGCHLD);
+  rx_signal_set_priority(&loop->sigchld, RX_MINPRI); /* see the top */
   int rc = rx_signal_start(loop, &loop->sigchld);
   if (rc != 0) {
     loop->sigchld_users--;
@@ -150,6 +188,7 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
       return -ESRCH;
     if (fd >= 0) {
       rx_io_init(&w->_io, on_pidfd, fd, RX_READ);
+      rx_io_set_priority(&w->_io, RX_MINPRI); /* see the top */
       if ((rc = rx_io_start(loop, &w->_io)) != 0) {
         close(fd);
         return rc;

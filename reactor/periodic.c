@@ -13,6 +13,20 @@
  *     readable when the wall clock is set, which wakes the loop so that
  *     every periodic is recomputed for the new time at once, instead of at
  *     the end of a wait computed for the old one.
+ *
+ * Periodics due in one iteration are fed in deadline order, ties in start
+ * order, as timers are (and as libev's heap runs them). The list stays in
+ * start order, so the due batch is sorted where it lies: one pass finds
+ * the due ones, and when their times already rise along the list (one due
+ * periodic, the usual case, or several started in deadline order) it feeds
+ * them in a second pass; otherwise it picks the next by (time, place on the
+ * list), one pass per due periodic. That costs O(periodics x due) in the
+ * worst case, against a sorted list's O(periodics) insert on every start,
+ * again and rescheduling, and the whole list re-sorted on a change of the
+ * wall clock; with few periodics, few of them due at once, the batch sort
+ * is the cheaper, and it needs neither a sequence number in the public
+ * struct nor any allocation. New times are computed only once the whole
+ * batch is fed, so that a periodic rescheduled to "now" is not fed twice.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -178,17 +192,61 @@ int rx_periodic_set_priority(rx_periodic *w, int priority) {
   return rx__head_set_priority((struct rx__head *)(void *)w, priority);
 }
 
-/* Feeds every periodic whose time the wall clock has reached; repeating
- * ones get their next time, absolute ones stop (as one-shot timers do). */
+/* The due periodic that comes after (`at`, `after`) in deadline order,
+ * ties in list (start) order; NULL when none is left. */
+static rx_periodic *next_due(rx_loop *loop, int64_t at,
+                             struct rx__link *after) {
+  rx_periodic *best = NULL;
+  bool past = after == NULL;
+  for (struct rx__link *n = loop->periodics.next; n != &loop->periodics;
+       n = n->next) {
+    rx_periodic *w = periodic_of(n);
+    if (n == after) {
+      past = true;
+      continue;
+    }
+    if (w->at > loop->wallnow || w->at < at || (w->at == at && !past))
+      continue;
+    if (best == NULL || w->at < best->at)
+      best = w;
+  }
+  return best;
+}
+
+/* Feeds every periodic whose time the wall clock has reached, in deadline
+ * order (see the top); then repeating ones get their next time, absolute
+ * ones stop (as one-shot timers do). */
 void rx__periodic_expire(rx_loop *loop) {
   refresh_wall(loop);
-  struct rx__link *n = loop->periodics.next, *next;
-  for (; n != &loop->periodics; n = next) {
+  int due = 0;
+  bool sorted = true;
+  int64_t last = INT64_MIN;
+  struct rx__link *n, *next;
+  for (n = loop->periodics.next; n != &loop->periodics; n = n->next) {
+    rx_periodic *w = periodic_of(n);
+    if (w->at > loop->wallnow)
+      continue;
+    due++;
+    sorted = sorted && w->at >= last;
+    last = w->at;
+  }
+  if (due == 0)
+    return;
+  if (sorted) {
+    for (n = loop->periodics.next; n != &loop->periodics; n = n->next)
+      if (periodic_of(n)->at <= loop->wallnow)
+        rx__feed(loop, (struct rx__head *)(void *)periodic_of(n), RX_PERIODIC);
+  } else {
+    rx_periodic *w = NULL;
+    while ((w = next_due(loop, w != NULL ? w->at : INT64_MIN,
+                         w != NULL ? &w->_active : NULL)) != NULL)
+      rx__feed(loop, (struct rx__head *)(void *)w, RX_PERIODIC);
+  }
+  for (n = loop->periodics.next; n != &loop->periodics; n = next) {
     next = n->next;
     rx_periodic *w = periodic_of(n);
     if (w->at > loop->wallnow)
       continue;
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_PERIODIC);
     if (w->reschedule != NULL || w->interval > 0) {
       w->at = next_at(w, loop->wallnow);
     } else {

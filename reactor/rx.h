@@ -556,8 +556,9 @@ RX_EXPORT int rx_check_stop(rx_loop *loop, rx_check *w);
  * signal watchers. Starting the first watcher of a signal installs rx's
  * handler for it (the only change rx makes to signal dispositions, and only
  * when asked); stopping the last one puts back the disposition that was
- * there before. The handler may run on any thread; the callback runs on the
- * loop's. A signal is watched by one loop at a time.
+ * there before, and waits for handlers still running on other threads. The
+ * handler may run on any thread; the callback runs on the loop's. A signal
+ * is watched by one loop at a time.
  */
 
 RX_EXPORT void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum);
@@ -576,7 +577,8 @@ RX_EXPORT int rx_feed_signal_event(rx_loop *loop, int signum);
 RX_EXPORT int rx_feed_signal(int signum);
 
 /* ---------------------------------------------------------------------------
- * periodic watchers.
+ * periodic watchers. Those due in the same iteration run in the order of
+ * their times, ties in start order, as timers do.
  */
 
 RX_EXPORT void rx_periodic_init(rx_periodic *w, rx_periodic_cb cb,

@@ -3,10 +3,21 @@
  *
  * Signals belong to the process, not to a loop, so this is the one place
  * with process-wide state: for each signal number, the loop that watches it
- * and a flag the handler sets. The handler is async-signal-safe: two atomic
- * stores, a load and perhaps one write() on the loop's eventfd, through the
- * same sleep handshake as rx_async_send() (async.c). The loop then finds the
+ * and a flag the handler sets. The handler is async-signal-safe: a few
+ * atomics and perhaps one write() on the loop's eventfd, through the same
+ * sleep handshake as rx_async_send() (async.c). The loop then finds the
  * flag and feeds the signal's watchers.
+ *
+ * A handler may run on any thread, in parallel with the loop's thread
+ * giving the signal up (the last stop, or rx_loop_free(), which frees the
+ * loop next). So the handler counts itself in `inflight` before it looks
+ * for the owner, and giving the signal up (disown()) takes the owner away,
+ * then waits until no handler is in flight: the pair of seq_cst accesses
+ * on each side (a Dekker pair, as rx_loop_post's `posting` and `closing`
+ * in async.c) means that a handler either is seen in flight, and waited
+ * for, or sees no owner. Once disown() returns, no handler holds the loop,
+ * so it may be freed. The wait is short: a handler holds the count for a
+ * few instructions, and no handler starts a wait of its own.
  *
  * Ownership changes (the first start, the last stop of a signal) take a
  * mutex, because two loops on two threads may race for one signal; the
@@ -20,12 +31,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
 static struct {
   rx_loop *loop;          /* atomic: the loop that watches it, or NULL */
   int pending;            /* atomic: delivered, not yet fed */
+  unsigned inflight;      /* atomic: handlers between their look and done */
   struct sigaction saved; /* the disposition before rx's handler */
 } sigs[RX__NSIG];
 
@@ -33,14 +46,22 @@ static pthread_mutex_t sigs_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_signal(int signum) {
   int saved_errno = errno;
-  /* Acquire: the loop was fully set up before it was published here. */
-  rx_loop *loop = __atomic_load_n(&sigs[signum].loop, __ATOMIC_ACQUIRE);
+  /* Seq_cst, against disown()'s store of NULL and load of this count (see
+   * the top): either disown() sees this handler and waits for it, or this
+   * handler's load below sees the owner gone. */
+  __atomic_fetch_add(&sigs[signum].inflight, 1, __ATOMIC_SEQ_CST);
+  /* Seq_cst for the pair above; as an acquire, it also makes the loop,
+   * fully set up before claim() published it, visible here. */
+  rx_loop *loop = __atomic_load_n(&sigs[signum].loop, __ATOMIC_SEQ_CST);
   if (loop != NULL) {
     /* Release, then the seq_cst handshake in rx__cross_notify(): the loop
      * that sees async_pending also sees this flag. */
     __atomic_store_n(&sigs[signum].pending, 1, __ATOMIC_RELEASE);
     rx__cross_notify(loop);
   }
+  /* Release: this handler's accesses to the loop happen before disown()
+   * reads the count that says it is done, and so before the loop is freed. */
+  __atomic_fetch_sub(&sigs[signum].inflight, 1, __ATOMIC_RELEASE);
   errno = saved_errno;
 }
 
@@ -57,6 +78,31 @@ void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum) {
               ((uint32_t)RX__KIND_SIGNAL << RX__F_KIND_SHIFT);
   w->signum = signum;
   w->_next = NULL;
+}
+
+/* Takes the owner of `signum` away, then waits for the handlers that may
+ * still hold it (see the top). A handler running on another CPU is done
+ * within a few hundred ns, so the wait spins first. One that is not done
+ * by then was preempted, often by this very thread (woken on its CPU): it
+ * needs this CPU back, so the wait sleeps, where sched_yield() would hand
+ * the CPU to whichever thread comes first for a whole time slice (in the
+ * test's signal storm, 15 ms per loop freed that way, 2.6 ms with naps). */
+#define DISOWN_SPINS 256
+#define DISOWN_NAP_NS 10000
+static void disown(int signum) {
+  /* Seq_cst store, then seq_cst load of the count: the other half of
+   * on_signal()'s pair. The load is also an acquire, which reads the
+   * handlers' release decrements: their accesses to the loop are over. */
+  __atomic_store_n(&sigs[signum].loop, NULL, __ATOMIC_SEQ_CST);
+  for (int i = 0;
+       __atomic_load_n(&sigs[signum].inflight, __ATOMIC_SEQ_CST) != 0; i++) {
+    if (i < DISOWN_SPINS) {
+      rx__cpu_relax(); /* a handler on another CPU: done in a moment */
+    } else {
+      struct timespec nap = {0, DISOWN_NAP_NS};
+      nanosleep(&nap, NULL);
+    }
+  }
 }
 
 /* Makes `loop` the owner of `signum` and installs the handler. */
@@ -77,7 +123,7 @@ static int claim(rx_loop *loop, int signum) {
     __atomic_store_n(&sigs[signum].loop, loop, __ATOMIC_RELEASE);
     if (sigaction(signum, &sa, &sigs[signum].saved) != 0) {
       rc = -errno;
-      __atomic_store_n(&sigs[signum].loop, NULL, __ATOMIC_RELAXED);
+      disown(signum); /* rx_feed_signal() may have seen it */
     }
   }
   pthread_mutex_unlock(&sigs_lock);
@@ -88,7 +134,7 @@ static int claim(rx_loop *loop, int signum) {
 static void release(int signum) {
   pthread_mutex_lock(&sigs_lock);
   sigaction(signum, &sigs[signum].saved, NULL);
-  __atomic_store_n(&sigs[signum].loop, NULL, __ATOMIC_RELEASE);
+  disown(signum);
   __atomic_store_n(&sigs[signum].pending, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&sigs_lock);
 }

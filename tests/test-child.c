@@ -161,6 +161,122 @@ static void test_bad_input(void **state) {
   rx_loop_free(other);
 }
 
+/* ---------------------------------------------------------------------------
+ * Several children reaped in one pass: each one a callback of its own.
+ */
+
+/* Forks children that exit at once with 10 + i, and returns when all are
+ * zombies (waitid with WNOWAIT leaves them to be reaped), so that one
+ * SIGCHLD pass finds them all. */
+static void spawn_zombies(pid_t *pids, int n) {
+  for (int i = 0; i < n; i++)
+    pids[i] = spawn_exit(10 + i, 0);
+  for (int i = 0; i < n; i++) {
+    siginfo_t si;
+    assert_int_equal(waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOWAIT), 0);
+  }
+}
+
+/* Runs the loop until `calls` of each watcher reach `want` (5 s at most),
+ * then a few more iterations, so that a report too many would show. */
+static void run_until_calls(struct cw **ws, int n, const int *want) {
+  int64_t end = rxt_clock() + RX_SEC(5);
+  for (;;) {
+    int done = 1;
+    for (int i = 0; i < n; i++)
+      done &= ws[i]->calls >= want[i];
+    if (done || rxt_clock() >= end)
+      break;
+    int never = 0;
+    rxt_run_until(rxt.loop, &never, RX_MSEC(20));
+  }
+  rxt_run_nowait(rxt.loop, 3);
+}
+
+/* Each of `pids` (exit status 10 + index) is in x's reports exactly once. */
+static void assert_reports(const struct cw *x, const pid_t *pids, int n) {
+  assert_int_equal(x->calls, n);
+  for (int i = 0; i < n; i++) {
+    int seen = 0;
+    for (int j = 0; j < n; j++)
+      if (x->rpid[j] == pids[i] && WIFEXITED(x->rstatus[j]) &&
+          WEXITSTATUS(x->rstatus[j]) == 10 + i)
+        seen++;
+    assert_int_equal(seen, 1);
+  }
+}
+
+static void test_any_child_three_at_once(void **state) {
+  (void)state;
+  struct cw x;
+  memset(&x, 0, sizeof(x));
+  rx_child_init(&x.w, cw_cb, 0, 0);
+  assert_int_equal(rx_child_start(rxt.loop, &x.w), 0);
+  pid_t pids[3];
+  spawn_zombies(pids, 3);
+  struct cw *ws[] = {&x};
+  run_until_calls(ws, 1, (int[]){3});
+  assert_reports(&x, pids, 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(waitpid(pids[i], NULL, WNOHANG), -1); /* all reaped */
+  assert_int_equal(rx_child_stop(rxt.loop, &x.w), 0);
+}
+
+/* Two pid 0 watchers, of different priorities: both hear of every child. */
+static void test_two_any_watchers_three_at_once(void **state) {
+  (void)state;
+  struct cw x, y;
+  memset(&x, 0, sizeof(x));
+  memset(&y, 0, sizeof(y));
+  rx_child_init(&x.w, cw_cb, 0, 0);
+  rx_child_init(&y.w, cw_cb, 0, 0);
+  assert_int_equal(rx_child_set_priority(&y.w, RX_MINPRI), 0);
+  assert_int_equal(rx_child_start(rxt.loop, &x.w), 0);
+  assert_int_equal(rx_child_start(rxt.loop, &y.w), 0);
+  pid_t pids[3];
+  spawn_zombies(pids, 3);
+  struct cw *ws[] = {&x, &y};
+  run_until_calls(ws, 2, (int[]){3, 3});
+  assert_reports(&x, pids, 3);
+  assert_reports(&y, pids, 3);
+  assert_int_equal(rx_child_stop(rxt.loop, &x.w), 0);
+  assert_int_equal(rx_child_stop(rxt.loop, &y.w), 0);
+}
+
+/* A pid 0 watcher and a watcher of each pid (pidfds, or SIGCHLD where
+ * pidfd_open is refused): each of those hears of its child once, the pid 0
+ * watcher of all three, whichever path reaped them. */
+static void test_any_and_pid_watchers_three_at_once(void **state) {
+  (void)state;
+  struct cw any, one[3];
+  memset(&any, 0, sizeof(any));
+  memset(one, 0, sizeof(one));
+  rx_child_init(&any.w, cw_cb, 0, 0);
+  assert_int_equal(rx_child_set_priority(&any.w, RX_MINPRI), 0);
+  assert_int_equal(rx_child_start(rxt.loop, &any.w), 0);
+  pid_t pids[3];
+  for (int i = 0; i < 3; i++) {
+    /* Started before the exit, so that a pidfd is open for it. */
+    pids[i] = spawn_exit(10 + i, RX_MSEC(30));
+    rx_child_init(&one[i].w, cw_cb, pids[i], 0);
+    assert_int_equal(rx_child_start(rxt.loop, &one[i].w), 0);
+  }
+  for (int i = 0; i < 3; i++) {
+    siginfo_t si;
+    assert_int_equal(waitid(P_PID, (id_t)pids[i], &si, WEXITED | WNOWAIT), 0);
+  }
+  struct cw *ws[] = {&any, &one[0], &one[1], &one[2]};
+  run_until_calls(ws, 4, (int[]){3, 1, 1, 1});
+  assert_reports(&any, pids, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(one[i].calls, 1);
+    assert_int_equal(one[i].rpid[0], pids[i]);
+    assert_int_equal(WEXITSTATUS(one[i].rstatus[0]), 10 + i);
+    assert_false(rx_is_active(&one[i].w));
+  }
+  assert_int_equal(rx_child_stop(rxt.loop, &any.w), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_exit_status),
@@ -169,6 +285,9 @@ int main(void) {
       RXT_TEST(test_any_child),
       RXT_TEST(test_exited_before_start),
       RXT_TEST(test_bad_input),
+      RXT_TEST(test_any_child_three_at_once),
+      RXT_TEST(test_two_any_watchers_three_at_once),
+      RXT_TEST(test_any_and_pid_watchers_three_at_once),
   };
   const char *b = rxt_env_backend();
   char name[64];

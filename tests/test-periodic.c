@@ -219,6 +219,59 @@ static void test_clock_jump(void **state) {
   rxt_assert_lt(rxt_clock() - mono0, RX_SEC(2)); /* woken by the jump */
 }
 
+/* ---------------------------------------------------------------------------
+ * Several periodics due in one iteration run in deadline order, ties in
+ * start order, as timers do (and as libev runs them). On the manual clock:
+ * no wall-clock timing involved.
+ */
+
+static int order_log[16], order_n;
+
+static void order_cb(rx_loop *loop, rx_periodic *w, int revents) {
+  (void)loop;
+  assert_int_equal(revents, RX_PERIODIC);
+  if (order_n < 16)
+    order_log[order_n] = (int)(intptr_t)w->data;
+  order_n++;
+}
+
+static int setup_manual(void **state) {
+  struct rx_loop_options o = {.flags = RX_LOOP_MANUAL_CLOCK};
+  return rxt_setup_opts(state, &o);
+}
+
+static void test_due_together_in_deadline_order(void **state) {
+  (void)state;
+  /* Started in this order; due at these times (ms); 0 interval: absolute. */
+  static const struct {
+    int64_t offset, interval;
+  } spec[] = {{30, 0}, {10, 0}, {20, 0}, {10, 0}, {5, 100}, {20, 50}};
+  enum { N = sizeof(spec) / sizeof(spec[0]) };
+  static const int want[N] = {4, 1, 3, 2, 5, 0};
+  rx_periodic w[N];
+  order_n = 0;
+  for (int i = 0; i < N; i++) {
+    rx_periodic_init(&w[i], order_cb, RX_MSEC(spec[i].offset),
+                     RX_MSEC(spec[i].interval), NULL);
+    w[i].data = (void *)(intptr_t)i;
+    assert_int_equal(rx_periodic_start(rxt.loop, &w[i]), 0);
+  }
+  assert_int_equal(rx_clock_advance(rxt.loop, RX_MSEC(30)), 0);
+  assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(order_n, N);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(order_log[i], want[i]);
+  /* The repeating ones go on from their next times: 4 at 105, 5 at 70. */
+  order_n = 0;
+  assert_int_equal(rx_clock_advance(rxt.loop, RX_MSEC(80)), 0);
+  assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(order_n, 2);
+  assert_int_equal(order_log[0], 5);
+  assert_int_equal(order_log[1], 4);
+  rx_periodic_stop(rxt.loop, &w[4]);
+  rx_periodic_stop(rxt.loop, &w[5]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       WALL_TEST(test_absolute),
@@ -227,6 +280,7 @@ int main(void) {
       WALL_TEST(test_bad_input_and_again),
       RXT_TEST(test_manual_clock),
       RXT_TEST(test_clock_jump),
+      RXT_TEST_WITH(test_due_together_in_deadline_order, setup_manual),
   };
   const char *b = rxt_env_backend();
   char name[64];

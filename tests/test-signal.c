@@ -199,6 +199,69 @@ static void test_burst(void **state) {
   rx_signal_stop(rxt.loop, &x.w);
 }
 
+/* ---------------------------------------------------------------------------
+ * Loops freed under a storm of their own signal: the handler, running on
+ * another thread, must never reach a loop that rx_loop_free() has freed or
+ * is freeing (under ASan, a use after free shows at once).
+ */
+
+#define STORM_SIGNAL SIGUSR2
+#define STORM_LOOPS 300
+#define STORM_THREADS 4
+
+static int storm_stop;
+
+static void storm_ignore(int signum) {
+  (void)signum;
+}
+
+/* Sends the signal to its own thread, so that the handler runs here, in
+ * parallel with the loop's thread, as it does for a process-directed
+ * signal that the kernel hands to whichever thread is running; and feeds
+ * it with rx_feed_signal(), the same handler called outside a signal,
+ * where the scheduler may preempt it at any instruction, which makes the
+ * window between its look at the owner and its use of the loop wide. */
+static void *storm(void *arg) {
+  (void)arg;
+  /* Relaxed: a flag that only ends the loop; nothing is published by it. */
+  while (!__atomic_load_n(&storm_stop, __ATOMIC_RELAXED)) {
+    pthread_kill(pthread_self(), STORM_SIGNAL);
+    for (int i = 0; i < 1024; i++)
+      rx_feed_signal(STORM_SIGNAL);
+  }
+  return NULL;
+}
+
+static void test_loops_freed_under_signal_storm(void **state) {
+  (void)state;
+  /* Between the loops the disposition is this one (rx restores it), not
+   * the default, which would end the process. */
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = storm_ignore;
+  sa.sa_flags = SA_RESTART;
+  assert_int_equal(sigaction(STORM_SIGNAL, &sa, &old), 0);
+  __atomic_store_n(&storm_stop, 0, __ATOMIC_RELAXED);
+  /* More senders than CPUs: a handler is then often preempted. */
+  pthread_t th[STORM_THREADS];
+  for (int i = 0; i < STORM_THREADS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, storm, NULL), 0);
+  for (int i = 0; i < STORM_LOOPS; i++) {
+    rx_loop *loop;
+    assert_int_equal(rx_loop_new(&loop, NULL), 0);
+    struct sw x;
+    sw_init(&x, STORM_SIGNAL);
+    assert_int_equal(rx_signal_start(loop, &x.w), 0);
+    assert_true(rx_run(loop, RX_RUN_NOWAIT) >= 0);
+    /* Freed with the watcher active: rx_loop_free() gives the signal up. */
+    rx_loop_free(loop);
+  }
+  __atomic_store_n(&storm_stop, 1, __ATOMIC_RELAXED);
+  for (int i = 0; i < STORM_THREADS; i++)
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+  assert_int_equal(sigaction(STORM_SIGNAL, &old, NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_kill_wakes_sleeping_loop),
@@ -208,6 +271,7 @@ int main(void) {
       RXT_TEST(test_disposition_restored),
       RXT_TEST(test_feed_and_bad_input),
       RXT_TEST(test_burst),
+      RXT_TEST_NOLOOP(test_loops_freed_under_signal_storm),
   };
   const char *b = rxt_env_backend();
   char name[64];
