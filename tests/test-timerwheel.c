@@ -914,7 +914,8 @@ static void model_advance(int64_t now) {
 }
 
 /* One run of random operations on a fresh wheel. */
-static void model_phase(unsigned shift, int64_t origin, uint64_t ops) {
+static void model_phase(unsigned shift, int64_t origin, uint64_t ops,
+                        size_t stage_min) {
   struct rx__tw *tw = &m.tw;
 
   init_items(m.items, POOL);
@@ -924,6 +925,10 @@ static void model_phase(unsigned shift, int64_t origin, uint64_t ops) {
   m.reached = origin;
   m.due_added = 0;
   rx__tw_init(tw, origin, shift);
+  /* A few entries per advance: the pool is far below the default rate, and
+   * promotions should find the next rotation half staged. */
+  if (stage_min != 0)
+    tw->stage_min = tw->stage_rate = stage_min;
   for (uint64_t op = 0; op < ops; op++) {
     uint64_t r = rnd_below(100);
     if (r < 40) {
@@ -971,7 +976,7 @@ static void test_model(void **state) {
   for (int phase = 0; phase < 28; phase++) {
     unsigned shift = shifts[phase % 7];
     int64_t origin = origins[phase % 4] + (int64_t)rnd_below(1 << 20);
-    model_phase(shift, origin, 90000);
+    model_phase(shift, origin, 90000, (size_t)(phase % 4));
   }
   printf("model: %llu ops, %llu advances, %llu entries out\n",
          (unsigned long long)m.ops, (unsigned long long)m.advances,
