@@ -296,6 +296,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FZ_CHECK(m.tw.shift == shift);
   m.exact = (b1 >> 2) & 1;
   m.tw.exact = m.exact;
+  /* Three times in four, stage the next rotation a few entries per advance
+   * (the default, 1024, takes this pool whole), so that promotions find it
+   * half staged. The bits also move the origin; no byte more is read. */
+  if ((b1 >> 3) & 3)
+    m.tw.stage_min = m.tw.stage_rate = (b1 >> 3) & 3;
   m.now = m.tw.origin;
 
   for (int op = 0; op < MAX_OPS && !fz_done(&in); op++) {

@@ -15,6 +15,10 @@
  *   - rx__tw_advance(now) hands out an entry only if its deadline is <= now,
  *     and surely if its tick boundary is, or if it was added already due
  *     (at <= the previous advance's now): never early, at most a tick late;
+ *   - no advance moves more than a bounded share of a level 1 slot down to
+ *     level 0: the slot that starts the next rotation of level 0 is moved
+ *     down over the advances of the rotation before it, a part each time
+ *     (see "Lateness at scale" in timerwheel.c);
  *   - rx__tw_next() is when to call rx__tw_advance() next; calling it then
  *     always makes progress, so the loop can sleep until it without spinning;
  *   - an entry handed out is on the caller's `out` list, no longer in the
@@ -34,6 +38,12 @@
 #define RX__TW_BITS 6 /* 64 slots per level */
 #define RX__TW_SLOTS 64
 #define RX__TW_LEVELS 6
+/* Two more rows of slots after the levels' hold the next rotation of level 0
+ * while it is being moved down (timerwheel.c, rx__tw_stage()): entries taken
+ * from the front of their level 1 slot, and from its back. */
+#define RX__TW_STAGE RX__TW_LEVELS
+#define RX__TW_STAGE_BACK (RX__TW_LEVELS + 1)
+#define RX__TW_ROWS (RX__TW_LEVELS + 2)
 
 /* Embedded in the loop by value. Every field is private to timerwheel.c;
  * they are listed here only so that the struct has a size. */
@@ -50,9 +60,21 @@ struct rx__tw {
   /* A lower bound on the tick of every overflow entry, so that the wheel
    * can skip straight to the first top-level rotation that has one. */
   uint64_t overflow_tick;
-  /* Exact: bit s is set if and only if slots[level][s] is non-empty. */
-  uint64_t occupied[RX__TW_LEVELS];
-  struct rx__link slots[RX__TW_LEVELS][RX__TW_SLOTS];
+  /* Exact: bit s is set if and only if slots[row][s] is non-empty. Rows
+   * RX__TW_STAGE and RX__TW_STAGE_BACK are the next rotation of level 0,
+   * staged; rx__tw_del() finds them by address like any slot. */
+  uint64_t occupied[RX__TW_ROWS];
+  struct rx__link slots[RX__TW_ROWS][RX__TW_SLOTS];
+  /* The rest of the level 1 slot being staged, taken from both ends. */
+  struct rx__link pending;
+  /* Entries staged per slot, counting some since deleted (a deletion cannot
+   * tell a staged entry from one still pending), and a bit per slot for an
+   * entry staged out of deadline order. */
+  uint32_t count_stage[RX__TW_SLOTS];
+  uint64_t unsorted_stage;
+  /* Entries staged per advance at most; stage_moved counts this rotation's,
+   * which sets the next rotation's rate; stage_min is the least rate. */
+  size_t stage_rate, stage_moved, stage_min;
   struct rx__link overflow; /* beyond the top level, in insertion order */
   struct rx__link expired;  /* due (tick <= elapsed), not yet handed out */
   size_t nexpired;          /* entries on `expired` */
@@ -62,6 +84,9 @@ struct rx__tw {
    * was appended out of deadline order. */
   uint32_t count0[RX__TW_SLOTS];
   uint64_t unsorted0;
+  /* Slots whose count0 is only an upper bound (they came from the stage),
+   * made exact by a walk before the slot expires. */
+  uint64_t uncounted0;
   /* Level 0 slots whose entries were just loaded into the cache, several
    * lists at once, ahead of their sort (timerwheel.c, rx__tw_warm()). A hint
    * only: a stale bit costs time, never correctness. */
@@ -192,9 +217,11 @@ static inline void rx__tw_place(struct rx__tw *tw, struct rx__tw_entry *e) {
 
   if (where < RX__TW_SLOTS) {
     struct rx__link *slot = &tw->slots[0][where];
-    if (tw->count0[where]++ > 0 &&
+    /* The list, not count0, which may be an upper bound (uncounted0). */
+    if (!rx__list_empty(slot) &&
         rx__tw_rel(rx__tw_entry_of(slot->prev)) > rx__tw_rel(e))
       tw->unsorted0 |= UINT64_C(1) << where;
+    tw->count0[where]++;
     tw->occupied[0] |= UINT64_C(1) << where;
   } else if (where < RX__TW_OVERFLOW) {
     tw->occupied[where / RX__TW_SLOTS] |= UINT64_C(1) << (where % RX__TW_SLOTS);
@@ -251,7 +278,8 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
  * slot (or list) it is. Only the per-list counts need the deadline: entries
  * due already (tick <= elapsed) are on `expired`, and those in the current
  * rotation of level 0 ((tick ^ elapsed) < 64, rx__tw_level()) in slot
- * tick % 64. */
+ * tick % 64. A staged entry (next rotation) may be on the stage or still
+ * pending, so its count is left: count_stage is an upper bound. */
 static inline void rx__tw_del(struct rx__tw *tw, struct rx__tw_entry *e) {
   struct rx__link *next = e->link.next, *prev = e->link.prev;
 

@@ -914,7 +914,8 @@ static void model_advance(int64_t now) {
 }
 
 /* One run of random operations on a fresh wheel. */
-static void model_phase(unsigned shift, int64_t origin, uint64_t ops) {
+static void model_phase(unsigned shift, int64_t origin, uint64_t ops,
+                        size_t stage_min) {
   struct rx__tw *tw = &m.tw;
 
   init_items(m.items, POOL);
@@ -924,6 +925,10 @@ static void model_phase(unsigned shift, int64_t origin, uint64_t ops) {
   m.reached = origin;
   m.due_added = 0;
   rx__tw_init(tw, origin, shift);
+  /* A few entries per advance: the pool is far below the default rate, and
+   * promotions should find the next rotation half staged. */
+  if (stage_min != 0)
+    tw->stage_min = tw->stage_rate = stage_min;
   for (uint64_t op = 0; op < ops; op++) {
     uint64_t r = rnd_below(100);
     if (r < 40) {
@@ -971,11 +976,101 @@ static void test_model(void **state) {
   for (int phase = 0; phase < 28; phase++) {
     unsigned shift = shifts[phase % 7];
     int64_t origin = origins[phase % 4] + (int64_t)rnd_below(1 << 20);
-    model_phase(shift, origin, 90000);
+    model_phase(shift, origin, 90000, (size_t)(phase % 4));
   }
   printf("model: %llu ops, %llu advances, %llu entries out\n",
          (unsigned long long)m.ops, (unsigned long long)m.advances,
          (unsigned long long)m.outs);
+}
+
+/* ------------------------------------------------------------------------
+ * The next rotation is staged into level 0 over the advances of the one
+ * before it, not cascaded whole at its first tick.
+ */
+
+static size_t list_length(const struct rx__link *head) {
+  size_t n = 0;
+  for (const struct rx__link *l = head->next; l != head; l = l->next)
+    n++;
+  return n;
+}
+
+/* Entries not yet moved down to level 0 (or its stage): the levels above
+ * it, the overflow and the part of a level 1 slot still pending. */
+static size_t upper_entries(const struct rx__tw *tw) {
+  size_t n = list_length(&tw->overflow) + list_length(&tw->pending);
+  for (unsigned level = 1; level < RX__TW_LEVELS; level++)
+    for (unsigned s = 0; s < RX__TW_SLOTS; s++)
+      n += list_length(&tw->slots[level][s]);
+  return n;
+}
+
+/* 37,768 entries in the second rotation of level 0 (one level 1 slot), 5,000
+ * of them in one tick (more than a warm-up walks, so that its count is made
+ * exact by a walk of its own), and one entry per tick before, so that the
+ * wheel is advanced at every tick as the loop would. No advance may move
+ * more than an eighth of the slot down (the whole slot was moved by one);
+ * every entry still comes out at its tick boundary, in (deadline, add)
+ * order, also after deletions of staged and pending entries. */
+static void test_cascade_spread(void **state) {
+  enum { DRIVE = 63, BIG = 32768, TIE = 5000, N = DRIVE + BIG + TIE };
+  static struct item it[N];
+  static struct item *got[N];
+  const unsigned shift = 19;
+  const int64_t tick = INT64_C(1) << shift, origin = RX_SEC(7);
+  struct rx__tw tw;
+  struct item *prev = NULL;
+  uint64_t seq = 0;
+  size_t outs = 0, dels = 0, most = 0;
+  (void)state;
+
+  rng_state = 0xfeedbeef;
+  init_items(it, N);
+  rx__tw_init(&tw, origin, shift);
+  for (size_t i = 0; i < DRIVE; i++)
+    add(&tw, &it[i], origin + (int64_t)(i + 1) * tick, &seq);
+  for (size_t i = DRIVE; i < DRIVE + BIG; i++)
+    add(&tw, &it[i],
+        origin + 63 * tick + 1 + (int64_t)rnd_below((uint64_t)tick * 64), &seq);
+  for (size_t i = DRIVE + BIG; i < N; i++)
+    add(&tw, &it[i], origin + 100 * tick - 5, &seq);
+  assert_int_equal(rx__tw_validate(&tw), 0);
+
+  for (int64_t t = 1; t <= 130; t++) {
+    int64_t now = origin + t * tick;
+    size_t before, n;
+
+    /* Half way through the staging (some entries staged, some pending),
+     * then after it: stop some of the next rotation's entries. */
+    if (t == 10 || t == 50) {
+      for (size_t i = DRIVE + (size_t)t; i < N; i += 7) {
+        if (it[i].live) {
+          rx__tw_del(&tw, &it[i].ent);
+          it[i].live = 0;
+          dels++;
+        }
+      }
+      assert_int_equal(rx__tw_validate(&tw), 0);
+    }
+    before = upper_entries(&tw);
+    n = advance(&tw, now, got, N);
+    if (before - upper_entries(&tw) > most)
+      most = before - upper_entries(&tw);
+    for (size_t j = 0; j < n; j++) {
+      assert_int_equal(ceil_to_tick(&tw, got[j]->deadline), now);
+      if (prev != NULL)
+        assert_true(
+            got[j]->deadline > prev->deadline ||
+            (got[j]->deadline == prev->deadline && got[j]->seq > prev->seq));
+      prev = got[j];
+    }
+    outs += n;
+    assert_int_equal(rx__tw_validate(&tw), 0);
+  }
+  assert_int_equal(outs + dels, N);
+  assert_int_equal(rx__tw_count(&tw), 0);
+  printf("spread: at most %zu entries moved down by one advance\n", most);
+  assert_true(most <= (BIG + TIE) / 8);
 }
 
 int main(void) {
@@ -993,6 +1088,7 @@ int main(void) {
       cmocka_unit_test(test_clock_backwards),
       cmocka_unit_test(test_validate_detects),
       cmocka_unit_test(test_model),
+      cmocka_unit_test(test_cascade_spread),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
