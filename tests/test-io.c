@@ -627,8 +627,10 @@ static void test_other_loop(void **state) {
 
 /* ---------------------------------------------------------------------------
  * fd reuse: in one callback, stop the watcher, close its fd, open a new file
- * under the same number and start the watcher again. The new file's events
- * must arrive, the old file's must not (io.c's RX__FD_REOPEN).
+ * under the same number, set the watcher again (the contract: a number
+ * closed and reused is given to rx_io_set() or rx_io_init()) and start it.
+ * The new file's events must arrive, the old file's must not (io.c's
+ * RX__FD_RENEW).
  */
 struct reuse {
   int fd;         /* the number that is reused */
@@ -654,6 +656,7 @@ static void reuse_hook(rx_loop *loop, struct iow *x, int revents) {
     int n[2];
     rxt_pair_at(r->fd, n);
     r->new_peer = n[1];
+    assert_int_equal(rx_io_set(&x->w, r->fd, rx_io_events(&x->w)), 0);
     assert_int_equal(rx_io_start(loop, &x->w), 0);
     r->phase = 1;
     return;
@@ -740,6 +743,7 @@ static void test_fd_reuse_between_runs(void **state) {
   rxt_close_pair(sv);
   int n[2];
   rxt_pair_at(fd, n);
+  assert_int_equal(rx_io_set(&x.w, fd, RX_READ), 0);
   rx_io_start(rxt.loop, &x.w);
   rxt_send(n[1], 'n');
   assert_true(rxt_run_until(rxt.loop, &x.calls, RX_SEC(5)));
