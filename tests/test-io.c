@@ -727,7 +727,7 @@ static void test_fd_reuse_old_file_alive_edge(void **state) {
   fd_reuse(RX_READ | RX_ET, 1);
 }
 
-/* Same without a callback in between: stop, close, reopen, start, all
+/* Same without a callback in between: stop, close, reopen, set, start, all
  * between two iterations. */
 static void test_fd_reuse_between_runs(void **state) {
   (void)state;
@@ -885,7 +885,7 @@ static void reuse_fresh_watcher(int events, int had_event) {
     rxt_send(sv[1], 'o');
     assert_true(rxt_run_until(rxt.loop, &old.calls, RX_SEC(5)));
   }
-  rxt_close_pair(sv);
+  close(fd); /* the old peer stays open: no hang-up wakes the old poll */
   int n[2];
   rxt_pair_at(fd, n);
   iow_init(&x, fd, events);
@@ -897,6 +897,7 @@ static void reuse_fresh_watcher(int events, int had_event) {
   rx_io_stop(rxt.loop, &old.w);
   rx_io_stop(rxt.loop, &x.w);
   rxt_close_pair(n);
+  close(sv[1]);
 }
 
 static void test_reuse_fresh_same_interest(void **state) {
@@ -1099,30 +1100,39 @@ static void test_stop_start_no_kernel_call(void **state) {
   rxt_close_pair(sv);
 }
 
-/* Stopped in its callback and closed, the fd's file is released when
- * rx_run() returns, without another wait: the peer sees EOF. */
+/* A watcher stopped by another's callback, its fd closed: the file is
+ * released when rx_run() returns, without another wait, so the peer sees
+ * EOF (io_uring: the armed poll is removed by then). */
 static void stop_and_close(rx_loop *loop, struct iow *x, int revents) {
   (void)revents;
+  struct iow *other = x->ctx;
   rxt_drain(x->w.fd);
   assert_int_equal(rx_io_stop(loop, &x->w), 0);
-  close(x->w.fd);
+  assert_int_equal(rx_io_stop(loop, &other->w), 0);
+  close(other->w.fd);
 }
 
 static void test_stop_close_released_on_return(void **state) {
   (void)state;
-  int sv[2];
-  rxt_pair(sv);
-  struct iow r;
-  iow_init(&r, sv[0], RX_READ);
-  r.hook = stop_and_close;
-  rx_io_start(rxt.loop, &r.w);
-  rxt_run_nowait(rxt.loop, 2); /* armed */
-  rxt_send(sv[1], 'x');
+  int p[2], q[2];
+  rxt_pair(p);
+  rxt_pair(q);
+  struct iow a, b;
+  iow_init(&a, p[0], RX_READ);
+  iow_init(&b, q[0], RX_READ);
+  a.hook = stop_and_close;
+  a.ctx = &b;
+  rx_io_start(rxt.loop, &a.w);
+  rx_io_start(rxt.loop, &b.w);
+  rxt_run_nowait(rxt.loop, 2); /* both armed */
+  rxt_send(p[1], 'x');
   assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
-  assert_int_equal(r.calls, 1);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(b.calls, 0);
   char c;
-  assert_int_equal(read(sv[1], &c, 1), 0);
-  close(sv[1]);
+  assert_int_equal(read(q[1], &c, 1), 0);
+  close(q[1]);
+  rxt_close_pair(p);
 }
 
 /* An fd closed after the start but before the loop told the kernel, and a
