@@ -166,7 +166,8 @@ struct rx__mpsc_node {
 struct rx_io {
   RX__WATCHER_HEAD(rx_io, rx_io_cb);
   int fd;
-  struct rx_io *_next; /* next watcher of the same fd */
+  struct rx_io *_next; /* next watcher of the same fd; while stopped,
+                          itself after init or set (io.c) */
 };
 
 /* A relative timer: fires `after` ns from start, then every `repeat` ns. */
