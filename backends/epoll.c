@@ -8,12 +8,13 @@
  *     Each registration therefore carries a 32-bit generation in the upper
  *     half of data.u64, and an event whose generation is not the fd's current
  *     one is dropped instead of being delivered to a new watcher.
- *  b) An fd that lost its last watcher keeps its registration (no
- *     EPOLL_CTL_DEL): most such fds are about to be closed, which removes the
- *     registration for free. If an event arrives for it anyway, it is
- *     removed then. When it gets a watcher again (RX__FD_REOPEN, see io.c),
- *     the registration is renewed with MOD, falling back to ADD on ENOENT
- *     because the number may now name a new file.
+ *  b) An fd that lost its last watcher has its registration removed
+ *     (EPOLL_CTL_DEL) at the next flush, unless a start brought one back
+ *     first, and takes a new generation. When a freshly set watcher starts
+ *     (RX__FD_RENEW, see io.c), the registration is renewed with a new
+ *     generation: MOD, falling back to ADD on ENOENT because the number may
+ *     now name a new file (and to MOD on EEXIST). A plain stop and start
+ *     between two waits costs no epoll_ctl().
  *  c) epoll_ctl() refuses dead fds with EBADF, reported to the watchers as
  *     RX_ERROR. It refuses regular files and directories with EPERM; those
  *     are always ready for poll(2) and for io_uring's POLL_ADD, so here too
@@ -114,15 +115,31 @@ static int list_always(struct rx_epoll *be, int fd, struct rx__fd *f) {
   return 0;
 }
 
+/* Forgets the registration of an fd without watchers (note b). DEL fails
+ * harmlessly when the fd is closed already; a registration that survives
+ * with the file (note a) has the old generation, which is now stale. */
+static void drop(struct rx_epoll *be, int fd, struct rx__fd *f) {
+  if (f->flags & RX__FD_ALWAYS) {
+    f->flags &= ~RX__FD_ALWAYS; /* report_always() unlists it */
+  } else if (f->kernel != 0) {
+    ctl(be, EPOLL_CTL_DEL, fd, NULL);
+    f->gen++;
+  }
+  f->kernel = 0;
+}
+
 /* Tells the kernel the interest of one changed fd; see notes b) and c). */
 static void apply_change(struct rx_epoll *be, int fd) {
   rx_loop *loop = &be->loop;
   struct rx__fd *f = &loop->fds[fd];
-  f->flags &= ~RX__FD_CHANGED;
-  if (f->want == 0)
-    return; /* note b): keep the registration; REOPEN stays set */
+  bool renew = (f->flags & RX__FD_RENEW) != 0;
+  f->flags &= ~(RX__FD_CHANGED | RX__FD_RENEW);
+  if (f->want == 0) {
+    drop(be, fd, f);
+    return;
+  }
   if (f->flags & RX__FD_ALWAYS) {
-    if (!(f->flags & RX__FD_REOPEN)) {
+    if (!renew) {
       /* The same file, perhaps with a new interest: still on the list. */
       if (list_always(be, fd, f) != 0) {
         f->flags &= ~RX__FD_ALWAYS;
@@ -135,12 +152,12 @@ static void apply_change(struct rx_epoll *be, int fd) {
     f->flags &= ~RX__FD_ALWAYS; /* the number may name a pollable file now */
     f->kernel = 0;
   }
-  if (f->want == f->kernel && !(f->flags & RX__FD_REOPEN))
+  if (f->want == f->kernel && !renew)
     return;
 
   struct epoll_event ev;
   int op = f->kernel != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (f->flags & RX__FD_REOPEN)
+  if (renew)
     f->gen++;
   ev.events = epoll_mask(f->want);
   ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd;
@@ -150,18 +167,16 @@ static void apply_change(struct rx_epoll *be, int fd) {
   else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
     rc = ctl(be, EPOLL_CTL_MOD, fd, &ev);
   if (rc < 0 && errno == EPERM && list_always(be, fd, f) == 0) {
-    f->flags = (uint8_t)((f->flags & ~RX__FD_REOPEN) | RX__FD_ALWAYS);
+    f->flags |= RX__FD_ALWAYS;
     f->kernel = f->want;
     return;
   }
   if (rc < 0) {
     f->kernel = 0;
-    f->flags &= ~RX__FD_REOPEN;
     rx__io_error(loop, fd);
     return;
   }
   f->kernel = f->want;
-  f->flags &= ~RX__FD_REOPEN;
 }
 
 static void flush_changes(struct rx_epoll *be) {
@@ -269,12 +284,8 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
       be->orphan = 1;
       continue;
     }
-    if (f->want == 0) {
-      /* note b): nobody wants it any more */
-      ctl(be, EPOLL_CTL_DEL, fd, NULL);
-      f->kernel = 0;
-      continue;
-    }
+    if (f->want == 0)
+      continue; /* note b): no watchers; the next flush drops it */
     int revents = 0;
     if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
       revents |= RX_READ;
@@ -284,6 +295,14 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   }
   report_always(be);
   return 0;
+}
+
+/* rx_io_close(): the registration goes before the fd is closed, so that a
+ * file kept alive elsewhere (dup, fork) stops reporting here. */
+static void epoll_release(rx_loop *loop, int fd) {
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f != NULL)
+    drop(backend_of(loop), fd, f);
 }
 
 static int epoll_pollfd(rx_loop *loop) {
@@ -306,6 +325,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .destroy = epoll_destroy,
     .wait = epoll_wait_loop,
     .flush = NULL,
+    .release = epoll_release,
     .pollfd = epoll_pollfd,
     .fork = epoll_fork,
     .doorbell = epoll_doorbell,

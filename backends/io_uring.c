@@ -11,11 +11,14 @@
  *     io_uring_enter(), so it costs no syscall.
  *  b) A poll request holds a reference to the file, not to the fd number:
  *     closing the fd neither cancels it nor releases the file (a socket stays
- *     open, its peer sees no FIN). So a poll is removed (POLL_REMOVE) as soon
- *     as its fd has no watchers, and renewed when an fd that dropped to zero
- *     watchers gets one again (RX__FD_REOPEN, io.c): the number may name a
- *     new file by then. Removals and adds are queued SQEs, sent with the next
- *     wait, never a syscall of their own.
+ *     open, its peer sees no FIN). So a poll is removed (POLL_REMOVE) when
+ *     its fd has no watchers at the next flush, and renewed (removed, then
+ *     added with a new generation) when a freshly set watcher starts
+ *     (RX__FD_RENEW, io.c): the number may name a new file by then. Removals
+ *     and adds are queued SQEs, sent with the next wait, never a syscall of
+ *     their own; only rx_io_close() submits its removal at once, so that
+ *     the file is released before it closes the fd. A plain stop and start
+ *     between two waits queues nothing.
  *  c) Stale completions are impossible by construction: user_data is
  *     (generation << 32 | fd) and every POLL_ADD takes a new generation, so
  *     a completion of a removed or superseded poll, or of an fd since
@@ -245,13 +248,13 @@ static void add_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
 static void apply_change(struct rx_uring *be, int fd) {
   struct rx__fd *f = &be->loop.fds[fd];
   f->flags &= ~RX__FD_CHANGED;
-  bool renew = f->want != 0 && (f->flags & RX__FD_REOPEN);
+  bool renew = (f->flags & RX__FD_RENEW) != 0;
+  f->flags &= ~RX__FD_RENEW;
+  /* No watchers left: want is 0, the poll goes (note b). */
   if (f->armed && (f->want != f->kernel || renew))
     remove_poll(be, f, fd);
   if (f->want != 0 && !f->armed)
     add_poll(be, f, fd);
-  if (f->want != 0)
-    f->flags &= ~RX__FD_REOPEN;
 }
 
 /* Queues the SQEs of every changed fd. A change takes at most two SQEs
@@ -474,12 +477,41 @@ static int uring_pollfd(rx_loop *loop) {
   return fd;
 }
 
+/* rx_io_close(), note b): the poll is removed now, and the removal
+ * submitted, so that the kernel drops its reference to the file before the
+ * fd is closed. The removal runs inside io_uring_enter(). */
+static void uring_release(rx_loop *loop, int fd) {
+  struct rx_uring *be = backend_of(loop);
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f == NULL || !f->armed)
+    return;
+  remove_poll(be, f, fd);
+  if (!be->disabled) {
+    loop->m.enters++;
+    io_uring_submit(&be->ring);
+  }
+}
+
 /* rx_run() is returning: submit what callbacks queued after the last wait
- * (a MSG_RING to another loop above all, note i). One syscall, and only
- * when something is queued. */
+ * (a MSG_RING to another loop above all, note i) and the removals of polls
+ * whose fds lost their watchers (note b). One syscall, and only when
+ * something is queued. */
 static void uring_flush(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
-  if (!be->disabled && io_uring_sq_ready(&be->ring) > 0) {
+  if (be->disabled)
+    return;
+  /* Note b): the polls of fds that lost their watchers go now, not at the
+   * next wait, which may be far off: their fds may be closed already. */
+  int kept = 0;
+  for (int i = 0; i < loop->nchanges; i++) {
+    int fd = loop->changes[i];
+    if (loop->fds[fd].want == 0)
+      apply_change(be, fd);
+    else
+      loop->changes[kept++] = fd;
+  }
+  loop->nchanges = kept;
+  if (io_uring_sq_ready(&be->ring) > 0) {
     loop->m.enters++;
     io_uring_submit(&be->ring);
   }
@@ -491,6 +523,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .destroy = uring_destroy,
     .wait = uring_wait,
     .flush = uring_flush,
+    .release = uring_release,
     .pollfd = uring_pollfd,
     .fork = uring_fork,
     .doorbell = uring_doorbell,

@@ -1216,7 +1216,8 @@ static void reopen(int p) {
   fds[p][0] = sv[0];
   fds[p][1] = sv[1];
   /* The same fd numbers come back, usually: a new file behind an old
-   * number, which the loop must watch afresh (io.c, RX__FD_REOPEN). */
+   * number, which rx_io_set() makes the loop watch afresh (io.c,
+   * RX__FD_RENEW). */
   for (int i = 0; i < NIO; i++) {
     struct obj *o = &objs[i];
     if (o->mem != NULL && o->pair == p && o->end >= 0) {

@@ -44,7 +44,9 @@ enum rx__kind {
  * has been told. */
 struct rx__fd {
   rx_io *head;      /* watchers of this fd, most recently started first */
-  uint32_t gen;     /* io_uring: tag of the armed poll; bumped on re-arm */
+  uint32_t gen;     /* tag of the kernel registration; a new one on each
+                       io_uring poll and each renewed or dropped epoll
+                       registration, so that stale events are dropped */
   uint8_t want;     /* union of the watchers' RX_READ|RX_WRITE|RX_ET */
   uint8_t kernel;   /* interest currently registered with the kernel */
   uint8_t flags;    /* RX__FD_* */
@@ -53,9 +55,10 @@ struct rx__fd {
 
 enum {
   RX__FD_CHANGED = 0x01, /* on loop->changes, to be flushed before waiting */
-  RX__FD_REOPEN = 0x02,  /* dropped to no watchers since the last flush: the
-                            number may now name another file, so the kernel
-                            registration must be renewed, never assumed */
+  RX__FD_RENEW = 0x02,   /* a freshly set watcher (rx_io_init, rx_io_set)
+                            started since the last flush: the number may
+                            name another file, so the kernel registration
+                            is renewed, never assumed */
   RX__FD_ALWAYS = 0x04,  /* epoll: a file epoll refuses (EPERM: a regular
                             file), emulated as always ready */
   RX__FD_LISTED = 0x08,  /* epoll: on the backend's always-ready list */
@@ -78,6 +81,10 @@ struct rx_backend_ops {
    * that nothing queued (a wake-up for another loop, a poll removal) is
    * held back while the loop is not run. NULL when nothing is ever queued. */
   void (*flush)(rx_loop *loop);
+  /* rx_io_close(): `fd` has just lost its watchers; drop what the kernel
+   * holds for it now instead of at the next flush (io_uring: the poll,
+   * which keeps the file open). */
+  void (*release)(rx_loop *loop, int fd);
   /* The pollable fd that is readable while the loop has work (the epoll
    * fd, the ring fd): for rx_loop_fd(). */
   int (*pollfd)(rx_loop *loop);

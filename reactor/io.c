@@ -8,15 +8,22 @@
  * stops between two waits cost at most one kernel update per fd, and none
  * when they cancel out while the fd keeps a watcher.
  *
- * An fd that loses its last watcher is marked RX__FD_REOPEN: its number may
- * be closed and handed to a new file before the next wait, and a backend
- * that trusted its cached registration would then watch the old file (or,
- * on epoll, nothing at all) and lose the new one's events. So its
- * registration is always renewed when it gets a watcher again.
+ * The contract is libev's: an fd is not closed while a watcher of it is
+ * active (rx_io_close() stops them, releases the kernel's hold and closes).
+ * An fd that loses its last watcher has its registration dropped at the
+ * next flush, unless a start brings it back first: a plain stop and start
+ * of the same file costs nothing. Whether the number may now name another
+ * file is told the way libev tells it (EV__IOFDSET): rx_io_init() and
+ * rx_io_set() mark the watcher freshly set, and starting a freshly set
+ * watcher marks its fd RX__FD_RENEW, so that the backend renews the
+ * registration (a new generation tag) instead of trusting what it cached.
+ * The mark lives in `_next`, unused while the watcher is stopped: NULL, or
+ * the watcher itself when freshly set.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -30,7 +37,7 @@ void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
               ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
               ((uint32_t)events & RX__F_EVENTS);
   w->fd = fd;
-  w->_next = NULL;
+  w->_next = w; /* freshly set */
 }
 
 static int check_interest(int fd, int events) {
@@ -51,6 +58,7 @@ int rx_io_set(rx_io *w, int fd, int events) {
     return rc;
   w->fd = fd;
   w->_flags = (w->_flags & ~RX__F_EVENTS) | (uint32_t)events;
+  w->_next = w; /* freshly set: the number may name a new file */
   return 0;
 }
 
@@ -133,6 +141,8 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
    * fd must agree. */
   if (f->head != NULL && ((f->want ^ (uint8_t)events) & RX_ET))
     return -EINVAL;
+  if (w->_next == w)
+    f->flags |= RX__FD_RENEW;
   w->_next = f->head;
   f->head = w;
   f->want |= (uint8_t)events;
@@ -161,10 +171,23 @@ int rx_io_stop(rx_loop *loop, rx_io *w) {
   w->_flags &= ~RX__F_ACTIVE;
   loop->activecnt--;
   f->want = union_of(f);
-  if (f->head == NULL)
-    f->flags |= RX__FD_REOPEN;
   fd_changed(loop, w->fd, f);
   return 0;
+}
+
+int rx_io_close(rx_loop *loop, int fd) {
+  if (loop == NULL)
+    return -EINVAL;
+  if (fd < 0)
+    return -EBADF;
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f != NULL) {
+    while (f->head != NULL)
+      rx_io_stop(loop, f->head);
+    /* Now, not at the next flush: the peer sees the close at once. */
+    loop->ops->release(loop, fd);
+  }
+  return close(fd) == 0 ? 0 : -errno;
 }
 
 /* Feeds `revents` to every watcher of `fd` that asked for any of it. */

@@ -173,7 +173,8 @@ struct rx__mpsc_node {
 struct rx_io {
   RX__WATCHER_HEAD(rx_io, rx_io_cb);
   int fd;
-  struct rx_io *_next; /* next watcher of the same fd */
+  struct rx_io *_next; /* next watcher of the same fd; while stopped,
+                          itself after init or set (io.c) */
 };
 
 /* A relative timer: fires `after` ns from start, then every `repeat` ns. */
@@ -503,10 +504,20 @@ RX_EXPORT int rx_io_set(rx_io *w, int fd, int events);
  * when active on another loop, -ENOMEM. An fd the kernel rejects, or that
  * cannot be registered when the loop next waits (e.g. out of memory for
  * the epoll backend's list of always-ready files), is reported to the
- * callback as RX_ERROR once and the watcher stopped. */
+ * callback as RX_ERROR once and the watcher stopped. Never close an fd
+ * while a watcher of it is active (stop first, or rx_io_close()); after
+ * init or set the fd is registered afresh, so a number closed and reused
+ * needs rx_io_set() or rx_io_init() before the start, and a plain stop and
+ * start of the same file costs no kernel call. */
 RX_EXPORT int rx_io_start(rx_loop *loop, rx_io *w);
-/* Stops the watcher and clears a pending event; 0 also when inactive. */
+/* Stops the watcher and clears a pending event; 0 also when inactive. The
+ * kernel's registration of an fd left without watchers goes at the next
+ * wait, or when rx_run() returns. */
 RX_EXPORT int rx_io_stop(rx_loop *loop, rx_io *w);
+/* Stops every watcher of fd on this loop (no callback; pending events are
+ * dropped), releases what the kernel holds for it at once, then closes it:
+ * 0, close()'s negative errno, -EINVAL for a NULL loop, -EBADF for fd < 0. */
+RX_EXPORT int rx_io_close(rx_loop *loop, int fd);
 /* The interest given to init or set. */
 static inline int rx_io_events(const rx_io *w);
 

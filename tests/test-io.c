@@ -627,8 +627,10 @@ static void test_other_loop(void **state) {
 
 /* ---------------------------------------------------------------------------
  * fd reuse: in one callback, stop the watcher, close its fd, open a new file
- * under the same number and start the watcher again. The new file's events
- * must arrive, the old file's must not (io.c's RX__FD_REOPEN).
+ * under the same number, set the watcher again (the contract: a number
+ * closed and reused is given to rx_io_set() or rx_io_init()) and start it.
+ * The new file's events must arrive, the old file's must not (io.c's
+ * RX__FD_RENEW).
  */
 struct reuse {
   int fd;         /* the number that is reused */
@@ -654,6 +656,7 @@ static void reuse_hook(rx_loop *loop, struct iow *x, int revents) {
     int n[2];
     rxt_pair_at(r->fd, n);
     r->new_peer = n[1];
+    assert_int_equal(rx_io_set(&x->w, r->fd, rx_io_events(&x->w)), 0);
     assert_int_equal(rx_io_start(loop, &x->w), 0);
     r->phase = 1;
     return;
@@ -724,7 +727,7 @@ static void test_fd_reuse_old_file_alive_edge(void **state) {
   fd_reuse(RX_READ | RX_ET, 1);
 }
 
-/* Same without a callback in between: stop, close, reopen, start, all
+/* Same without a callback in between: stop, close, reopen, set, start, all
  * between two iterations. */
 static void test_fd_reuse_between_runs(void **state) {
   (void)state;
@@ -740,6 +743,7 @@ static void test_fd_reuse_between_runs(void **state) {
   rxt_close_pair(sv);
   int n[2];
   rxt_pair_at(fd, n);
+  assert_int_equal(rx_io_set(&x.w, fd, RX_READ), 0);
   rx_io_start(rxt.loop, &x.w);
   rxt_send(n[1], 'n');
   assert_true(rxt_run_until(rxt.loop, &x.calls, RX_SEC(5)));
@@ -857,6 +861,308 @@ static void test_many_fds(void **state) {
   free(x);
 }
 
+/* ---------------------------------------------------------------------------
+ * Closed and reused fds under the contract (rx.h, rx_io_start): an fd is not
+ * closed while a watcher of it is active (stop first, or rx_io_close()), and
+ * a number closed and reused is given to rx_io_set() or rx_io_init() again.
+ * A freshly set watcher's start renews the registration, so no sequence
+ * loses the new file's events; a plain stop and start costs no kernel call.
+ */
+
+/* A new watcher of a reused number gets the new file's events even when the
+ * old watcher was left active (the contract broken): the cached interest
+ * must not keep the new registration from the kernel. `had_event`: the old
+ * watcher was just called (io_uring: its one-shot poll is to be re-armed). */
+static void reuse_fresh_watcher(int events, int had_event) {
+  int sv[2];
+  rxt_pair(sv);
+  int fd = sv[0];
+  struct iow old, x;
+  iow_init(&old, fd, RX_READ);
+  rx_io_start(rxt.loop, &old.w);
+  rxt_run_nowait(rxt.loop, 2); /* armed on the old file */
+  if (had_event) {
+    rxt_send(sv[1], 'o');
+    assert_true(rxt_run_until(rxt.loop, &old.calls, RX_SEC(5)));
+  }
+  close(fd); /* the old peer stays open: no hang-up wakes the old poll */
+  int n[2];
+  rxt_pair_at(fd, n);
+  iow_init(&x, fd, events);
+  x.drain = 1;
+  assert_int_equal(rx_io_start(rxt.loop, &x.w), 0);
+  rxt_send(n[1], 'n');
+  assert_true(rxt_run_until(rxt.loop, &x.calls, RX_SEC(5)));
+  assert_true(x.all & events);
+  rx_io_stop(rxt.loop, &old.w);
+  rx_io_stop(rxt.loop, &x.w);
+  rxt_close_pair(n);
+  close(sv[1]);
+}
+
+static void test_reuse_fresh_same_interest(void **state) {
+  (void)state;
+  reuse_fresh_watcher(RX_READ, 0);
+}
+
+static void test_reuse_fresh_after_event(void **state) {
+  (void)state;
+  reuse_fresh_watcher(RX_READ, 1);
+}
+
+static void test_reuse_fresh_write(void **state) {
+  (void)state;
+  reuse_fresh_watcher(RX_WRITE, 1);
+}
+
+/* The old watcher, stopped (or closed with rx_io_close) before the number
+ * is reused, never hears of the new file, which a new watcher with another
+ * interest does. */
+static void reuse_old_silent(int use_close) {
+  int sv[2];
+  rxt_pair(sv);
+  int fd = sv[0];
+  struct iow old, x;
+  iow_init(&old, fd, RX_READ);
+  rx_io_start(rxt.loop, &old.w);
+  rxt_send(sv[1], 'o');
+  assert_true(rxt_run_until(rxt.loop, &old.calls, RX_SEC(5)));
+  if (use_close) {
+    assert_int_equal(rx_io_close(rxt.loop, fd), 0);
+    close(sv[1]);
+  } else {
+    rx_io_stop(rxt.loop, &old.w);
+    rxt_close_pair(sv);
+  }
+  assert_false(rx_is_active(&old.w));
+  int n[2];
+  rxt_pair_at(fd, n);
+  iow_init(&x, fd, RX_WRITE);
+  x.stop = 1;
+  assert_int_equal(rx_io_start(rxt.loop, &x.w), 0);
+  rxt_send(n[1], 'n'); /* the new file is readable: not old's business */
+  assert_true(rxt_run_until(rxt.loop, &x.calls, RX_SEC(5)));
+  assert_int_equal(x.last, RX_WRITE);
+  rxt_run_nowait(rxt.loop, 3);
+  assert_int_equal(old.calls, 1);
+  char c;
+  assert_int_equal(read(fd, &c, 1), 1); /* nobody took the new data */
+  assert_int_equal(c, 'n');
+  rxt_close_pair(n);
+}
+
+static void test_reuse_stopped_old_silent(void **state) {
+  (void)state;
+  reuse_old_silent(0);
+}
+
+static void test_reuse_closed_old_silent(void **state) {
+  (void)state;
+  reuse_old_silent(1);
+}
+
+/* rx_io_close(): the peer sees EOF right after the call, before the loop
+ * runs again, on a file whose poll was armed; every watcher is stopped
+ * without a callback. */
+static void test_io_close_eof_at_once(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct iow r, w;
+  iow_init(&r, sv[0], RX_READ);
+  iow_init(&w, sv[0], RX_READ);
+  rx_io_start(rxt.loop, &r.w);
+  rx_io_start(rxt.loop, &w.w);
+  rxt_run_nowait(rxt.loop, 2); /* armed, nothing to read */
+  int calls = r.calls + w.calls;
+  assert_int_equal(rx_io_close(rxt.loop, sv[0]), 0);
+  assert_false(rx_is_active(&r.w));
+  assert_false(rx_is_active(&w.w));
+  char c;
+  assert_int_equal(read(sv[1], &c, 1), 0);
+  rxt_run_nowait(rxt.loop, 3);
+  assert_int_equal(r.calls + w.calls, calls);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0); /* nothing holds */
+  close(sv[1]);
+}
+
+/* Pending events of the closed fd's watchers are dropped: no callback. */
+static void test_io_close_drops_pending(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct iow r;
+  iow_init(&r, sv[0], RX_READ);
+  rx_io_start(rxt.loop, &r.w);
+  rxt_send(sv[1], 'x');
+  rx_feed_event(rxt.loop, &r.w, RX_READ);
+  assert_true(rx_is_pending(&r.w));
+  assert_int_equal(rx_io_close(rxt.loop, sv[0]), 0);
+  assert_false(rx_is_pending(&r.w));
+  assert_int_equal(rx_pending_count(rxt.loop), 0);
+  rxt_run_nowait(rxt.loop, 3);
+  assert_int_equal(r.calls, 0);
+  close(sv[1]);
+}
+
+/* A callback closes the fd of a watcher whose event is pending in the same
+ * iteration: that watcher is not called. */
+struct closer {
+  struct iow a, b;
+};
+
+static void close_other(rx_loop *loop, struct iow *x, int revents) {
+  (void)revents;
+  struct closer *c = x->ctx;
+  assert_int_equal(rx_io_close(loop, c->b.w.fd), 0);
+  rx_io_stop(loop, &x->w);
+}
+
+static void test_io_close_from_callback(void **state) {
+  (void)state;
+  int p[2], q[2];
+  rxt_pair(p);
+  rxt_pair(q);
+  struct closer c;
+  iow_init(&c.a, p[0], RX_READ);
+  iow_init(&c.b, q[0], RX_READ);
+  c.a.hook = close_other;
+  c.a.ctx = &c;
+  rx_io_set_priority(&c.a.w, RX_MAXPRI);
+  rx_io_start(rxt.loop, &c.a.w);
+  rx_io_start(rxt.loop, &c.b.w);
+  rxt_send(q[1], 'q');
+  rxt_send(p[1], 'p');
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(c.a.calls, 1);
+  assert_int_equal(c.b.calls, 0);
+  /* Closed with unread data: the peer's read says ECONNRESET. */
+  char ch;
+  assert_int_equal(read(q[1], &ch, 1), -1);
+  assert_int_equal(errno, ECONNRESET);
+  close(q[1]);
+  rxt_close_pair(p);
+}
+
+static void test_io_close_bad_input(void **state) {
+  (void)state;
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  close(p[0]);
+  close(p[1]);
+  assert_int_equal(rx_io_close(NULL, 0), -EINVAL);
+  assert_int_equal(rx_io_close(rxt.loop, -1), -EBADF);
+  assert_int_equal(rx_io_close(rxt.loop, p[0]), -EBADF); /* not open */
+  assert_int_equal(rx_io_close(rxt.loop, 1 << 30), -EBADF);
+  /* An unwatched fd is simply closed. */
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  assert_int_equal(rx_io_close(rxt.loop, p[0]), 0);
+  char c;
+  assert_int_equal(write(p[1], &c, 0), 0);
+  assert_int_equal(fcntl(p[0], F_GETFD), -1);
+  close(p[1]);
+  rxt_run_nowait(rxt.loop, 2);
+}
+
+/* A stop and start with no init or set in between is the same file: once
+ * the loop has waited, nothing reaches the kernel. With rx_io_set() in
+ * between, the registration is renewed (libev's rule). */
+static void test_stop_start_no_kernel_call(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct iow r;
+  iow_init(&r, sv[0], RX_READ);
+  rx_io_start(rxt.loop, &r.w);
+  rxt_run_nowait(rxt.loop, 2);
+  struct rx_metrics m0, m1;
+  rx_loop_metrics(rxt.loop, &m0);
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(rx_io_stop(rxt.loop, &r.w), 0);
+    assert_int_equal(rx_io_start(rxt.loop, &r.w), 0);
+    rx_run(rxt.loop, RX_RUN_NOWAIT);
+  }
+  rx_loop_metrics(rxt.loop, &m1);
+  assert_int_equal(m1.rearms, m0.rearms);
+  /* epoll: the ten waits, no epoll_ctl; io_uring: nothing to submit. */
+  if (!rxt_is_uring(rxt.loop))
+    assert_int_equal(m1.enters - m0.enters, 10);
+  assert_int_equal(r.calls, 0);
+  rx_io_stop(rxt.loop, &r.w);
+  assert_int_equal(rx_io_set(&r.w, sv[0], RX_READ), 0);
+  rx_io_start(rxt.loop, &r.w);
+  rx_run(rxt.loop, RX_RUN_NOWAIT);
+  rx_loop_metrics(rxt.loop, &m0);
+  assert_int_equal(m0.rearms, m1.rearms + 1);
+  rxt_send(sv[1], 'x');
+  assert_true(rxt_run_until(rxt.loop, &r.calls, RX_SEC(5)));
+  rx_io_stop(rxt.loop, &r.w);
+  rxt_close_pair(sv);
+}
+
+/* A watcher stopped by another's callback, its fd closed: the file is
+ * released when rx_run() returns, without another wait, so the peer sees
+ * EOF (io_uring: the armed poll is removed by then). */
+static void stop_and_close(rx_loop *loop, struct iow *x, int revents) {
+  (void)revents;
+  struct iow *other = x->ctx;
+  rxt_drain(x->w.fd);
+  assert_int_equal(rx_io_stop(loop, &x->w), 0);
+  assert_int_equal(rx_io_stop(loop, &other->w), 0);
+  close(other->w.fd);
+}
+
+static void test_stop_close_released_on_return(void **state) {
+  (void)state;
+  int p[2], q[2];
+  rxt_pair(p);
+  rxt_pair(q);
+  struct iow a, b;
+  iow_init(&a, p[0], RX_READ);
+  iow_init(&b, q[0], RX_READ);
+  a.hook = stop_and_close;
+  a.ctx = &b;
+  rx_io_start(rxt.loop, &a.w);
+  rx_io_start(rxt.loop, &b.w);
+  rxt_run_nowait(rxt.loop, 2); /* both armed */
+  rxt_send(p[1], 'x');
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(b.calls, 0);
+  char c;
+  assert_int_equal(read(q[1], &c, 1), 0);
+  close(q[1]);
+  rxt_close_pair(p);
+}
+
+/* An fd closed after the start but before the loop told the kernel, and a
+ * number rx_io_close() closed, each give RX_ERROR once. */
+static void test_closed_before_flush_error_once(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct iow r, s;
+  iow_init(&r, sv[0], RX_READ);
+  rx_io_start(rxt.loop, &r.w);
+  rxt_close_pair(sv);
+  rxt_run_nowait(rxt.loop, 5);
+  assert_int_equal(r.calls, 1);
+  assert_true(r.last & RX_ERROR);
+  assert_false(rx_is_active(&r.w));
+
+  int q[2];
+  rxt_pair(q);
+  assert_int_equal(rx_io_close(rxt.loop, q[0]), 0);
+  iow_init(&s, q[0], RX_READ);
+  assert_int_equal(rx_io_start(rxt.loop, &s.w), 0);
+  rxt_run_nowait(rxt.loop, 5);
+  assert_int_equal(s.calls, 1);
+  assert_true(s.last & RX_ERROR);
+  assert_false(rx_is_active(&s.w));
+  assert_int_equal(r.calls, 1);
+  close(q[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_readable),
@@ -884,6 +1190,18 @@ int main(void) {
       RXT_TEST(test_closed_while_watched_idle),
       RXT_TEST(test_closed_while_watched_ready),
       RXT_TEST(test_many_fds),
+      RXT_TEST(test_reuse_fresh_same_interest),
+      RXT_TEST(test_reuse_fresh_after_event),
+      RXT_TEST(test_reuse_fresh_write),
+      RXT_TEST(test_reuse_stopped_old_silent),
+      RXT_TEST(test_reuse_closed_old_silent),
+      RXT_TEST(test_io_close_eof_at_once),
+      RXT_TEST(test_io_close_drops_pending),
+      RXT_TEST(test_io_close_from_callback),
+      RXT_TEST(test_io_close_bad_input),
+      RXT_TEST(test_stop_start_no_kernel_call),
+      RXT_TEST(test_stop_close_released_on_return),
+      RXT_TEST(test_closed_before_flush_error_once),
   };
   const char *b = rxt_env_backend();
   char name[64];
