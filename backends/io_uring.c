@@ -73,7 +73,10 @@
  *     (io_uring_ring_dontfork) and the child does not have it at all. A
  *     child that goes on with the loop (rx_loop_fork) closes its copy of the
  *     ring fd, never unmaps (nothing is mapped there in the child), makes a
- *     new ring and re-arms every poll and the doorbell.
+ *     new ring and re-arms every poll and the doorbell. The fd is closed
+ *     first, so that a child with no fd to spare gets its number back; if
+ *     no ring can be made, the loop holds none (ring_fd -1), and neither
+ *     waits nor submits until a later iteration makes one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
