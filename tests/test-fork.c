@@ -137,6 +137,14 @@ static void test_forkcheck(void **state) {
  * rebuild fails in some round.
  */
 
+/* In a child: a crash kills it, for the parent to see, instead of landing
+ * in cmocka's handler, which would go on with the next test there. */
+static void die_on_crash(void) {
+  static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+  for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+    signal(fatal[i], SIG_DFL);
+}
+
 enum scarcity {
   TABLE_FULL, /* every number below the limit taken, the loop's fds too */
   NONE_SPARE, /* the limit below the loop's fds, every number under it taken */
@@ -196,11 +204,7 @@ static void scarce_child(rx_loop *loop, struct scarce *s, int explicit_fork,
                          enum scarcity how, int round, int hole,
                          const int pipefd[2]) {
   alarm(10); /* a hang fails the round, not the suite */
-  /* A crash kills the child, for the parent to see, instead of landing in
-   * cmocka's handler, which would go on with the next test here. */
-  static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
-  for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
-    signal(fatal[i], SIG_DFL);
+  die_on_crash();
   struct rlimit saved, low;
   if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
     _exit(10);
@@ -358,12 +362,91 @@ static void test_forkcheck_no_fd(void **state) {
   run_scarce(RX_LOOP_FORKCHECK, 0);
 }
 
+/* A fork inside a callback of a RX_LOOP_FORKCHECK loop: the child goes on
+ * from the callback and returns from rx_run() before any iteration has
+ * noticed the fork. That return must not flush the parent's ring, which is
+ * not mapped in the child; the next rx_run() rebuilds. */
+struct cbfork {
+  rx_idle idle;
+  rx_fork fork;
+  rx_timer timer;
+  pid_t pid;
+  int forks, ticks;
+};
+
+static void cbfork_idle(rx_loop *loop, rx_idle *w, int revents) {
+  (void)revents;
+  struct cbfork *c = w->data;
+  rx_idle_stop(loop, w);
+  c->pid = fork();
+  if (c->pid == 0) {
+    alarm(10);
+    die_on_crash();
+  }
+}
+
+static void cbfork_forked(rx_loop *loop, rx_fork *w, int revents) {
+  (void)loop;
+  if (revents == RX_FORK)
+    ((struct cbfork *)w->data)->forks++;
+}
+
+static void cbfork_tick(rx_loop *loop, rx_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ((struct cbfork *)w->data)->ticks++;
+}
+
+static void test_forkcheck_in_callback(void **state) {
+  (void)state;
+  struct rx_loop_options o = {.flags = RX_LOOP_FORKCHECK |
+                                       RX_LOOP_MANUAL_CLOCK};
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, &o), 0);
+  static struct cbfork c;
+  memset(&c, 0, sizeof(c));
+  c.pid = -2;
+  rx_idle_init(&c.idle, cbfork_idle);
+  c.idle.data = &c;
+  rx_fork_init(&c.fork, cbfork_forked);
+  c.fork.data = &c;
+  rx_timer_init(&c.timer, cbfork_tick, RX_MSEC(1), 0);
+  c.timer.data = &c;
+  rx_fork_start(loop, &c.fork);
+  rx_timer_start(loop, &c.timer);
+  /* One iteration first, so that the ring is in use. */
+  assert_true(rx_run(loop, RX_RUN_NOWAIT) >= 0);
+  rx_idle_start(loop, &c.idle);
+  int rc = rx_run(loop, RX_RUN_NOWAIT);
+  if (c.pid == 0) {
+    if (rc < 0 || c.forks != 0)
+      _exit(1);
+    rx_clock_advance(loop, RX_MSEC(2));
+    if (rx_run(loop, RX_RUN_NOWAIT) < 0 || c.forks != 1 || c.ticks != 1)
+      _exit(2);
+    _exit(0);
+  }
+  assert_true(rc >= 0);
+  assert_true(c.pid > 0);
+  int status;
+  assert_int_equal(waitpid(c.pid, &status, 0), c.pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail_msg("the child %s %d",
+             WIFEXITED(status) ? "exited with" : "was killed by signal",
+             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  assert_int_equal(c.forks, 0);
+  rx_timer_stop(loop, &c.timer);
+  rx_fork_stop(loop, &c.fork);
+  rx_loop_free(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_NOLOOP(test_fork_explicit),
       RXT_TEST_NOLOOP(test_forkcheck),
       RXT_TEST_NOLOOP(test_fork_no_fd),
       RXT_TEST_NOLOOP(test_forkcheck_no_fd),
+      RXT_TEST_NOLOOP(test_forkcheck_in_callback),
   };
   const char *b = rxt_env_backend();
   char name[64];
