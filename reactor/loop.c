@@ -15,12 +15,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "internal.h"
 
