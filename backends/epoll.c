@@ -230,9 +230,27 @@ static int rebuild(struct rx_epoll *be) {
 
 /* In a forked child: the epoll fd it inherited names the parent's epoll
  * set (one file, shared), so a change made through it would change the
- * parent's interest. A new set, rebuilt from the fd table, as for note f). */
+ * parent's interest, and a wait would report the parent's events. A new
+ * set, rebuilt from the fd table, as for note f), but the old fd is closed
+ * first, so that a child with no fd to spare gets its number back. If the
+ * new set cannot be made (-EMFILE), the loop has none (epfd -1) and tries
+ * again at its next iteration (loop.c). */
 static int epoll_fork(rx_loop *loop) {
-  return rebuild(backend_of(loop));
+  struct rx_epoll *be = backend_of(loop);
+  if (be->epfd >= 0)
+    close(be->epfd);
+  be->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (be->epfd < 0)
+    return -errno;
+  int rc = epoll_doorbell(loop);
+  if (rc != 0) {
+    close(be->epfd);
+    be->epfd = -1;
+    return rc;
+  }
+  be->orphan = 0;
+  rx__fds_renew_all(loop);
+  return 0;
 }
 
 /* Note c): every listed file is ready for whatever its watchers want. An

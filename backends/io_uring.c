@@ -76,7 +76,10 @@
  *     (io_uring_ring_dontfork) and the child does not have it at all. A
  *     child that goes on with the loop (rx_loop_fork) closes its copy of the
  *     ring fd, never unmaps (nothing is mapped there in the child), makes a
- *     new ring and re-arms every poll and the doorbell.
+ *     new ring and re-arms every poll and the doorbell. The fd is closed
+ *     first, so that a child with no fd to spare gets its number back; if
+ *     no ring can be made, the loop holds none (ring_fd -1), and neither
+ *     waits nor submits until a later iteration makes one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -188,11 +191,17 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
   return 0;
 }
 
+static void forget_ring(struct rx_uring *be);
+
 static void uring_destroy(rx_loop *loop) {
   struct rx_uring *be = backend_of(loop);
-  io_uring_queue_exit(&be->ring);
-  if (be->has_pollfd)
-    close(be->pollfd);
+  if (loop->postfork & RX__FORK_KERNEL) {
+    forget_ring(be); /* note k): the parent's ring, or none */
+  } else {
+    io_uring_queue_exit(&be->ring);
+    if (be->has_pollfd)
+      close(be->pollfd);
+  }
   rx__free(be, sizeof(*be));
 }
 
@@ -439,21 +448,38 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
   return 0;
 }
 
-/* Note k). */
-static int uring_fork(rx_loop *loop) {
-  struct rx_uring *be = backend_of(loop);
-  int old = be->ring.ring_fd;
+/* Note k): lets go of the ring without touching it, so that the child
+ * neither unmaps what is not its own nor enters the parent's ring; a ring
+ * already let go of (ring_fd -1) is left alone. */
+static void forget_ring(struct rx_uring *be) {
+  if (be->ring.ring_fd >= 0)
+    close(be->ring.ring_fd);
   memset(&be->ring, 0, sizeof(be->ring));
-  int rc = setup_ring(be, be->entries, be->cq_entries);
-  if (rc != 0)
-    return rc;
-  close(old);
-  io_uring_ring_dontfork(&be->ring);
+  be->ring.ring_fd = -1;
+  be->disabled = false;
+  be->rearm_doorbell = false;
   if (be->has_pollfd) {
     /* The inherited eventfd is the parent's too; a new one on request. */
     close(be->pollfd);
     be->has_pollfd = false;
   }
+}
+
+/* Note k): the old ring's fds are closed first, so that a child with no fd
+ * to spare gets a number back for the new ring. If the new one cannot be
+ * made (-EMFILE), the loop has none, and tries again at its next
+ * iteration (loop.c). */
+static int uring_fork(rx_loop *loop) {
+  struct rx_uring *be = backend_of(loop);
+  forget_ring(be);
+  int rc = setup_ring(be, be->entries, be->cq_entries);
+  if (rc != 0) {
+    /* Whatever the failed setup left is not a ring of ours. */
+    memset(&be->ring, 0, sizeof(be->ring));
+    be->ring.ring_fd = -1;
+    return rc;
+  }
+  io_uring_ring_dontfork(&be->ring);
   rx__fds_renew_all(loop);
   arm_doorbell(be);
   return 0;

@@ -60,6 +60,17 @@ int rx__cross_init(rx_loop *loop) {
   return rc;
 }
 
+/* In a forked child: the inherited eventfd is the parent's doorbell too.
+ * It is closed first, so that a child with no fd to spare gets its number
+ * back; on failure (-EMFILE) the loop has no doorbell until the next try,
+ * and nothing rings it meanwhile (loop.c holds `doorbell_rung` set). */
+int rx__cross_fork(rx_loop *loop) {
+  if (loop->wakefd >= 0)
+    close(loop->wakefd);
+  loop->wakefd = eventfd(0, EFD_CLOEXEC);
+  return loop->wakefd >= 0 ? 0 : -errno;
+}
+
 /* Called by rx_loop_free(): refuse new posts, wait for those under way, run
  * whatever was posted (each task exactly once), close the doorbell. */
 void rx__cross_free(rx_loop *loop) {
@@ -424,7 +435,7 @@ int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task) {
      * (its submission at the latest when rx_run() returns carries the
      * message); otherwise the eventfd, after giving back the flag that
      * ring() takes again. */
-    if (from->depth == 0 || from->ops != to->ops ||
+    if (from->depth == 0 || from->ops != to->ops || rx__fork_pending(from) ||
         from->ops->wake_from == NULL || from->ops->wake_from(from, to) != 0) {
       __atomic_store_n(&to->doorbell_rung, 0, __ATOMIC_RELEASE);
       ring(to);

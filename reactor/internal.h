@@ -89,8 +89,12 @@ struct rx_backend_ops {
    * fd, the ring fd): for rx_loop_fd(). */
   int (*pollfd)(rx_loop *loop);
   /* In a forked child: drop the kernel state inherited from the parent
-   * without touching it, make a new one, and queue every wanted fd and the
-   * doorbell (loop->wakefd, already new) again. */
+   * without touching it (closing its fds first, so that a child with no fd
+   * to spare gets their numbers back), make a new one, and queue every
+   * wanted fd and the doorbell (loop->wakefd, already new) again. Returns
+   * 0 or -errno (-EMFILE); after a failure the backend holds no kernel
+   * state, and while loop->postfork has RX__FORK_KERNEL the loop calls it
+   * for nothing but this op again and destroy. */
   int (*fork)(rx_loop *loop);
   /* Starts watching loop->wakefd; called once, after create. */
   int (*doorbell)(rx_loop *loop);
@@ -156,7 +160,7 @@ struct rx_loop {
   struct rx__link children; /* rx_child watchers (child.c) */
   int sigchld_users;       /* child watchers that need SIGCHLD */
   rx_signal sigchld;
-  int postfork;            /* rx_loop_fork() was called: rebuild */
+  unsigned postfork;       /* RX__FORK_*: what a fork left to do */
   unsigned fork_gen;       /* RX_LOOP_FORKCHECK: forks seen so far */
 
   int64_t now;             /* cached CLOCK_MONOTONIC ns */
@@ -216,6 +220,16 @@ struct rx_loop {
   int nsignals;            /* signal numbers this loop watches */
 };
 
+/* What a fork leaves a loop to do in the child (loop.c, after_fork()), in
+ * this order; each bit is cleared once its step succeeded, so that a step
+ * that failed (no fd free) is tried again at the next iteration. */
+enum {
+  RX__FORK_WAKEFD = 0x1, /* loop->wakefd is still the parent's doorbell */
+  RX__FORK_KERNEL = 0x2, /* the backend's kernel state is the parent's, or
+                            none: never waited on, flushed or changed */
+  RX__FORK_NOTIFY = 0x4, /* the fork watchers are still to be invoked */
+};
+
 /* The head every watcher but rx_timer starts with, for code that handles all
  * kinds (the build uses -fno-strict-aliasing, as libev's users do). */
 typedef void (*rx__any_cb)(void);
@@ -250,6 +264,11 @@ void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
 void rx__cross_notify(rx_loop *loop);
+int rx__cross_fork(rx_loop *loop);
+
+/* Forks (loop.c): true while a fork has left the kernel state to rebuild,
+ * after noticing one on a RX_LOOP_FORKCHECK loop. */
+bool rx__fork_pending(rx_loop *loop);
 
 /* Periodics (periodic.c). */
 void rx__periodic_expire(rx_loop *loop);

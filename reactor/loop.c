@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <time.h>
@@ -330,6 +329,9 @@ static rx_loop *default_loop;
 void rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
     return;
+  /* A fork not yet rebuilt from: the backend drops the parent's kernel
+   * state instead of tearing it down (destroy sees RX__FORK_KERNEL). */
+  rx__fork_pending(loop);
   /* Cleanup watchers first, while everything still works (libev too runs
    * every pending callback then). */
   if (!rx__list_empty(&loop->cleanups)) {
@@ -668,29 +670,65 @@ static void refresh_now(rx_loop *loop) {
     loop->now = rx__clock_now();
 }
 
-void rx_loop_fork(rx_loop *loop) {
-  loop->postfork = 1;
+/* The loop is in a forked child, whose one thread is the one that forked:
+ * none of its loops sleeps. Until the doorbell is the child's own,
+ * `doorbell_rung` stays set, so that no post or signal rings the parent's
+ * eventfd (or a closed one). */
+static void mark_forked(rx_loop *loop) {
+  loop->postfork = RX__FORK_WAKEFD | RX__FORK_KERNEL | RX__FORK_NOTIFY;
+  __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&loop->doorbell_rung, 1, __ATOMIC_RELAXED);
 }
 
-/* The first iteration in a forked child: a doorbell of its own (the
- * inherited eventfd is the parent's too), kernel state rebuilt by the
- * backend, then the fork watchers. */
-static int after_fork(rx_loop *loop) {
-  loop->postfork = 0;
-  loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
-  int fd = eventfd(0, EFD_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  close(loop->wakefd);
-  loop->wakefd = fd;
+void rx_loop_fork(rx_loop *loop) {
+  mark_forked(loop);
+}
+
+bool rx__fork_pending(rx_loop *loop) {
+  if (loop->flags & RX_LOOP_FORKCHECK) {
+    unsigned gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+    if (gen != loop->fork_gen) {
+      loop->fork_gen = gen;
+      mark_forked(loop);
+    }
+  }
+  return (loop->postfork & (RX__FORK_WAKEFD | RX__FORK_KERNEL)) != 0;
+}
+
+/* The kernel state a fork calls for: a doorbell of its own (the inherited
+ * eventfd is the parent's too), then the backend's. Each step is done
+ * once; one that failed (-EMFILE: no fd free) is tried again from where it
+ * stopped, and until then the loop never waits, flushes or changes the
+ * backend's kernel state, which is the parent's or none. */
+static int rebuild(rx_loop *loop) {
+  if (!rx__fork_pending(loop))
+    return 0;
+  int rc;
+  if (loop->postfork & RX__FORK_WAKEFD) {
+    if ((rc = rx__cross_fork(loop)) != 0)
+      return rc;
+    loop->postfork &= ~(unsigned)RX__FORK_WAKEFD;
+  }
+  if ((rc = loop->ops->fork(loop)) != 0)
+    return rc;
+  loop->postfork &= ~(unsigned)RX__FORK_KERNEL;
   __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&loop->sleeping, 0, __ATOMIC_RELAXED);
-  int rc = loop->ops->fork(loop);
+  return 0;
+}
+
+/* The first iteration in a forked child: the rebuild, then the fork
+ * watchers. While the rebuild fails, every iteration ends here with its
+ * error. */
+static int after_fork(rx_loop *loop) {
+  int rc = rebuild(loop);
   if (rc != 0)
     return rc;
-  if (!rx__list_empty(&loop->forks)) {
-    feed_list(loop, &loop->forks, offsetof(rx_fork, _active), RX_FORK);
-    loop->invoke(loop);
+  if (loop->postfork & RX__FORK_NOTIFY) {
+    loop->postfork &= ~(unsigned)RX__FORK_NOTIFY;
+    if (!rx__list_empty(&loop->forks)) {
+      feed_list(loop, &loop->forks, offsetof(rx_fork, _active), RX_FORK);
+      loop->invoke(loop);
+    }
   }
   return 0;
 }
@@ -733,7 +771,7 @@ int rx_run(rx_loop *loop, int mode) {
   int rc = 0;
   do {
     loop->iteration++;
-    if (loop->postfork ||
+    if (loop->postfork != 0 ||
         ((loop->flags & RX_LOOP_FORKCHECK) &&
          __atomic_load_n(&fork_generation, __ATOMIC_RELAXED) !=
              loop->fork_gen)) {
@@ -797,7 +835,8 @@ int rx_run(rx_loop *loop, int mode) {
            !(mode & (RX_RUN_ONCE | RX_RUN_NOWAIT)));
   if (loop->break_how == RX_BREAK_ONE)
     loop->break_how = RX_BREAK_CANCEL;
-  if (loop->ops->flush != NULL)
+  /* Not a ring that a fork (perhaps in a callback) left unmapped. */
+  if (loop->ops->flush != NULL && !rx__fork_pending(loop))
     loop->ops->flush(loop);
   loop->depth--;
   if (rc < 0)
@@ -808,12 +847,20 @@ int rx_run(rx_loop *loop, int mode) {
 int rx_loop_fd(rx_loop *loop) {
   if (loop == NULL)
     return -EINVAL;
+  /* After a fork, the fd must be the child's own: rebuild now (the fork
+   * watchers still wait for the next iteration), or give the error. */
+  int rc = rebuild(loop);
+  if (rc != 0)
+    return rc;
   return loop->ops->pollfd(loop);
 }
 
 int64_t rx_loop_timeout(rx_loop *loop) {
   if (loop == NULL)
     return -EINVAL;
+  /* A fork to finish: rx_run() does it, or returns why it cannot. */
+  if (rx__fork_pending(loop) || loop->postfork != 0)
+    return 0;
   refresh_now(loop);
   int64_t timeout = wait_timeout(loop, RX_RUN_ONCE);
   if (timeout == 0 && loop->activecnt <= 0 && loop->pendingcnt == 0 &&

@@ -385,7 +385,10 @@ RX_EXPORT const char *rx_backend_reason(const rx_loop *loop);
 /* In a forked child that goes on using `loop`: its kernel state (the
  * io_uring ring, whose memory the child does not inherit, or the epoll set,
  * and the doorbell) is rebuilt at the next iteration, every watcher kept.
- * Call it in the child only; the parent's loop is unaffected either way. */
+ * Call it in the child only; the parent's loop is unaffected either way.
+ * While the rebuild fails (-EMFILE: no fd free), rx_run() and rx_loop_fd()
+ * return its error and try again at each call, running no callback;
+ * starts, stops and posts are kept for when it succeeds. */
 RX_EXPORT void rx_loop_fork(rx_loop *loop);
 
 /* Moves a RX_LOOP_MANUAL_CLOCK loop's time forward by `ns` (>= 0); the
