@@ -206,6 +206,8 @@ struct rx_async {
    * takes an atomic (see rx_async_send() in async.c), and a bit that lets
    * further sends only look. */
   unsigned _sent;
+  /* Atomic: the loop it is active on, or NULL; read by sends. */
+  rx_loop *_loop;
 };
 
 /* A function to run on a loop's thread, posted from any thread. Caller-owned:
