@@ -320,6 +320,7 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
   w->_active.next = NULL;
   w->_active.prev = NULL;
   w->_sent = 0;
+  w->_loop = NULL;
 }
 
 int rx_async_start(rx_loop *loop, rx_async *w) {
@@ -329,14 +330,19 @@ int rx_async_start(rx_loop *loop, rx_async *w) {
   int rc = rx__listed_start(loop, (struct rx__head *)(void *)w,
                             w ? &w->_active : NULL,
                             loop ? &loop->asyncs : NULL);
-  if (rc == 0 && fresh)
+  if (rc == 0 && fresh) {
     fence_setup();
+    __atomic_store_n(&w->_loop, loop, __ATOMIC_RELAXED);
+  }
   return rc;
 }
 
 int rx_async_stop(rx_loop *loop, rx_async *w) {
-  return rx__listed_stop(loop, (struct rx__head *)(void *)w,
-                         w ? &w->_active : NULL);
+  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w,
+                           w ? &w->_active : NULL);
+  if (rc == 0)
+    __atomic_store_n(&w->_loop, NULL, __ATOMIC_RELAXED);
+  return rc;
 }
 
 int rx_async_set_priority(rx_async *w, int priority) {
@@ -346,6 +352,13 @@ int rx_async_set_priority(rx_async *w, int priority) {
 int rx_async_send(rx_loop *loop, rx_async *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
+  /* A send for another loop's watcher would wake the wrong loop and leave
+   * `_sent` set where no scan looks: every later send would then coalesce
+   * into it, and the callback never run again. Relaxed: the start that set
+   * it happens before the send, by the caller's own means. */
+  rx_loop *owner = __atomic_load_n(&w->_loop, __ATOMIC_RELAXED);
+  if (owner != NULL && owner != loop)
+    return -EBUSY;
   /* The caller's writes stay before the look (for the compiler; the CPU is
    * the loop's barrier's business, see "Light sends" above). */
   __atomic_signal_fence(__ATOMIC_SEQ_CST);

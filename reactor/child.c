@@ -180,6 +180,8 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   int rc;
   w->_pidfd = -1;
   if (w->pid > 0 && !w->_trace) {

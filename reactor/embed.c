@@ -74,6 +74,19 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
   w->_active.prev = NULL;
 }
 
+/* Whether `from` is `to` or embeds it, directly or through loops it
+ * embeds. The embeddings form no cycle (rx_embed_start() refuses one), so
+ * the search ends; its depth is that of the nesting. */
+static bool reaches(const rx_loop *from, const rx_loop *to) {
+  if (from == to)
+    return true;
+  for (const struct rx__link *n = from->embeds.next; n != &from->embeds;
+       n = n->next)
+    if (reaches(EMBED_OF(n, _active)->other, to))
+      return true;
+  return false;
+}
+
 int rx_embed_start(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL || w->other == NULL || w->other == loop)
     return -EINVAL;
@@ -82,6 +95,12 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
                    rx__owned_by(loop, &w->_prepare._active)
                ? 0
                : -EBUSY;
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
+  /* A loop that `other` embeds, itself or further down, would sweep this
+   * one from inside its own sweep, and so on without end. */
+  if (reaches(w->other, loop))
+    return -ELOOP;
   int rc = rx_io_start(loop, &w->_io);
   if (rc != 0)
     return rc;
@@ -103,9 +122,9 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   if ((w->_flags & RX__F_ACTIVE) &&
       !rx__owned_by(loop, &w->_prepare._active))
     return -EBUSY;
-  rx__clear_pending(loop, (struct rx__head *)(void *)w);
-  if (!(w->_flags & RX__F_ACTIVE))
-    return 0;
+  int rc = rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (rc != 0 || !(w->_flags & RX__F_ACTIVE))
+    return rc;
   rx_ref(loop);
   rx_io_stop(loop, &w->_io);
   rx_ref(loop);

@@ -39,6 +39,8 @@ int rx__listed_start(rx_loop *loop, struct rx__head *w,
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
     return rx__owned_by(loop, active) ? 0 : -EBUSY;
+  if (rx__pending_elsewhere(loop, w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   rx__list_push(list, active);
   w->_flags |= RX__F_ACTIVE;
   loop->activecnt++;
@@ -50,12 +52,13 @@ int rx__listed_stop(rx_loop *loop, struct rx__head *w,
   if (loop == NULL || w == NULL)
     return -EINVAL;
   /* Active on another loop: rx.h promises -EBUSY, and touching it would
-   * corrupt both loops' counts. (Pending implies active for these kinds.) */
+   * corrupt both loops' counts. So would an inactive one fed to another
+   * loop, which rx__clear_pending() refuses. */
   if ((w->_flags & RX__F_ACTIVE) && !rx__owned_by(loop, active))
     return -EBUSY;
-  rx__clear_pending(loop, w);
-  if (!(w->_flags & RX__F_ACTIVE))
-    return 0;
+  int rc = rx__clear_pending(loop, w);
+  if (rc != 0 || !(w->_flags & RX__F_ACTIVE))
+    return rc;
   rx__list_unlink(active);
   w->_flags &= ~RX__F_ACTIVE;
   loop->activecnt--;

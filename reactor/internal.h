@@ -239,7 +239,12 @@ struct rx__head {
 
 /* Pending queues (loop.c). */
 void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
-void rx__clear_pending(rx_loop *loop, struct rx__head *w);
+/* Drops a pending event: 0, or -EBUSY (and nothing done) when `w`, not
+ * active, was fed to another loop. For an active `w`, the caller has checked
+ * that it is active on `loop`. */
+int rx__clear_pending(rx_loop *loop, struct rx__head *w);
+/* -EBUSY if `w`, not active, is pending on another loop than `loop`. */
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w);
 
 /* Watchers kept on a loop list, and the head's priority (idle.c). */
 bool rx__owned_by(const rx_loop *loop, const struct rx__link *node);

@@ -134,6 +134,8 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
     struct rx__fd *f = rx__fd_get(loop, w->fd);
     return f != NULL && on_fd(f, w) ? 0 : -EBUSY;
   }
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   if (w->fd >= loop->nfds && (rc = grow_fds(loop, w->fd)) != 0)
     return rc;
   struct rx__fd *f = &loop->fds[w->fd];
@@ -155,10 +157,8 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
 int rx_io_stop(rx_loop *loop, rx_io *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE)) {
-    rx__clear_pending(loop, (struct rx__head *)(void *)w);
-    return 0;
-  }
+  if (!(w->_flags & RX__F_ACTIVE))
+    return rx__clear_pending(loop, (struct rx__head *)(void *)w);
   struct rx__fd *f = rx__fd_get(loop, w->fd);
   rx_io **p = f != NULL ? &f->head : NULL;
   while (p != NULL && *p != NULL && *p != w)

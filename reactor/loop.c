@@ -469,12 +469,29 @@ void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
     loop->pendingpri = pri;
 }
 
-void rx__clear_pending(rx_loop *loop, struct rx__head *w) {
+/* A watcher waits only on the queues of the loop it is active on (start,
+ * feed and the clearing below refuse the others), so an active one's
+ * owner is the loop its kind's list says. An inactive one can be pending
+ * only because it was fed by hand, and only its queue, circular through a
+ * sentinel in its loop, tells which loop that was: the walk costs
+ * O(position) and is paid only for such a watcher. */
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w) {
+  if ((w->_flags & (RX__F_PENDING | RX__F_ACTIVE)) != RX__F_PENDING ||
+      rx__owned_by(loop, &w->_link))
+    return 0;
+  return -EBUSY;
+}
+
+int rx__clear_pending(rx_loop *loop, struct rx__head *w) {
   if (!(w->_flags & RX__F_PENDING))
-    return;
+    return 0;
+  int rc = rx__pending_elsewhere(loop, w);
+  if (rc != 0)
+    return rc;
   rx__list_unlink(&w->_link);
   w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
+  return 0;
 }
 
 static void invoke_head(rx_loop *loop, struct rx__head *w) {
@@ -575,6 +592,50 @@ void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
   loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
 }
 
+/* Whether the active watcher `w` of kind `kind` is active on `loop`: on
+ * the list its kind keeps there. */
+static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
+  size_t at;
+  switch (kind) {
+  case RX__KIND_IO: {
+    rx_io *io = (rx_io *)(void *)w;
+    struct rx__fd *f = rx__fd_get(loop, io->fd);
+    for (rx_io *i = f != NULL ? f->head : NULL; i != NULL; i = i->_next)
+      if (i == io)
+        return true;
+    return false;
+  }
+  case RX__KIND_SIGNAL: {
+    rx_signal *sg = (rx_signal *)(void *)w;
+    if (sg->signum <= 0 || sg->signum >= RX__NSIG)
+      return false;
+    for (rx_signal *i = loop->signals[sg->signum]; i != NULL; i = i->_next)
+      if (i == sg)
+        return true;
+    return false;
+  }
+  case RX__KIND_EMBED:
+    at = offsetof(rx_embed, _prepare._active);
+    break;
+  case RX__KIND_PERIODIC:
+    at = offsetof(rx_periodic, _active);
+    break;
+  case RX__KIND_CHILD:
+    at = offsetof(rx_child, _active);
+    break;
+  case RX__KIND_STAT:
+    at = offsetof(rx_stat, _active);
+    break;
+  case RX__KIND_ASYNC:
+    at = offsetof(rx_async, _active);
+    break;
+  default: /* idle, prepare, check, cleanup, fork: the link after the head */
+    at = offsetof(rx_idle, _active);
+    break;
+  }
+  return rx__owned_by(loop, (struct rx__link *)(void *)((char *)w + at));
+}
+
 int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   struct rx__head *h = w;
   if (loop == NULL || h == NULL)
@@ -582,6 +643,11 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
   if (kind < RX__KIND_IO || kind > RX__KIND_STAT)
     return -EINVAL; /* not an initialised watcher */
+  /* A watcher of another loop would wait on this loop's queue, and its own
+   * loop would later unlink it from there: -EBUSY, as for start. */
+  if ((h->_flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
+                                 : rx__pending_elsewhere(loop, h) != 0)
+    return -EBUSY;
   rx__feed(loop, h, revents & (int)RX__F_REVENTS_MASK);
   return 0;
 }
@@ -592,9 +658,12 @@ int rx_clear_pending_head(rx_loop *loop, void *w) {
     return -EINVAL;
   if (!(h->_flags & RX__F_PENDING))
     return 0;
+  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  if ((h->_flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
+    return -EBUSY;
   int revents = (int)(h->_flags >> RX__F_REVENTS_SHIFT);
-  rx__clear_pending(loop, h);
-  return revents;
+  int rc = rx__clear_pending(loop, h);
+  return rc != 0 ? rc : revents;
 }
 
 int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {

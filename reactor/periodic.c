@@ -152,6 +152,8 @@ int rx_periodic_start(rx_loop *loop, rx_periodic *w) {
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->nperiodics == 0) {
     int rc = watch_clock(loop);
     if (rc != 0)

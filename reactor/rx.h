@@ -214,6 +214,8 @@ struct rx_async {
    * takes an atomic (see rx_async_send() in async.c), and a bit that lets
    * further sends only look. */
   unsigned _sent;
+  /* Atomic: the loop it is active on, or NULL; read by sends. */
+  rx_loop *_loop;
 };
 
 /* A function to run on a loop's thread, posted from any thread. Caller-owned:
@@ -513,9 +515,10 @@ RX_EXPORT int rx_io_set(rx_io *w, int fd, int events);
  * needs rx_io_set() or rx_io_init() before the start, and a plain stop and
  * start of the same file costs no kernel call. */
 RX_EXPORT int rx_io_start(rx_loop *loop, rx_io *w);
-/* Stops the watcher and clears a pending event; 0 also when inactive. The
- * kernel's registration of an fd left without watchers goes at the next
- * wait, or when rx_run() returns. */
+/* Stops the watcher and clears a pending event; 0 also when inactive,
+ * -EBUSY when active or pending on another loop. The kernel's registration
+ * of an fd left without watchers goes at the next wait, or when rx_run()
+ * returns. */
 RX_EXPORT int rx_io_stop(rx_loop *loop, rx_io *w);
 /* Stops every watcher of fd on this loop (no callback; pending events are
  * dropped), releases what the kernel holds for it at once, then closes it:
@@ -540,10 +543,12 @@ RX_EXPORT int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat);
 /* Starts the timer `after` ns from rx_now(). -EINVAL for an invalid timer,
  * -EBUSY when active on another loop. */
 RX_EXPORT int rx_timer_start(rx_loop *loop, rx_timer *w);
-/* Stops the timer and clears a pending expiry; 0 also when inactive. */
+/* Stops the timer and clears a pending expiry; 0 also when inactive,
+ * -EBUSY when active or pending on another loop. */
 RX_EXPORT int rx_timer_stop(rx_loop *loop, rx_timer *w);
 /* libev's ev_timer_again: with `repeat` > 0, (re)starts the timer to expire
- * `repeat` ns from now; with `repeat` == 0, stops it. -EINVAL if repeat < 0. */
+ * `repeat` ns from now; with `repeat` == 0, stops it. -EINVAL if repeat < 0,
+ * -EBUSY when active or pending on another loop. */
 RX_EXPORT int rx_timer_again(rx_loop *loop, rx_timer *w);
 /* Nanoseconds until an active timer expires (<= 0 once due); for a stopped
  * timer, the delay it would start with. */
@@ -615,7 +620,8 @@ RX_EXPORT int64_t rx_wallclock(const rx_loop *loop);
  */
 
 RX_EXPORT void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other);
-/* -EINVAL for a NULL argument or a loop embedded in itself; -EBUSY when
+/* -EINVAL for a NULL argument or a loop embedded in itself; -ELOOP when
+ * `other` embeds `loop`, directly or further down (a cycle); -EBUSY when
  * active on another loop. */
 RX_EXPORT int rx_embed_start(rx_loop *loop, rx_embed *w);
 RX_EXPORT int rx_embed_stop(rx_loop *loop, rx_embed *w);
@@ -674,6 +680,8 @@ RX_EXPORT int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w);
  * stopped watcher of this loop; its callback runs in this or the next
  * invocation of pending callbacks with `revents` (a timer always receives
  * RX_TIMER). Use rx_feed_event(loop, w, revents) with any watcher type.
+ * -EBUSY for a watcher active or pending on another loop: feeding,
+ * clearing, starting or stopping it there would corrupt both loops.
  */
 RX_EXPORT int rx_feed_event_head(rx_loop *loop, void *w, int revents);
 RX_EXPORT int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents);
@@ -695,8 +703,9 @@ RX_EXPORT int rx_async_stop(rx_loop *loop, rx_async *w);
  * thread, once for any number of sends before it runs, and what the sending
  * thread wrote before the send is visible to that callback (an atomic
  * read-modify-write, or, after many sends since the loop last looked, a
- * load paired with the loop's membarrier(): see the guide). 0, or -EINVAL.
- * A send to a stopped watcher is dropped. Sends come from threads of this
+ * load paired with the loop's membarrier(): see the guide). 0, or -EINVAL;
+ * -EBUSY for a watcher active on another loop. A send to a stopped watcher
+ * is dropped. Sends come from threads of this
  * process. */
 RX_EXPORT int rx_async_send(rx_loop *loop, rx_async *w);
 /* Whether a send has not yet been seen by the loop. */

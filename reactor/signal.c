@@ -151,6 +151,8 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
     return on_list(loop, w) ? 0 : -EBUSY;
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->signals[w->signum] == NULL) {
     int rc = claim(loop, w->signum);
     if (rc != 0)
@@ -167,10 +169,8 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
 int rx_signal_stop(rx_loop *loop, rx_signal *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE)) {
-    rx__clear_pending(loop, (struct rx__head *)(void *)w);
-    return 0;
-  }
+  if (!(w->_flags & RX__F_ACTIVE))
+    return rx__clear_pending(loop, (struct rx__head *)(void *)w);
   if (!catchable(w->signum) || !on_list(loop, w))
     return -EBUSY; /* active on another loop */
   rx__clear_pending(loop, (struct rx__head *)(void *)w);

@@ -130,6 +130,8 @@ int rx_stat_start(rx_loop *loop, rx_stat *w) {
     return -EINVAL;
   if (w->_flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
+  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+    return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->inotifyfd < 0)
     open_inotify(loop);
   take(w, &w->attr);

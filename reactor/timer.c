@@ -102,6 +102,32 @@ static void arm(rx_loop *loop, rx_timer *w, int64_t at) {
   }
 }
 
+/* Whether the linked timer `w` is on one of `loop`'s lists, its wheel or a
+ * pending queue: every such list is circular through a sentinel inside the
+ * loop. rx_timer has no room for its loop's identity (it stays at libev's 48
+ * bytes), so the list tells. Its neighbours answer at once for a timer alone
+ * on its list or at either end of it, and they are the lines the unlink that
+ * follows touches anyway; beyond them the walk goes both ways at most
+ * OWNER_WALK steps, which settles every list of up to 2 * OWNER_WALK + 1
+ * other entries. Deeper inside a longer list the answer is "yes": a full
+ * walk would make a stop O(n) in the crowded slots that many timeouts of
+ * one length fill, which is where stop and again are hot. */
+#define OWNER_WALK 4
+static bool timer_here(const rx_loop *loop, const rx_timer *w) {
+  uintptr_t lo = (uintptr_t)loop;
+  const struct rx__link *f = w->_ent.link.next, *b = w->_ent.link.prev;
+  for (int i = 0;; i++) {
+    if ((uintptr_t)f - lo < sizeof(*loop) || (uintptr_t)b - lo < sizeof(*loop))
+      return true;
+    if (f == b || f->next == b)
+      return false; /* the whole list seen, and no sentinel of `loop` */
+    if (i == OWNER_WALK)
+      return true;
+    f = f->next;
+    b = b->prev;
+  }
+}
+
 /* Deadline `delay` ns from now, saturating far in the future. */
 static int64_t deadline(const rx_loop *loop, int64_t delay) {
   return delay > INT64_MAX - loop->now ? INT64_MAX : loop->now + delay;
@@ -113,10 +139,11 @@ static __attribute__((noinline)) int start_other(rx_loop *loop, rx_timer *w) {
   if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
   if (tflags(w) & RX__T_ACTIVE)
-    /* Its list's sentinel is in the loop it runs on; only start on an
-     * already active timer pays for the walk. */
-    return rx__owned_by(loop, &w->_ent.link) ? 0 : -EBUSY;
-  /* A pending expiry of the previous run is dropped: the timer starts over. */
+    return timer_here(loop, w) ? 0 : -EBUSY;
+  /* A pending expiry of the previous run is dropped: the timer starts over;
+   * one pending on another loop stays there. */
+  if (!timer_here(loop, w))
+    return -EBUSY;
   unpend(loop, w);
   arm(loop, w, deadline(loop, delay_of(w)));
   return 0;
@@ -156,6 +183,8 @@ static void deactivate(rx_loop *loop, rx_timer *w) {
 int rx_timer_stop(rx_loop *loop, rx_timer *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
+  if (w->_ent.link.next != NULL && !timer_here(loop, w))
+    return -EBUSY; /* active or pending on another loop */
   if (tflags(w) & RX__T_ACTIVE)
     deactivate(loop, w);
   else
@@ -168,6 +197,8 @@ int rx_timer_again(rx_loop *loop, rx_timer *w) {
     return -EINVAL;
   if ((tflags(w) & RX__T_INVALID) || w->repeat < 0)
     return -EINVAL;
+  if (w->_ent.link.next != NULL && !timer_here(loop, w))
+    return -EBUSY;
   if (tflags(w) & RX__T_ACTIVE) {
     if (w->repeat == 0) {
       deactivate(loop, w);
@@ -220,6 +251,34 @@ void rx__timer_expire(rx_loop *loop) {
   }
 }
 
+/* The first deadline after `now` of a timer that was due at `at` (<= now)
+ * and repeats every `repeat` (> 0) ns: at + k * repeat for the least k >= 1
+ * that passes `now`, skipping the periods missed; saturated at INT64_MAX. In
+ * unsigned arithmetic, so that no step can overflow. */
+static int64_t next_deadline(int64_t at, int64_t repeat, int64_t now) {
+  uint64_t r = (uint64_t)repeat;
+  uint64_t k = ((uint64_t)now - (uint64_t)at) / r + 1;
+  uint64_t room = (uint64_t)INT64_MAX - (uint64_t)at;
+  if (k > room / r)
+    return INT64_MAX;
+  return (int64_t)((uint64_t)at + k * r);
+}
+
+/* Puts a repeating timer that was due at `at` back into the wheel at its
+ * next deadline. Once the clock has passed the last deadline the wheel can
+ * hold (2^58 ns after the loop started: only a manual clock gets there),
+ * none comes after now, and the timer ends as a one-shot does rather than
+ * firing at every iteration. */
+static void repeat_from(rx_loop *loop, rx_timer *w, int64_t at) {
+  rx__tw_add(&loop->wheel, &w->_ent, next_deadline(at, w->repeat, loop->now));
+  if (rx__tw_at(&loop->wheel, &w->_ent) > loop->now)
+    return;
+  rx__tw_del(&loop->wheel, &w->_ent);
+  tclear(w, RX__T_ACTIVE);
+  set_delay(w, 0);
+  loop->activecnt--;
+}
+
 /* Runs the callback of a timer that rx_invoke_pending() took off its
  * queue. A repeating timer first goes back into the wheel at its previous
  * deadline plus `repeat`; periods that were missed entirely (the loop was
@@ -235,10 +294,7 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node) {
       /* Fed by rx_feed_event() before it was due: back to its deadline. */
       rx__tw_add(&loop->wheel, &w->_ent, at);
     } else if (w->repeat > 0) {
-      int64_t next = at + w->repeat;
-      if (next <= loop->now)
-        next += ((loop->now - next) / w->repeat + 1) * w->repeat;
-      rx__tw_add(&loop->wheel, &w->_ent, next);
+      repeat_from(loop, w, at);
     } else {
       /* repeat was set to 0 while the expiry was pending */
       tclear(w, RX__T_ACTIVE);
@@ -253,6 +309,8 @@ int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents) {
   (void)revents; /* a timer's callback always receives RX_TIMER */
   if (loop == NULL || w == NULL)
     return -EINVAL;
+  if (w->_ent.link.next != NULL && !timer_here(loop, w))
+    return -EBUSY; /* active or pending on another loop */
   if (tflags(w) & RX__T_PENDING)
     return 0;
   /* The link serves the wheel or the pending queue: an active timer leaves
@@ -273,6 +331,8 @@ int rx_clear_pending_timer(rx_loop *loop, rx_timer *w) {
     return -EINVAL;
   if (!(tflags(w) & RX__T_PENDING))
     return 0;
+  if (!timer_here(loop, w))
+    return -EBUSY; /* pending on another loop */
   if (tflags(w) & RX__T_ACTIVE) {
     /* Active and pending: it left the wheel for the queue; back it goes,
      * at its next deadline, as rx__timer_invoke() would have put it. */
@@ -280,17 +340,15 @@ int rx_clear_pending_timer(rx_loop *loop, rx_timer *w) {
     tclear(w, RX__T_PENDING);
     loop->pendingcnt--;
     int64_t at = rx__tw_at(&loop->wheel, &w->_ent);
-    if (at <= loop->now && w->repeat > 0) {
-      at += w->repeat;
-      if (at <= loop->now)
-        at += ((loop->now - at) / w->repeat + 1) * w->repeat;
-    } else if (at <= loop->now) {
+    if (at > loop->now) {
+      rx__tw_add(&loop->wheel, &w->_ent, at);
+    } else if (w->repeat > 0) {
+      repeat_from(loop, w, at);
+    } else {
       tclear(w, RX__T_ACTIVE);
       set_delay(w, 0);
       loop->activecnt--;
-      return RX_TIMER;
     }
-    rx__tw_add(&loop->wheel, &w->_ent, at);
     return RX_TIMER;
   }
   unpend(loop, w);

@@ -942,6 +942,50 @@ static void test_post_from_outside_run(void **state) {
   rx_loop_free(to);
 }
 
+/* A send naming another loop than the watcher's: -EBUSY, and the watcher
+ * is not silenced (the send used to leave its word set where no loop looks,
+ * so that every later send coalesced into it and no callback ran again). */
+static void count_async_cb(rx_loop *loop, rx_async *w, int revents) {
+  (void)loop;
+  assert_int_equal(revents, RX_ASYNC);
+  ++*(int *)w->data;
+}
+
+static void test_async_send_other_loop(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop, *b;
+  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  int calls = 0;
+  rx_async w;
+  rx_async_init(&w, count_async_cb);
+  w.data = &calls;
+  assert_int_equal(rx_async_start(a, &w), 0);
+  assert_int_equal(rx_async_send(b, &w), -EBUSY);
+  assert_false(rx_async_pending(&w));
+  assert_int_equal(rx_async_send(a, &w), 0);
+  for (int i = 0; i < 5 && calls == 0; i++)
+    assert_true(rx_run(a, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(calls, 1);
+  assert_int_equal(rx_async_send(a, &w), 0);
+  for (int i = 0; i < 5 && calls == 1; i++)
+    assert_true(rx_run(a, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(calls, 2);
+  const char *what = NULL;
+  assert_int_equal(rx_verify(a, &what), 0);
+  assert_int_equal(rx_verify(b, &what), 0);
+  assert_int_equal(rx_async_stop(b, &w), -EBUSY);
+  assert_int_equal(rx_async_stop(a, &w), 0);
+  /* stopped, it may start on B and is then B's */
+  assert_int_equal(rx_async_start(b, &w), 0);
+  assert_int_equal(rx_async_send(a, &w), -EBUSY);
+  assert_int_equal(rx_async_send(b, &w), 0);
+  for (int i = 0; i < 5 && calls == 2; i++)
+    assert_true(rx_run(b, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(calls, 3);
+  assert_int_equal(rx_async_stop(b, &w), 0);
+  rx_loop_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpsc_fifo),
@@ -964,6 +1008,7 @@ int main(void) {
       RXT_TEST(test_busy_poll_only_for_fast_hand_offs),
       RXT_TEST(test_busy_poll_bad_input),
       RXT_TEST(test_post_from_outside_run),
+      RXT_TEST(test_async_send_other_loop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1835,6 +1835,152 @@ static void test_default_loop_again(void **state) {
   rx_loop_free(again);
 }
 
+/* ---------------------------------------------------------------------------
+ * Feeding, clearing and stopping with the wrong loop: a watcher active or
+ * pending on A handed to B is refused with -EBUSY, both loops stay intact,
+ * and the watcher still works on A.
+ */
+
+struct cross {
+  int calls;
+  int revents;
+};
+
+static void cross_io_cb(rx_loop *loop, rx_io *w, int revents) {
+  (void)loop;
+  struct cross *c = w->data;
+  c->calls++;
+  c->revents = revents;
+}
+
+static void cross_idle_cb(rx_loop *loop, rx_idle *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ((struct cross *)w->data)->calls++;
+}
+
+static void cross_signal_cb(rx_loop *loop, rx_signal *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ((struct cross *)w->data)->calls++;
+}
+
+static void assert_intact(rx_loop *a, rx_loop *b) {
+  const char *what = NULL;
+  assert_int_equal(rx_verify(a, &what), 0);
+  assert_int_equal(rx_verify(b, &what), 0);
+}
+
+/* An io watcher fed on A while stopped, then stopped, cleared, fed and
+ * started on B. */
+static void test_other_loop_pending_io(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop, *b;
+  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  int sv[2];
+  rxt_pair(sv);
+  struct cross c = {0};
+  rx_io w;
+  rx_io_init(&w, cross_io_cb, sv[0], RX_READ);
+  w.data = &c;
+  assert_int_equal(rx_feed_event(a, &w, RX_CUSTOM), 0);
+  assert_int_equal(rx_io_stop(b, &w), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &w), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &w, RX_CUSTOM), -EBUSY);
+  assert_int_equal(rx_io_start(b, &w), -EBUSY);
+  assert_false(rx_is_active(&w));
+  assert_true(rx_is_pending(&w));
+  assert_int_equal(rx_pending_count(a), 1);
+  assert_int_equal(rx_pending_count(b), 0);
+  assert_intact(a, b);
+  rxt_run_nowait(b, 1);
+  assert_int_equal(c.calls, 0);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(c.revents, RX_CUSTOM);
+  /* active on A, and pending there: the same refusals, then a clean stop */
+  assert_int_equal(rx_io_start(a, &w), 0);
+  assert_int_equal(rx_feed_event(a, &w, RX_CUSTOM), 0);
+  assert_int_equal(rx_io_stop(b, &w), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &w), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &w, RX_CUSTOM), -EBUSY);
+  assert_intact(a, b);
+  assert_int_equal(rx_clear_pending(a, &w), RX_CUSTOM);
+  assert_int_equal(rx_io_stop(a, &w), 0);
+  assert_intact(a, b);
+  rx_loop_free(b);
+  rxt_close_pair(sv);
+}
+
+/* A watcher active on A but not pending, fed on B: refused, since A would
+ * later unlink it from B's queue; stopping it on A and running stays
+ * sound. */
+static void test_feed_other_loop(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop, *b;
+  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  int sv[2];
+  rxt_pair(sv);
+  struct cross c = {0}, ci = {0}, cs = {0};
+  rx_io w;
+  rx_io_init(&w, cross_io_cb, sv[0], RX_READ);
+  w.data = &c;
+  rx_idle idle;
+  rx_idle_init(&idle, cross_idle_cb);
+  idle.data = &ci;
+  rx_signal sg;
+  rx_signal_init(&sg, cross_signal_cb, SIGUSR2);
+  sg.data = &cs;
+  assert_int_equal(rx_io_start(a, &w), 0);
+  assert_int_equal(rx_idle_start(a, &idle), 0);
+  assert_int_equal(rx_signal_start(a, &sg), 0);
+  assert_int_equal(rx_feed_event(b, &w, RX_CUSTOM), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &idle, RX_CUSTOM), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &sg, RX_CUSTOM), -EBUSY);
+  assert_int_equal(rx_pending_count(b), 0);
+  assert_intact(a, b);
+  assert_int_equal(rx_io_stop(a, &w), 0);
+  assert_int_equal(rx_signal_stop(a, &sg), 0);
+  rxt_run_nowait(b, 1);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(c.calls, 0);
+  assert_int_equal(ci.calls, 1);
+  assert_int_equal(cs.calls, 0);
+  /* fed on its own loop it runs */
+  assert_int_equal(rx_io_start(a, &w), 0);
+  assert_int_equal(rx_feed_event(a, &w, RX_CUSTOM), 0);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(rx_io_stop(a, &w), 0);
+  assert_int_equal(rx_idle_stop(a, &idle), 0);
+  assert_intact(a, b);
+  rx_loop_free(b);
+  rxt_close_pair(sv);
+}
+
+/* An idle watcher fed on A while stopped: stop, clear and start on B
+ * refuse it (the list-kept kinds share this path). */
+static void test_other_loop_pending_idle(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop, *b;
+  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  struct cross c = {0};
+  rx_idle w;
+  rx_idle_init(&w, cross_idle_cb);
+  w.data = &c;
+  assert_int_equal(rx_feed_event(a, &w, RX_CUSTOM), 0);
+  assert_int_equal(rx_idle_stop(b, &w), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &w), -EBUSY);
+  assert_int_equal(rx_idle_start(b, &w), -EBUSY);
+  assert_int_equal(rx_idle_set_priority(&w, 1), -EBUSY);
+  assert_false(rx_is_active(&w));
+  assert_intact(a, b);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(c.calls, 1);
+  assert_intact(a, b);
+  rx_loop_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_MANUAL(test_manual_clock_basics),
@@ -1868,6 +2014,9 @@ int main(void) {
       RXT_TEST(test_feed_signal),
       RXT_TEST_NOLOOP(test_free_stops_everything),
       RXT_TEST_NOLOOP(test_default_loop_again),
+      RXT_TEST(test_other_loop_pending_io),
+      RXT_TEST(test_feed_other_loop),
+      RXT_TEST(test_other_loop_pending_idle),
   };
   const char *b = rxt_env_backend();
   char name[128];

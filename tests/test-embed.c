@@ -225,6 +225,53 @@ static void test_host_loop(void **state) {
   rxt_close_pair(sv);
 }
 
+static void embed_timer_cb(rx_loop *loop, rx_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  ++*(int *)w->data;
+}
+
+/* An embedding that closes a cycle, A in B in A (or longer), would sweep
+ * without end: -ELOOP, both loops intact, and the first embedding still
+ * works. */
+static void test_embed_cycle(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop, *b, *c;
+  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  assert_int_equal(rx_loop_new(&c, NULL), 0);
+  rx_embed ab, ba, bc, ca;
+  rx_embed_init(&ab, NULL, b);
+  rx_embed_init(&ba, NULL, a);
+  rx_embed_init(&bc, NULL, c);
+  rx_embed_init(&ca, NULL, a);
+  assert_int_equal(rx_embed_start(a, &ab), 0);
+  assert_int_equal(rx_embed_start(b, &ba), -ELOOP);
+  assert_false(rx_is_active(&ba));
+  assert_int_equal(rx_embed_start(b, &bc), 0);
+  assert_int_equal(rx_embed_start(c, &ca), -ELOOP);
+  assert_false(rx_is_active(&ca));
+  const char *what = NULL;
+  assert_int_equal(rx_verify(a, &what), 0);
+  assert_int_equal(rx_verify(b, &what), 0);
+  assert_int_equal(rx_verify(c, &what), 0);
+  /* The embedding A <- B still carries work: a timer of B runs from A. */
+  int fired = 0;
+  rx_timer t;
+  rx_timer_init(&t, embed_timer_cb, 0, 0);
+  t.data = &fired;
+  assert_int_equal(rx_timer_start(b, &t), 0);
+  for (int i = 0; i < 10 && !fired; i++)
+    assert_true(rx_run(a, RX_RUN_NOWAIT) >= 0);
+  assert_int_equal(fired, 1);
+  assert_int_equal(rx_embed_stop(b, &bc), 0);
+  assert_int_equal(rx_embed_stop(a, &ab), 0);
+  /* Once the chain is gone, the other way round is no cycle. */
+  assert_int_equal(rx_embed_start(b, &ba), 0);
+  assert_int_equal(rx_embed_stop(b, &ba), 0);
+  rx_loop_free(c);
+  rx_loop_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_embed_sweeps),
@@ -232,6 +279,7 @@ int main(void) {
       RXT_TEST(test_embed_active_count),
       RXT_TEST(test_embed_bad_input),
       RXT_TEST(test_host_loop),
+      RXT_TEST(test_embed_cycle),
   };
   const char *b = rxt_env_backend();
   char name[64];

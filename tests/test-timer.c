@@ -788,6 +788,166 @@ static void test_long_timer(void **state) {
   rx_loop_free(fine);
 }
 
+/* ---------------------------------------------------------------------------
+ * A timer of one loop handed to another, and deadlines at the end of time.
+ */
+
+static rx_loop *manual_loop(void) {
+  struct rx_loop_options o;
+  memset(&o, 0, sizeof(o));
+  o.flags = RX_LOOP_MANUAL_CLOCK;
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, &o), 0);
+  return loop;
+}
+
+static void assert_intact(rx_loop *a, rx_loop *b) {
+  const char *what = NULL;
+  assert_int_equal(rx_verify(a, &what), 0);
+  assert_int_equal(rx_verify(b, &what), 0);
+}
+
+/* Stop and again on B of a timer active on A: -EBUSY, both wheels intact,
+ * and the timer still fires on A. B has timers of its own, alone on their
+ * list and in a crowd, so that its wheel has something to corrupt. */
+static void test_other_loop_stop_again(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop = manual_loop(), *b = manual_loop();
+  struct tmr x, y[3];
+  tmr_init(&x, RX_MSEC(10), 0);
+  for (int i = 0; i < 3; i++) {
+    tmr_init(&y[i], RX_SEC(5), 0);
+    assert_int_equal(rx_timer_start(b, &y[i].t), 0);
+  }
+  assert_int_equal(rx_timer_start(a, &x.t), 0);
+  assert_int_equal(rx_timer_stop(b, &x.t), -EBUSY);
+  x.t.repeat = RX_MSEC(20);
+  assert_int_equal(rx_timer_again(b, &x.t), -EBUSY);
+  x.t.repeat = 0;
+  assert_int_equal(rx_timer_again(b, &x.t), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &x.t, RX_TIMER), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &x.t), 0); /* not pending anywhere */
+  assert_intact(a, b);
+  assert_true(rx_is_active(&x.t));
+  /* a timer of B sharing its list with others: the same from A */
+  assert_int_equal(rx_timer_stop(a, &y[1].t), -EBUSY);
+  assert_intact(a, b);
+  assert_int_equal(rx_clock_advance(a, RX_MSEC(10)), 0);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(x.calls, 1);
+  assert_intact(a, b);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(rx_timer_stop(b, &y[i].t), 0);
+  assert_int_equal(rx__tw_count(&b->wheel), 0);
+  rx_loop_free(b);
+}
+
+/* A timer pending on A (expired, or fed): stop, again, clear_pending, feed
+ * and start on B refuse it; A then runs its callback once. */
+static void test_other_loop_pending(void **state) {
+  (void)state;
+  rx_loop *a = rxt.loop = manual_loop(), *b = manual_loop();
+  struct tmr x, y;
+  tmr_init(&x, RX_MSEC(10), RX_MSEC(10));
+  tmr_init(&y, RX_SEC(5), 0);
+  assert_int_equal(rx_timer_start(b, &y.t), 0);
+  assert_int_equal(rx_timer_start(a, &x.t), 0);
+  assert_int_equal(rx_feed_event(a, &x.t, RX_TIMER), 0);
+  assert_true(rx_is_pending(&x.t));
+  assert_int_equal(rx_timer_stop(b, &x.t), -EBUSY);
+  assert_int_equal(rx_timer_again(b, &x.t), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &x.t), -EBUSY);
+  assert_int_equal(rx_feed_event(b, &x.t, RX_TIMER), -EBUSY);
+  assert_intact(a, b);
+  assert_int_equal(rx_pending_count(a), 1);
+  assert_int_equal(rx_pending_count(b), 0);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(x.calls, 1);
+  /* a one-shot that expired, inactive but pending on A */
+  struct tmr z;
+  tmr_init(&z, 0, 0);
+  assert_int_equal(rx_timer_start(a, &z.t), 0);
+  assert_int_equal(rx_feed_event(a, &z.t, RX_TIMER), 0);
+  assert_int_equal(rx_timer_stop(a, &z.t), 0);
+  assert_int_equal(rx_feed_event(a, &z.t, RX_TIMER), 0);
+  assert_false(rx_is_active(&z.t));
+  assert_int_equal(rx_timer_start(b, &z.t), -EBUSY);
+  assert_int_equal(rx_timer_stop(b, &z.t), -EBUSY);
+  assert_int_equal(rx_clear_pending(b, &z.t), -EBUSY);
+  assert_intact(a, b);
+  rxt_run_nowait(a, 1);
+  assert_int_equal(z.calls, 1);
+  assert_int_equal(rx_timer_stop(a, &x.t), 0);
+  assert_int_equal(rx_timer_stop(b, &y.t), 0);
+  assert_intact(a, b);
+  rx_loop_free(b);
+}
+
+/* repeat = INT64_MAX: the next deadline saturates (at + repeat overflowed
+ * into the past, and the timer fired at every iteration). */
+static void test_repeat_int64_max(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop = manual_loop();
+  struct tmr x;
+  tmr_init(&x, RX_MSEC(1), INT64_MAX);
+  assert_int_equal(rx_timer_start(loop, &x.t), 0);
+  assert_int_equal(rx_clock_advance(loop, RX_MSEC(1)), 0);
+  rxt_run_nowait(loop, 1);
+  assert_int_equal(x.calls, 1);
+  assert_true(rx_is_active(&x.t));
+  assert_int_equal(rx_clock_advance(loop, RX_SEC(3600) * 24 * 365), 0);
+  rxt_run_nowait(loop, 10);
+  assert_int_equal(x.calls, 1);
+  assert_true(rx_is_active(&x.t));
+  assert_int_equal(rx_verify(loop, NULL), 0);
+  assert_int_equal(rx_timer_stop(loop, &x.t), 0);
+}
+
+static void no_invoke(rx_loop *loop) {
+  (void)loop;
+}
+
+/* The same through rx_clear_pending() of an expired repeating timer, which
+ * puts it back at its next deadline. */
+static void test_clear_pending_repeat_int64_max(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop = manual_loop();
+  struct tmr x;
+  tmr_init(&x, RX_MSEC(1), INT64_MAX);
+  assert_int_equal(rx_timer_start(loop, &x.t), 0);
+  assert_int_equal(rx_clock_advance(loop, RX_MSEC(1)), 0);
+  rx_set_invoke_pending(loop, no_invoke);
+  rxt_run_nowait(loop, 1);
+  assert_true(rx_is_pending(&x.t));
+  assert_int_equal(rx_clear_pending(loop, &x.t), RX_TIMER);
+  rx_set_invoke_pending(loop, NULL);
+  assert_true(rx_is_active(&x.t));
+  assert_int_equal(rx_clock_advance(loop, RX_SEC(3600) * 24 * 365), 0);
+  rxt_run_nowait(loop, 10);
+  assert_int_equal(x.calls, 0);
+  assert_int_equal(rx_verify(loop, NULL), 0);
+  assert_int_equal(rx_timer_stop(loop, &x.t), 0);
+}
+
+/* The manual clock moved by INT64_MAX: a repeating timer fires once for
+ * all the periods it missed, and then, with no deadline left after now,
+ * ends rather than firing at every iteration. */
+static void test_clock_advance_int64_max(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop = manual_loop();
+  struct tmr x;
+  tmr_init(&x, RX_SEC(1), RX_SEC(1) + 7);
+  assert_int_equal(rx_timer_start(loop, &x.t), 0);
+  assert_int_equal(rx_clock_advance(loop, INT64_MAX), 0);
+  rxt_run_nowait(loop, 1);
+  assert_int_equal(x.calls, 1);
+  rxt_run_nowait(loop, 10);
+  assert_int_equal(x.calls, 1);
+  assert_false(rx_is_active(&x.t));
+  assert_int_equal(rx_verify(loop, NULL), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_DEFAULT), 0); /* nothing keeps it */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_never_early),
@@ -812,6 +972,11 @@ int main(void) {
       RXT_TEST_WITH(test_fine_tick, setup_fine_tick),
       RXT_TEST_NOLOOP(test_tick_option),
       RXT_TEST(test_long_timer),
+      RXT_TEST_NOLOOP(test_other_loop_stop_again),
+      RXT_TEST_NOLOOP(test_other_loop_pending),
+      RXT_TEST_NOLOOP(test_repeat_int64_max),
+      RXT_TEST_NOLOOP(test_clear_pending_repeat_int64_max),
+      RXT_TEST_NOLOOP(test_clock_advance_int64_max),
   };
   const char *b = rxt_env_backend();
   char name[64];
