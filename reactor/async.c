@@ -301,6 +301,8 @@ void rx__cross_drain(rx_loop *loop) {
  */
 
 void rx_async_init(rx_async *w, rx_async_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;
@@ -376,7 +378,7 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
 }
 
 int rx_async_pending(const rx_async *w) {
-  return __atomic_load_n(&w->_sent, __ATOMIC_RELAXED) != 0;
+  return w != NULL && __atomic_load_n(&w->_sent, __ATOMIC_RELAXED) != 0;
 }
 
 /* ---------------------------------------------------------------------------

@@ -23,6 +23,8 @@
 #define RW (RX_READ | RX_WRITE)
 
 void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;

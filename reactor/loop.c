@@ -93,11 +93,11 @@ int64_t rx__clock_now(void) {
 }
 
 int64_t rx_now(const rx_loop *loop) {
-  return loop->now;
+  return loop != NULL ? loop->now : 0;
 }
 
 void rx_now_update(rx_loop *loop) {
-  if (!(loop->flags & RX_LOOP_MANUAL_CLOCK))
+  if (loop != NULL && !(loop->flags & RX_LOOP_MANUAL_CLOCK))
     loop->now = rx__clock_now();
 }
 
@@ -109,14 +109,14 @@ int rx_clock_advance(rx_loop *loop, int64_t ns) {
 }
 
 void rx_suspend(rx_loop *loop) {
-  if (loop->suspended_at < 0) {
+  if (loop != NULL && loop->suspended_at < 0) {
     rx_now_update(loop);
     loop->suspended_at = loop->now;
   }
 }
 
 void rx_resume(rx_loop *loop) {
-  if (loop->suspended_at < 0)
+  if (loop == NULL || loop->suspended_at < 0)
     return;
   rx_now_update(loop);
   int64_t delta = loop->now - loop->suspended_at;
@@ -399,39 +399,42 @@ rx_loop *rx_default_loop(void) {
  */
 
 void rx_ref(rx_loop *loop) {
-  loop->activecnt++;
+  if (loop != NULL)
+    loop->activecnt++;
 }
 
 void rx_unref(rx_loop *loop) {
-  loop->activecnt--;
+  if (loop != NULL)
+    loop->activecnt--;
 }
 
 uint64_t rx_iteration(const rx_loop *loop) {
-  return loop->iteration;
+  return loop != NULL ? loop->iteration : 0;
 }
 
 int rx_depth(const rx_loop *loop) {
-  return loop->depth;
+  return loop != NULL ? loop->depth : 0;
 }
 
 unsigned rx_pending_count(const rx_loop *loop) {
-  return loop->pendingcnt;
+  return loop != NULL ? loop->pendingcnt : 0;
 }
 
 void rx_loop_set_data(rx_loop *loop, void *data) {
-  loop->data = data;
+  if (loop != NULL)
+    loop->data = data;
 }
 
 void *rx_loop_data(const rx_loop *loop) {
-  return loop->data;
+  return loop != NULL ? loop->data : NULL;
 }
 
 const char *rx_backend_name(const rx_loop *loop) {
-  return loop->ops->name;
+  return loop != NULL ? loop->ops->name : NULL;
 }
 
 const char *rx_backend_reason(const rx_loop *loop) {
-  return loop->reason;
+  return loop != NULL ? loop->reason : NULL;
 }
 
 const char *rx_strerror(int err) {
@@ -553,6 +556,8 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
  * collected in deadline order). A callback that feeds a higher priority makes
  * the scan restart there. */
 void rx_invoke_pending(rx_loop *loop) {
+  if (loop == NULL)
+    return;
   while (loop->pendingcnt > 0) {
     int pri = loop->pendingpri;
     struct rx__link *node;
@@ -570,7 +575,8 @@ void rx_invoke_pending(rx_loop *loop) {
 }
 
 void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
-  loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
+  if (loop != NULL)
+    loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
 }
 
 int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
@@ -669,7 +675,8 @@ static void refresh_now(rx_loop *loop) {
 }
 
 void rx_loop_fork(rx_loop *loop) {
-  loop->postfork = 1;
+  if (loop != NULL)
+    loop->postfork = 1;
 }
 
 /* The first iteration in a forked child: a doorbell of its own (the
@@ -825,6 +832,6 @@ int64_t rx_loop_timeout(rx_loop *loop) {
 }
 
 void rx_break(rx_loop *loop, int how) {
-  if (how >= RX_BREAK_CANCEL && how <= RX_BREAK_ALL)
+  if (loop != NULL && how >= RX_BREAK_CANCEL && how <= RX_BREAK_ALL)
     loop->break_how = how;
 }

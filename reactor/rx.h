@@ -9,6 +9,10 @@
  *   - every function that can fail returns 0 (or a count) on success and a
  *     negative errno value on failure; rx_strerror() names it. rx never sets
  *     errno for the caller, never prints and never aborts on bad input.
+ *     NULL is accepted for every pointer argument of every function: a
+ *     void function then does nothing, a getter returns 0 (or NULL), the
+ *     rest -EINVAL. (A pointer to freed or never initialised memory cannot
+ *     be checked.)
  *   - time is int64_t nanoseconds on CLOCK_MONOTONIC.
  *   - names: rx_ public, RX_ macros, a leading underscore on private fields
  *     (do not touch them), rx__ for internal symbols.
@@ -462,8 +466,10 @@ RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
  * rx_loop_fd() for readability with rx_loop_timeout() as the timeout (ns,
  * -1 for none, 0 to run at once), then call rx_run(loop, RX_RUN_NOWAIT);
  * repeat. Run it once before the first wait, so that what was started is
- * handed to the kernel. rx_loop_fd() returns the fd or a negative errno. rx_loop_timeout() also tells other threads that
- * the loop may be waiting, so that their posts make the fd readable. */
+ * handed to the kernel. rx_loop_fd() returns the fd or a negative errno,
+ * rx_loop_timeout() -EINVAL for a NULL loop. rx_loop_timeout() also tells other
+ * threads that the loop may be waiting, so that their posts make the fd
+ * readable. */
 RX_EXPORT int rx_loop_fd(rx_loop *loop);
 RX_EXPORT int64_t rx_loop_timeout(rx_loop *loop);
 
@@ -525,7 +531,7 @@ RX_EXPORT int rx_timer_stop(rx_loop *loop, rx_timer *w);
  * `repeat` ns from now; with `repeat` == 0, stops it. -EINVAL if repeat < 0. */
 RX_EXPORT int rx_timer_again(rx_loop *loop, rx_timer *w);
 /* Nanoseconds until an active timer expires (<= 0 once due); for a stopped
- * timer, the delay it would start with. */
+ * timer, the delay it would start with; 0 for a NULL argument. */
 RX_EXPORT int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w);
 
 /* ---------------------------------------------------------------------------
@@ -733,13 +739,15 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 #define RX__T_PENDING 0x10u
 #define RX__T_INVALID 0x20u /* init or set was given a negative value */
 
+/* The helpers below are NULL-safe like every function of rx: a NULL watcher
+ * is neither active nor pending, has no interest and priority 0. */
 static inline int rx_io_events(const rx_io *w) {
-  return (int)(w->_flags & RX__F_EVENTS);
+  return w != NULL ? (int)(w->_flags & RX__F_EVENTS) : 0;
 }
 
 /* Every RX__WATCHER_HEAD watcher keeps `_flags` at the same offset. */
 static inline uint32_t rx__head_flags(const void *w) {
-  return ((const rx_io *)w)->_flags;
+  return w != NULL ? ((const rx_io *)w)->_flags : 0;
 }
 static inline int rx__head_active(const void *w) {
   return (rx__head_flags(w) & RX__F_ACTIVE) != 0;
@@ -747,21 +755,27 @@ static inline int rx__head_active(const void *w) {
 static inline int rx__head_pending(const void *w) {
   return (rx__head_flags(w) & RX__F_PENDING) != 0;
 }
+/* A timer's state bits, or 0 for NULL. */
+static inline unsigned rx__timer_bits(const void *w) {
+  return w != NULL
+             ? (unsigned)(((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS)
+             : 0;
+}
 static inline int rx__timer_active(const void *w) {
-  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-          RX__T_ACTIVE) != 0;
+  return (rx__timer_bits(w) & RX__T_ACTIVE) != 0;
 }
 static inline int rx__head_priority(const void *w) {
+  if (w == NULL)
+    return 0;
   return (int)((rx__head_flags(w) & RX__F_PRIO) >> RX__F_PRIO_SHIFT) + RX_MINPRI;
 }
 static inline int rx__timer_priority(const void *w) {
-  return (int)((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-               RX__T_PRIO) +
-         RX_MINPRI;
+  if (w == NULL)
+    return 0;
+  return (int)(rx__timer_bits(w) & RX__T_PRIO) + RX_MINPRI;
 }
 static inline int rx__timer_pending(const void *w) {
-  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-          RX__T_PENDING) != 0;
+  return (rx__timer_bits(w) & RX__T_PENDING) != 0;
 }
 
 #ifndef __cplusplus
