@@ -214,11 +214,13 @@ struct rx_async {
 
 /* A function to run on a loop's thread, posted from any thread. Caller-owned:
  * rx keeps no other copy and allocates nothing. Set `fn` (and `data`) before
- * posting; the task may be posted again, or freed, once `fn` has started. */
+ * posting; the task may be posted again, or freed, once `fn` has started.
+ * Posting it again before that is refused (-EBUSY). */
 struct rx_task {
   struct rx__mpsc_node _node;
   rx_task_fn fn;
   void *data;
+  unsigned _queued; /* atomic: set from the post until `fn` starts */
 };
 
 /* Called by rx_loop_free(), before anything is torn down: the last chance
@@ -687,10 +689,12 @@ RX_EXPORT int rx_async_pending(const rx_async *w);
 
 /* Thread-safe. Runs task->fn(loop, task) on the loop's thread, exactly once,
  * in post order for posts from one thread. 0; -EINVAL for a NULL argument or
- * `fn`; -ESHUTDOWN once rx_loop_free() has begun (rx_loop_free() waits for
+ * `fn`; -EBUSY while `task` is posted and its `fn` has not started;
+ * -ESHUTDOWN when the post lost a race with rx_loop_free() (which waits for
  * posts already under way and runs every task posted before it began).
- * Posting to a loop whose rx_loop_free() has returned is a use after free,
- * as with any freed object: stop producers before freeing their loop. A
+ * -ESHUTDOWN is no stop signal: posting to a loop whose rx_loop_free() has
+ * returned is a use after free, so stop and join producers before freeing
+ * their loop. A
  * posted task does not keep rx_run() from returning; hold an rx_ref() or an
  * active watcher while tasks are expected. */
 RX_EXPORT int rx_loop_post(rx_loop *loop, rx_task *task);
