@@ -155,6 +155,7 @@ struct rx_loop {
   int64_t now;             /* cached CLOCK_MONOTONIC ns */
   uint64_t iteration;
   int depth;               /* nested rx_run() calls */
+  int freeing;             /* rx_loop_free() has begun */
   int break_how;           /* RX_BREAK_* requested */
   int activecnt;           /* active watchers plus rx_ref() minus rx_unref() */
   unsigned pendingcnt;

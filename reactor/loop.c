@@ -327,9 +327,14 @@ static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
 
 static rx_loop *default_loop;
 
-void rx_loop_free(rx_loop *loop) {
+int rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
-    return;
+    return -EINVAL;
+  /* From one of the loop's own callbacks, freeing would pull the loop from
+   * under the rx_run() (or the rx_loop_free()) that called it. */
+  if (loop->depth > 0 || loop->freeing)
+    return -EBUSY;
+  loop->freeing = 1; /* for its cleanup watchers and the tasks it runs */
   /* Cleanup watchers first, while everything still works (libev too runs
    * every pending callback then). */
   if (!rx__list_empty(&loop->cleanups)) {
@@ -376,6 +381,7 @@ void rx_loop_free(rx_loop *loop) {
                               __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   loop->ops->destroy(loop);
   __atomic_fetch_sub(&live_loops, 1, __ATOMIC_RELAXED);
+  return 0;
 }
 
 rx_loop *rx_default_loop(void) {

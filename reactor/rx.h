@@ -341,8 +341,10 @@ struct rx_loop_options {
 /* Creates a loop. `opts` may be NULL. -EINVAL for bad options, -ENOMEM,
  * -ENOSYS/-EPERM when the forced backend is unavailable. */
 RX_EXPORT int rx_loop_new(rx_loop **loop, const struct rx_loop_options *opts);
-/* Frees a loop; its watchers are left stopped. */
-RX_EXPORT void rx_loop_free(rx_loop *loop);
+/* Frees a loop; its watchers are left stopped. 0; -EINVAL for NULL; -EBUSY,
+ * the loop untouched, when called from inside rx_run() of this loop (from
+ * one of its callbacks) or from its cleanup watchers. */
+RX_EXPORT int rx_loop_free(rx_loop *loop);
 /* The process-wide default loop, created on first call; NULL if it cannot be
  * created. Like any loop it belongs to the thread that runs it. */
 RX_EXPORT rx_loop *rx_default_loop(void);

@@ -336,7 +336,7 @@ static void n_invoke(rx_loop *loop) {
 
 #define NULL_CALLS(X)                                                   \
   X(loop_new, rx_loop_new(NULL, NULL), -EINVAL)                         \
-  X(loop_free, V(rx_loop_free(NULL)), ANY)                              \
+  X(loop_free, rx_loop_free(NULL), -EINVAL)                             \
   X(run, rx_run(NULL, RX_RUN_NOWAIT), -EINVAL)                          \
   X(break_, V(rx_break(NULL, RX_BREAK_ALL)), ANY)                       \
   X(now, rx_now(NULL), 0)                                               \

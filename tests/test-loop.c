@@ -817,6 +817,61 @@ static void test_no_allocation_in_steady_state(void **state) {
   rxt_close_pair(sv);
 }
 
+/* ---------------------------------------------------------------------------
+ * rx_loop_free from one of the loop's own callbacks: -EBUSY, the loop
+ * untouched and usable afterwards.
+ */
+struct self_free {
+  int idle_rc, task_rc, cleanup_rc, calls;
+  rx_idle idle;
+  rx_task task;
+  rx_cleanup cleanup;
+};
+static struct self_free sf;
+
+static void sf_idle(rx_loop *loop, rx_idle *w, int revents) {
+  (void)revents;
+  sf.idle_rc = rx_loop_free(loop);
+  sf.calls++;
+  rx_idle_stop(loop, w);
+}
+static void sf_task(rx_loop *loop, rx_task *task) {
+  (void)task;
+  sf.task_rc = rx_loop_free(loop);
+  sf.calls++;
+}
+static void sf_cleanup(rx_loop *loop, rx_cleanup *w, int revents) {
+  (void)w;
+  (void)revents;
+  sf.cleanup_rc = rx_loop_free(loop);
+  sf.calls++;
+}
+
+static void test_free_from_own_callback(void **state) {
+  (void)state;
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  memset(&sf, 0, sizeof(sf));
+  rx_idle_init(&sf.idle, sf_idle);
+  assert_int_equal(rx_idle_start(loop, &sf.idle), 0);
+  sf.task.fn = sf_task;
+  assert_int_equal(rx_loop_post(loop, &sf.task), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(sf.calls, 2);
+  assert_int_equal(sf.idle_rc, -EBUSY);
+  assert_int_equal(sf.task_rc, -EBUSY);
+  /* still a working loop */
+  assert_int_equal(rx_verify(loop, NULL), 0);
+  assert_int_equal(rx_idle_start(loop, &sf.idle), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(sf.calls, 3);
+  rx_cleanup_init(&sf.cleanup, sf_cleanup);
+  assert_int_equal(rx_cleanup_start(loop, &sf.cleanup), 0);
+  assert_int_equal(rx_loop_free(loop), 0);
+  assert_int_equal(sf.calls, 4);
+  assert_int_equal(sf.cleanup_rc, -EBUSY);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_NOLOOP(test_new_bad_arguments),
@@ -848,6 +903,7 @@ int main(void) {
       RXT_TEST_NOLOOP(test_allocator_failing_io_start),
       RXT_TEST_NOLOOP(test_allocator_failing_second_table),
       RXT_TEST(test_no_allocation_in_steady_state),
+      RXT_TEST_NOLOOP(test_free_from_own_callback),
   };
   const char *b = rxt_env_backend();
   char name[64];
