@@ -20,6 +20,9 @@
 #include "timerwheel.h"
 
 #define RX__NPRI (RX_MAXPRI - RX_MINPRI + 1)
+/* rx_loop_options.ring_entries at most, on either backend: io_uring's
+ * IORING_MAX_ENTRIES. */
+#define RX__MAX_RING_ENTRIES 32768u
 
 /* Watcher kinds, stored in the head's _flags (timers need none). */
 enum rx__kind {

@@ -333,8 +333,9 @@ struct rx_loop_options {
   int64_t timer_tick;     /* timer resolution in ns, rounded down to a power
                              of two; 0 = 2^19 ns (a timer is at most 0.53 ms
                              late). Minimum 1024 ns. */
-  unsigned ring_entries;  /* io_uring submission queue size, CQ 4x that;
-                             0 = 256, with a CQ of 8192 */
+  unsigned ring_entries;  /* io_uring submission queue size, CQ 4x that
+                             (at most 65536); 0 = 256, with a CQ of 8192.
+                             At most 32768, on either backend. */
   unsigned flags;         /* RX_LOOP_*; other bits must be 0 */
 };
 

@@ -872,6 +872,31 @@ static void test_free_from_own_callback(void **state) {
   assert_int_equal(sf.cleanup_rc, -EBUSY);
 }
 
+/* ring_entries: both backends take exactly 0..32768 (the guide's range) and
+ * refuse anything above with -EINVAL. */
+static void test_ring_entries_range(void **state) {
+  (void)state;
+  static const unsigned ok[] = {0, 1, 16, 16384, 16385, 32767, 32768};
+  static const unsigned bad[] = {32769, 65536, 1u << 20, UINT32_MAX};
+  struct rx_loop_options o = {0};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    rx_loop *loop = NULL;
+    o.ring_entries = ok[i];
+    int rc = rx_loop_new(&loop, &o);
+    if (rc != 0)
+      fail_msg("ring_entries %u: %s", ok[i], rx_strerror(rc));
+    if (rxt.backend != NULL)
+      assert_string_equal(rx_backend_name(loop), rxt.backend);
+    assert_int_equal(rx_loop_free(loop), 0);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    rx_loop *loop = (rx_loop *)(uintptr_t)1;
+    o.ring_entries = bad[i];
+    assert_int_equal(rx_loop_new(&loop, &o), -EINVAL);
+    assert_null(loop);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_NOLOOP(test_new_bad_arguments),
@@ -904,6 +929,7 @@ int main(void) {
       RXT_TEST_NOLOOP(test_allocator_failing_second_table),
       RXT_TEST(test_no_allocation_in_steady_state),
       RXT_TEST_NOLOOP(test_free_from_own_callback),
+      RXT_TEST_NOLOOP(test_ring_entries_range),
   };
   const char *b = rxt_env_backend();
   char name[64];
