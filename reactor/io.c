@@ -28,6 +28,11 @@ void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;
+  /* Bits rx_io_set() would refuse leave no interest at all, so that
+   * rx_io_start() refuses the watcher (-EINVAL) instead of watching part
+   * of what was asked (libev's ev_io_start() asserts on them). */
+  if ((events & ~(RW | RX_ET)) != 0)
+    events = 0;
   w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
               ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
               ((uint32_t)events & RX__F_EVENTS);

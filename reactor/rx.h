@@ -498,7 +498,9 @@ RX_EXPORT int rx_set_allocator(const struct rx_allocator *a);
  * io watchers.
  */
 
-/* Sets callback, fd and interest (RX_READ | RX_WRITE, optionally RX_ET). */
+/* Sets callback, fd and interest (RX_READ | RX_WRITE, optionally RX_ET).
+ * Any other bit leaves no interest: rx_io_events() is then 0 and
+ * rx_io_start() returns -EINVAL, as rx_io_set() would. */
 RX_EXPORT void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events);
 /* Changes fd and interest of a stopped watcher: -EBUSY while active,
  * -EBADF for a negative fd, -EINVAL for events without RX_READ or RX_WRITE. */

@@ -496,6 +496,30 @@ static void test_null_every_function(void **state) {
   assert_int_equal(bad, 0);
 }
 
+/* rx_io_init with bits rx_io_set refuses: no part of the interest is kept,
+ * and rx_io_start refuses the watcher, as rx_io_set would. */
+static void test_io_init_unknown_bits(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  static const int bad[] = {RX_READ | RX_TIMER, RX_WRITE | 0x40000000,
+                            RX_READ | RX_WRITE | RX_ERROR, -1};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    rx_io io;
+    rx_io_init(&io, io_cb, sv[0], bad[i]);
+    assert_int_equal(rx_io_events(&io), 0);
+    assert_int_equal(rx_io_start(rxt.loop, &io), -EINVAL);
+    assert_false(rx_is_active(&io));
+    assert_int_equal(rx_io_set(&io, sv[0], bad[i]), -EINVAL);
+  }
+  rx_io io;
+  rx_io_init(&io, io_cb, sv[0], RX_READ | RX_ET);
+  assert_int_equal(rx_io_events(&io), RX_READ | RX_ET);
+  assert_int_equal(rx_io_start(rxt.loop, &io), 0);
+  assert_int_equal(rx_io_stop(rxt.loop, &io), 0);
+  rxt_close_pair(sv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sizes),
@@ -508,6 +532,7 @@ int main(void) {
       RXT_TEST_NOLOOP(test_free_stops_watchers),
       RXT_TEST(test_null_arguments),
       RXT_TEST_NOLOOP(test_null_every_function),
+      RXT_TEST(test_io_init_unknown_bits),
   };
   const char *b = rxt_env_backend();
   char name[64];
