@@ -71,7 +71,8 @@ enum {
 /* rx_run() modes. */
 enum {
   RX_RUN_DEFAULT = 0, /* until no active referenced watcher or a break */
-  RX_RUN_ONCE = 1,    /* one iteration, blocking until something happens */
+  RX_RUN_ONCE = 1,    /* one iteration, blocking until something happens
+                         (after running what was already pending) */
   RX_RUN_NOWAIT = 2,  /* one iteration, never blocking */
 };
 
@@ -339,8 +340,9 @@ struct rx_loop_options {
   unsigned flags;         /* RX_LOOP_*; other bits must be 0 */
 };
 
-/* Creates a loop. `opts` may be NULL. -EINVAL for bad options, -ENOMEM,
- * -ENOSYS/-EPERM when the forced backend is unavailable. */
+/* Creates a loop. `opts` may be NULL. -EINVAL for bad options, or when
+ * opts->backend, else a non-empty $RX_BACKEND, is not "io_uring" or "epoll";
+ * -ENOMEM; -ENOSYS/-EPERM when the forced backend is unavailable. */
 RX_EXPORT int rx_loop_new(rx_loop **loop, const struct rx_loop_options *opts);
 /* Frees a loop; its watchers are left stopped. 0; -EINVAL for NULL; -EBUSY,
  * the loop untouched, when called from inside rx_run() of this loop (from

@@ -897,6 +897,29 @@ static void test_ring_entries_range(void **state) {
   }
 }
 
+/* A misspelt RX_BACKEND is -EINVAL, as the README says, on every path:
+ * default options, and options that name no backend; a named backend
+ * wins over it. */
+static void test_env_backend_typo(void **state) {
+  (void)state;
+  char *saved = rxt.backend != NULL ? strdup(rxt.backend) : NULL;
+  rx_loop *a = NULL, *b = NULL, *c = NULL;
+  setenv("RX_BACKEND", "epol", 1);
+  int ra = rx_loop_new(&a, NULL);
+  int rb = rx_loop_new(&b, &(struct rx_loop_options){.ring_entries = 8});
+  int rc = rx_loop_new(&c, &(struct rx_loop_options){.backend = "epoll"});
+  if (saved != NULL)
+    setenv("RX_BACKEND", saved, 1);
+  else
+    unsetenv("RX_BACKEND");
+  free(saved);
+  assert_int_equal(ra, -EINVAL);
+  assert_int_equal(rb, -EINVAL);
+  assert_int_equal(rc, 0);
+  assert_string_equal(rx_backend_reason(c), "requested in rx_loop_options");
+  assert_int_equal(rx_loop_free(c), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_NOLOOP(test_new_bad_arguments),
@@ -930,6 +953,7 @@ int main(void) {
       RXT_TEST(test_no_allocation_in_steady_state),
       RXT_TEST_NOLOOP(test_free_from_own_callback),
       RXT_TEST_NOLOOP(test_ring_entries_range),
+      RXT_TEST_NOLOOP(test_env_backend_typo),
   };
   const char *b = rxt_env_backend();
   char name[64];
