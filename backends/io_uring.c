@@ -167,14 +167,17 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
 }
 
 static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
+  /* rx_loop_new() has checked ring_entries <= RX__MAX_RING_ENTRIES. */
   unsigned entries = opts->ring_entries ? opts->ring_entries : DEFAULT_ENTRIES;
-  if (entries > 32768)
-    return -EINVAL;
   struct rx_uring *be = rx__alloc(sizeof(*be));
   if (be == NULL)
     return -ENOMEM;
   memset(be, 0, sizeof(*be));
+  /* The kernel refuses a CQ above twice IORING_MAX_ENTRIES, so that 4 x
+   * ring_entries stops there (and stays at least the SQ's size). */
   unsigned cq = opts->ring_entries ? entries * 4 : DEFAULT_CQ_ENTRIES;
+  if (cq > 2 * RX__MAX_RING_ENTRIES)
+    cq = 2 * RX__MAX_RING_ENTRIES;
   int rc = setup_ring(be, entries, cq);
   /* Locked memory is scarce under some limits: retry once, small. */
   if (rc == -ENOMEM && entries > 16)

@@ -44,6 +44,9 @@
  * then does not block. */
 #define POSTS_PER_ITERATION 4096
 
+/* rx_task._queued while the task is on the queue (push_task()). */
+#define RX__TASK_QUEUED 0x7a5c0e0du
+
 int rx__cross_init(rx_loop *loop) {
   rx__list_init(&loop->asyncs);
   rx__mpsc_init(&loop->posts);
@@ -71,6 +74,15 @@ int rx__cross_fork(rx_loop *loop) {
   return loop->wakefd >= 0 ? 0 : -errno;
 }
 
+/* The task of a popped node, which may be posted again from now on.
+ * Release: the pop's reads of the node happen before a new push's writes
+ * (push_task()'s acquire exchange). */
+static rx_task *task_popped(struct rx__mpsc_node *n) {
+  rx_task *task = rx__container_of(n, rx_task, _node);
+  __atomic_store_n(&task->_queued, 0, __ATOMIC_RELEASE);
+  return task;
+}
+
 /* Called by rx_loop_free(): refuse new posts, wait for those under way, run
  * whatever was posted (each task exactly once), close the doorbell. */
 void rx__cross_free(rx_loop *loop) {
@@ -80,7 +92,7 @@ void rx__cross_free(rx_loop *loop) {
   struct rx__mpsc_node *n;
   while (!rx__mpsc_empty(&loop->posts)) {
     if ((n = rx__mpsc_pop(&loop->posts)) != NULL) {
-      rx_task *task = rx__container_of(n, rx_task, _node);
+      rx_task *task = task_popped(n);
       task->fn(loop, task);
     }
   }
@@ -301,7 +313,7 @@ void rx__cross_drain(rx_loop *loop) {
   for (int i = 0; i < POSTS_PER_ITERATION; i++) {
     if ((n = rx__mpsc_pop(&loop->posts)) == NULL)
       break;
-    rx_task *task = rx__container_of(n, rx_task, _node);
+    rx_task *task = task_popped(n);
     loop->m.cross_events++;
     task->fn(loop, task);
   }
@@ -312,6 +324,8 @@ void rx__cross_drain(rx_loop *loop) {
  */
 
 void rx_async_init(rx_async *w, rx_async_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;
@@ -400,15 +414,16 @@ int rx_async_send(rx_loop *loop, rx_async *w) {
 }
 
 int rx_async_pending(const rx_async *w) {
-  return __atomic_load_n(&w->_sent, __ATOMIC_RELAXED) != 0;
+  return w != NULL && __atomic_load_n(&w->_sent, __ATOMIC_RELAXED) != 0;
 }
 
 /* ---------------------------------------------------------------------------
  * rx_loop_post
  */
 
-/* Pushes `task` unless the loop is closing. `posting` counts producers
- * inside, so that rx_loop_free() can wait for them before it frees. */
+/* Pushes `task` unless the loop is closing or the task is queued already.
+ * `posting` counts producers inside, so that rx_loop_free() can wait for
+ * them before it frees. */
 static int push_task(rx_loop *loop, rx_task *task) {
   if (loop == NULL || task == NULL || task->fn == NULL)
     return -EINVAL;
@@ -416,6 +431,17 @@ static int push_task(rx_loop *loop, rx_task *task) {
   if (__atomic_load_n(&loop->closing, __ATOMIC_SEQ_CST)) {
     __atomic_fetch_sub(&loop->posting, 1, __ATOMIC_RELEASE);
     return -ESHUTDOWN;
+  }
+  /* A node pushed twice would link the queue into a cycle (mpsc.h's
+   * contract), and rx_loop_free() would run it forever. The exchange lets
+   * one of two racing posts through. A magic value rather than a flag, so
+   * that a task whose memory was never zeroed is not taken for queued.
+   * Acquire: pairs with task_popped()'s release, so that the consumer's
+   * last reads of the node come before this push rewrites it. */
+  if (__atomic_exchange_n(&task->_queued, RX__TASK_QUEUED, __ATOMIC_ACQUIRE) ==
+      RX__TASK_QUEUED) {
+    __atomic_fetch_sub(&loop->posting, 1, __ATOMIC_RELEASE);
+    return -EBUSY;
   }
   rx__mpsc_push(&loop->posts, &task->_node); /* seq_cst exchange */
   return 0;

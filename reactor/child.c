@@ -140,6 +140,8 @@ static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
 }
 
 void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;

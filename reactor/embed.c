@@ -60,6 +60,8 @@ static void on_prepare(rx_loop *loop, rx_prepare *p, int revents) {
 }
 
 void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;
@@ -141,7 +143,8 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
 
 void rx_embed_sweep(rx_loop *loop, rx_embed *w) {
   (void)loop;
-  rx_run(w->other, RX_RUN_NOWAIT);
+  if (w != NULL)
+    rx_run(w->other, RX_RUN_NOWAIT);
 }
 
 int rx_embed_set_priority(rx_embed *w, int priority) {

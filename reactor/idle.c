@@ -78,6 +78,8 @@ int rx__head_set_priority(struct rx__head *w, int priority) {
 #define HEAD(w) ((struct rx__head *)(void *)(w))
 
 void rx_idle_init(rx_idle *w, rx_idle_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   init_head(HEAD(w), RX__KIND_IDLE);
   w->_active.next = w->_active.prev = NULL;
@@ -103,6 +105,8 @@ int rx_idle_stop(rx_loop *loop, rx_idle *w) {
 }
 
 void rx_prepare_init(rx_prepare *w, rx_prepare_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   init_head(HEAD(w), RX__KIND_PREPARE);
   w->_active.next = w->_active.prev = NULL;
@@ -118,6 +122,8 @@ int rx_prepare_stop(rx_loop *loop, rx_prepare *w) {
 }
 
 void rx_check_init(rx_check *w, rx_check_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   init_head(HEAD(w), RX__KIND_CHECK);
   w->_active.next = w->_active.prev = NULL;
@@ -147,6 +153,8 @@ int rx_check_set_priority(rx_check *w, int priority) {
 /* Cleanup watchers do not keep the loop running (libev unrefs them too): a
  * start takes back the reference it adds, and a stop gives it again. */
 void rx_cleanup_init(rx_cleanup *w, rx_cleanup_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   init_head(HEAD(w), RX__KIND_CLEANUP);
   w->_active.next = w->_active.prev = NULL;
@@ -176,6 +184,8 @@ int rx_cleanup_set_priority(rx_cleanup *w, int priority) {
 }
 
 void rx_fork_init(rx_fork *w, rx_fork_cb cb) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   init_head(HEAD(w), RX__KIND_FORK);
   w->_active.next = w->_active.prev = NULL;

@@ -20,6 +20,9 @@
 #include "timerwheel.h"
 
 #define RX__NPRI (RX_MAXPRI - RX_MINPRI + 1)
+/* rx_loop_options.ring_entries at most, on either backend: io_uring's
+ * IORING_MAX_ENTRIES. */
+#define RX__MAX_RING_ENTRIES 32768u
 
 /* Watcher kinds, stored in the head's _flags (timers need none). */
 enum rx__kind {
@@ -166,6 +169,7 @@ struct rx_loop {
   int64_t now;             /* cached CLOCK_MONOTONIC ns */
   uint64_t iteration;
   int depth;               /* nested rx_run() calls */
+  int freeing;             /* rx_loop_free() has begun */
   int break_how;           /* RX_BREAK_* requested */
   int activecnt;           /* active watchers plus rx_ref() minus rx_unref() */
   unsigned pendingcnt;

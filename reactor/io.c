@@ -30,9 +30,16 @@
 #define RW (RX_READ | RX_WRITE)
 
 void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;
+  /* Bits rx_io_set() would refuse leave no interest at all, so that
+   * rx_io_start() refuses the watcher (-EINVAL) instead of watching part
+   * of what was asked (libev's ev_io_start() asserts on them). */
+  if ((events & ~(RW | RX_ET)) != 0)
+    events = 0;
   w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
               ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
               ((uint32_t)events & RX__F_EVENTS);
@@ -184,8 +191,11 @@ int rx_io_close(rx_loop *loop, int fd) {
   if (f != NULL) {
     while (f->head != NULL)
       rx_io_stop(loop, f->head);
-    /* Now, not at the next flush: the peer sees the close at once. */
-    loop->ops->release(loop, fd);
+    /* Now, not at the next flush: the peer sees the close at once. In a
+     * forked child not yet rebuilt, the kernel state is the parent's: the
+     * rebuild registers only fds that have watchers. */
+    if (!rx__fork_pending(loop))
+      loop->ops->release(loop, fd);
   }
   return close(fd) == 0 ? 0 : -errno;
 }

@@ -92,11 +92,11 @@ int64_t rx__clock_now(void) {
 }
 
 int64_t rx_now(const rx_loop *loop) {
-  return loop->now;
+  return loop != NULL ? loop->now : 0;
 }
 
 void rx_now_update(rx_loop *loop) {
-  if (!(loop->flags & RX_LOOP_MANUAL_CLOCK))
+  if (loop != NULL && !(loop->flags & RX_LOOP_MANUAL_CLOCK))
     loop->now = rx__clock_now();
 }
 
@@ -108,14 +108,14 @@ int rx_clock_advance(rx_loop *loop, int64_t ns) {
 }
 
 void rx_suspend(rx_loop *loop) {
-  if (loop->suspended_at < 0) {
+  if (loop != NULL && loop->suspended_at < 0) {
     rx_now_update(loop);
     loop->suspended_at = loop->now;
   }
 }
 
 void rx_resume(rx_loop *loop) {
-  if (loop->suspended_at < 0)
+  if (loop == NULL || loop->suspended_at < 0)
     return;
   rx_now_update(loop);
   int64_t delta = loop->now - loop->suspended_at;
@@ -272,8 +272,10 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   if (opts == NULL)
     opts = &defaults;
   unsigned shift;
+  /* The same options are refused whichever backend the loop gets. */
   if ((opts->flags & ~(unsigned)(RX_LOOP_MANUAL_CLOCK | RX_LOOP_FORKCHECK)) !=
           0 ||
+      opts->ring_entries > RX__MAX_RING_ENTRIES ||
       tick_shift(opts->timer_tick, &shift) != 0)
     return -EINVAL;
 
@@ -326,9 +328,14 @@ static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
 
 static rx_loop *default_loop;
 
-void rx_loop_free(rx_loop *loop) {
+int rx_loop_free(rx_loop *loop) {
   if (loop == NULL)
-    return;
+    return -EINVAL;
+  /* From one of the loop's own callbacks, freeing would pull the loop from
+   * under the rx_run() (or the rx_loop_free()) that called it. */
+  if (loop->depth > 0 || loop->freeing)
+    return -EBUSY;
+  loop->freeing = 1; /* for its cleanup watchers and the tasks it runs */
   /* A fork not yet rebuilt from: the backend drops the parent's kernel
    * state instead of tearing it down (destroy sees RX__FORK_KERNEL). */
   rx__fork_pending(loop);
@@ -378,6 +385,7 @@ void rx_loop_free(rx_loop *loop) {
                               __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   loop->ops->destroy(loop);
   __atomic_fetch_sub(&live_loops, 1, __ATOMIC_RELAXED);
+  return 0;
 }
 
 rx_loop *rx_default_loop(void) {
@@ -401,39 +409,42 @@ rx_loop *rx_default_loop(void) {
  */
 
 void rx_ref(rx_loop *loop) {
-  loop->activecnt++;
+  if (loop != NULL)
+    loop->activecnt++;
 }
 
 void rx_unref(rx_loop *loop) {
-  loop->activecnt--;
+  if (loop != NULL)
+    loop->activecnt--;
 }
 
 uint64_t rx_iteration(const rx_loop *loop) {
-  return loop->iteration;
+  return loop != NULL ? loop->iteration : 0;
 }
 
 int rx_depth(const rx_loop *loop) {
-  return loop->depth;
+  return loop != NULL ? loop->depth : 0;
 }
 
 unsigned rx_pending_count(const rx_loop *loop) {
-  return loop->pendingcnt;
+  return loop != NULL ? loop->pendingcnt : 0;
 }
 
 void rx_loop_set_data(rx_loop *loop, void *data) {
-  loop->data = data;
+  if (loop != NULL)
+    loop->data = data;
 }
 
 void *rx_loop_data(const rx_loop *loop) {
-  return loop->data;
+  return loop != NULL ? loop->data : NULL;
 }
 
 const char *rx_backend_name(const rx_loop *loop) {
-  return loop->ops->name;
+  return loop != NULL ? loop->ops->name : NULL;
 }
 
 const char *rx_backend_reason(const rx_loop *loop) {
-  return loop->reason;
+  return loop != NULL ? loop->reason : NULL;
 }
 
 const char *rx_strerror(int err) {
@@ -572,6 +583,8 @@ static void invoke_head(rx_loop *loop, struct rx__head *w) {
  * collected in deadline order). A callback that feeds a higher priority makes
  * the scan restart there. */
 void rx_invoke_pending(rx_loop *loop) {
+  if (loop == NULL)
+    return;
   while (loop->pendingcnt > 0) {
     int pri = loop->pendingpri;
     struct rx__link *node;
@@ -589,7 +602,8 @@ void rx_invoke_pending(rx_loop *loop) {
 }
 
 void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
-  loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
+  if (loop != NULL)
+    loop->invoke = invoke != NULL ? invoke : rx_invoke_pending;
 }
 
 /* Whether the active watcher `w` of kind `kind` is active on `loop`: on
@@ -750,7 +764,8 @@ static void mark_forked(rx_loop *loop) {
 }
 
 void rx_loop_fork(rx_loop *loop) {
-  mark_forked(loop);
+  if (loop != NULL)
+    mark_forked(loop);
 }
 
 bool rx__fork_pending(rx_loop *loop) {
@@ -941,6 +956,6 @@ int64_t rx_loop_timeout(rx_loop *loop) {
 }
 
 void rx_break(rx_loop *loop, int how) {
-  if (how >= RX_BREAK_CANCEL && how <= RX_BREAK_ALL)
+  if (loop != NULL && how >= RX_BREAK_CANCEL && how <= RX_BREAK_ALL)
     loop->break_how = how;
 }

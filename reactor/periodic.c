@@ -43,6 +43,8 @@ static int64_t wall_clock(void) {
 }
 
 int64_t rx_wallclock(const rx_loop *loop) {
+  if (loop == NULL)
+    return 0;
   return (loop->flags & RX_LOOP_MANUAL_CLOCK) ? loop->now : wall_clock();
 }
 
@@ -132,6 +134,8 @@ static void unwatch_clock(rx_loop *loop) {
 
 void rx_periodic_init(rx_periodic *w, rx_periodic_cb cb, int64_t offset,
                       int64_t interval, rx_reschedule_fn reschedule) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;

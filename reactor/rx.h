@@ -9,6 +9,10 @@
  *   - every function that can fail returns 0 (or a count) on success and a
  *     negative errno value on failure; rx_strerror() names it. rx never sets
  *     errno for the caller, never prints and never aborts on bad input.
+ *     NULL is accepted for every pointer argument of every function: a
+ *     void function then does nothing, a getter returns 0 (or NULL), the
+ *     rest -EINVAL. (A pointer to freed or never initialised memory cannot
+ *     be checked.)
  *   - time is int64_t nanoseconds on CLOCK_MONOTONIC.
  *   - names: rx_ public, RX_ macros, a leading underscore on private fields
  *     (do not touch them), rx__ for internal symbols.
@@ -74,7 +78,8 @@ enum {
 /* rx_run() modes. */
 enum {
   RX_RUN_DEFAULT = 0, /* until no active referenced watcher or a break */
-  RX_RUN_ONCE = 1,    /* one iteration, blocking until something happens */
+  RX_RUN_ONCE = 1,    /* one iteration, blocking until something happens
+                         (after running what was already pending) */
   RX_RUN_NOWAIT = 2,  /* one iteration, never blocking */
 };
 
@@ -220,11 +225,13 @@ struct rx_async {
 
 /* A function to run on a loop's thread, posted from any thread. Caller-owned:
  * rx keeps no other copy and allocates nothing. Set `fn` (and `data`) before
- * posting; the task may be posted again, or freed, once `fn` has started. */
+ * posting; the task may be posted again, or freed, once `fn` has started.
+ * Posting it again before that is refused (-EBUSY). */
 struct rx_task {
   struct rx__mpsc_node _node;
   rx_task_fn fn;
   void *data;
+  unsigned _queued; /* atomic: set from the post until `fn` starts */
 };
 
 /* Called by rx_loop_free(), before anything is torn down: the last chance
@@ -337,16 +344,20 @@ struct rx_loop_options {
   int64_t timer_tick;     /* timer resolution in ns, rounded down to a power
                              of two; 0 = 2^19 ns (a timer is at most 0.53 ms
                              late). Minimum 1024 ns. */
-  unsigned ring_entries;  /* io_uring submission queue size, CQ 4x that;
-                             0 = 256, with a CQ of 8192 */
+  unsigned ring_entries;  /* io_uring submission queue size, CQ 4x that
+                             (at most 65536); 0 = 256, with a CQ of 8192.
+                             At most 32768, on either backend. */
   unsigned flags;         /* RX_LOOP_*; other bits must be 0 */
 };
 
-/* Creates a loop. `opts` may be NULL. -EINVAL for bad options, -ENOMEM,
- * -ENOSYS/-EPERM when the forced backend is unavailable. */
+/* Creates a loop. `opts` may be NULL. -EINVAL for bad options, or when
+ * opts->backend, else a non-empty $RX_BACKEND, is not "io_uring" or "epoll";
+ * -ENOMEM; -ENOSYS/-EPERM when the forced backend is unavailable. */
 RX_EXPORT int rx_loop_new(rx_loop **loop, const struct rx_loop_options *opts);
-/* Frees a loop; its watchers are left stopped. */
-RX_EXPORT void rx_loop_free(rx_loop *loop);
+/* Frees a loop; its watchers are left stopped. 0; -EINVAL for NULL; -EBUSY,
+ * the loop untouched, when called from inside rx_run() of this loop (from
+ * one of its callbacks) or from its cleanup watchers. */
+RX_EXPORT int rx_loop_free(rx_loop *loop);
 /* The process-wide default loop, created on first call; NULL if it cannot be
  * created. Like any loop it belongs to the thread that runs it. */
 RX_EXPORT rx_loop *rx_default_loop(void);
@@ -475,8 +486,10 @@ RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
  * rx_loop_fd() for readability with rx_loop_timeout() as the timeout (ns,
  * -1 for none, 0 to run at once), then call rx_run(loop, RX_RUN_NOWAIT);
  * repeat. Run it once before the first wait, so that what was started is
- * handed to the kernel. rx_loop_fd() returns the fd or a negative errno. rx_loop_timeout() also tells other threads that
- * the loop may be waiting, so that their posts make the fd readable. */
+ * handed to the kernel. rx_loop_fd() returns the fd or a negative errno,
+ * rx_loop_timeout() -EINVAL for a NULL loop. rx_loop_timeout() also tells other
+ * threads that the loop may be waiting, so that their posts make the fd
+ * readable. */
 RX_EXPORT int rx_loop_fd(rx_loop *loop);
 RX_EXPORT int64_t rx_loop_timeout(rx_loop *loop);
 
@@ -500,7 +513,9 @@ RX_EXPORT int rx_set_allocator(const struct rx_allocator *a);
  * io watchers.
  */
 
-/* Sets callback, fd and interest (RX_READ | RX_WRITE, optionally RX_ET). */
+/* Sets callback, fd and interest (RX_READ | RX_WRITE, optionally RX_ET).
+ * Any other bit leaves no interest: rx_io_events() is then 0 and
+ * rx_io_start() returns -EINVAL, as rx_io_set() would. */
 RX_EXPORT void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events);
 /* Changes fd and interest of a stopped watcher: -EBUSY while active,
  * -EBADF for a negative fd, -EINVAL for events without RX_READ or RX_WRITE. */
@@ -551,7 +566,7 @@ RX_EXPORT int rx_timer_stop(rx_loop *loop, rx_timer *w);
  * -EBUSY when active or pending on another loop. */
 RX_EXPORT int rx_timer_again(rx_loop *loop, rx_timer *w);
 /* Nanoseconds until an active timer expires (<= 0 once due); for a stopped
- * timer, the delay it would start with. */
+ * timer, the delay it would start with; 0 for a NULL argument. */
 RX_EXPORT int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w);
 
 /* ---------------------------------------------------------------------------
@@ -713,10 +728,12 @@ RX_EXPORT int rx_async_pending(const rx_async *w);
 
 /* Thread-safe. Runs task->fn(loop, task) on the loop's thread, exactly once,
  * in post order for posts from one thread. 0; -EINVAL for a NULL argument or
- * `fn`; -ESHUTDOWN once rx_loop_free() has begun (rx_loop_free() waits for
+ * `fn`; -EBUSY while `task` is posted and its `fn` has not started;
+ * -ESHUTDOWN when the post lost a race with rx_loop_free() (which waits for
  * posts already under way and runs every task posted before it began).
- * Posting to a loop whose rx_loop_free() has returned is a use after free,
- * as with any freed object: stop producers before freeing their loop. A
+ * -ESHUTDOWN is no stop signal: posting to a loop whose rx_loop_free() has
+ * returned is a use after free, so stop and join producers before freeing
+ * their loop. A
  * posted task does not keep rx_run() from returning; hold an rx_ref() or an
  * active watcher while tasks are expected. */
 RX_EXPORT int rx_loop_post(rx_loop *loop, rx_task *task);
@@ -765,13 +782,15 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 #define RX__T_PENDING 0x10u
 #define RX__T_INVALID 0x20u /* init or set was given a negative value */
 
+/* The helpers below are NULL-safe like every function of rx: a NULL watcher
+ * is neither active nor pending, has no interest and priority 0. */
 static inline int rx_io_events(const rx_io *w) {
-  return (int)(w->_flags & RX__F_EVENTS);
+  return w != NULL ? (int)(w->_flags & RX__F_EVENTS) : 0;
 }
 
 /* Every RX__WATCHER_HEAD watcher keeps `_flags` at the same offset. */
 static inline uint32_t rx__head_flags(const void *w) {
-  return ((const rx_io *)w)->_flags;
+  return w != NULL ? ((const rx_io *)w)->_flags : 0;
 }
 static inline int rx__head_active(const void *w) {
   return (rx__head_flags(w) & RX__F_ACTIVE) != 0;
@@ -779,21 +798,27 @@ static inline int rx__head_active(const void *w) {
 static inline int rx__head_pending(const void *w) {
   return (rx__head_flags(w) & RX__F_PENDING) != 0;
 }
+/* A timer's state bits, or 0 for NULL. */
+static inline unsigned rx__timer_bits(const void *w) {
+  return w != NULL
+             ? (unsigned)(((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS)
+             : 0;
+}
 static inline int rx__timer_active(const void *w) {
-  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-          RX__T_ACTIVE) != 0;
+  return (rx__timer_bits(w) & RX__T_ACTIVE) != 0;
 }
 static inline int rx__head_priority(const void *w) {
+  if (w == NULL)
+    return 0;
   return (int)((rx__head_flags(w) & RX__F_PRIO) >> RX__F_PRIO_SHIFT) + RX_MINPRI;
 }
 static inline int rx__timer_priority(const void *w) {
-  return (int)((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-               RX__T_PRIO) +
-         RX_MINPRI;
+  if (w == NULL)
+    return 0;
+  return (int)(rx__timer_bits(w) & RX__T_PRIO) + RX_MINPRI;
 }
 static inline int rx__timer_pending(const void *w) {
-  return ((((const rx_timer *)w)->_ent.word >> RX__TW_AT_BITS) &
-          RX__T_PENDING) != 0;
+  return (rx__timer_bits(w) & RX__T_PENDING) != 0;
 }
 
 #ifndef __cplusplus

@@ -71,6 +71,8 @@ static bool catchable(int signum) {
 }
 
 void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;

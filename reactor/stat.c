@@ -111,6 +111,8 @@ static void open_inotify(rx_loop *loop) {
 
 void rx_stat_init(rx_stat *w, rx_stat_cb cb, const char *path,
                   int64_t interval) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_link.next = NULL;
   w->_link.prev = NULL;

@@ -55,6 +55,8 @@ static void set_delay(rx_timer *w, int64_t after) {
 }
 
 void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after, int64_t repeat) {
+  if (w == NULL)
+    return;
   w->cb = cb;
   w->_ent.link.next = NULL;
   w->_ent.link.prev = NULL;
@@ -218,6 +220,8 @@ int rx_timer_again(rx_loop *loop, rx_timer *w) {
 }
 
 int64_t rx_timer_remaining(const rx_loop *loop, const rx_timer *w) {
+  if (loop == NULL || w == NULL)
+    return 0;
   if (tflags(w) & RX__T_ACTIVE)
     return rx__tw_at(&loop->wheel, &w->_ent) - loop->now;
   return delay_of(w);

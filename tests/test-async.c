@@ -986,6 +986,57 @@ static void test_async_send_other_loop(void **state) {
   rx_loop_free(b);
 }
 
+/* ---------------------------------------------------------------------------
+ * A task posted again before it ran is refused: pushed twice, its node
+ * would close the queue into a cycle and rx_loop_free() would run it
+ * forever. Once `fn` has started, it may be posted again. An alarm turns a
+ * hang of rx_loop_free() into a failure.
+ */
+static void double_post_hung(int sig) {
+  (void)sig;
+  static const char msg[] = "rx_loop_free() hung on a task posted twice\n";
+  (void)!write(2, msg, sizeof(msg) - 1);
+  _exit(1);
+}
+
+static void repost(rx_loop *loop, rx_task *task) {
+  int *ran = task->data;
+  if (++*ran == 1) /* from its own fn: allowed */
+    assert_int_equal(rx_loop_post(loop, task), 0);
+}
+
+static void test_post_twice_refused(void **state) {
+  (void)state;
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  struct sigaction sa = {.sa_handler = double_post_hung}, old;
+  assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+  alarm(30);
+  int ran = 0;
+  rx_task t;
+  memset(&t, 0xa5, sizeof(t)); /* never zeroed: still accepted */
+  t.fn = mark;
+  t.data = &ran;
+  assert_int_equal(rx_loop_post(loop, &t), 0);
+  int second = rx_loop_post(loop, &t);
+  int third = rx_loop_post_from(loop, loop, &t);
+  rx_loop_free(loop); /* runs it once, does not hang */
+  assert_int_equal(ran, 1);
+  assert_int_equal(second, -EBUSY);
+  assert_int_equal(third, -EBUSY);
+  /* once run, it may go again, also from its own fn */
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  t.fn = repost;
+  ran = 0;
+  assert_int_equal(rx_loop_post(loop, &t), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_NOWAIT), 0);
+  rxt_assert_ge(ran, 1);
+  rx_loop_free(loop);
+  assert_int_equal(ran, 2);
+  alarm(0);
+  sigaction(SIGALRM, &old, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mpsc_fifo),
@@ -1009,6 +1060,7 @@ int main(void) {
       RXT_TEST(test_busy_poll_bad_input),
       RXT_TEST(test_post_from_outside_run),
       RXT_TEST(test_async_send_other_loop),
+      RXT_TEST_NOLOOP(test_post_twice_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

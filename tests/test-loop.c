@@ -817,6 +817,109 @@ static void test_no_allocation_in_steady_state(void **state) {
   rxt_close_pair(sv);
 }
 
+/* ---------------------------------------------------------------------------
+ * rx_loop_free from one of the loop's own callbacks: -EBUSY, the loop
+ * untouched and usable afterwards.
+ */
+struct self_free {
+  int idle_rc, task_rc, cleanup_rc, calls;
+  rx_idle idle;
+  rx_task task;
+  rx_cleanup cleanup;
+};
+static struct self_free sf;
+
+static void sf_idle(rx_loop *loop, rx_idle *w, int revents) {
+  (void)revents;
+  sf.idle_rc = rx_loop_free(loop);
+  sf.calls++;
+  rx_idle_stop(loop, w);
+}
+static void sf_task(rx_loop *loop, rx_task *task) {
+  (void)task;
+  sf.task_rc = rx_loop_free(loop);
+  sf.calls++;
+}
+static void sf_cleanup(rx_loop *loop, rx_cleanup *w, int revents) {
+  (void)w;
+  (void)revents;
+  sf.cleanup_rc = rx_loop_free(loop);
+  sf.calls++;
+}
+
+static void test_free_from_own_callback(void **state) {
+  (void)state;
+  rx_loop *loop;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  memset(&sf, 0, sizeof(sf));
+  rx_idle_init(&sf.idle, sf_idle);
+  assert_int_equal(rx_idle_start(loop, &sf.idle), 0);
+  sf.task.fn = sf_task;
+  assert_int_equal(rx_loop_post(loop, &sf.task), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(sf.calls, 2);
+  assert_int_equal(sf.idle_rc, -EBUSY);
+  assert_int_equal(sf.task_rc, -EBUSY);
+  /* still a working loop */
+  assert_int_equal(rx_verify(loop, NULL), 0);
+  assert_int_equal(rx_idle_start(loop, &sf.idle), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(sf.calls, 3);
+  rx_cleanup_init(&sf.cleanup, sf_cleanup);
+  assert_int_equal(rx_cleanup_start(loop, &sf.cleanup), 0);
+  assert_int_equal(rx_loop_free(loop), 0);
+  assert_int_equal(sf.calls, 4);
+  assert_int_equal(sf.cleanup_rc, -EBUSY);
+}
+
+/* ring_entries: both backends take exactly 0..32768 (the guide's range) and
+ * refuse anything above with -EINVAL. */
+static void test_ring_entries_range(void **state) {
+  (void)state;
+  static const unsigned ok[] = {0, 1, 16, 16384, 16385, 32767, 32768};
+  static const unsigned bad[] = {32769, 65536, 1u << 20, UINT32_MAX};
+  struct rx_loop_options o = {0};
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    rx_loop *loop = NULL;
+    o.ring_entries = ok[i];
+    int rc = rx_loop_new(&loop, &o);
+    if (rc != 0)
+      fail_msg("ring_entries %u: %s", ok[i], rx_strerror(rc));
+    if (rxt.backend != NULL)
+      assert_string_equal(rx_backend_name(loop), rxt.backend);
+    assert_int_equal(rx_loop_free(loop), 0);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    rx_loop *loop = (rx_loop *)(uintptr_t)1;
+    o.ring_entries = bad[i];
+    assert_int_equal(rx_loop_new(&loop, &o), -EINVAL);
+    assert_null(loop);
+  }
+}
+
+/* A misspelt RX_BACKEND is -EINVAL, as the README says, on every path:
+ * default options, and options that name no backend; a named backend
+ * wins over it. */
+static void test_env_backend_typo(void **state) {
+  (void)state;
+  char *saved = rxt.backend != NULL ? strdup(rxt.backend) : NULL;
+  rx_loop *a = NULL, *b = NULL, *c = NULL;
+  setenv("RX_BACKEND", "epol", 1);
+  int ra = rx_loop_new(&a, NULL);
+  int rb = rx_loop_new(&b, &(struct rx_loop_options){.ring_entries = 8});
+  int rc = rx_loop_new(&c, &(struct rx_loop_options){.backend = "epoll"});
+  if (saved != NULL)
+    setenv("RX_BACKEND", saved, 1);
+  else
+    unsetenv("RX_BACKEND");
+  free(saved);
+  assert_int_equal(ra, -EINVAL);
+  assert_int_equal(rb, -EINVAL);
+  assert_int_equal(rc, 0);
+  assert_string_equal(rx_backend_reason(c), "requested in rx_loop_options");
+  assert_int_equal(rx_loop_free(c), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST_NOLOOP(test_new_bad_arguments),
@@ -848,6 +951,9 @@ int main(void) {
       RXT_TEST_NOLOOP(test_allocator_failing_io_start),
       RXT_TEST_NOLOOP(test_allocator_failing_second_table),
       RXT_TEST(test_no_allocation_in_steady_state),
+      RXT_TEST_NOLOOP(test_free_from_own_callback),
+      RXT_TEST_NOLOOP(test_ring_entries_range),
+      RXT_TEST_NOLOOP(test_env_backend_typo),
   };
   const char *b = rxt_env_backend();
   char name[64];
