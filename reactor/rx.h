@@ -146,7 +146,7 @@ struct rx__link {
  * the wheel's origin, in its low 58 bits (9 years), and 6 bits the wheel's
  * user owns above them. One word, always read and written whole (no
  * bit-fields: a byte store followed by a word load of the same word stalls
- * store forwarding), is how rx_timer stays at 48 bytes. */
+ * store forwarding), is how the entry stays at 24 bytes. */
 struct rx__tw_entry {
   struct rx__link link;
   uint64_t word;
@@ -188,6 +188,7 @@ struct rx_timer {
   rx_timer_cb cb;
   struct rx__tw_entry _ent; /* wheel or pending link, deadline, state bits */
   int64_t repeat;           /* ns; 0 = one-shot. Read by rx_timer_again(). */
+  rx_loop *_loop;           /* while linked: the loop whose list holds it */
 };
 
 /* Called once per iteration while nothing of its priority or higher is

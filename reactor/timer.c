@@ -6,7 +6,9 @@
  * therefore leaves the wheel when it expires and is put back, at its
  * previous deadline plus `repeat`, just before its callback runs; between
  * the two it is active and pending, exactly as in libev. This is what keeps
- * rx_timer at 48 bytes (libev's ev_timer size) with an O(1) wheel.
+ * rx_timer at 56 bytes (libev's ev_timer is 48; the 8 more name the loop
+ * whose list holds it, so that a call naming another loop is refused) with
+ * an O(1) wheel.
  *
  * The timer's state bits (priority, active, pending, invalid) share one word
  * with its deadline (rx.h, struct rx__tw_entry); every access below reads or
@@ -98,6 +100,7 @@ static void unpend(rx_loop *loop, rx_timer *w) {
 
 static void arm(rx_loop *loop, rx_timer *w, int64_t at) {
   rx__tw_add(&loop->wheel, &w->_ent, at);
+  w->_loop = loop;
   if (!(tflags(w) & RX__T_ACTIVE)) {
     tset(w, RX__T_ACTIVE);
     loop->activecnt++;
@@ -105,29 +108,10 @@ static void arm(rx_loop *loop, rx_timer *w, int64_t at) {
 }
 
 /* Whether the linked timer `w` is on one of `loop`'s lists, its wheel or a
- * pending queue: every such list is circular through a sentinel inside the
- * loop. rx_timer has no room for its loop's identity (it stays at libev's 48
- * bytes), so the list tells. Its neighbours answer at once for a timer alone
- * on its list or at either end of it, and they are the lines the unlink that
- * follows touches anyway; beyond them the walk goes both ways at most
- * OWNER_WALK steps, which settles every list of up to 2 * OWNER_WALK + 1
- * other entries. Deeper inside a longer list the answer is "yes": a full
- * walk would make a stop O(n) in the crowded slots that many timeouts of
- * one length fill, which is where stop and again are hot. */
-#define OWNER_WALK 4
+ * pending queue: `_loop` is set whenever the timer is linked (start, again,
+ * feed), and only read while it is. */
 static bool timer_here(const rx_loop *loop, const rx_timer *w) {
-  uintptr_t lo = (uintptr_t)loop;
-  const struct rx__link *f = w->_ent.link.next, *b = w->_ent.link.prev;
-  for (int i = 0;; i++) {
-    if ((uintptr_t)f - lo < sizeof(*loop) || (uintptr_t)b - lo < sizeof(*loop))
-      return true;
-    if (f == b || f->next == b)
-      return false; /* the whole list seen, and no sentinel of `loop` */
-    if (i == OWNER_WALK)
-      return true;
-    f = f->next;
-    b = b->prev;
-  }
+  return w->_loop == loop;
 }
 
 /* Deadline `delay` ns from now, saturating far in the future. */
@@ -163,6 +147,7 @@ int rx_timer_start(rx_loop *loop, rx_timer *w) {
    * store (the wheel keeps the flag bits when it writes the deadline), then
    * the wheel. */
   w->_ent.word = word | ((uint64_t)RX__T_ACTIVE << RX__TW_AT_BITS);
+  w->_loop = loop;
   loop->activecnt++;
   rx__tw_add(&loop->wheel, &w->_ent,
              deadline(loop, (int64_t)(word & RX__TW_AT_MASK)));
@@ -324,6 +309,7 @@ int rx_feed_event_timer(rx_loop *loop, rx_timer *w, int revents) {
   int pri = prio_index(w);
   tset(w, RX__T_PENDING);
   rx__list_push(&loop->timers_pending[pri], &w->_ent.link);
+  w->_loop = loop;
   loop->pendingcnt++;
   if (pri > loop->pendingpri)
     loop->pendingpri = pri;

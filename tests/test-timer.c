@@ -842,6 +842,42 @@ static void test_other_loop_stop_again(void **state) {
   rx_loop_free(b);
 }
 
+/* The same deep inside a crowd: 64 timers of one deadline share a list of
+ * B's wheel, and the one in the middle is named to A; A's own crowd, the
+ * same for B. A walk of a few links from the timer cannot tell whose list
+ * it is; the answer must still be -EBUSY. */
+static void test_other_loop_crowd(void **state) {
+  (void)state;
+  enum { N = 64 };
+  rx_loop *a = rxt.loop = manual_loop(), *b = manual_loop();
+  static struct tmr ca[N], cb[N];
+  for (int i = 0; i < N; i++) {
+    tmr_init(&ca[i], RX_MSEC(50), 0);
+    tmr_init(&cb[i], RX_MSEC(50), 0);
+    assert_int_equal(rx_timer_start(a, &ca[i].t), 0);
+    assert_int_equal(rx_timer_start(b, &cb[i].t), 0);
+  }
+  for (int i = N / 4; i < 3 * N / 4; i++) {
+    assert_int_equal(rx_timer_stop(a, &cb[i].t), -EBUSY);
+    assert_int_equal(rx_timer_again(a, &cb[i].t), -EBUSY);
+    assert_int_equal(rx_feed_event(a, &cb[i].t, RX_TIMER), -EBUSY);
+    assert_int_equal(rx_timer_stop(b, &ca[i].t), -EBUSY);
+  }
+  assert_intact(a, b);
+  assert_int_equal(rx__tw_count(&a->wheel), N);
+  assert_int_equal(rx__tw_count(&b->wheel), N);
+  assert_int_equal(rx_clock_advance(a, RX_MSEC(50)), 0);
+  assert_int_equal(rx_clock_advance(b, RX_MSEC(50)), 0);
+  rxt_run_nowait(a, 1);
+  rxt_run_nowait(b, 1);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(ca[i].calls, 1);
+    assert_int_equal(cb[i].calls, 1);
+  }
+  assert_intact(a, b);
+  rx_loop_free(b);
+}
+
 /* A timer pending on A (expired, or fed): stop, again, clear_pending, feed
  * and start on B refuse it; A then runs its callback once. */
 static void test_other_loop_pending(void **state) {
@@ -973,6 +1009,7 @@ int main(void) {
       RXT_TEST_NOLOOP(test_tick_option),
       RXT_TEST(test_long_timer),
       RXT_TEST_NOLOOP(test_other_loop_stop_again),
+      RXT_TEST_NOLOOP(test_other_loop_crowd),
       RXT_TEST_NOLOOP(test_other_loop_pending),
       RXT_TEST_NOLOOP(test_repeat_int64_max),
       RXT_TEST_NOLOOP(test_clear_pending_repeat_int64_max),
