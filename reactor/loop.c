@@ -100,7 +100,9 @@ void rx_now_update(rx_loop *loop) {
     loop->now = rx__clock_now();
 }
 
-int rx_clock_advance(rx_loop *loop, int64_t ns) {
+/* The names in parentheses here: rx.h's macros of those names check
+ * callers' time arguments. */
+int(rx_clock_advance)(rx_loop *loop, int64_t ns) {
   if (loop == NULL || !(loop->flags & RX_LOOP_MANUAL_CLOCK) || ns < 0)
     return -EINVAL;
   loop->now = ns > INT64_MAX - loop->now ? INT64_MAX : loop->now + ns;
@@ -125,14 +127,14 @@ void rx_resume(rx_loop *loop) {
   rx__periodic_resume(loop);
 }
 
-int rx_set_io_collect_interval(rx_loop *loop, int64_t io) {
+int(rx_set_io_collect_interval)(rx_loop *loop, int64_t io) {
   if (loop == NULL || io < 0)
     return -EINVAL;
   loop->io_collect = io;
   return 0;
 }
 
-int rx_set_busy_poll(rx_loop *loop, int64_t max) {
+int(rx_set_busy_poll)(rx_loop *loop, int64_t max) {
   if (loop == NULL || max < 0)
     return -EINVAL;
   loop->poll_max = max;
@@ -141,7 +143,7 @@ int rx_set_busy_poll(rx_loop *loop, int64_t max) {
   return 0;
 }
 
-int rx_set_timeout_collect_interval(rx_loop *loop, int64_t timeout) {
+int(rx_set_timeout_collect_interval)(rx_loop *loop, int64_t timeout) {
   if (loop == NULL || timeout < 0)
     return -EINVAL;
   loop->timeout_collect = timeout;

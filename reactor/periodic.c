@@ -132,8 +132,9 @@ static void unwatch_clock(rx_loop *loop) {
   loop->clockfd = -1;
 }
 
-void rx_periodic_init(rx_periodic *w, rx_periodic_cb cb, int64_t offset,
-                      int64_t interval, rx_reschedule_fn reschedule) {
+/* The name in parentheses: rx.h's macro of that name checks callers' times. */
+void(rx_periodic_init)(rx_periodic *w, rx_periodic_cb cb, int64_t offset,
+                       int64_t interval, rx_reschedule_fn reschedule) {
   if (w == NULL)
     return;
   w->cb = cb;

@@ -93,7 +93,13 @@ enum {
 /* Watcher priorities: pending callbacks run highest first. */
 enum { RX_MINPRI = -2, RX_MAXPRI = 2 };
 
-/* Time helpers. */
+/* Time helpers: an integer count of us, ms or s to int64_t ns. The count is
+ * converted first, so a fraction is dropped: RX_SEC(1.5) is 1 s; write
+ * RX_MSEC(1500). In C, a float, double or long double given where a
+ * function of rx takes a time is a compile error (libev's seconds would
+ * silently become ns: 5.5 is 5 ns); cast a computed value, as in
+ * (int64_t)(s * 1e9), or define RX_NO_TIME_GUARD before including rx.h to
+ * turn the check off (see "inline definitions"). */
 #define RX_USEC(n) ((int64_t)(n) * 1000)
 #define RX_MSEC(n) ((int64_t)(n) * 1000000)
 #define RX_SEC(n) ((int64_t)(n) * 1000000000)
@@ -841,6 +847,43 @@ static inline int rx__timer_pending(const void *w) {
   _Generic((w), rx_timer *: rx__timer_pending,                     \
            const rx_timer *: rx__timer_pending,                    \
            default: rx__head_pending)(w)
+#endif
+
+/* Time arguments checked at compile time, in C: each function above that
+ * takes a time in ns is also a macro of the same name that refuses a
+ * floating-point argument (the _Static_assert's message says what to write)
+ * and passes any integer expression on unchanged. It costs nothing at run
+ * time: the assertion sits in a struct that is only measured (sizeof), and
+ * _Generic does not evaluate its operand, so each argument is evaluated
+ * once, as by the call itself. The functions are still there: a pointer to
+ * rx_timer_init, or (rx_timer_init)(...), bypasses the check, which is how
+ * the library defines them. RX_NO_TIME_GUARD, defined before rx.h is
+ * included, leaves the macros out. C++ has no _Generic: no check there. */
+#if !defined(__cplusplus) && !defined(RX_NO_TIME_GUARD)
+#define RX__NS(t)                                                           \
+  ((void)sizeof(struct {                                                    \
+     _Static_assert(!_Generic((t), float: 1, double: 1, long double: 1,     \
+                              default: 0),                                  \
+                    "rx times are int64_t nanoseconds: for 5.5 s write "    \
+                    "RX_MSEC(5500), not 5.5; cast a computed value "        \
+                    "with (int64_t)");                                      \
+     int rx__ns_checked;                                                    \
+   }),                                                                      \
+   (t))
+#define rx_clock_advance(loop, ns) (rx_clock_advance)(loop, RX__NS(ns))
+#define rx_set_io_collect_interval(loop, io)                                \
+  (rx_set_io_collect_interval)(loop, RX__NS(io))
+#define rx_set_timeout_collect_interval(loop, timeout)                      \
+  (rx_set_timeout_collect_interval)(loop, RX__NS(timeout))
+#define rx_set_busy_poll(loop, max) (rx_set_busy_poll)(loop, RX__NS(max))
+#define rx_timer_init(w, cb, after, repeat)                                 \
+  (rx_timer_init)(w, cb, RX__NS(after), RX__NS(repeat))
+#define rx_timer_set(w, after, repeat)                                      \
+  (rx_timer_set)(w, RX__NS(after), RX__NS(repeat))
+#define rx_periodic_init(w, cb, offset, interval, reschedule)               \
+  (rx_periodic_init)(w, cb, RX__NS(offset), RX__NS(interval), reschedule)
+#define rx_stat_init(w, cb, path, interval)                                 \
+  (rx_stat_init)(w, cb, path, RX__NS(interval))
 #endif
 
 #ifdef __cplusplus

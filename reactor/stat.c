@@ -109,8 +109,9 @@ static void open_inotify(rx_loop *loop) {
   loop->inotifyfd = fd;
 }
 
-void rx_stat_init(rx_stat *w, rx_stat_cb cb, const char *path,
-                  int64_t interval) {
+/* The name in parentheses: rx.h's macro of that name checks callers' times. */
+void(rx_stat_init)(rx_stat *w, rx_stat_cb cb, const char *path,
+                   int64_t interval) {
   if (w == NULL)
     return;
   w->cb = cb;

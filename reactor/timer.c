@@ -56,7 +56,10 @@ static void set_delay(rx_timer *w, int64_t after) {
   w->_ent.word = (w->_ent.word & ~RX__TW_AT_MASK) | d;
 }
 
-void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after, int64_t repeat) {
+/* The names in parentheses: rx.h also defines rx_timer_init and
+ * rx_timer_set as macros that check their callers' time arguments. */
+void(rx_timer_init)(rx_timer *w, rx_timer_cb cb, int64_t after,
+                    int64_t repeat) {
   if (w == NULL)
     return;
   w->cb = cb;
@@ -69,7 +72,7 @@ void rx_timer_init(rx_timer *w, rx_timer_cb cb, int64_t after, int64_t repeat) {
     tset(w, RX__T_INVALID);
 }
 
-int rx_timer_set(rx_timer *w, int64_t after, int64_t repeat) {
+int(rx_timer_set)(rx_timer *w, int64_t after, int64_t repeat) {
   if (w == NULL || after < 0 || repeat < 0)
     return -EINVAL;
   if (tflags(w) & (RX__T_ACTIVE | RX__T_PENDING))

@@ -1,7 +1,8 @@
 /*
  * test-api.c - tests the public header rx.h as a user sees it: watcher
  * sizes, the generic rx_is_active / rx_is_pending on every watcher type,
- * the constants, and -EINVAL for the NULL arguments the header documents.
+ * the constants, -EINVAL for the NULL arguments the header documents, and
+ * integer times through the macros that check time arguments.
  * Uses only rx.h (no internal.h).
  */
 #include "helpers.h"
@@ -539,6 +540,89 @@ static void test_io_init_unknown_bits(void **state) {
   rxt_close_pair(sv);
 }
 
+/* ---------------------------------------------------------------------------
+ * Time arguments through rx.h's checking macros: each reaches its function
+ * with its value, whatever its integer type, is evaluated once, and the
+ * functions can still be called through pointers. (That a floating-point
+ * time does not compile is tests/time-guard.sh's test.)
+ */
+static int manual_clock_setup(void **state) {
+  struct rx_loop_options o = {.flags = RX_LOOP_MANUAL_CLOCK};
+  return rxt_setup_opts(state, &o);
+}
+
+static int evaluated;
+/* `v`, counting the calls. */
+static int64_t counted(int64_t v) {
+  evaluated++;
+  return v;
+}
+
+static void test_time_arguments_unchanged(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop;
+  rx_timer t;
+  evaluated = 0;
+  rx_timer_init(&t, NULL, counted(RX_SEC(3)), counted(RX_MSEC(7)));
+  assert_int_equal(evaluated, 2);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), RX_SEC(3));
+  rxt_assert_eq(t.repeat, RX_MSEC(7));
+
+  uint32_t u32 = UINT32_MAX;
+  unsigned short us = 7;
+  assert_int_equal(rx_timer_set(&t, u32, us), 0);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), UINT32_MAX);
+  rxt_assert_eq(t.repeat, 7);
+  struct {
+    unsigned u : 5;
+    int s : 4;
+  } bf = {31, -1};
+  assert_int_equal(rx_timer_set(&t, bf.u, bf.s), -EINVAL); /* -1 kept */
+  assert_int_equal(rx_timer_set(&t, bf.u, 0), 0);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), 31);
+  /* RX_SEC() converts its count first: 5.5 is 5 s, as rx.h says. */
+  assert_int_equal(rx_timer_set(&t, RX_SEC(5.5), 0), 0);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), RX_SEC(5));
+
+  rx_periodic p;
+  evaluated = 0;
+  rx_periodic_init(&p, NULL, counted(RX_SEC(60)), counted(RX_SEC(3600)), NULL);
+  assert_int_equal(evaluated, 2);
+  rxt_assert_eq(p.offset, RX_SEC(60));
+  rxt_assert_eq(p.interval, RX_SEC(3600));
+
+  rx_stat st;
+  evaluated = 0;
+  rx_stat_init(&st, NULL, "/", counted(u32));
+  assert_int_equal(evaluated, 1);
+  rxt_assert_eq(st.interval, UINT32_MAX);
+
+  int64_t before = rx_now(loop);
+  evaluated = 0;
+  assert_int_equal(rx_clock_advance(loop, counted(RX_SEC(2))), 0);
+  assert_int_equal(evaluated, 1);
+  rxt_assert_eq(rx_now(loop) - before, RX_SEC(2));
+  short minus_one = -1;
+  assert_int_equal(rx_set_io_collect_interval(loop, counted(-1)), -EINVAL);
+  assert_int_equal(rx_set_timeout_collect_interval(loop, minus_one), -EINVAL);
+  assert_int_equal(rx_set_busy_poll(loop, counted(-1)), -EINVAL);
+  assert_int_equal(evaluated, 3);
+  assert_int_equal(rx_set_io_collect_interval(loop, 0), 0);
+  assert_int_equal(rx_set_timeout_collect_interval(loop, 0), 0);
+  assert_int_equal(rx_set_busy_poll(loop, RX_BUSY_POLL_DEFAULT), 0);
+
+  void (*timer_init)(rx_timer *, rx_timer_cb, int64_t, int64_t) = rx_timer_init;
+  int (*timer_set)(rx_timer *, int64_t, int64_t) = &rx_timer_set;
+  int (*advance)(rx_loop *, int64_t) = rx_clock_advance;
+  timer_init(&t, NULL, 11, 0);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), 11);
+  assert_int_equal(timer_set(&t, 12, 1), 0);
+  rxt_assert_eq(rx_timer_remaining(loop, &t), 12);
+  before = rx_now(loop);
+  assert_int_equal(advance(loop, RX_MSEC(1)), 0);
+  rxt_assert_eq(rx_now(loop) - before, RX_MSEC(1));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sizes),
@@ -553,6 +637,7 @@ int main(void) {
       cmocka_unit_test(test_version),
       RXT_TEST_NOLOOP(test_null_every_function),
       RXT_TEST(test_io_init_unknown_bits),
+      RXT_TEST_WITH(test_time_arguments_unchanged, manual_clock_setup),
   };
   const char *b = rxt_env_backend();
   char name[64];
