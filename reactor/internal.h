@@ -6,7 +6,10 @@
  * (struct rx_uring { struct rx_loop loop; ... }), so that converting between
  * the two is a cast and no `void *` state pointer is needed. The loop calls
  * the backend only through `loop->ops`, never by name; the backend calls
- * back only the rx__ functions declared here.
+ * back only the rx__ functions declared here. Of the loop's fields, a
+ * backend touches only the fd table (fds, nfds, as struct rx__fd says),
+ * the change list (changes, nchanges: it empties it, and io_uring appends
+ * to it), wakefd, postfork (in destroy) and its own metrics.
  */
 #ifndef RX_INTERNAL_H
 #define RX_INTERNAL_H
@@ -207,13 +210,15 @@ struct rx_backend_ops {
 extern const struct rx_backend_ops rx__uring_ops;
 extern const struct rx_backend_ops rx__epoll_ops;
 
-/* Counters behind rx_loop_metrics(); the backends add to theirs. */
+/* Counters behind rx_loop_metrics(). A backend only adds to its four
+ * (enters, completions, overflows, rearms) and reads none; the core writes
+ * the rest. */
 struct rx__metrics {
   uint64_t dispatched;
-  uint64_t enters;
-  uint64_t completions;
-  uint64_t overflows;
-  uint64_t rearms;
+  uint64_t enters;      /* backend: syscalls into the kernel's event side */
+  uint64_t completions; /* backend: events reaped */
+  uint64_t overflows;   /* backend: io_uring CQ overflow flushes */
+  uint64_t rearms;      /* backend: registrations and polls (re)made */
   uint64_t wakeups;
   uint64_t cross_events;
   int64_t idle_ns;
