@@ -149,8 +149,10 @@ struct rx_backend_ops {
   void (*destroy)(rx_loop *loop);
   /* Waits for events at most `timeout` ns (-1: no limit, 0: never block),
    * after applying the fd changes in loop->changes. Reports readiness with
-   * rx__io_event() and dead fds with rx__io_error(). Returns 0 or -errno;
-   * an interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
+   * rx__io_event() and dead fds with rx__io_error(); one reported while
+   * applying the changes makes the wait non-blocking (the core saw nothing
+   * pending only before the call). Returns 0 or -errno; an
+   * interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
    * message from another ring) is reported with rx__doorbell(). */
   int (*wait)(rx_loop *loop, int64_t timeout);
   /* Sends what the backend has queued for the kernel without waiting, so
