@@ -148,24 +148,18 @@ static void test_idle_rule(void **state) {
 }
 
 /* An expired timer of the idle's priority counts as pending too. */
-static void tick_cb(rx_loop *loop, rx_timer *w, int revents) {
-  (void)loop;
-  (void)revents;
-  (*(int *)w->data)++;
-}
-
 static void test_idle_rule_timers(void **state) {
   (void)state;
   struct cnt i;
   idle_new(&i, 0);
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer t;
-  rx_timer_init(&t, tick_cb, 0, 0);
+  rx_timer_init(&t, rxt_rec_timer_cb, 0, 0);
   t.data = &ticks;
   rx_idle_start(rxt.loop, &i.u.idle);
   rx_timer_start(rxt.loop, &t);
   rx_run(rxt.loop, RX_RUN_NOWAIT); /* the timer expires: no idle */
-  assert_int_equal(ticks, 1);
+  assert_int_equal(ticks.calls, 1);
   assert_int_equal(i.calls, 0);
   rx_run(rxt.loop, RX_RUN_NOWAIT);
   assert_int_equal(i.calls, 1);
@@ -175,9 +169,9 @@ static void test_idle_rule_timers(void **state) {
 /* An active idle watcher keeps the loop from blocking. */
 static void test_idle_does_not_block(void **state) {
   (void)state;
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer far;
-  rx_timer_init(&far, tick_cb, RX_SEC(10), 0);
+  rx_timer_init(&far, rxt_rec_timer_cb, RX_SEC(10), 0);
   far.data = &ticks;
   rx_timer_start(rxt.loop, &far);
   struct cnt i;
@@ -190,7 +184,7 @@ static void test_idle_does_not_block(void **state) {
     assert_int_equal(rx_run(rxt.loop, RX_RUN_ONCE), 1);
   assert_int_equal(i.calls, 101);
   rxt_assert_lt(rxt_clock() - t0, RX_SEC(5));
-  assert_int_equal(ticks, 0);
+  assert_int_equal(ticks.calls, 0);
   /* Stopped, it no longer does: ONCE now waits for the next event. */
   rx_idle_stop(rxt.loop, &i.u.idle);
   rx_timer_stop(rxt.loop, &far);
@@ -198,7 +192,7 @@ static void test_idle_does_not_block(void **state) {
   rx_now_update(rxt.loop);
   int64_t t1 = rx_now(rxt.loop);
   rx_timer_start(rxt.loop, &far);
-  while (ticks == 0)
+  while (ticks.calls == 0)
     rx_run(rxt.loop, RX_RUN_ONCE);
   rxt_assert_ge(rxt_clock(), t1 + RX_MSEC(20));
 }
@@ -288,9 +282,9 @@ static void test_prepare_check_around_wait(void **state) {
   memset(&c, 0, sizeof(c));
   rx_prepare_init(&p.u.prepare, prepare_cb);
   rx_check_init(&c.u.check, check_cb);
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer t;
-  rx_timer_init(&t, tick_cb, RX_MSEC(20), 0);
+  rx_timer_init(&t, rxt_rec_timer_cb, RX_MSEC(20), 0);
   t.data = &ticks;
   rx_now_update(rxt.loop);
   int64_t due = rx_now(rxt.loop) + RX_MSEC(20);
@@ -298,7 +292,7 @@ static void test_prepare_check_around_wait(void **state) {
   rx_prepare_start(rxt.loop, &p.u.prepare);
   rx_check_start(rxt.loop, &c.u.check);
   int runs = 0;
-  while (ticks == 0) {
+  while (ticks.calls == 0) {
     rx_run(rxt.loop, RX_RUN_ONCE);
     runs++;
   }
