@@ -12,9 +12,13 @@
  *     (EPOLL_CTL_DEL) at the next flush, unless a start brought one back
  *     first, and takes a new generation. When a freshly set watcher starts
  *     (RX__FD_RENEW, see io.c), the registration is renewed with a new
- *     generation: MOD, falling back to ADD on ENOENT because the number may
- *     now name a new file (and to MOD on EEXIST). A plain stop and start
- *     between two waits costs no epoll_ctl().
+ *     generation. With an unchanged interest that is an ADD: EEXIST proves
+ *     that the file the number names is the one registered, which then
+ *     stands as it was (libev's test, and cheaper than a MOD, which polls
+ *     the file again). A changed interest is a MOD, falling back to ADD on
+ *     ENOENT because the number may now name a new file (and to MOD on
+ *     EEXIST). A plain stop and start between two waits costs no
+ *     epoll_ctl().
  *  c) epoll_ctl() refuses dead fds with EBADF, reported to the watchers as
  *     RX_ERROR. It refuses regular files and directories with EPERM; those
  *     are always ready for poll(2) and for io_uring's POLL_ADD, so here too
@@ -156,12 +160,19 @@ static void apply_change(struct rx_epoll *be, int fd) {
     return;
 
   struct epoll_event ev;
-  int op = f->kernel != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  int op = f->kernel != 0 && f->want != f->kernel ? EPOLL_CTL_MOD
+                                                   : EPOLL_CTL_ADD;
   if (renew)
     f->gen++;
   ev.events = epoll_mask(f->want);
   ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd;
   int rc = ctl(be, op, fd, &ev);
+  if (rc < 0 && errno == EEXIST && renew && f->want == f->kernel) {
+    /* Note b): the file the number names is still registered, with this
+     * interest, so the registration stands as it was. */
+    f->gen--;
+    return;
+  }
   if (rc < 0 && errno == ENOENT && op == EPOLL_CTL_MOD)
     rc = ctl(be, EPOLL_CTL_ADD, fd, &ev);
   else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
