@@ -51,6 +51,23 @@
  *                   if a callback ran after the last send. Metrics: sends
  *                   per second (wall, first send to the loop's end),
  *                   callbacks delivered.
+ *   timer_start     P.ts_active active timers (--timers N) due in 1-60 s,
+ *                   then P.ts_batches batches of P.ts_batch starts of fresh
+ *                   timers (due in 1-60 s), each batch followed by untimed
+ *                   stops, so the loop holds N to N + P.ts_batch timers.
+ *                   Metric: ns per start, the median batch's wall time over
+ *                   its starts (a batch's two clock reads weigh 0.01 ns per
+ *                   start; a preempted batch falls outside the median).
+ *   async_send_pending  one async watcher made pending by one send, then
+ *                   P.asp_sends more sends by the loop's own thread on the
+ *                   loop that does not run: each only finds the watcher
+ *                   pending. The loop then runs once and must make exactly
+ *                   one callback. Metric: thread CPU ns per send.
+ *   loop_pingpong   two loops on two threads (the main thread runs a, a
+ *                   helper thread runs b) bounce one message P.lpp_trips
+ *                   times with the library's cross-thread wake-up. Metrics:
+ *                   round trips per second (wall), process CPU ns per round
+ *                   trip (both threads).
  *   ping_pongs      the main thread's loop is a TCP echo server with read
  *                   watchers (readiness: read, then write); a client thread
  *                   (the same epoll code for every library) keeps
@@ -79,6 +96,11 @@ struct peer_params {
   int pipe_writes;
   int pipe_runs;
   uint64_t async_sends;   /* async_pummel */
+  uint32_t ts_active;     /* timer_start: active timers (--timers N) */
+  uint32_t ts_batch;      /* fresh timers started per timed batch */
+  int ts_batches;
+  uint64_t asp_sends;     /* async_send_pending */
+  uint64_t lpp_trips;     /* loop_pingpong: round trips */
   int pp_conns;           /* ping_pongs */
   int pp_size;
   double pp_seconds;
@@ -105,6 +127,9 @@ int peer_timer_churn(void);
 int peer_pipe_chain(void);
 int peer_async_pummel(void);
 int peer_ping_pongs(void);
+int peer_timer_start(void);
+int peer_async_send_pending(void);
+int peer_loop_pingpong(void);
 
 /* ---------------------------------------------------------------------------
  * What the driver gives them.
@@ -198,6 +223,45 @@ void peer_pummel_go(void);
 void peer_pummel_finish(void);
 int peer_pummel_callback(void);
 int peer_pummel_end(void);
+
+/* timer_start. peer_ts_active_ms(i) is active timer i's delay,
+ * peer_ts_fresh_ms[j] fresh timer j's (j < P.ts_batch), both whole
+ * milliseconds in [1000, 60000]. The library file starts its P.ts_active
+ * timers, sets up the fresh ones (untimed: init and the delay, where its
+ * start does not take the delay), then P.ts_batches times:
+ *   peer_ts_begin();   start fresh timer 0 .. P.ts_batch - 1
+ *   peer_ts_end();     then stop them (and set their delay again if a stop
+ *                      loses it), untimed
+ * and returns peer_ts_report(). */
+uint32_t peer_ts_active_ms(uint32_t i);
+extern uint32_t *peer_ts_fresh_ms;
+void peer_ts_begin(void);
+void peer_ts_end(void);
+int peer_ts_report(void);
+
+/* async_send_pending: after the first send, peer_asp_begin(); P.asp_sends
+ * sends; peer_asp_end(); then one non-blocking loop run, and
+ * peer_asp_report(callbacks) with the callbacks it made (must be 1). */
+void peer_asp_begin(void);
+void peer_asp_end(void);
+int peer_asp_report(uint64_t callbacks);
+
+/* loop_pingpong. Loop a is the main thread's, loop b runs on a helper
+ * thread (peer_thread). The library posts or sends to b once, between
+ * peer_lpp_begin() and running a. b's callback: if peer_lpp_stopping(), stop
+ * (its loop then returns), else wake a. a's callback: peer_lpp_trip(), which
+ * returns 1 on the last round trip (stop a's loop then), and wake b in any
+ * case (the last wake-up tells b to stop). After a's loop returned:
+ * peer_lpp_release(); peer_join(); return peer_lpp_end(). A library whose
+ * loop must be freed on its own thread frees b after peer_lpp_wait(), which
+ * returns once a's thread has released it: a has sent its last wake-up by
+ * then. */
+void peer_lpp_begin(void);
+int peer_lpp_trip(void);
+int peer_lpp_stopping(void);
+void peer_lpp_release(void);
+void peer_lpp_wait(void);
+int peer_lpp_end(void);
 
 /* ping_pongs. peer_pp_listen() returns a listening socket (non-blocking,
  * 127.0.0.1) and starts the client thread. The library watches it and, when

@@ -11,6 +11,11 @@
  *                   ev_io_start, then ev_run(EVRUN_NOWAIT).
  *   async_pummel    ev_async; the callback stops the watcher at the end.
  *   ping_pongs      ev_io (EV_READ) on the listener and each connection.
+ *   timer_start     ev_timer_start of timers set up with ev_timer_init;
+ *                   untimed ev_timer_stop + ev_timer_set between batches.
+ *   async_send_pending  ev_async_send to a pending ev_async.
+ *   loop_pingpong   an ev_async on each loop, sent to by the other; loop b
+ *                   is destroyed on the main thread once its thread ended.
  */
 #include "peer.h"
 
@@ -265,6 +270,132 @@ int peer_ping_pongs(void) {
   peer_pp_begin();
   ev_run(loop, 0);
   int rc = peer_pp_end();
+  ev_loop_destroy(loop);
+  return rc;
+}
+
+/* timer_start */
+
+int peer_timer_start(void) {
+  if (loop_open() < 0)
+    return -1;
+  ev_timer *active = malloc(P.ts_active * sizeof *active);
+  ev_timer *fresh = malloc(P.ts_batch * sizeof *fresh);
+  double *fresh_s = malloc(P.ts_batch * sizeof *fresh_s);
+  if (!active || !fresh || !fresh_s) {
+    free(active);
+    free(fresh);
+    free(fresh_s);
+    ev_loop_destroy(loop);
+    return peer_fail("out of memory");
+  }
+  for (uint32_t i = 0; i < P.ts_active; i++) {
+    ev_timer_init(&active[i], never_cb, peer_ts_active_ms(i) * 1e-3, 0.);
+    ev_timer_start(loop, &active[i]);
+  }
+  for (uint32_t j = 0; j < P.ts_batch; j++) {
+    fresh_s[j] = peer_ts_fresh_ms[j] * 1e-3;
+    ev_timer_init(&fresh[j], never_cb, fresh_s[j], 0.);
+  }
+  int bad = 0;
+  for (int b = 0; b < P.ts_batches; b++) {
+    peer_ts_begin();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      ev_timer_start(loop, &fresh[j]);
+    peer_ts_end();
+    for (uint32_t j = 0; j < P.ts_batch; j++) {
+      bad |= !ev_is_active(&fresh[j]);
+      ev_timer_stop(loop, &fresh[j]);
+      ev_timer_set(&fresh[j], fresh_s[j], 0.);
+    }
+  }
+  int rc = bad ? peer_fail("a timer did not start") : peer_ts_report();
+  for (uint32_t i = 0; i < P.ts_active; i++)
+    ev_timer_stop(loop, &active[i]);
+  ev_loop_destroy(loop);
+  free(active);
+  free(fresh);
+  free(fresh_s);
+  return rc;
+}
+
+/* async_send_pending */
+
+static uint64_t asp_callbacks;
+
+static void asp_cb(struct ev_loop *l, ev_async *w, int revents) {
+  (void)l, (void)w, (void)revents;
+  asp_callbacks++;
+}
+
+int peer_async_send_pending(void) {
+  ev_async w;
+  if (loop_open() < 0)
+    return -1;
+  ev_async_init(&w, asp_cb);
+  ev_async_start(loop, &w);
+  ev_async_send(loop, &w); /* now pending */
+  peer_asp_begin();
+  for (uint64_t k = 0; k < P.asp_sends; k++)
+    ev_async_send(loop, &w);
+  peer_asp_end();
+  ev_run(loop, EVRUN_NOWAIT);
+  ev_async_stop(loop, &w);
+  ev_loop_destroy(loop);
+  return peer_asp_report(asp_callbacks);
+}
+
+/* loop_pingpong: loop is a, lpp_b is b. */
+
+static struct ev_loop *lpp_b;
+static ev_async at_a, at_b;
+
+static void at_b_cb(struct ev_loop *b, ev_async *w, int revents) {
+  (void)revents;
+  if (peer_lpp_stopping()) {
+    ev_async_stop(b, w);
+    return;
+  }
+  ev_async_send(loop, &at_a);
+}
+
+static void at_a_cb(struct ev_loop *a, ev_async *w, int revents) {
+  (void)revents;
+  if (peer_lpp_trip())
+    ev_async_stop(a, w);
+  ev_async_send(lpp_b, &at_b);
+}
+
+static void *run_b(void *arg) {
+  (void)arg;
+  ev_run(lpp_b, 0);
+  return NULL;
+}
+
+int peer_loop_pingpong(void) {
+  if (loop_open() < 0)
+    return -1;
+  lpp_b = ev_loop_new(EVFLAG_AUTO);
+  if (!lpp_b) {
+    ev_loop_destroy(loop);
+    return peer_fail("ev_loop_new failed");
+  }
+  ev_async_init(&at_a, at_a_cb);
+  ev_async_init(&at_b, at_b_cb);
+  ev_async_start(loop, &at_a);
+  ev_async_start(lpp_b, &at_b);
+  if (peer_thread(run_b, NULL) < 0) {
+    ev_loop_destroy(lpp_b);
+    ev_loop_destroy(loop);
+    return peer_fail("cannot start loop b's thread");
+  }
+  peer_lpp_begin();
+  ev_async_send(lpp_b, &at_b);
+  ev_run(loop, 0);
+  peer_lpp_release();
+  peer_join();
+  int rc = peer_lpp_end();
+  ev_loop_destroy(lpp_b);
   ev_loop_destroy(loop);
   return rc;
 }

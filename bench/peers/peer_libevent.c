@@ -31,6 +31,16 @@
  *                   never added; the callback calls event_base_loopbreak.
  *   ping_pongs      EV_READ | EV_PERSIST events on the listener and on each
  *                   connection.
+ *   timer_start     evtimer_add of timers set up with evtimer_assign, from a
+ *                   callback in the loop (run_in_loop); untimed evtimer_del
+ *                   between batches.
+ *   async_send_pending  event_active on an event already active, on a base
+ *                   made thread-safe: libevent's cross-thread wake-up, as
+ *                   in async_pummel.
+ *   loop_pingpong   one event with no fd per base, made active from the
+ *                   other base's thread; both bases thread-safe, run with
+ *                   EVLOOP_NO_EXIT_ON_EMPTY; base b is freed on the main
+ *                   thread once its thread ended.
  *
  * peer_setup turns on libevent's pthread locking, which async_pummel's
  * cross-thread event_active needs and which must come before the base is
@@ -403,6 +413,143 @@ int peer_ping_pongs(void) {
   if (listener)
     event_free(listener);
   free(conns);
+  base_close();
+  return rc;
+}
+
+/* timer_start */
+
+static struct event *ts_active, *ts_fresh;
+static struct timeval *ts_fresh_tv;
+
+static void ts_run(void) {
+  int err = 0;
+  for (uint32_t i = 0; i < P.ts_active && !err; i++) {
+    struct timeval tv = ms_tv(peer_ts_active_ms(i));
+    evtimer_assign(&ts_active[i], base, never_cb, NULL);
+    err = evtimer_add(&ts_active[i], &tv);
+  }
+  for (uint32_t j = 0; j < P.ts_batch; j++) {
+    ts_fresh_tv[j] = ms_tv(peer_ts_fresh_ms[j]);
+    evtimer_assign(&ts_fresh[j], base, never_cb, NULL);
+  }
+  for (int b = 0; b < P.ts_batches && !err; b++) {
+    peer_ts_begin();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      err |= evtimer_add(&ts_fresh[j], &ts_fresh_tv[j]);
+    peer_ts_end();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      evtimer_del(&ts_fresh[j]);
+  }
+  timer_error = err;
+  event_base_loopbreak(base);
+}
+
+int peer_timer_start(void) {
+  if (base_open(0) < 0)
+    return -1;
+  ts_active = malloc(P.ts_active * sizeof *ts_active);
+  ts_fresh = malloc(P.ts_batch * sizeof *ts_fresh);
+  ts_fresh_tv = malloc(P.ts_batch * sizeof *ts_fresh_tv);
+  int rc;
+  if (!ts_active || !ts_fresh || !ts_fresh_tv)
+    rc = peer_fail("out of memory");
+  else
+    rc = run_in_loop(ts_run) < 0 ? peer_fail("event_base_dispatch failed")
+         : timer_error          ? peer_fail("evtimer_add failed")
+                                : peer_ts_report();
+  base_close(); /* deletes the timers still pending */
+  free(ts_active);
+  free(ts_fresh);
+  free(ts_fresh_tv);
+  return rc;
+}
+
+/* async_send_pending */
+
+static uint64_t asp_callbacks;
+
+static void asp_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  asp_callbacks++;
+}
+
+int peer_async_send_pending(void) {
+  struct event ev;
+  if (base_open(1) < 0)
+    return -1;
+  event_assign(&ev, base, -1, 0, asp_cb, NULL);
+  event_active(&ev, EV_READ, 0); /* now active */
+  peer_asp_begin();
+  for (uint64_t k = 0; k < P.asp_sends; k++)
+    event_active(&ev, EV_READ, 0);
+  peer_asp_end();
+  int loop_rc = event_base_loop(base, EVLOOP_NONBLOCK);
+  event_del(&ev);
+  base_close();
+  return loop_rc < 0 ? peer_fail("event_base_loop failed")
+                     : peer_asp_report(asp_callbacks);
+}
+
+/* loop_pingpong: base is a, lpp_b is b. */
+
+static struct event_base *lpp_b;
+static struct event *at_a, *at_b;
+
+static void at_b_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  if (peer_lpp_stopping()) {
+    event_base_loopbreak(lpp_b);
+    return;
+  }
+  event_active(at_a, EV_READ, 0);
+}
+
+static void at_a_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  if (peer_lpp_trip())
+    event_base_loopbreak(base);
+  event_active(at_b, EV_READ, 0);
+}
+
+static int lpp_b_rc;
+
+static void *run_b(void *arg) {
+  (void)arg;
+  lpp_b_rc = event_base_loop(lpp_b, EVLOOP_NO_EXIT_ON_EMPTY);
+  return NULL;
+}
+
+int peer_loop_pingpong(void) {
+  if (base_open(1) < 0)
+    return -1;
+  lpp_b = base;
+  base = NULL;
+  if (base_open(1) < 0) {
+    event_base_free(lpp_b);
+    return -1;
+  }
+  at_a = event_new(base, -1, 0, at_a_cb, NULL);
+  at_b = event_new(lpp_b, -1, 0, at_b_cb, NULL);
+  int rc;
+  if (!at_a || !at_b) {
+    rc = peer_fail("event_new failed");
+  } else if (peer_thread(run_b, NULL) < 0) {
+    rc = peer_fail("cannot start loop b's thread");
+  } else {
+    peer_lpp_begin();
+    event_active(at_b, EV_READ, 0);
+    int loop_rc = event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+    peer_lpp_release();
+    peer_join();
+    rc = loop_rc < 0 || lpp_b_rc < 0 ? peer_fail("event_base_loop failed")
+                                     : peer_lpp_end();
+  }
+  if (at_a)
+    event_free(at_a);
+  if (at_b)
+    event_free(at_b);
+  event_base_free(lpp_b);
   base_close();
   return rc;
 }

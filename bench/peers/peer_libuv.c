@@ -22,6 +22,12 @@
  *   ping_pongs      uv_poll_t (UV_READABLE) on the listener and on each
  *                   connection, for the same readiness workload as the
  *                   others (read, then write).
+ *   timer_start     uv_timer_start of initialised timers (the delay is an
+ *                   argument of the start); untimed uv_timer_stop between
+ *                   batches.
+ *   async_send_pending  uv_async_send to a pending uv_async_t.
+ *   loop_pingpong   a uv_async_t on each loop, sent to by the other; loop b
+ *                   is closed on the main thread once its thread ended.
  *
  * Every handle is uv_close'd and the closes are run before uv_loop_close,
  * which fails with UV_EBUSY while a handle is open.
@@ -354,6 +360,130 @@ int peer_ping_pongs(void) {
     return uv_fail("uv_poll", pp_error);
   }
   int rc = peer_pp_end();
+  loop_close();
+  return rc;
+}
+
+/* timer_start */
+
+int peer_timer_start(void) {
+  int err = 0;
+  if (loop_open() < 0)
+    return -1;
+  uv_timer_t *active = malloc(P.ts_active * sizeof *active);
+  uv_timer_t *fresh = malloc(P.ts_batch * sizeof *fresh);
+  if (!active || !fresh) {
+    free(active);
+    free(fresh);
+    loop_close();
+    return peer_fail("out of memory");
+  }
+  for (uint32_t i = 0; i < P.ts_active && !err; i++) {
+    uv_timer_init(&loop, &active[i]);
+    err = uv_timer_start(&active[i], never_cb, peer_ts_active_ms(i), 0);
+  }
+  for (uint32_t j = 0; j < P.ts_batch; j++)
+    uv_timer_init(&loop, &fresh[j]);
+  for (int b = 0; b < P.ts_batches && !err; b++) {
+    peer_ts_begin();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      err |= uv_timer_start(&fresh[j], never_cb, peer_ts_fresh_ms[j], 0);
+    peer_ts_end();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      uv_timer_stop(&fresh[j]);
+  }
+  int rc = err ? uv_fail("uv_timer_start", err) : peer_ts_report();
+  loop_close();
+  free(active);
+  free(fresh);
+  return rc;
+}
+
+/* async_send_pending */
+
+static uint64_t asp_callbacks;
+
+static void asp_cb(uv_async_t *h) {
+  (void)h;
+  asp_callbacks++;
+}
+
+int peer_async_send_pending(void) {
+  uv_async_t h;
+  if (loop_open() < 0)
+    return -1;
+  int err = uv_async_init(&loop, &h, asp_cb);
+  if (err) {
+    loop_close();
+    return uv_fail("uv_async_init", err);
+  }
+  err |= uv_async_send(&h); /* now pending */
+  peer_asp_begin();
+  for (uint64_t k = 0; k < P.asp_sends; k++)
+    err |= uv_async_send(&h);
+  peer_asp_end();
+  uv_run(&loop, UV_RUN_NOWAIT);
+  loop_close();
+  return err ? uv_fail("uv_async_send", err) : peer_asp_report(asp_callbacks);
+}
+
+/* loop_pingpong: loop is a, lpp_b is b. Each callback closes its handle at
+ * the end, which lets its uv_run return; a send that reaches a closing
+ * handle is ignored, and the loops are closed only after the join. */
+
+static uv_loop_t lpp_b;
+static uv_async_t at_a, at_b;
+
+static void at_b_cb(uv_async_t *h) {
+  if (peer_lpp_stopping()) {
+    uv_close((uv_handle_t *)h, NULL);
+    return;
+  }
+  uv_async_send(&at_a);
+}
+
+static void at_a_cb(uv_async_t *h) {
+  if (peer_lpp_trip())
+    uv_close((uv_handle_t *)h, NULL);
+  uv_async_send(&at_b);
+}
+
+static void *run_b(void *arg) {
+  (void)arg;
+  uv_run(&lpp_b, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+static void close_b(void) {
+  uv_walk(&lpp_b, close_walk, NULL);
+  uv_run(&lpp_b, UV_RUN_DEFAULT);
+  int err = uv_loop_close(&lpp_b);
+  if (err)
+    uv_fail("uv_loop_close", err);
+}
+
+int peer_loop_pingpong(void) {
+  if (loop_open() < 0)
+    return -1;
+  int err = uv_loop_init(&lpp_b);
+  if (err) {
+    loop_close();
+    return uv_fail("uv_loop_init", err);
+  }
+  uv_async_init(&loop, &at_a, at_a_cb);
+  uv_async_init(&lpp_b, &at_b, at_b_cb);
+  if (peer_thread(run_b, NULL) < 0) {
+    close_b();
+    loop_close();
+    return peer_fail("cannot start loop b's thread");
+  }
+  peer_lpp_begin();
+  uv_async_send(&at_b);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  peer_lpp_release();
+  peer_join();
+  int rc = peer_lpp_end();
+  close_b();
   loop_close();
   return rc;
 }

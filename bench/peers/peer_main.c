@@ -35,6 +35,11 @@ struct peer_params P = {
     .pipe_writes = 1000,
     .pipe_runs = 25,
     .async_sends = 10000000,
+    .ts_active = 10000,
+    .ts_batch = 4096,
+    .ts_batches = 200,
+    .asp_sends = 20000000,
+    .lpp_trips = 100000,
     .pp_conns = 100,
     .pp_size = 64,
     .pp_seconds = 3.0,
@@ -47,6 +52,9 @@ static void quick(void) {
   P.churn_rearms = 2000000;
   P.pipe_runs = 5;
   P.async_sends = 1000000;
+  P.ts_batches = 50;
+  P.asp_sends = 5000000;
+  P.lpp_trips = 20000;
   P.pp_seconds = 1.0;
 }
 
@@ -374,6 +382,117 @@ int peer_pummel_end(void) {
 }
 
 /* ---------------------------------------------------------------------------
+ * timer_start
+ */
+
+uint32_t *peer_ts_fresh_ms;
+static uint64_t *ts_batch_ns, ts_t0;
+static int ts_done;
+
+#define TS_SEED_ACTIVE UINT64_C(0x72785f6163746976)
+#define TS_SEED_FRESH UINT64_C(0x72785f6672657368)
+
+static uint32_t ts_delay_ms(uint64_t seed) {
+  return 1000 + (uint32_t)(peer_rand(&seed) % 59001);
+}
+
+uint32_t peer_ts_active_ms(uint32_t i) { return ts_delay_ms(TS_SEED_ACTIVE ^ i); }
+
+static int ts_prepare(void) {
+  peer_ts_fresh_ms = malloc(P.ts_batch * sizeof *peer_ts_fresh_ms);
+  ts_batch_ns = malloc((size_t)P.ts_batches * sizeof *ts_batch_ns);
+  if (!peer_ts_fresh_ms || !ts_batch_ns)
+    return -1;
+  for (uint32_t j = 0; j < P.ts_batch; j++)
+    peer_ts_fresh_ms[j] = ts_delay_ms(TS_SEED_FRESH ^ j);
+  return 0;
+}
+
+void peer_ts_begin(void) { ts_t0 = peer_now_ns(); }
+
+void peer_ts_end(void) {
+  uint64_t t1 = peer_now_ns();
+  if (ts_done < P.ts_batches)
+    ts_batch_ns[ts_done++] = t1 - ts_t0;
+}
+
+int peer_ts_report(void) {
+  if (ts_done != P.ts_batches)
+    return peer_fail("not every batch was timed");
+  peer_report("start_ns", (double)median(ts_batch_ns, ts_done) / P.ts_batch,
+              "ns");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * async_send_pending
+ */
+
+static uint64_t asp_cpu0, asp_cpu;
+
+void peer_asp_begin(void) { asp_cpu0 = peer_thread_cpu_ns(); }
+
+void peer_asp_end(void) { asp_cpu = peer_thread_cpu_ns() - asp_cpu0; }
+
+int peer_asp_report(uint64_t callbacks) {
+  if (callbacks != 1)
+    return peer_fail("not exactly one callback for the pending sends");
+  peer_report("send_ns", (double)asp_cpu / (double)P.asp_sends, "ns");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * loop_pingpong
+ */
+
+static uint64_t lpp_t0, lpp_t1, lpp_cpu0, lpp_trips;
+static atomic_int lpp_stop;
+static pthread_mutex_t lpp_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t lpp_cv = PTHREAD_COND_INITIALIZER;
+static int lpp_released;
+
+void peer_lpp_begin(void) {
+  lpp_t0 = peer_now_ns();
+  lpp_cpu0 = peer_cpu_ns();
+}
+
+int peer_lpp_trip(void) {
+  if (++lpp_trips != P.lpp_trips)
+    return 0;
+  lpp_t1 = peer_now_ns();
+  atomic_store_explicit(&lpp_stop, 1, memory_order_release);
+  return 1;
+}
+
+int peer_lpp_stopping(void) {
+  return atomic_load_explicit(&lpp_stop, memory_order_acquire);
+}
+
+void peer_lpp_release(void) {
+  pthread_mutex_lock(&lpp_mu);
+  lpp_released = 1;
+  pthread_cond_signal(&lpp_cv);
+  pthread_mutex_unlock(&lpp_mu);
+}
+
+void peer_lpp_wait(void) {
+  pthread_mutex_lock(&lpp_mu);
+  while (!lpp_released)
+    pthread_cond_wait(&lpp_cv, &lpp_mu);
+  pthread_mutex_unlock(&lpp_mu);
+}
+
+int peer_lpp_end(void) {
+  uint64_t cpu = peer_cpu_ns() - lpp_cpu0;
+  if (lpp_trips != P.lpp_trips || lpp_t1 <= lpp_t0)
+    return peer_fail("not every round trip was made");
+  peer_report("round_trips_per_s", (double)lpp_trips * 1e9 / (double)(lpp_t1 - lpp_t0),
+              "trips/s");
+  peer_report("cpu_ns_per_trip", (double)cpu / (double)lpp_trips, "ns");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * ping_pongs: the server side helpers, then the client thread.
  */
 
@@ -549,10 +668,15 @@ static const struct {
     {"loop_count", peer_loop_count},   {"million_timers", peer_million_timers},
     {"timer_churn", peer_timer_churn}, {"pipe_chain", peer_pipe_chain},
     {"async_pummel", peer_async_pummel}, {"ping_pongs", peer_ping_pongs},
+    {"timer_start", peer_timer_start},
+    {"async_send_pending", peer_async_send_pending},
+    {"loop_pingpong", peer_loop_pingpong},
 };
 
 static int usage(void) {
-  fprintf(stderr, "usage: peer_%s <workload> [--quick] [--pipes N]\nworkloads:",
+  fprintf(stderr,
+          "usage: peer_%s <workload> [--quick] [--pipes N] [--timers N]\n"
+          "workloads:",
           peer_library);
   for (size_t i = 0; i < sizeof workloads / sizeof *workloads; i++)
     fprintf(stderr, " %s", workloads[i].name);
@@ -569,6 +693,11 @@ int main(int argc, char **argv) {
       P.pipes = atoi(argv[++i]);
       if (P.pipes < P.pipe_active)
         return usage();
+    } else if (strcmp(argv[i], "--timers") == 0 && i + 1 < argc) {
+      long n = atol(argv[++i]);
+      if (n < 1 || n > 10000000)
+        return usage();
+      P.ts_active = (uint32_t)n;
     } else if (!workload_name) {
       workload_name = argv[i];
     } else {
@@ -582,6 +711,9 @@ int main(int argc, char **argv) {
     return usage();
   if (run == peer_pipe_chain)
     snprintf(workload_label, sizeof workload_label, "pipe_chain_%d", P.pipes);
+  else if (run == peer_timer_start)
+    snprintf(workload_label, sizeof workload_label, "timer_start_%u",
+             P.ts_active);
   else
     snprintf(workload_label, sizeof workload_label, "%s", workload_name);
 
@@ -593,6 +725,8 @@ int main(int argc, char **argv) {
   alarm(120);
   if (run == peer_million_timers && mt_prepare() < 0)
     return peer_fail("out of memory"), 1;
+  if (run == peer_timer_start && ts_prepare() < 0)
+    return peer_fail("out of memory"), 1;
   backend_name = peer_setup();
   if (!backend_name)
     return 1;
@@ -600,5 +734,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
   free(peer_mt_delay_ms);
   free(mt_seen);
+  free(peer_ts_fresh_ms);
+  free(ts_batch_ns);
   return rc == 0 ? 0 : 1;
 }

@@ -10,6 +10,12 @@
  *                   rx_io_start, then rx_run(RX_RUN_NOWAIT).
  *   async_pummel    rx_async; the callback stops the watcher at the end.
  *   ping_pongs      rx_io (RX_READ) on the listener and each connection.
+ *   timer_start     rx_timer_start of timers set up with rx_timer_init;
+ *                   untimed rx_timer_stop + rx_timer_set between batches.
+ *   async_send_pending  rx_async_send to a pending rx_async.
+ *   loop_pingpong   rx_loop_post_from() of one rx_task each way (a
+ *                   MSG_RING between io_uring loops); each loop holds an
+ *                   rx_ref, since posted tasks do not keep rx_run() going.
  *
  * When meson found jemalloc it is the process's malloc here as in every
  * peer's executable, so all libraries allocate from the same allocator.
@@ -257,6 +263,130 @@ int peer_ping_pongs(void) {
   peer_pp_begin();
   rx_run(loop, RX_RUN_DEFAULT);
   int rc = peer_pp_end();
+  rx_loop_free(loop);
+  return rc;
+}
+
+/* timer_start */
+
+int peer_timer_start(void) {
+  if (loop_open() < 0)
+    return -1;
+  rx_timer *active = malloc(P.ts_active * sizeof *active);
+  rx_timer *fresh = malloc(P.ts_batch * sizeof *fresh);
+  if (!active || !fresh) {
+    free(active);
+    free(fresh);
+    rx_loop_free(loop);
+    return peer_fail("out of memory");
+  }
+  for (uint32_t i = 0; i < P.ts_active; i++) {
+    rx_timer_init(&active[i], never_cb, RX_MSEC(peer_ts_active_ms(i)), 0);
+    rx_timer_start(loop, &active[i]);
+  }
+  for (uint32_t j = 0; j < P.ts_batch; j++)
+    rx_timer_init(&fresh[j], never_cb, RX_MSEC(peer_ts_fresh_ms[j]), 0);
+  int bad = 0;
+  for (int b = 0; b < P.ts_batches; b++) {
+    peer_ts_begin();
+    for (uint32_t j = 0; j < P.ts_batch; j++)
+      rx_timer_start(loop, &fresh[j]);
+    peer_ts_end();
+    for (uint32_t j = 0; j < P.ts_batch; j++) {
+      bad |= !rx_is_active(&fresh[j]);
+      rx_timer_stop(loop, &fresh[j]);
+      rx_timer_set(&fresh[j], RX_MSEC(peer_ts_fresh_ms[j]), 0);
+    }
+  }
+  int rc = bad ? peer_fail("a timer did not start") : peer_ts_report();
+  for (uint32_t i = 0; i < P.ts_active; i++)
+    rx_timer_stop(loop, &active[i]);
+  rx_loop_free(loop);
+  free(active);
+  free(fresh);
+  return rc;
+}
+
+/* async_send_pending */
+
+static uint64_t asp_callbacks;
+
+static void asp_cb(rx_loop *l, rx_async *w, int revents) {
+  (void)l, (void)w, (void)revents;
+  asp_callbacks++;
+}
+
+int peer_async_send_pending(void) {
+  rx_async w;
+  if (loop_open() < 0)
+    return -1;
+  rx_async_init(&w, asp_cb);
+  rx_async_start(loop, &w);
+  int bad = rx_async_send(loop, &w); /* now pending */
+  peer_asp_begin();
+  for (uint64_t k = 0; k < P.asp_sends; k++)
+    bad |= rx_async_send(loop, &w);
+  peer_asp_end();
+  rx_run(loop, RX_RUN_NOWAIT);
+  rx_async_stop(loop, &w);
+  rx_loop_free(loop);
+  return bad ? peer_fail("rx_async_send failed") : peer_asp_report(asp_callbacks);
+}
+
+/* loop_pingpong: loop is a, lpp_b is b. */
+
+static rx_loop *lpp_b;
+static rx_task to_a, to_b;
+static int lpp_bad_a, lpp_bad_b;
+
+static void at_b(rx_loop *b, rx_task *t) {
+  (void)t;
+  if (peer_lpp_stopping()) {
+    rx_unref(b);
+    return;
+  }
+  lpp_bad_b |= rx_loop_post_from(b, loop, &to_a) != 0;
+}
+
+static void at_a(rx_loop *a, rx_task *t) {
+  (void)t;
+  if (peer_lpp_trip())
+    rx_unref(a);
+  /* The last one tells b to stop; rx_run() submits it as it returns. */
+  lpp_bad_a |= rx_loop_post_from(a, lpp_b, &to_b) != 0;
+}
+
+static void *run_b(void *arg) {
+  (void)arg;
+  rx_run(lpp_b, RX_RUN_DEFAULT);
+  peer_lpp_wait();
+  rx_loop_free(lpp_b);
+  return NULL;
+}
+
+int peer_loop_pingpong(void) {
+  if (loop_open() < 0)
+    return -1;
+  int rc = rx_loop_new(&lpp_b, NULL);
+  if (rc < 0) {
+    rx_loop_free(loop);
+    return peer_fail(rx_strerror(rc));
+  }
+  to_a.fn = at_a;
+  to_b.fn = at_b;
+  rx_ref(loop);
+  rx_ref(lpp_b);
+  if (peer_thread(run_b, NULL) < 0) {
+    rx_loop_free(lpp_b);
+    rx_loop_free(loop);
+    return peer_fail("cannot start loop b's thread");
+  }
+  peer_lpp_begin();
+  lpp_bad_a |= rx_loop_post_from(loop, lpp_b, &to_b) != 0;
+  rx_run(loop, RX_RUN_DEFAULT);
+  peer_lpp_release();
+  peer_join();
+  rc = lpp_bad_a || lpp_bad_b ? peer_fail("a post failed") : peer_lpp_end();
   rx_loop_free(loop);
   return rc;
 }

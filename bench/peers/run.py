@@ -24,8 +24,12 @@ stdout; its stderr goes to <out>/logs/. The outputs:
   <out>/report.md        host facts, one table per workload with the ratio
                          of rx to the best peer, the targets and verdicts
   <out>/plots/           one plot per workload (PNG and SVG), with gnuplot
-  <out>/micro/           with --micro: bench/run.sh's table (run.txt) and
-                         the JSON of its google-benchmark runs
+  <out>/micro/           with --micro: rx's own micro benchmarks,
+                         bench/run.sh's table (run.txt) and the JSON of its
+                         google-benchmark runs
+
+The targets, those of the micro benchmarks included, are bench/targets.py's
+one table.
 
 --quick passes --quick to the executables (smaller sizes) and makes 2 reps
 instead of 5; --reps overrides either. Exit status: 0; 1 if a process failed
@@ -49,6 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import micro as micro_table  # noqa: E402  bench/micro.py
+from targets import TARGETS, Target  # noqa: E402,F401  bench/targets.py
 
 # ---------------------------------------------------------------------------
 # What runs: the workloads and the report's columns.
@@ -87,6 +94,17 @@ WORKLOADS = [
     Workload("ping_pongs", ("ping_pongs",),
              "A TCP echo server on the loop, a client thread bouncing "
              "messages over loopback connections"),
+    Workload("timer_start_10000", ("timer_start", "--timers", "10000"),
+             "Batches of 4096 starts of fresh timers (due in 1-60 s) on a "
+             "loop holding 10,000 active timers, stopped between batches"),
+    Workload("timer_start_100000", ("timer_start", "--timers", "100000"),
+             "The same with 100,000 active timers"),
+    Workload("async_send_pending", ("async_send_pending",),
+             "Sends to an async watcher that is already pending, by the "
+             "loop's own thread, on a loop that does not run"),
+    Workload("loop_pingpong", ("loop_pingpong",),
+             "Two loops on two threads bounce one message with the "
+             "library's cross-thread wake-up"),
 ]
 
 
@@ -161,6 +179,8 @@ METRICS = {
     "callbacks": Metric(True, "async callbacks delivered"),
     "round_trips_per_s": Metric(True, "round trips per second"),
     "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
+    "send_ns": Metric(False, "CPU ns per send"),
+    "cpu_ns_per_trip": Metric(False, "CPU ns per round trip, both threads"),
 }
 
 
@@ -172,55 +192,10 @@ def higher_is_better(metric, unit):
 
 
 # ---------------------------------------------------------------------------
-# The targets, checked on rx io_uring (rx epoll's ratios are informative).
+# The targets: bench/targets.py (TARGETS), checked on rx io_uring (rx
+# epoll's ratios are informative). Those of bench == "micro" are checked on
+# the micro benchmarks' medians (bench/micro.py).
 
-
-@dataclass(frozen=True)
-class Target:
-    workload: str
-    metric: str
-    against: str       # "best": rx / best peer; "libev": rx / libev;
-                       # "value": rx's own value, reduced over the reps
-    op: str            # ">=" or "<="
-    bound: float
-    columns: tuple = ("rx io_uring",)
-    reduce: str = "median"   # for "value": "median", "min" or "max"
-    no_failures: bool = False  # a failed run of the column misses it
-    label: str = ""    # the report's words for it, if not the default
-
-    def text(self):
-        if self.label:
-            return self.label
-        what = {"best": "rx / best peer", "libev": "rx / libev",
-                "value": "rx"}[self.against]
-        text = "%s %s %g" % (what, "≥" if self.op == ">=" else "≤",
-                             self.bound)
-        if self.against == "value" and self.reduce != "median":
-            text += " in every rep"
-        return text + (", no failed run" if self.no_failures else "")
-
-
-TARGETS = [
-    Target("loop_count", "iterations_per_s", "best", ">=", 5.0),
-    Target("million_timers", "start_ns", "best", "<=", 0.5),
-    Target("million_timers", "cpu_per_fire_ns", "best", "<=", 0.5),
-    Target("million_timers", "rss_per_timer_b", "libev", "<=", 1.0),
-    # A correctness check on both backends: no timer fires early, ever.
-    Target("million_timers", "early", "value", "<=", 0,
-           tuple(RX_COLUMNS), reduce="max",
-           label="0 in every rep (correctness: no timer fires early)"),
-    Target("timer_churn", "rearm_ns", "best", "<=", 0.5),
-    Target("pipe_chain_1000", "setup_ns_per_watcher", "best", "<=", 0.2),
-    Target("pipe_chain_1000", "run_us", "best", "<=", 1.0),
-    Target("pipe_chain_9000", "setup_ns_per_watcher", "best", "<=", 0.2),
-    Target("pipe_chain_9000", "run_us", "best", "<=", 1.0),
-    Target("async_pummel", "sends_per_s", "best", ">=", 1.0,
-           no_failures=True),
-    Target("async_pummel", "callbacks", "value", ">=", 1, reduce="min",
-           no_failures=True,
-           label="≥ 1 in every rep, no failed run (nothing lost)"),
-    Target("ping_pongs", "round_trips_per_s", "best", ">=", 1.0),
-]
 
 # ---------------------------------------------------------------------------
 # Running one process.
@@ -563,16 +538,35 @@ def evaluate(results, target, label):
             if failed else "")
     if value is None:
         return Verdict(target, label, None, False, note)
-    met = value >= target.bound if target.op == ">=" else \
-        value <= target.bound
+    met = target.met(value)
     if target.no_failures and failed:
         met = False
     return Verdict(target, label, value, met, note)
 
 
-def all_verdicts(results):
-    return [evaluate(results, t, label)
-            for t in TARGETS for label in t.columns]
+def evaluate_micro(meds, target, label):
+    """The verdict of a micro target, from bench/micro.py's medians (None:
+    the micro benchmarks did not run)."""
+    if meds is None:
+        return None
+    value = micro_table.target_value(meds, target, label)
+    if value is None:
+        return Verdict(target, label, None, False, "not in the micro run")
+    return Verdict(target, label, value, target.met(value))
+
+
+def all_verdicts(results, micro):
+    """The verdicts of every target that ran (the micro targets only when
+    the micro benchmarks did)."""
+    meds = micro.medians if micro is not None else None
+    verdicts = []
+    for t in TARGETS:
+        for label in t.columns:
+            v = (evaluate(results, t, label) if t.bench == "peers"
+                 else evaluate_micro(meds, t, label))
+            if v is not None:
+                verdicts.append(v)
+    return verdicts
 
 
 # ---------------------------------------------------------------------------
@@ -742,15 +736,16 @@ def summary_section(results, verdicts, missing):
     failed = results.failures()
     missed = [v for v in verdicts if not v.met]
     lines = ["## Summary", "",
-             "Targets (on rx io_uring; rx / best peer of the same run): "
+             "Targets (on rx io_uring; ratios of medians of the same run): "
              "%d met, %d missed. Failed runs: %d."
              % (len(verdicts) - len(missed), len(missed), len(failed)), ""]
     if missing:
         lines += ["Not built (cells left empty): %s." % ", ".join(missing),
                   ""]
     lines += ["### Missed targets", ""]
-    lines += ["- %s `%s` on %s: %s, target %s"
-              % (v.target.workload, v.target.metric, v.column, v.text(),
+    lines += ["- %s%s `%s` on %s: %s, target %s"
+              % ("micro " if v.target.bench == "micro" else "",
+                 v.target.workload, v.target.metric, v.column, v.text(),
                  v.target.text()) for v in missed] or ["None."]
     lines.append("")
     if failed:
@@ -764,7 +759,7 @@ def summary_section(results, verdicts, missing):
 
 def write_report(out, facts, results, missing, plots, micro):
     """Writes report.md; returns the verdicts of the targets."""
-    verdicts = all_verdicts(results)
+    verdicts = all_verdicts(results, micro)
     lines = ["# Peer benchmark: rx, libev, libuv, libevent", ""]
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
@@ -775,7 +770,7 @@ def write_report(out, facts, results, missing, plots, micro):
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
     if micro is not None:
-        lines += micro_section(micro)
+        lines += micro_section(micro, verdicts)
     (out / "report.md").write_text("\n".join(lines))
     return verdicts
 
@@ -893,12 +888,13 @@ QUICK_MIN_TIME = "--benchmark_min_time=0.05"
 class Micro:
     failed: list = field(default_factory=list)   # what failed
     table: str = ""                              # run.sh's stdout
+    medians: dict = field(default_factory=dict)  # bench/micro.py's medians
 
 
 def run_micro(builddir, out, quick):
-    """bench/run.sh: bench_rx on both backends (rx's own data structures:
-    the timer wheel, the MPSC queue, the loop), bench_libev and bench_libuv,
-    interleaved; its table and JSON go to <out>/micro. --quick makes one
+    """bench/run.sh: bench_rx on both backends, interleaved (rx's own data
+    structures: the timer wheel, the MPSC queue, the loop); its table and
+    JSON go to <out>/micro. --quick makes one
     pass with google-benchmark's shorter minimum time and skips the syscall
     counts (strace, perf), so that `make bench QUICK=1` stays under two
     minutes."""
@@ -915,6 +911,7 @@ def run_micro(builddir, out, quick):
     micro.table = (outdir / "run.txt").read_text()
     for path in sorted((builddir / "bench" / "results").glob("*")):
         shutil.copy(path, outdir)
+    micro.medians = micro_table.medians(str(outdir))
     return micro
 
 
@@ -938,14 +935,22 @@ def run_logged(cmd, env, stdout_path, stderr_path, micro):
     micro.failed.append(why)
 
 
-def micro_section(micro):
+def micro_section(micro, verdicts):
     lines = ["## Micro benchmarks", "",
-             "google-benchmark runs of rx's own data structures (bench_rx, "
-             "on io_uring and on epoll) beside the same micro workloads on "
-             "libev and libuv, by bench/run.sh: its table below "
-             "([run.txt](micro/run.txt)), the JSON and console output of "
-             "every run in [micro/](micro/) (rx-io_uring.N.json, "
-             "rx-epoll.N.json, libev.N.json, libuv.N.json).", ""]
+             "google-benchmark runs of rx's own data structures and paths "
+             "(bench_rx, on io_uring and on epoll; rx only, the other "
+             "libraries run in the workloads above), by bench/run.sh: its "
+             "table below ([run.txt](micro/run.txt)), the JSON and console "
+             "output of every run in [micro/](micro/) (rx-io_uring.N.json, "
+             "rx-epoll.N.json).", ""]
+    mine = [v for v in verdicts if v.target.bench == "micro"]
+    if mine:
+        lines += ["| benchmark | metric | target | verdict |",
+                  "|---|---|---|---|"]
+        lines += ["| %s | `%s` | %s | %s: %s |"
+                  % (v.target.workload, v.target.metric, v.target.text(),
+                     v.column, v.text()) for v in mine]
+        lines.append("")
     lines += ["- FAILED: %s" % why for why in micro.failed]
     if micro.failed:
         lines.append("")

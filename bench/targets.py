@@ -1,0 +1,80 @@
+"""bench/targets.py - the project's benchmark targets, in one table.
+
+Every target rx's benchmarks check is a row of TARGETS: the workload, the
+metric, what rx is compared with, the bound, and which benchmark measures it
+("peers": bench/peers, run by bench/peers/run.py; "micro": rx's own
+google-benchmark runs, bench_rx by bench/run.sh, read by bench/micro.py).
+bench/peers/run.py checks them all and writes the verdicts into
+build/bench/report.md; bench/micro.py checks the "micro" rows in its own
+table too. docs/benchmarks.md explains them.
+
+A target is checked on the column "rx io_uring" unless it names others; rx
+epoll's ratios are shown for information.
+"""
+
+from dataclasses import dataclass
+
+RX_COLUMNS = ("rx io_uring", "rx epoll")
+
+
+@dataclass(frozen=True)
+class Target:
+    workload: str
+    metric: str
+    against: str       # "best": rx / the best peer; a peer's column
+                       # ("libev", "libuv", ...): rx / that peer;
+                       # "value": rx's own value, reduced over the reps
+    op: str            # ">=" or "<="
+    bound: float
+    columns: tuple = ("rx io_uring",)
+    reduce: str = "median"   # for "value": "median", "min" or "max"
+    no_failures: bool = False  # a failed run of the column misses it
+    label: str = ""    # the report's words for it, if not the default
+    bench: str = "peers"     # "peers" or "micro"
+
+    def text(self):
+        if self.label:
+            return self.label
+        what = {"best": "rx / best peer", "value": "rx"}.get(
+            self.against, "rx / " + self.against)
+        text = "%s %s %g" % (what, "≥" if self.op == ">=" else "≤",
+                             self.bound)
+        if self.against == "value" and self.reduce != "median":
+            text += " in every rep"
+        return text + (", no failed run" if self.no_failures else "")
+
+    def met(self, value):
+        return value >= self.bound if self.op == ">=" else \
+            value <= self.bound
+
+
+TARGETS = [
+    Target("loop_count", "iterations_per_s", "best", ">=", 5.0),
+    Target("million_timers", "start_ns", "best", "<=", 0.5),
+    Target("million_timers", "cpu_per_fire_ns", "best", "<=", 0.5),
+    Target("million_timers", "rss_per_timer_b", "libev", "<=", 1.0),
+    # A correctness check on both backends: no timer fires early, ever.
+    Target("million_timers", "early", "value", "<=", 0,
+           RX_COLUMNS, reduce="max",
+           label="0 in every rep (correctness: no timer fires early)"),
+    Target("timer_start_10000", "start_ns", "libev", "<=", 0.5),
+    Target("timer_start_100000", "start_ns", "libev", "<=", 0.5),
+    Target("timer_churn", "rearm_ns", "best", "<=", 0.5),
+    Target("pipe_chain_1000", "setup_ns_per_watcher", "best", "<=", 0.2),
+    Target("pipe_chain_1000", "run_us", "best", "<=", 1.0),
+    Target("pipe_chain_9000", "setup_ns_per_watcher", "best", "<=", 0.2),
+    Target("pipe_chain_9000", "run_us", "best", "<=", 1.0),
+    Target("async_pummel", "sends_per_s", "best", ">=", 1.0,
+           no_failures=True),
+    Target("async_pummel", "callbacks", "value", ">=", 1, reduce="min",
+           no_failures=True,
+           label="≥ 1 in every rep, no failed run (nothing lost)"),
+    Target("async_send_pending", "send_ns", "libuv", "<=", 1.0),
+    Target("loop_pingpong", "round_trips_per_s", "libuv", ">=", 2.0),
+    Target("loop_pingpong", "round_trips_per_s", "libev", ">=", 1.0),
+    Target("ping_pongs", "round_trips_per_s", "best", ">=", 1.0),
+    # rx's task queue alone: no peer has one (a peer's is a mutex queue its
+    # user writes), so the bound is a rate.
+    Target("post_throughput/1", "tasks_per_s", "value", ">=", 20.0,
+           label="rx ≥ 20M tasks/s", bench="micro"),
+]
