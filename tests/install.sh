@@ -13,7 +13,7 @@
 #      with pkg-config and a run path, then with LD_LIBRARY_PATH, then
 #      statically; each example is run on "hello\n" and must print
 #      "read 6 bytes", and the shared ones must load the installed
-#      librx.so.0.
+#      librx.so.MAJOR (its soname, from VERSION).
 # A README that no longer builds, runs or installs what it says fails here.
 # The scratch directory is removed at exit. Prints "install: OK" or the step
 # that failed, with its output.
@@ -25,6 +25,8 @@ if [ $# -ne 2 ]; then
 fi
 src=$(cd "$1" && pwd)
 version=$2
+# meson names the shared library's soname after the version's major part.
+soname=librx.so.${version%%.*}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rx-install.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -80,7 +82,7 @@ fi
 
 # 2. The layout the README lists, and the version.
 for f in include/rx.h include/rx_version.h include/rx/layout.h \
-  lib/librx.so lib/librx.so.0 lib/librx.a lib/pkgconfig/rx.pc \
+  lib/librx.so lib/$soname lib/librx.a lib/pkgconfig/rx.pc \
   share/doc/rx/guide.md share/doc/rx/libev.md share/man/man3/rx.3; do
   [ -e "$prefix/$f" ] || fail "$prefix/$f is not installed"
 done
@@ -130,9 +132,9 @@ for how in rpath ld static; do
   }
 done
 for how in rpath ld; do
-  grep -q "librx\.so\.0 => $prefix/lib/librx\.so\.0 " "$tmp/ldd-$how" || {
+  grep -qF "$soname => $prefix/lib/$soname " "$tmp/ldd-$how" || {
     cat "$tmp/ldd-$how" >&2
-    fail "the example built with $how does not load $prefix/lib/librx.so.0"
+    fail "the example built with $how does not load $prefix/lib/$soname"
   }
 done
 if grep -q "librx" "$tmp/ldd-static"; then
