@@ -147,6 +147,12 @@ METRICS = {
     "rss_per_timer_b": Metric(False, "resident bytes per timer"),
     "late_mean_us": Metric(False, "mean lateness of a timer"),
     "late_max_us": Metric(False, "worst lateness of a timer"),
+    "late_max_steady_us": Metric(
+        False, "worst lateness of a timer due 100 ms or more after the loop "
+        "began to run"),
+    "wake_late_max_us": Metric(
+        False, "the machine's floor: worst overshoot of a plain 2^19 ns "
+        "sleep, measured just before"),
     "early": Metric(False, "timers fired before their deadline"),
     "rearm_ns": Metric(False, "CPU ns per re-arm"),
     "setup_ns_per_watcher": Metric(False, "ns per watcher re-registered"),
