@@ -11,7 +11,8 @@
 #                CSV and plots land in build/bench/ (QUICK=1: < 2 min)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
-#   make coverage  line and branch coverage of reactor/ and backends/ (gcovr)
+#   make coverage  line and branch coverage of include/, reactor/ and
+#                backends/ (gcovr)
 #   make clean   remove the build directories
 #
 # JOBS=N caps parallelism (ninja -jN, meson test --num-processes N), e.g.
@@ -116,7 +117,7 @@ coverage:
 	$(BUILD_CMD) -C $(COVERAGE_BUILD)
 	$(TEST_CMD) -C $(COVERAGE_BUILD) --no-suite tsan --print-errorlogs
 	gcovr -r . --object-directory $(COVERAGE_BUILD) \
-	  --filter 'reactor/' --filter 'backends/' \
+	  --filter 'include/' --filter 'reactor/' --filter 'backends/' \
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs

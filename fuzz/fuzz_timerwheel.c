@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "rx.h" /* RX_SEC */
 #include "timerwheel.h"
 
 #define POOL 64

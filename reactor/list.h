@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "rx.h"
+#include "rx/layout.h"
 
 #define rx__container_of(ptr, type, member) \
   ((type *)(void *)((char *)(ptr) - offsetof(type, member)))

@@ -28,7 +28,8 @@
 
 #include <stddef.h>
 
-#include "rx.h" /* struct rx__mpsc_node, embedded in the public rx_task */
+/* struct rx__mpsc_node, embedded in the public rx_task */
+#include "rx/layout.h"
 
 /* The GCC/Clang __atomic builtins are used rather than <stdatomic.h> so that
  * nodes can live in structs that rx.h shares with C++. */

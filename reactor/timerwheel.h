@@ -2,11 +2,11 @@
  * timerwheel.h - the hierarchical timer wheel behind rx_timer.
  *
  * Six levels of 64 slots hold entries by deadline; level L slot s covers
- * 64^L ticks. Entries are caller-owned `struct rx__tw_entry`s (see rx.h);
- * the wheel never allocates, add and del are O(1) and advance costs O(1)
- * per entry per level it descends. The wheel knows nothing of the loop, so
- * it is tested alone against a model (tests/test-timerwheel.c). The design
- * and its references are at the top of timerwheel.c.
+ * 64^L ticks. Entries are caller-owned `struct rx__tw_entry`s (see
+ * rx/layout.h); the wheel never allocates, add and del are O(1) and advance
+ * costs O(1) per entry per level it descends. The wheel knows nothing of the
+ * loop, so it is tested alone against a model (tests/test-timerwheel.c). The
+ * design and its references are at the top of timerwheel.c.
  *
  * Time is int64_t nanoseconds. The wheel counts ticks of 2^shift ns since
  * `origin`; an entry due at `at` belongs to tick ceil((at - origin) / tick).
@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #include "list.h"
-#include "rx.h"
+#include "rx/layout.h"
 
 #define RX__TW_BITS 6 /* 64 slots per level */
 #define RX__TW_SLOTS 64

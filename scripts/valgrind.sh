@@ -31,6 +31,10 @@
 #   install          tests/install.sh: a shell script that configures,
 #                    builds and installs a second build of the library;
 #                    nothing in it is rx code run under memcheck.
+#   public-include, exports
+#                    tests/public-include.sh and tests/exports.sh: shell
+#                    scripts that run the compiler and nm on the build; no
+#                    rx code runs in them.
 #   the io_uring runs of tests with a second thread or a signal that must
 #   wake a loop blocked in io_uring_enter (async, loop, signal, child,
 #   echo, echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
@@ -83,6 +87,7 @@ tests=$(meson test -C "$build" --no-rebuild --list 2>/dev/null |
   sed 's|.* / ||' | while read -r t; do
     case $t in
     async-tsan-* | seccomp-* | faults-* | install) ;;
+    public-include | exports) ;;
     async-io_uring | loop-io_uring | signal-io_uring | child-io_uring) ;;
     echo-io_uring | echo-threads-io_uring | fork-io_uring) ;;
     *) echo "$t" ;;

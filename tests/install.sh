@@ -5,14 +5,15 @@
 #      the tree, with `prefix` and the build directory moved into the scratch
 #      directory: a library-only build that must not look for cmocka, C++,
 #      google-benchmark, libev, libuv or libevent;
-#   2. the install layout that section lists, and rx.pc's version (VERSION,
-#      meson's project version);
+#   2. the install layout that section lists (the public headers: rx.h,
+#      rx_version.h and rx/*.h, and none of reactor/'s), rx.pc's version
+#      (VERSION, meson's project version) and its --cflags;
 #   3. its other ```sh blocks in order, in a directory holding the README's
 #      example.c (the ```c block that starts with "/* example.c"): built
 #      with pkg-config and a run path, then with LD_LIBRARY_PATH, then
 #      statically; each example is run on "hello\n" and must print
 #      "read 6 bytes", and the shared ones must load the installed
-#      librx.so.0.
+#      librx.so.MAJOR (its soname, from VERSION).
 # A README that no longer builds, runs or installs what it says fails here.
 # The scratch directory is removed at exit. Prints "install: OK" or the step
 # that failed, with its output.
@@ -24,6 +25,8 @@ if [ $# -ne 2 ]; then
 fi
 src=$(cd "$1" && pwd)
 version=$2
+# meson names the shared library's soname after the version's major part.
+soname=librx.so.${version%%.*}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rx-install.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -78,13 +81,26 @@ if grep -E "C\+\+ compiler|dependency '?(cmocka|benchmark|libuv|libevent)|Librar
 fi
 
 # 2. The layout the README lists, and the version.
-for f in include/rx.h include/rx_version.h lib/librx.so lib/librx.so.0 \
-  lib/librx.a lib/pkgconfig/rx.pc share/doc/rx/guide.md \
-  share/doc/rx/libev.md share/man/man3/rx.3; do
+for f in include/rx.h include/rx_version.h include/rx/layout.h \
+  lib/librx.so lib/$soname lib/librx.a lib/pkgconfig/rx.pc \
+  share/doc/rx/guide.md share/doc/rx/libev.md share/man/man3/rx.3; do
   [ -e "$prefix/$f" ] || fail "$prefix/$f is not installed"
+done
+ls "$prefix"/include/rx/*.h >/dev/null 2>&1 ||
+  fail "no header is installed in $prefix/include/rx/"
+for f in internal.h list.h mpsc.h timerwheel.h rx.map; do
+  if find "$prefix" -name "$f" | grep -q .; then
+    fail "reactor/'s private $f is installed"
+  fi
 done
 got=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --modversion rx) ||
   fail "pkg-config does not find the installed rx.pc"
+cflags=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags rx) ||
+  fail "pkg-config --cflags rx fails"
+case " $cflags " in
+*" -I$prefix/include "*) ;;
+*) fail "pkg-config --cflags rx is \"$cflags\", without -I$prefix/include" ;;
+esac
 [ "$got" = "$version" ] || fail "rx.pc says version $got, meson.build $version"
 grep -qxF "#define RX_VERSION_STRING \"$version\"" \
   "$prefix/include/rx_version.h" ||
@@ -116,9 +132,9 @@ for how in rpath ld static; do
   }
 done
 for how in rpath ld; do
-  grep -q "librx\.so\.0 => $prefix/lib/librx\.so\.0 " "$tmp/ldd-$how" || {
+  grep -qF "$soname => $prefix/lib/$soname " "$tmp/ldd-$how" || {
     cat "$tmp/ldd-$how" >&2
-    fail "the example built with $how does not load $prefix/lib/librx.so.0"
+    fail "the example built with $how does not load $prefix/lib/$soname"
   }
 done
 if grep -q "librx" "$tmp/ldd-static"; then

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rx.h" /* RX_SEC, RX_MSEC */
 #include "timerwheel.h"
 
 /* The entry word's two parts: the user's 6 bits and the relative deadline. */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # time-guard.sh SRCDIR BUILDDIR FLAGS... -- CC [CC ARGS...] - rx.h's check of
-# time arguments ("Time arguments checked at compile time" in reactor/rx.h),
+# time arguments ("Time arguments checked at compile time" in include/rx.h),
 # with the C compiler meson uses, then with gcc and clang where installed
 # and not that same compiler:
 #   1. each time argument of each function that takes one, given a float, a
@@ -14,7 +14,7 @@
 #      64-bit values, which those flags refuse with or without the check);
 #      each run also with RX_NO_TIME_GUARD, the baseline.
 # FLAGS are the project's (its C standard and warning level); rx_version.h
-# is in BUILDDIR/reactor. Prints "time-guard: OK" or what went wrong, with
+# is in BUILDDIR/include. Prints "time-guard: OK" or what went wrong, with
 # the compiler's output.
 set -eu
 
@@ -22,7 +22,7 @@ if [ $# -lt 4 ]; then
   echo "usage: $0 SRCDIR BUILDDIR FLAGS... -- CC [CC ARGS...]" >&2
   exit 2
 fi
-inc="-I$1/reactor -I$2/reactor"
+inc="-I$1/include -I$2/include"
 shift 2
 flags=
 while [ $# -gt 0 ] && [ "$1" != -- ]; do

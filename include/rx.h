@@ -33,6 +33,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+/* Not API: the private types the watcher structs below embed by value. */
+#include "rx/layout.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,8 +47,9 @@ extern "C" {
 #endif
 
 /* RX_VERSION_MAJOR, _MINOR, _PATCH, RX_VERSION_HEX ((major << 16) |
- * (minor << 8) | patch) and RX_VERSION_STRING ("0.1.0"): the version of
- * these headers. rx_version() and rx_version_string() give the library's. */
+ * (minor << 8) | patch) and RX_VERSION_STRING ("MAJOR.MINOR.PATCH"): the
+ * version of these headers, generated from meson.build's project version.
+ * rx_version() and rx_version_string() give the library's. */
 #include "rx_version.h"
 
 /* The running library's version as RX_VERSION_HEX packs it. */
@@ -141,30 +145,9 @@ typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
 /* ---------------------------------------------------------------------------
  * Private building blocks of the watcher structs. They are here only because
  * watchers are caller-owned and must have a size; their fields are private.
+ * The types they embed (struct rx__link, struct rx__tw_entry, struct
+ * rx__mpsc_node) are in rx/layout.h, included at the top.
  */
-
-struct rx__link {
-  struct rx__link *next; /* NULL while unlinked */
-  struct rx__link *prev;
-};
-
-/* A timer wheel entry: a link and one word holding the deadline, relative to
- * the wheel's origin, in its low 58 bits (9 years), and 6 bits the wheel's
- * user owns above them. One word, always read and written whole (no
- * bit-fields: a byte store followed by a word load of the same word stalls
- * store forwarding), is how the entry stays at 24 bytes. */
-struct rx__tw_entry {
-  struct rx__link link;
-  uint64_t word;
-};
-#define RX__TW_AT_BITS 58
-#define RX__TW_AT_MASK ((UINT64_C(1) << RX__TW_AT_BITS) - 1)
-
-/* A node of the loop's lock-free queue (reactor/mpsc.h); only ever accessed
- * with atomic builtins. */
-struct rx__mpsc_node {
-  struct rx__mpsc_node *next;
-};
 
 /* The head shared by every watcher but rx_timer: user data, callback, the
  * pending-queue link and a word of state (kind, priority, active, pending,
