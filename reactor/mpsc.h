@@ -18,10 +18,14 @@
  *     tells the two apart, so the consumer does not go to sleep on a busy
  *     queue; the producer's link store completes in a few instructions.
  *
- * Memory orders: the exchange on `head` is acq_rel, so that a producer sees
- * the previous node fully initialised before writing into its `next`, and
- * the consumer's acquire loads of `next` pair with the producers' release
- * stores, so a popped node's payload (written before the push) is visible.
+ * Memory orders: the exchange on `head` is seq_cst. Acq_rel would be enough
+ * for the queue alone (a producer sees the previous node fully initialised
+ * before writing into its `next`); seq_cst is for rx_loop_post(), whose
+ * push must not be reordered with its seq_cst load of the loop's sleeping
+ * flag (rx__mpsc_push() says more). rx__mpsc_empty() loads `head` seq_cst
+ * for the loop's side of that handshake. The consumer's acquire loads of
+ * `next` pair with the producers' release stores, so a popped node's
+ * payload (written before the push) is visible.
  */
 #ifndef RX_MPSC_H
 #define RX_MPSC_H
