@@ -46,7 +46,8 @@ static void on_prepare(rx_loop *loop, rx_prepare *p, int revents) {
   rx_loop *other = w->other;
   if (other->nchanges > 0)
     rx_embed_sweep(loop, w);
-  int64_t t = rx_loop_timeout(other);
+  int64_t t = 0;
+  rx_loop_timeout(other, &t); /* `other` is not NULL: never fails */
   bool was = rx_is_active(&w->_timer);
   if (was) {
     rx_ref(loop);

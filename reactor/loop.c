@@ -941,12 +941,14 @@ int rx_loop_fd(rx_loop *loop) {
   return loop->ops->pollfd(loop);
 }
 
-int64_t rx_loop_timeout(rx_loop *loop) {
-  if (loop == NULL)
+int rx_loop_timeout(rx_loop *loop, int64_t *out) {
+  if (loop == NULL || out == NULL)
     return -EINVAL;
   /* A fork to finish: rx_run() does it, or returns why it cannot. */
-  if (rx__fork_pending(loop) || loop->postfork != 0)
+  if (rx__fork_pending(loop) || loop->postfork != 0) {
+    *out = 0;
     return 0;
+  }
   refresh_now(loop);
   int64_t timeout = wait_timeout(loop, RX_RUN_ONCE);
   if (timeout == 0 && loop->activecnt <= 0 && loop->pendingcnt == 0 &&
@@ -954,7 +956,8 @@ int64_t rx_loop_timeout(rx_loop *loop) {
     timeout = -1; /* nothing at all: no reason to come back early */
   if (timeout != 0 && !rx__cross_may_sleep(loop))
     timeout = 0;
-  return timeout;
+  *out = timeout;
+  return 0;
 }
 
 void rx_break(rx_loop *loop, int how) {

@@ -490,15 +490,16 @@ struct rx_metrics {
 RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
 
 /* Embedding rx in another event loop (GLib, Qt, another reactor): watch
- * rx_loop_fd() for readability with rx_loop_timeout() as the timeout (ns,
- * -1 for none, 0 to run at once), then call rx_run(loop, RX_RUN_NOWAIT);
+ * rx_loop_fd() for readability with the timeout rx_loop_timeout() writes to
+ * *timeout (ns, -1 for none, 0 to run at once, as poll(2) and libuv's
+ * uv_backend_timeout() take it), then call rx_run(loop, RX_RUN_NOWAIT);
  * repeat. Run it once before the first wait, so that what was started is
- * handed to the kernel. rx_loop_fd() returns the fd or a negative errno,
- * rx_loop_timeout() -EINVAL for a NULL loop. rx_loop_timeout() also tells other
- * threads that the loop may be waiting, so that their posts make the fd
- * readable. */
+ * handed to the kernel. rx_loop_fd() returns the fd or a negative errno.
+ * rx_loop_timeout() returns 0, or -EINVAL (and writes nothing) for a NULL
+ * argument: the error is never a timeout. It also tells other threads that
+ * the loop may be waiting, so that their posts make the fd readable. */
 RX_EXPORT int rx_loop_fd(rx_loop *loop);
-RX_EXPORT int64_t rx_loop_timeout(rx_loop *loop);
+RX_EXPORT int rx_loop_timeout(rx_loop *loop, int64_t *timeout);
 
 /* A static description of a negative errno value (or 0). Thread-safe. */
 RX_EXPORT const char *rx_strerror(int err);
