@@ -280,7 +280,7 @@ static void scan_asyncs(rx_loop *loop) {
     if (__atomic_load_n(&w->_sent, __ATOMIC_RELAXED) &&
         (sent = __atomic_exchange_n(&w->_sent, 0, __ATOMIC_ACQ_REL)) != 0) {
       light |= sent & LIGHT;
-      rx__feed(loop, (struct rx__head *)(void *)w, RX_ASYNC);
+      rx__feed(loop, rx__w(w), RX_ASYNC);
       loop->m.cross_events++;
     }
   }
@@ -293,7 +293,7 @@ static void scan_asyncs(rx_loop *loop) {
   for (struct rx__link *n = loop->asyncs.next; n != &loop->asyncs;
        n = n->next) {
     rx_async *w = rx__container_of(n, rx_async, _active);
-    if (w->_flags & RX__F_PENDING)
+    if (w->_w.flags & RX__F_PENDING)
       __atomic_fetch_or(&w->_sent, SENT_ONE, __ATOMIC_RELAXED);
   }
   __atomic_store_n(&loop->async_pending, 1, __ATOMIC_SEQ_CST);
@@ -327,9 +327,9 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+  w->_w.link.next = NULL;
+  w->_w.link.prev = NULL;
+  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
               ((uint32_t)RX__KIND_ASYNC << RX__F_KIND_SHIFT);
   w->_active.next = NULL;
   w->_active.prev = NULL;
@@ -338,10 +338,10 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
 }
 
 int rx_async_start(rx_loop *loop, rx_async *w) {
-  bool fresh = w != NULL && !(w->_flags & RX__F_ACTIVE);
+  bool fresh = w != NULL && !(w->_w.flags & RX__F_ACTIVE);
   if (fresh)
     __atomic_store_n(&w->_sent, 0, __ATOMIC_RELAXED);
-  int rc = rx__listed_start(loop, (struct rx__head *)(void *)w,
+  int rc = rx__listed_start(loop, rx__w(w),
                             w ? &w->_active : NULL,
                             loop ? &loop->asyncs : NULL);
   if (rc == 0 && fresh) {
@@ -352,7 +352,7 @@ int rx_async_start(rx_loop *loop, rx_async *w) {
 }
 
 int rx_async_stop(rx_loop *loop, rx_async *w) {
-  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w,
+  int rc = rx__listed_stop(loop, rx__w(w),
                            w ? &w->_active : NULL);
   if (rc == 0)
     __atomic_store_n(&w->_loop, NULL, __ATOMIC_RELAXED);
@@ -360,7 +360,7 @@ int rx_async_stop(rx_loop *loop, rx_async *w) {
 }
 
 int rx_async_set_priority(rx_async *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }
 
 int rx_async_send(rx_loop *loop, rx_async *w) {

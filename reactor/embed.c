@@ -20,7 +20,7 @@
 
 static void wake(rx_loop *loop, rx_embed *w) {
   if (w->cb != NULL)
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_EMBED);
+    rx__feed(loop, rx__w(w), RX_EMBED);
   else
     rx_embed_sweep(loop, w);
 }
@@ -64,9 +64,9 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+  w->_w.link.next = NULL;
+  w->_w.link.prev = NULL;
+  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
               ((uint32_t)RX__KIND_EMBED << RX__F_KIND_SHIFT);
   w->other = other;
   rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1,
@@ -93,12 +93,12 @@ static bool reaches(const rx_loop *from, const rx_loop *to) {
 int rx_embed_start(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL || w->other == NULL || w->other == loop)
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return rx_is_active(&w->_prepare) &&
                    rx__owned_by(loop, &w->_prepare._active)
                ? 0
                : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   /* A loop that `other` embeds, itself or further down, would sweep this
    * one from inside its own sweep, and so on without end. */
@@ -111,7 +111,7 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
   rx_prepare_start(loop, &w->_prepare);
   rx_unref(loop);
   rx__list_push(&loop->embeds, &w->_active);
-  w->_flags |= RX__F_ACTIVE;
+  w->_w.flags |= RX__F_ACTIVE;
   loop->activecnt++;
   /* One iteration hands what the embedded loop has started to its kernel
    * side, so that its fd reports from now on. */
@@ -122,11 +122,11 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
 int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if ((w->_flags & RX__F_ACTIVE) &&
+  if ((w->_w.flags & RX__F_ACTIVE) &&
       !rx__owned_by(loop, &w->_prepare._active))
     return -EBUSY;
-  int rc = rx__clear_pending(loop, (struct rx__head *)(void *)w);
-  if (rc != 0 || !(w->_flags & RX__F_ACTIVE))
+  int rc = rx__clear_pending(loop, rx__w(w));
+  if (rc != 0 || !(w->_w.flags & RX__F_ACTIVE))
     return rc;
   rx_ref(loop);
   rx_io_stop(loop, &w->_io);
@@ -137,7 +137,7 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
     rx_timer_stop(loop, &w->_timer);
   }
   rx__list_unlink(&w->_active);
-  w->_flags &= ~RX__F_ACTIVE;
+  w->_w.flags &= ~RX__F_ACTIVE;
   loop->activecnt--;
   return 0;
 }
@@ -149,5 +149,5 @@ void rx_embed_sweep(rx_loop *loop, rx_embed *w) {
 }
 
 int rx_embed_set_priority(rx_embed *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }

@@ -24,7 +24,7 @@
  * IORING_MAX_ENTRIES. */
 #define RX__MAX_RING_ENTRIES 32768u
 
-/* Watcher kinds, stored in the head's _flags (timers need none). */
+/* Watcher kinds, stored in the head's flags (timers need none). */
 enum rx__kind {
   RX__KIND_IO = 1,
   RX__KIND_IDLE,
@@ -234,29 +234,29 @@ enum {
   RX__FORK_NOTIFY = 0x4, /* the fork watchers are still to be invoked */
 };
 
-/* The head every watcher but rx_timer starts with, for code that handles all
- * kinds (the build uses -fno-strict-aliasing, as libev's users do). */
-typedef void (*rx__any_cb)(void);
-struct rx__head {
-  RX__WATCHER_HEAD(struct rx__head, rx__any_cb);
-};
+/* The head of a watcher `w` of any kind but rx_timer, or NULL for NULL. */
+#define rx__w(w) ((w) != NULL ? &(w)->_w : NULL)
+/* The watcher of type `type` whose head is `h`. */
+#define rx__of_head(h, type) rx__container_of(h, type, _w)
 
 /* Pending queues (loop.c). */
-void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
+void rx__feed(rx_loop *loop, struct rx__watcher *w, int revents);
 /* Drops a pending event: 0, or -EBUSY (and nothing done) when `w`, not
  * active, was fed to another loop. For an active `w`, the caller has checked
  * that it is active on `loop`. */
-int rx__clear_pending(rx_loop *loop, struct rx__head *w);
+int rx__clear_pending(rx_loop *loop, struct rx__watcher *w);
 /* -EBUSY if `w`, not active, is pending on another loop than `loop`. */
-int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w);
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__watcher *w);
 
-/* Watchers kept on a loop list, and the head's priority (idle.c). */
+/* Heads, watchers kept on a loop list, and the head's priority
+ * (watcher.c). */
+void rx__head_init(struct rx__watcher *w, enum rx__kind kind);
 bool rx__owned_by(const rx_loop *loop, const struct rx__link *node);
-int rx__listed_start(rx_loop *loop, struct rx__head *w,
+int rx__listed_start(rx_loop *loop, struct rx__watcher *w,
                      struct rx__link *active, struct rx__link *list);
-int rx__listed_stop(rx_loop *loop, struct rx__head *w,
+int rx__listed_stop(rx_loop *loop, struct rx__watcher *w,
                     struct rx__link *active);
-int rx__head_set_priority(struct rx__head *w, int priority);
+int rx__head_set_priority(struct rx__watcher *w, int priority);
 
 /* Timers (timer.c). */
 void rx__timer_expire(rx_loop *loop);

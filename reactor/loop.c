@@ -469,14 +469,14 @@ static inline int prio_index(uint32_t flags) {
   return (int)((flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
 }
 
-void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
-  if (w->_flags & RX__F_PENDING) {
-    w->_flags |= (uint32_t)revents << RX__F_REVENTS_SHIFT;
+void rx__feed(rx_loop *loop, struct rx__watcher *w, int revents) {
+  if (w->flags & RX__F_PENDING) {
+    w->flags |= (uint32_t)revents << RX__F_REVENTS_SHIFT;
     return;
   }
-  int pri = prio_index(w->_flags);
-  w->_flags |= RX__F_PENDING | ((uint32_t)revents << RX__F_REVENTS_SHIFT);
-  rx__list_push(&loop->pending[pri], &w->_link);
+  int pri = prio_index(w->flags);
+  w->flags |= RX__F_PENDING | ((uint32_t)revents << RX__F_REVENTS_SHIFT);
+  rx__list_push(&loop->pending[pri], &w->link);
   loop->pendingcnt++;
   if (pri > loop->pendingpri)
     loop->pendingpri = pri;
@@ -488,90 +488,90 @@ void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
  * only because it was fed by hand, and only its queue, circular through a
  * sentinel in its loop, tells which loop that was: the walk costs
  * O(position) and is paid only for such a watcher. */
-int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w) {
-  if ((w->_flags & (RX__F_PENDING | RX__F_ACTIVE)) != RX__F_PENDING ||
-      rx__owned_by(loop, &w->_link))
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__watcher *w) {
+  if ((w->flags & (RX__F_PENDING | RX__F_ACTIVE)) != RX__F_PENDING ||
+      rx__owned_by(loop, &w->link))
     return 0;
   return -EBUSY;
 }
 
-int rx__clear_pending(rx_loop *loop, struct rx__head *w) {
-  if (!(w->_flags & RX__F_PENDING))
+int rx__clear_pending(rx_loop *loop, struct rx__watcher *w) {
+  if (!(w->flags & RX__F_PENDING))
     return 0;
   int rc = rx__pending_elsewhere(loop, w);
   if (rc != 0)
     return rc;
-  rx__list_unlink(&w->_link);
-  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
+  rx__list_unlink(&w->link);
+  w->flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   return 0;
 }
 
-static void invoke_head(rx_loop *loop, struct rx__head *w) {
-  int revents = (int)(w->_flags >> RX__F_REVENTS_SHIFT);
-  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
+static void invoke_head(rx_loop *loop, struct rx__watcher *w) {
+  int revents = (int)(w->flags >> RX__F_REVENTS_SHIFT);
+  w->flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   loop->m.dispatched++;
   /* Each kind is called through its own pointer type: no cast of a
    * function pointer to an incompatible type. */
-  switch ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
+  switch ((w->flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
   case RX__KIND_IO: {
-    rx_io *io = (rx_io *)(void *)w;
+    rx_io *io = rx__of_head(w, rx_io);
     io->cb(loop, io, revents);
     break;
   }
   case RX__KIND_IDLE: {
-    rx_idle *idle = (rx_idle *)(void *)w;
+    rx_idle *idle = rx__of_head(w, rx_idle);
     idle->cb(loop, idle, revents);
     break;
   }
   case RX__KIND_PREPARE: {
-    rx_prepare *p = (rx_prepare *)(void *)w;
+    rx_prepare *p = rx__of_head(w, rx_prepare);
     p->cb(loop, p, revents);
     break;
   }
   case RX__KIND_CHECK: {
-    rx_check *c = (rx_check *)(void *)w;
+    rx_check *c = rx__of_head(w, rx_check);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_ASYNC: {
-    rx_async *a = (rx_async *)(void *)w;
+    rx_async *a = rx__of_head(w, rx_async);
     a->cb(loop, a, revents);
     break;
   }
   case RX__KIND_CLEANUP: {
-    rx_cleanup *c = (rx_cleanup *)(void *)w;
+    rx_cleanup *c = rx__of_head(w, rx_cleanup);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_SIGNAL: {
-    rx_signal *sg = (rx_signal *)(void *)w;
+    rx_signal *sg = rx__of_head(w, rx_signal);
     sg->cb(loop, sg, revents);
     break;
   }
   case RX__KIND_EMBED: {
-    rx_embed *e = (rx_embed *)(void *)w;
+    rx_embed *e = rx__of_head(w, rx_embed);
     e->cb(loop, e, revents);
     break;
   }
   case RX__KIND_PERIODIC: {
-    rx_periodic *p = (rx_periodic *)(void *)w;
+    rx_periodic *p = rx__of_head(w, rx_periodic);
     p->cb(loop, p, revents);
     break;
   }
   case RX__KIND_FORK: {
-    rx_fork *f = (rx_fork *)(void *)w;
+    rx_fork *f = rx__of_head(w, rx_fork);
     f->cb(loop, f, revents);
     break;
   }
   case RX__KIND_CHILD: {
-    rx_child *c = (rx_child *)(void *)w;
+    rx_child *c = rx__of_head(w, rx_child);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_STAT: {
-    rx_stat *st = (rx_stat *)(void *)w;
+    rx_stat *st = rx__of_head(w, rx_stat);
     st->cb(loop, st, revents);
     break;
   }
@@ -593,7 +593,7 @@ void rx_invoke_pending(rx_loop *loop) {
     if ((node = rx__list_shift(&loop->timers_pending[pri])) != NULL) {
       rx__timer_invoke(loop, node);
     } else if ((node = rx__list_shift(&loop->pending[pri])) != NULL) {
-      invoke_head(loop, rx__container_of(node, struct rx__head, _link));
+      invoke_head(loop, rx__container_of(node, struct rx__watcher, link));
     } else if (pri > 0) {
       loop->pendingpri = pri - 1;
     } else {
@@ -610,11 +610,11 @@ void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
 
 /* Whether the active watcher `w` of kind `kind` is active on `loop`: on
  * the list its kind keeps there. */
-static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
-  size_t at;
+static bool active_here(rx_loop *loop, struct rx__watcher *w, unsigned kind) {
+  const struct rx__link *at;
   switch (kind) {
   case RX__KIND_IO: {
-    rx_io *io = (rx_io *)(void *)w;
+    rx_io *io = rx__of_head(w, rx_io);
     struct rx__fd *f = rx__fd_get(loop, io->fd);
     for (rx_io *i = f != NULL ? f->head : NULL; i != NULL; i = i->_next)
       if (i == io)
@@ -622,7 +622,7 @@ static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
     return false;
   }
   case RX__KIND_SIGNAL: {
-    rx_signal *sg = (rx_signal *)(void *)w;
+    rx_signal *sg = rx__of_head(w, rx_signal);
     if (sg->signum <= 0 || sg->signum >= RX__NSIG)
       return false;
     for (rx_signal *i = loop->signals[sg->signum]; i != NULL; i = i->_next)
@@ -631,37 +631,51 @@ static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
     return false;
   }
   case RX__KIND_EMBED:
-    at = offsetof(rx_embed, _prepare._active);
+    at = &rx__of_head(w, rx_embed)->_prepare._active;
     break;
   case RX__KIND_PERIODIC:
-    at = offsetof(rx_periodic, _active);
+    at = &rx__of_head(w, rx_periodic)->_active;
     break;
   case RX__KIND_CHILD:
-    at = offsetof(rx_child, _active);
+    at = &rx__of_head(w, rx_child)->_active;
     break;
   case RX__KIND_STAT:
-    at = offsetof(rx_stat, _active);
+    at = &rx__of_head(w, rx_stat)->_active;
     break;
   case RX__KIND_ASYNC:
-    at = offsetof(rx_async, _active);
+    at = &rx__of_head(w, rx_async)->_active;
     break;
-  default: /* idle, prepare, check, cleanup, fork: the link after the head */
-    at = offsetof(rx_idle, _active);
+  case RX__KIND_IDLE:
+    at = &rx__of_head(w, rx_idle)->_active;
     break;
+  case RX__KIND_PREPARE:
+    at = &rx__of_head(w, rx_prepare)->_active;
+    break;
+  case RX__KIND_CHECK:
+    at = &rx__of_head(w, rx_check)->_active;
+    break;
+  case RX__KIND_CLEANUP:
+    at = &rx__of_head(w, rx_cleanup)->_active;
+    break;
+  case RX__KIND_FORK:
+    at = &rx__of_head(w, rx_fork)->_active;
+    break;
+  default:
+    return false;
   }
-  return rx__owned_by(loop, (struct rx__link *)(void *)((char *)w + at));
+  return rx__owned_by(loop, at);
 }
 
 int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
-  struct rx__head *h = w;
+  struct rx__watcher *h = w;
   if (loop == NULL || h == NULL)
     return -EINVAL;
-  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  unsigned kind = (h->flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
   if (kind < RX__KIND_IO || kind > RX__KIND_STAT)
     return -EINVAL; /* not an initialised watcher */
   /* A watcher of another loop would wait on this loop's queue, and its own
    * loop would later unlink it from there: -EBUSY, as for start. */
-  if ((h->_flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
+  if ((h->flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
                                  : rx__pending_elsewhere(loop, h) != 0)
     return -EBUSY;
   rx__feed(loop, h, revents & (int)RX__F_REVENTS_MASK);
@@ -669,15 +683,15 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
 }
 
 int rx_clear_pending_head(rx_loop *loop, void *w) {
-  struct rx__head *h = w;
+  struct rx__watcher *h = w;
   if (loop == NULL || h == NULL)
     return -EINVAL;
-  if (!(h->_flags & RX__F_PENDING))
+  if (!(h->flags & RX__F_PENDING))
     return 0;
-  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if ((h->_flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
+  unsigned kind = (h->flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  if ((h->flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
     return -EBUSY;
-  int revents = (int)(h->_flags >> RX__F_REVENTS_SHIFT);
+  int revents = (int)(h->flags >> RX__F_REVENTS_SHIFT);
   int rc = rx__clear_pending(loop, h);
   return rc != 0 ? rc : revents;
 }
@@ -698,7 +712,7 @@ int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {
 static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
                       int revents) {
   for (struct rx__link *n = list->next; n != list; n = n->next)
-    rx__feed(loop, (struct rx__head *)(void *)((char *)n - offset), revents);
+    rx__feed(loop, (struct rx__watcher *)(void *)((char *)n - offset), revents);
 }
 
 /* libev's rule: idle watchers of the highest priority that has any run, and

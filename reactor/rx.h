@@ -166,24 +166,62 @@ struct rx__mpsc_node {
   struct rx__mpsc_node *next;
 };
 
-/* The head shared by every watcher but rx_timer: user data, callback, the
- * pending-queue link and a word of state (kind, priority, active, pending,
- * interest, pending events). */
-#define RX__WATCHER_HEAD(type, cbtype) \
-  void *data;                           \
-  cbtype cb;                            \
-  struct rx__link _link;                \
-  uint32_t _flags
+/* The head every watcher but rx_timer starts with, as rx's own code sees
+ * it: user data, the callback (never called through this member: each kind
+ * calls its own type), the pending-queue link, a word of state (kind,
+ * priority, active, pending, interest, pending events; the bits are listed
+ * below, at RX__F_ACTIVE) and 32 bits the kind names itself (rx_io's fd,
+ * rx_signal's signum, rx_child's pid), otherwise unused. */
+typedef void (*rx__any_cb)(void);
+struct rx__watcher {
+  void *data;
+  rx__any_cb cb;
+  struct rx__link link;
+  uint32_t flags;
+  int32_t word;
+};
+
+/* Under GCC and Clang, keeps -Wpedantic quiet about the anonymous struct in
+ * C++, where it is an extension (C11 has it). */
+#if defined(__GNUC__)
+#define RX__EXTENSION __extension__
+#else
+#define RX__EXTENSION
+#endif
+
+/* The first member of each watcher struct but rx_timer: the head as
+ * `_w`, and over it the same bytes under the names users write (`data`,
+ * `cb` of the kind's own type, and the kind's 32-bit field `word`, e.g.
+ * `int fd;`, or nothing). rx's code reads and writes the head only as
+ * `_w`; `_link` and `_flags` are spelled out so that the layout is the
+ * head's, and for code that used them. */
+#define RX__WATCHER_HEAD(cbtype, word) \
+  union {                              \
+    struct rx__watcher _w;             \
+    RX__EXTENSION struct {             \
+      void *data;                      \
+      cbtype cb;                       \
+      struct rx__link _link;           \
+      uint32_t _flags;                 \
+      word                             \
+    };                                 \
+  }
 
 /* ---------------------------------------------------------------------------
  * Watchers. Initialise with rx_X_init() before first use; a watcher's memory
  * may be reused or freed once it is stopped, also from its own callback.
  */
 
+/* Clang's -Wpedantic in C++ names the anonymous struct of each watcher's
+ * head (RX__WATCHER_HEAD) even under __extension__. */
+#if defined(__cplusplus) && defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wnested-anon-types"
+#endif
+
 /* An fd watcher: level-triggered readiness, or edge-triggered with RX_ET. */
 struct rx_io {
-  RX__WATCHER_HEAD(rx_io, rx_io_cb);
-  int fd;
+  RX__WATCHER_HEAD(rx_io_cb, int fd;);
   struct rx_io *_next; /* next watcher of the same fd; while stopped,
                           itself after init or set (io.c) */
 };
@@ -200,19 +238,19 @@ struct rx_timer {
 /* Called once per iteration while nothing of its priority or higher is
  * pending; an active idle watcher keeps the loop from blocking. */
 struct rx_idle {
-  RX__WATCHER_HEAD(rx_idle, rx_idle_cb);
+  RX__WATCHER_HEAD(rx_idle_cb, );
   struct rx__link _active;
 };
 
 /* Called every iteration just before the loop waits. */
 struct rx_prepare {
-  RX__WATCHER_HEAD(rx_prepare, rx_prepare_cb);
+  RX__WATCHER_HEAD(rx_prepare_cb, );
   struct rx__link _active;
 };
 
 /* Called every iteration just after the loop has waited. */
 struct rx_check {
-  RX__WATCHER_HEAD(rx_check, rx_check_cb);
+  RX__WATCHER_HEAD(rx_check_cb, );
   struct rx__link _active;
 };
 
@@ -220,7 +258,7 @@ struct rx_check {
  * the last send. A send carries no data and publishes none; to hand data to
  * the loop, use rx_loop_post(). */
 struct rx_async {
-  RX__WATCHER_HEAD(rx_async, rx_async_cb);
+  RX__WATCHER_HEAD(rx_async_cb, );
   struct rx__link _active;
   /* Atomic: sends the loop has not seen yet, counted while a send still
    * takes an atomic (see rx_async_send() in async.c), and a bit that lets
@@ -244,14 +282,13 @@ struct rx_task {
 /* Called by rx_loop_free(), before anything is torn down: the last chance
  * to stop watchers and free what they hold. Does not keep rx_run() going. */
 struct rx_cleanup {
-  RX__WATCHER_HEAD(rx_cleanup, rx_cleanup_cb);
+  RX__WATCHER_HEAD(rx_cleanup_cb, );
   struct rx__link _active;
 };
 
 /* A Unix signal, delivered as a callback on the loop's thread. */
 struct rx_signal {
-  RX__WATCHER_HEAD(rx_signal, rx_signal_cb);
-  int signum;
+  RX__WATCHER_HEAD(rx_signal_cb, int signum;);
   struct rx_signal *_next; /* next watcher of the same signal */
 };
 
@@ -261,7 +298,7 @@ struct rx_signal {
  * else once, at the absolute time `offset`. Follows the wall clock when it
  * is set, and never fires before its time on it. */
 struct rx_periodic {
-  RX__WATCHER_HEAD(rx_periodic, rx_periodic_cb);
+  RX__WATCHER_HEAD(rx_periodic_cb, );
   int64_t offset;             /* ns since the epoch, or the phase */
   int64_t interval;           /* ns; 0 = absolute */
   rx_reschedule_fn reschedule;
@@ -278,8 +315,8 @@ struct rx_periodic {
  * the watcher stays active until stopped. rx reaps the children it reports
  * (pid 0 watchers: every child). */
 struct rx_child {
-  RX__WATCHER_HEAD(rx_child, rx_child_cb);
-  int pid;                 /* the child to watch, or 0 for any */
+  /* pid: the child to watch, or 0 for any */
+  RX__WATCHER_HEAD(rx_child_cb, int pid;);
   int rpid;                /* in the callback: the child that changed */
   int rstatus;             /* in the callback: its status, as waitpid() */
   int _trace;
@@ -295,7 +332,7 @@ struct rx_child {
  * case by polling every `interval` ns (0: 5 s). `path` must stay valid
  * while the watcher is active. */
 struct rx_stat {
-  RX__WATCHER_HEAD(rx_stat, rx_stat_cb);
+  RX__WATCHER_HEAD(rx_stat_cb, );
   const char *path;
   int64_t interval;
   struct stat prev;
@@ -308,7 +345,7 @@ struct rx_stat {
 /* Called in a forked child, at the first iteration after the loop noticed
  * the fork (rx_loop_fork() or RX_LOOP_FORKCHECK), before it waits. */
 struct rx_fork {
-  RX__WATCHER_HEAD(rx_fork, rx_fork_cb);
+  RX__WATCHER_HEAD(rx_fork_cb, );
   struct rx__link _active;
 };
 
@@ -318,13 +355,17 @@ struct rx_fork {
  * non-blocking iteration (rx_embed_sweep). Both loops must run on the same
  * thread. */
 struct rx_embed {
-  RX__WATCHER_HEAD(rx_embed, rx_embed_cb);
+  RX__WATCHER_HEAD(rx_embed_cb, );
   rx_loop *other;
   rx_io _io;           /* the embedded loop's rx_loop_fd() */
   rx_timer _timer;     /* its next timeout */
   rx_prepare _prepare; /* re-arms the two before each wait */
   struct rx__link _active; /* on the loop's embed list */
 };
+
+#if defined(__cplusplus) && defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 /* ---------------------------------------------------------------------------
  * Loops.
@@ -793,12 +834,13 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 /* The helpers below are NULL-safe like every function of rx: a NULL watcher
  * is neither active nor pending, has no interest and priority 0. */
 static inline int rx_io_events(const rx_io *w) {
-  return w != NULL ? (int)(w->_flags & RX__F_EVENTS) : 0;
+  return w != NULL ? (int)(w->_w.flags & RX__F_EVENTS) : 0;
 }
 
-/* Every RX__WATCHER_HEAD watcher keeps `_flags` at the same offset. */
+/* Every watcher but rx_timer starts with its head: a pointer to the watcher
+ * is one to the head (C11 6.7.2.1p15, through the union that holds it). */
 static inline uint32_t rx__head_flags(const void *w) {
-  return w != NULL ? ((const rx_io *)w)->_flags : 0;
+  return w != NULL ? ((const struct rx__watcher *)w)->flags : 0;
 }
 static inline int rx__head_active(const void *w) {
   return (rx__head_flags(w) & RX__F_ACTIVE) != 0;

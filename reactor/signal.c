@@ -74,9 +74,9 @@ void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+  w->_w.link.next = NULL;
+  w->_w.link.prev = NULL;
+  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
               ((uint32_t)RX__KIND_SIGNAL << RX__F_KIND_SHIFT);
   w->signum = signum;
   w->_next = NULL;
@@ -151,9 +151,9 @@ static bool on_list(const rx_loop *loop, const rx_signal *w) {
 int rx_signal_start(rx_loop *loop, rx_signal *w) {
   if (loop == NULL || w == NULL || !catchable(w->signum))
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return on_list(loop, w) ? 0 : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->signals[w->signum] == NULL) {
     int rc = claim(loop, w->signum);
@@ -163,7 +163,7 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
   }
   w->_next = loop->signals[w->signum];
   loop->signals[w->signum] = w;
-  w->_flags |= RX__F_ACTIVE;
+  w->_w.flags |= RX__F_ACTIVE;
   loop->activecnt++;
   return 0;
 }
@@ -171,17 +171,17 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
 int rx_signal_stop(rx_loop *loop, rx_signal *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE))
-    return rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (!(w->_w.flags & RX__F_ACTIVE))
+    return rx__clear_pending(loop, rx__w(w));
   if (!catchable(w->signum) || !on_list(loop, w))
     return -EBUSY; /* active on another loop */
-  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  rx__clear_pending(loop, rx__w(w));
   rx_signal **p = &loop->signals[w->signum];
   while (*p != w)
     p = &(*p)->_next;
   *p = w->_next;
   w->_next = NULL;
-  w->_flags &= ~RX__F_ACTIVE;
+  w->_w.flags &= ~RX__F_ACTIVE;
   loop->activecnt--;
   if (loop->signals[w->signum] == NULL) {
     release(w->signum);
@@ -191,12 +191,12 @@ int rx_signal_stop(rx_loop *loop, rx_signal *w) {
 }
 
 int rx_signal_set_priority(rx_signal *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }
 
 static void feed_signal(rx_loop *loop, int signum) {
   for (rx_signal *w = loop->signals[signum]; w != NULL; w = w->_next)
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_SIGNAL);
+    rx__feed(loop, rx__w(w), RX_SIGNAL);
 }
 
 int rx_feed_signal(int signum) {

@@ -30,13 +30,15 @@ static bool walk(const struct rx__link *head, size_t bound, size_t *n,
 }
 
 static uint32_t head_flags(const struct rx__link *node, size_t offset) {
-  return ((const struct rx__head *)(const void *)((const char *)node - offset))
-      ->_flags;
+  /* container_of: the head is the first member of the watcher that holds
+   * `node` at `offset`. */
+  return ((const struct rx__watcher *)(const void *)((const char *)node - offset))
+      ->flags;
 }
 
 /* A pending head watcher: flagged pending, queued at its priority. */
 static bool pending_ok(const struct rx__link *node, int pri) {
-  uint32_t f = head_flags(node, offsetof(struct rx__head, _link));
+  uint32_t f = head_flags(node, offsetof(struct rx__watcher, link));
   return (f & RX__F_PENDING) &&
          (int)((f & RX__F_PRIO) >> RX__F_PRIO_SHIFT) == pri;
 }
@@ -87,10 +89,10 @@ static int verify_fds(rx_loop *loop, const char **what) {
     uint8_t want = 0;
     int n = 0;
     for (const rx_io *w = f->head; w != NULL; w = w->_next) {
-      if (++n > 1 << 20 || w->fd != fd || !(w->_flags & RX__F_ACTIVE) ||
-          ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) != RX__KIND_IO)
+      if (++n > 1 << 20 || w->fd != fd || !(w->_w.flags & RX__F_ACTIVE) ||
+          ((w->_w.flags & RX__F_KIND) >> RX__F_KIND_SHIFT) != RX__KIND_IO)
         return broken(what, "fd watcher list");
-      want |= (uint8_t)(w->_flags & RX__F_EVENTS);
+      want |= (uint8_t)(w->_w.flags & RX__F_EVENTS);
     }
     if (want != f->want)
       return broken(what, "fd interest");
