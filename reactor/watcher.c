@@ -13,7 +13,7 @@ void rx__head_init(struct rx__watcher *w, enum rx__kind kind) {
   w->link.next = NULL;
   w->link.prev = NULL;
   w->flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)kind << RX__F_KIND_SHIFT);
+             ((uint32_t)kind << RX__F_KIND_SHIFT);
 }
 
 /* Whether the linked `active` is on one of `loop`'s lists. Every list is
@@ -69,6 +69,6 @@ int rx__head_set_priority(struct rx__watcher *w, int priority) {
   if (w->flags & (RX__F_ACTIVE | RX__F_PENDING))
     return -EBUSY;
   w->flags = (w->flags & ~RX__F_PRIO) |
-              ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
+             ((uint32_t)(priority - RX_MINPRI) << RX__F_PRIO_SHIFT);
   return 0;
 }
