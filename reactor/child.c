@@ -233,6 +233,12 @@ int rx_child_set_priority(rx_child *w, int priority) {
   return rx__head_set_priority(rx__w(w), priority);
 }
 
+/* The loop's share (loop.c's table of kinds). */
+int rx__child_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->children);
+  return 0;
+}
+
 void rx__child_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->children))
     rx_child_stop(loop, child_of(loop->children.next));

@@ -151,3 +151,14 @@ void rx_embed_sweep(rx_loop *loop, rx_embed *w) {
 int rx_embed_set_priority(rx_embed *w, int priority) {
   return rx__head_set_priority(rx__w(w), priority);
 }
+
+/* The loop's share (loop.c's table of kinds). */
+int rx__embed_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->embeds);
+  return 0;
+}
+
+void rx__embed_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->embeds))
+    rx_embed_stop(loop, EMBED_OF(loop->embeds.next, _active));
+}

@@ -138,3 +138,60 @@ int rx_fork_stop(rx_loop *loop, rx_fork *w) {
 int rx_fork_set_priority(rx_fork *w, int priority) {
   return rx__head_set_priority(rx__w(w), priority);
 }
+
+/* The loop's share of each kind above (loop.c's table of kinds): empty
+ * lists at first, every watcher stopped at the end. */
+int rx__idle_loop_init(rx_loop *loop) {
+  for (int i = 0; i < RX__NPRI; i++)
+    rx__list_init(&loop->idles[i]);
+  return 0;
+}
+
+void rx__idle_free(rx_loop *loop) {
+  for (int i = 0; i < RX__NPRI; i++)
+    while (!rx__list_empty(&loop->idles[i]))
+      rx_idle_stop(loop,
+                   rx__container_of(loop->idles[i].next, rx_idle, _active));
+}
+
+int rx__prepare_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->prepares);
+  return 0;
+}
+
+void rx__prepare_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->prepares))
+    rx_prepare_stop(loop,
+                    rx__container_of(loop->prepares.next, rx_prepare, _active));
+}
+
+int rx__check_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->checks);
+  return 0;
+}
+
+void rx__check_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->checks))
+    rx_check_stop(loop, rx__container_of(loop->checks.next, rx_check, _active));
+}
+
+int rx__cleanup_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->cleanups);
+  return 0;
+}
+
+void rx__cleanup_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->cleanups))
+    rx_cleanup_stop(loop,
+                    rx__container_of(loop->cleanups.next, rx_cleanup, _active));
+}
+
+int rx__fork_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->forks);
+  return 0;
+}
+
+void rx__fork_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->forks))
+    rx_fork_stop(loop, rx__container_of(loop->forks.next, rx_fork, _active));
+}

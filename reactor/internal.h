@@ -279,17 +279,34 @@ int rx__cross_fork(rx_loop *loop);
  * after noticing one on a RX_LOOP_FORKCHECK loop. */
 bool rx__fork_pending(rx_loop *loop);
 
+/* Each kind's share of the loop, set up by rx_loop_new() and torn down by
+ * rx_loop_free() through loop.c's table of kinds: init makes it empty (0,
+ * or -errno), free stops every watcher of the kind and releases what the
+ * kind holds. */
+int rx__idle_loop_init(rx_loop *loop);
+void rx__idle_free(rx_loop *loop);
+int rx__prepare_loop_init(rx_loop *loop);
+void rx__prepare_free(rx_loop *loop);
+int rx__check_loop_init(rx_loop *loop);
+void rx__check_free(rx_loop *loop);
+int rx__cleanup_loop_init(rx_loop *loop);
+void rx__cleanup_free(rx_loop *loop);
+int rx__fork_loop_init(rx_loop *loop);
+void rx__fork_free(rx_loop *loop);
+int rx__embed_loop_init(rx_loop *loop);
+void rx__embed_free(rx_loop *loop);
+int rx__child_loop_init(rx_loop *loop);
+void rx__child_free(rx_loop *loop);
+int rx__stat_loop_init(rx_loop *loop);
+void rx__stat_free(rx_loop *loop);
+int rx__periodic_loop_init(rx_loop *loop);
+void rx__periodic_free(rx_loop *loop);
+void rx__io_free(rx_loop *loop);
+
 /* Periodics (periodic.c). */
 void rx__periodic_expire(rx_loop *loop);
 int64_t rx__periodic_timeout(rx_loop *loop);
-void rx__periodic_free(rx_loop *loop);
 void rx__periodic_resume(rx_loop *loop);
-
-/* Stat watchers (stat.c). */
-void rx__stat_free(rx_loop *loop);
-
-/* Children (child.c). */
-void rx__child_free(rx_loop *loop);
 
 /* Signals (signal.c). */
 void rx__signal_scan(rx_loop *loop);

@@ -238,3 +238,11 @@ void rx__fds_renew_all(rx_loop *loop) {
       fd_changed(loop, fd, f);
   }
 }
+
+/* The loop's share (loop.c's table of kinds): the fd table itself is the
+ * loop's, shared with the backend; this stops every io watcher in it. */
+void rx__io_free(rx_loop *loop) {
+  for (int fd = 0; fd < loop->nfds; fd++)
+    while (loop->fds[fd].head != NULL)
+      rx_io_stop(loop, loop->fds[fd].head);
+}

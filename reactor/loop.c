@@ -266,6 +266,35 @@ static void install_atfork(void) {
   pthread_atfork(NULL, NULL, count_fork);
 }
 
+/* Each watcher kind's share of the loop: its lists, counts and the fds it
+ * holds. rx_loop_new() calls every init in this order; rx_loop_free() every
+ * free in the same order, after the cleanup watchers ran: the kinds that
+ * drive others internally (cross-thread tasks, which may stop any watcher;
+ * embed, child, stat, signal and periodic watchers, which run io, timer,
+ * prepare and signal watchers of their own) go before the kinds they use.
+ * A NULL init: the zeroed loop is already the empty share. Fork handling
+ * has no hook per kind: only the cross-thread share has any
+ * (rx__cross_fork(), in rebuild()). */
+static const struct {
+  int (*init)(rx_loop *loop);
+  void (*free)(rx_loop *loop);
+} kinds[] = {
+    {rx__cleanup_loop_init, rx__cleanup_free},
+    {rx__cross_init, rx__cross_free}, /* async watchers and posted tasks */
+    {rx__embed_loop_init, rx__embed_free},
+    {rx__fork_loop_init, rx__fork_free},
+    {rx__child_loop_init, rx__child_free},
+    {rx__stat_loop_init, rx__stat_free},
+    {NULL, rx__signal_stop_all},
+    {rx__periodic_loop_init, rx__periodic_free},
+    {NULL, rx__io_free},
+    {NULL, rx__timer_stop_all}, /* the wheel is the loop's: rx_loop_new() */
+    {rx__idle_loop_init, rx__idle_free},
+    {rx__prepare_loop_init, rx__prepare_free},
+    {rx__check_loop_init, rx__check_free},
+};
+enum { NKINDS = sizeof(kinds) / sizeof(kinds[0]) };
+
 int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   static const struct rx_loop_options defaults;
   if (out == NULL)
@@ -291,28 +320,21 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   loop->invoke = rx_invoke_pending;
   loop->suspended_at = -1;
   loop->poll_max = RX_BUSY_POLL_DEFAULT;
-  rx__list_init(&loop->cleanups);
-  rx__list_init(&loop->periodics);
-  rx__list_init(&loop->forks);
-  rx__list_init(&loop->embeds);
-  rx__list_init(&loop->stats);
-  loop->inotifyfd = -1;
-  rx__list_init(&loop->children);
   if (loop->flags & RX_LOOP_FORKCHECK) {
     pthread_once(&atfork_once, install_atfork);
     loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
   }
-  loop->clockfd = -1;
   for (int i = 0; i < RX__NPRI; i++) {
     rx__list_init(&loop->pending[i]);
     rx__list_init(&loop->timers_pending[i]);
-    rx__list_init(&loop->idles[i]);
   }
-  rx__list_init(&loop->prepares);
-  rx__list_init(&loop->checks);
   rx__tw_init(&loop->wheel, loop->now, shift);
   loop->wheel.exact = (loop->flags & RX_LOOP_MANUAL_CLOCK) != 0;
-  if ((rc = rx__cross_init(loop)) != 0) {
+  for (int k = 0; k < NKINDS; k++) {
+    if (kinds[k].init == NULL || (rc = kinds[k].init(loop)) == 0)
+      continue;
+    while (k-- > 0) /* the shares made so far, all empty */
+      kinds[k].free(loop);
     loop->ops->destroy(loop);
     return rc;
   }
@@ -347,35 +369,10 @@ int rx_loop_free(rx_loop *loop) {
     feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active),
               RX_CLEANUP);
     loop->invoke(loop);
-    while (!rx__list_empty(&loop->cleanups))
-      rx_cleanup_stop(loop, rx__container_of(loop->cleanups.next, rx_cleanup,
-                                             _active));
   }
-  rx__cross_free(loop);
-  while (!rx__list_empty(&loop->embeds))
-    rx_embed_stop(loop, rx__container_of(loop->embeds.next, rx_embed,
-                                         _active));
-  while (!rx__list_empty(&loop->forks))
-    rx_fork_stop(loop, rx__container_of(loop->forks.next, rx_fork, _active));
-  rx__child_free(loop);
-  rx__stat_free(loop);
-  rx__signal_stop_all(loop);
-  rx__periodic_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
-  for (int fd = 0; fd < loop->nfds; fd++)
-    while (loop->fds[fd].head != NULL)
-      rx_io_stop(loop, loop->fds[fd].head);
-  rx__timer_stop_all(loop);
-  for (int i = 0; i < RX__NPRI; i++)
-    while (!rx__list_empty(&loop->idles[i]))
-      rx_idle_stop(loop, rx__container_of(loop->idles[i].next, rx_idle,
-                                          _active));
-  while (!rx__list_empty(&loop->prepares))
-    rx_prepare_stop(loop, rx__container_of(loop->prepares.next, rx_prepare,
-                                           _active));
-  while (!rx__list_empty(&loop->checks))
-    rx_check_stop(loop, rx__container_of(loop->checks.next, rx_check,
-                                         _active));
+  for (int k = 0; k < NKINDS; k++)
+    kinds[k].free(loop);
   rx__free(loop->fds, sizeof(*loop->fds) * (size_t)loop->nfds);
   rx__free(loop->changes, sizeof(*loop->changes) * (size_t)loop->nfds);
   loop->fds = NULL;

@@ -289,6 +289,13 @@ void rx__periodic_resume(rx_loop *loop) {
     recompute_all(loop);
 }
 
+/* The loop's share (loop.c's table of kinds). */
+int rx__periodic_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->periodics);
+  loop->clockfd = -1;
+  return 0;
+}
+
 void rx__periodic_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->periodics))
     rx_periodic_stop(loop, periodic_of(loop->periodics.next));

@@ -183,6 +183,13 @@ int rx_stat_set_priority(rx_stat *w, int priority) {
   return rx__head_set_priority(rx__w(w), priority);
 }
 
+/* The loop's share (loop.c's table of kinds). */
+int rx__stat_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->stats);
+  loop->inotifyfd = -1;
+  return 0;
+}
+
 void rx__stat_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->stats))
     rx_stat_stop(loop, stat_of(loop->stats.next));
