@@ -327,10 +327,7 @@ void rx_async_init(rx_async *w, rx_async_cb cb) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_ASYNC << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_ASYNC);
   w->_active.next = NULL;
   w->_active.prev = NULL;
   w->_sent = 0;

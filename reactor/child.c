@@ -143,10 +143,7 @@ void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_CHILD << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_CHILD);
   w->pid = pid;
   w->rpid = 0;
   w->rstatus = 0;

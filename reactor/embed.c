@@ -64,10 +64,7 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_EMBED << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_EMBED);
   w->other = other;
   rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1,
              RX_READ);

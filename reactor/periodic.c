@@ -138,10 +138,7 @@ void(rx_periodic_init)(rx_periodic *w, rx_periodic_cb cb, int64_t offset,
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_PERIODIC << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_PERIODIC);
   w->offset = offset;
   w->interval = interval;
   w->reschedule = reschedule;

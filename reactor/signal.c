@@ -74,10 +74,7 @@ void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_SIGNAL << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_SIGNAL);
   w->signum = signum;
   w->_next = NULL;
 }

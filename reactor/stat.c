@@ -115,10 +115,7 @@ void(rx_stat_init)(rx_stat *w, rx_stat_cb cb, const char *path,
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_w.link.next = NULL;
-  w->_w.link.prev = NULL;
-  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_STAT << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_STAT);
   w->path = path;
   w->interval = interval;
   memset(&w->prev, 0, sizeof(w->prev));
