@@ -158,19 +158,18 @@ static int use_sigchld(rx_loop *loop) {
     return 0;
   rx_signal_init(&loop->sigchld, on_sigchld, SIGCHLD);
   rx_signal_set_priority(&loop->sigchld, RX_MINPRI); /* see the top */
+  rx__unref_watcher(&loop->sigchld._w); /* the child watchers count */
   int rc = rx_signal_start(loop, &loop->sigchld);
   if (rc != 0) {
     loop->sigchld_users--;
     return rc;
   }
-  rx_unref(loop); /* internal: the child watchers count, not this */
   return 0;
 }
 
 static void unuse_sigchld(rx_loop *loop) {
   if (--loop->sigchld_users > 0)
     return;
-  rx_ref(loop);
   rx_signal_stop(loop, &loop->sigchld);
 }
 
@@ -190,11 +189,11 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
     if (fd >= 0) {
       rx_io_init(&w->_io, on_pidfd, fd, RX_READ);
       rx_io_set_priority(&w->_io, RX_MINPRI); /* see the top */
+      rx__unref_watcher(&w->_io._w); /* the child watcher counts */
       if ((rc = rx_io_start(loop, &w->_io)) != 0) {
         close(fd);
         return rc;
       }
-      rx_unref(loop);
       w->_pidfd = fd;
     }
   }
@@ -216,7 +215,6 @@ int rx_child_stop(rx_loop *loop, rx_child *w) {
   if (rc != 0 || !was)
     return rc;
   if (w->_pidfd >= 0) {
-    rx_ref(loop);
     rx_io_stop(loop, &w->_io);
     close(w->_pidfd);
     w->_pidfd = -1;

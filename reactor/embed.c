@@ -70,6 +70,10 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
              RX_READ);
   rx_timer_init(&w->_timer, on_timeout, 0, 0);
   rx_prepare_init(&w->_prepare, on_prepare);
+  /* Internal: the embed watcher counts, not these (the timer has no unref
+   * bit: it takes its reference back by hand). */
+  rx__unref_watcher(&w->_io._w);
+  rx__unref_watcher(&w->_prepare._w);
   w->_active.next = NULL;
   w->_active.prev = NULL;
 }
@@ -104,12 +108,10 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
   int rc = rx_io_start(loop, &w->_io);
   if (rc != 0)
     return rc;
-  rx_unref(loop);
   rx_prepare_start(loop, &w->_prepare);
-  rx_unref(loop);
   rx__list_push(&loop->embeds, &w->_active);
   w->_w.flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  loop->activecnt += rx__counted(&w->_w);
   /* One iteration hands what the embedded loop has started to its kernel
    * side, so that its fd reports from now on. */
   rx_embed_sweep(loop, w);
@@ -125,9 +127,7 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   int rc = rx__clear_pending(loop, rx__w(w));
   if (rc != 0 || !(w->_w.flags & RX__F_ACTIVE))
     return rc;
-  rx_ref(loop);
   rx_io_stop(loop, &w->_io);
-  rx_ref(loop);
   rx_prepare_stop(loop, &w->_prepare);
   if (rx_is_active(&w->_timer)) {
     rx_ref(loop);
@@ -135,7 +135,7 @@ int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   }
   rx__list_unlink(&w->_active);
   w->_w.flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  loop->activecnt -= rx__counted(&w->_w);
   return 0;
 }
 

@@ -85,33 +85,24 @@ int rx_check_set_priority(rx_check *w, int priority) {
   return rx__head_set_priority(rx__w(w), priority);
 }
 
-/* Cleanup watchers do not keep the loop running (libev unrefs them too): a
- * start takes back the reference it adds, and a stop gives it again. */
+/* Cleanup watchers do not keep the loop running (libev unrefs them too):
+ * their head's unref bit keeps them out of the active count. */
 void rx_cleanup_init(rx_cleanup *w, rx_cleanup_cb cb) {
   if (w == NULL)
     return;
   w->cb = cb;
   rx__head_init(&w->_w, RX__KIND_CLEANUP);
+  rx__unref_watcher(&w->_w);
   w->_active.next = w->_active.prev = NULL;
 }
 
 int rx_cleanup_start(rx_loop *loop, rx_cleanup *w) {
-  int was = w != NULL && (w->_w.flags & RX__F_ACTIVE);
-  int rc = rx__listed_start(loop, rx__w(w), w ? &w->_active : NULL,
-                            loop ? &loop->cleanups : NULL);
-  if (rc == 0 && !was)
-    loop->activecnt--;
-  return rc;
+  return rx__listed_start(loop, rx__w(w), w ? &w->_active : NULL,
+                          loop ? &loop->cleanups : NULL);
 }
 
 int rx_cleanup_stop(rx_loop *loop, rx_cleanup *w) {
-  int was = w != NULL && (w->_w.flags & RX__F_ACTIVE);
-  if (was && loop != NULL)
-    loop->activecnt++;
-  int rc = rx__listed_stop(loop, rx__w(w), w ? &w->_active : NULL);
-  if (rc != 0 && was && loop != NULL)
-    loop->activecnt--;
-  return rc;
+  return rx__listed_stop(loop, rx__w(w), w ? &w->_active : NULL);
 }
 
 int rx_cleanup_set_priority(rx_cleanup *w, int priority) {

@@ -236,6 +236,17 @@ enum {
 
 /* The head of a watcher `w` of any kind but rx_timer, or NULL for NULL. */
 #define rx__w(w) ((w) != NULL ? &(w)->_w : NULL)
+/* What an active watcher adds to loop->activecnt: 1, or 0 for one that
+ * keeps no loop running (RX__F_UNREF). */
+static inline int rx__counted(const struct rx__watcher *w) {
+  return (w->flags & RX__F_UNREF) == 0;
+}
+/* Marks `w` (initialised, not active) as one that keeps no loop running:
+ * rx's internal watchers, in place of rx_unref() after the start and
+ * rx_ref() before the stop. */
+static inline void rx__unref_watcher(struct rx__watcher *w) {
+  w->flags |= RX__F_UNREF;
+}
 /* The watcher of type `type` whose head is `h`. */
 #define rx__of_head(h, type) rx__container_of(h, type, _w)
 

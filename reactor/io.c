@@ -157,7 +157,7 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
   f->want |= (uint8_t)events;
   fd_changed(loop, w->fd, f);
   w->_w.flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  loop->activecnt += rx__counted(&w->_w);
   return 0;
 }
 
@@ -176,7 +176,7 @@ int rx_io_stop(rx_loop *loop, rx_io *w) {
   *p = w->_next;
   w->_next = NULL;
   w->_w.flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  loop->activecnt -= rx__counted(&w->_w);
   f->want = union_of(f);
   fd_changed(loop, w->fd, f);
   return 0;

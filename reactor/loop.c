@@ -505,7 +505,7 @@ int rx__clear_pending(rx_loop *loop, struct rx__watcher *w) {
 }
 
 static void invoke_head(rx_loop *loop, struct rx__watcher *w) {
-  int revents = (int)(w->flags >> RX__F_REVENTS_SHIFT);
+  int revents = (int)((w->flags >> RX__F_REVENTS_SHIFT) & RX__F_REVENTS_MASK);
   w->flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   loop->m.dispatched++;
@@ -688,7 +688,7 @@ int rx_clear_pending_head(rx_loop *loop, void *w) {
   unsigned kind = (h->flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
   if ((h->flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
     return -EBUSY;
-  int revents = (int)(h->flags >> RX__F_REVENTS_SHIFT);
+  int revents = (int)((h->flags >> RX__F_REVENTS_SHIFT) & RX__F_REVENTS_MASK);
   int rc = rx__clear_pending(loop, h);
   return rc != 0 ? rc : revents;
 }

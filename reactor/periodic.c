@@ -112,13 +112,13 @@ static int watch_clock(rx_loop *loop) {
   int rc = arm_clockfd(fd);
   if (rc == 0) {
     rx_io_init(&loop->clockwatch, on_clock_set, fd, RX_READ);
+    rx__unref_watcher(&loop->clockwatch._w); /* keeps no loop running */
     rc = rx_io_start(loop, &loop->clockwatch);
   }
   if (rc != 0) {
     close(fd);
     return rc;
   }
-  rx_unref(loop); /* an internal watcher keeps no loop running */
   loop->clockfd = fd;
   return 0;
 }
@@ -126,7 +126,6 @@ static int watch_clock(rx_loop *loop) {
 static void unwatch_clock(rx_loop *loop) {
   if (loop->clockfd < 0)
     return;
-  rx_ref(loop);
   rx_io_stop(loop, &loop->clockwatch);
   close(loop->clockfd);
   loop->clockfd = -1;
@@ -256,7 +255,7 @@ void rx__periodic_expire(rx_loop *loop) {
     } else {
       rx__list_unlink(&w->_active);
       w->_w.flags &= ~RX__F_ACTIVE;
-      loop->activecnt--;
+      loop->activecnt -= rx__counted(&w->_w);
       if (--loop->nperiodics == 0)
         unwatch_clock(loop);
     }

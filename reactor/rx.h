@@ -814,7 +814,20 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
  * inline definitions
  */
 
-/* Layout of the private `_flags` word of RX__WATCHER_HEAD watchers. */
+/* Layout of the private flags word of the watcher head (`_w.flags`), all
+ * 32 bits spoken for:
+ *   bits  0-2   RX__F_EVENTS   io interest (other kinds: unused)
+ *   bit   3     RX__F_ACTIVE
+ *   bit   4     RX__F_PENDING
+ *   bits  5-7   RX__F_PRIO     priority + 2 (5 of 8 values used)
+ *   bits  8-11  RX__F_KIND     enum rx__kind (12 of 15 kinds used)
+ *   bits 12-30  pending revents, 19 bits (RX_STAT, the highest event bit,
+ *               is bit 16 of revents: 2 bits to spare)
+ *   bit  31     RX__F_UNREF    an active watcher that does not count in
+ *                              the loop's active count (internal watchers
+ *                              and cleanup watchers)
+ * None remains free: a new one comes from the revents bits above RX_STAT's,
+ * or from the kind's own 32-bit field (`_w.word`). */
 #define RX__F_EVENTS 0x0000007u  /* io interest: RX_READ|RX_WRITE|RX_ET */
 #define RX__F_ACTIVE 0x0000008u
 #define RX__F_PENDING 0x0000010u
@@ -822,10 +835,13 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 #define RX__F_PRIO 0x00000e0u
 #define RX__F_KIND_SHIFT 8       /* enum rx__kind, 4 bits */
 #define RX__F_KIND 0x0000f00u
-#define RX__F_REVENTS_SHIFT 12   /* pending revents, 20 bits */
-#define RX__F_REVENTS_MASK 0xfffffu
+#define RX__F_REVENTS_SHIFT 12   /* pending revents, 19 bits */
+#define RX__F_REVENTS_MASK 0x7ffffu
+#define RX__F_UNREF 0x80000000u
 
-/* The timer's 6 private state bits, above the deadline in `_ent.word`. */
+/* The timer's 6 private state bits, above the deadline in `_ent.word`, all
+ * used: none is left for an unref bit, so rx's internal timers (stat and
+ * embed watchers') still take their reference back with rx_unref(). */
 #define RX__T_PRIO 0x07u /* priority + 2 */
 #define RX__T_ACTIVE 0x08u
 #define RX__T_PENDING 0x10u

@@ -161,7 +161,7 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
   w->_next = loop->signals[w->signum];
   loop->signals[w->signum] = w;
   w->_w.flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  loop->activecnt += rx__counted(&w->_w);
   return 0;
 }
 
@@ -179,7 +179,7 @@ int rx_signal_stop(rx_loop *loop, rx_signal *w) {
   *p = w->_next;
   w->_next = NULL;
   w->_w.flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  loop->activecnt -= rx__counted(&w->_w);
   if (loop->signals[w->signum] == NULL) {
     release(w->signum);
     loop->nsignals--;

@@ -101,11 +101,11 @@ static void open_inotify(rx_loop *loop) {
   if (fd < 0)
     return; /* polling alone, as where inotify is not available */
   rx_io_init(&loop->inotifywatch, on_inotify, fd, RX_READ);
+  rx__unref_watcher(&loop->inotifywatch._w); /* keeps no loop running */
   if (rx_io_start(loop, &loop->inotifywatch) != 0) {
     close(fd);
     return;
   }
-  rx_unref(loop);
   loop->inotifyfd = fd;
 }
 
@@ -191,7 +191,6 @@ void rx__stat_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->stats))
     rx_stat_stop(loop, stat_of(loop->stats.next));
   if (loop->inotifyfd >= 0) {
-    rx_ref(loop);
     rx_io_stop(loop, &loop->inotifywatch);
     close(loop->inotifyfd);
     loop->inotifyfd = -1;

@@ -41,7 +41,7 @@ int rx__listed_start(rx_loop *loop, struct rx__watcher *w,
     return -EBUSY; /* fed to another loop, and still waiting there */
   rx__list_push(list, active);
   w->flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  loop->activecnt += rx__counted(w);
   return 0;
 }
 
@@ -59,7 +59,7 @@ int rx__listed_stop(rx_loop *loop, struct rx__watcher *w,
     return rc;
   rx__list_unlink(active);
   w->flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  loop->activecnt -= rx__counted(w);
   return 0;
 }
 
