@@ -189,7 +189,7 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
     if (fd >= 0) {
       rx_io_init(&w->_io, on_pidfd, fd, RX_READ);
       rx_io_set_priority(&w->_io, RX_MINPRI); /* see the top */
-      rx__unref_watcher(&w->_io._w); /* the child watcher counts */
+      rx__unref_watcher(&w->_io._w);          /* the child watcher counts */
       if ((rc = rx_io_start(loop, &w->_io)) != 0) {
         close(fd);
         return rc;
@@ -199,8 +199,7 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
   }
   if (w->_pidfd < 0 && (rc = use_sigchld(loop)) != 0)
     return rc;
-  rc = rx__listed_start(loop, rx__w(w), &w->_active,
-                        &loop->children);
+  rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->children);
   /* A child that exited before SIGCHLD was caught: look once now. */
   if (rc == 0 && w->_pidfd < 0)
     rx_feed_signal_event(loop, SIGCHLD);

@@ -66,8 +66,7 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
   w->cb = cb;
   rx__head_init(&w->_w, RX__KIND_EMBED);
   w->other = other;
-  rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1,
-             RX_READ);
+  rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1, RX_READ);
   rx_timer_init(&w->_timer, on_timeout, 0, 0);
   rx_prepare_init(&w->_prepare, on_prepare);
   /* Internal: the embed watcher counts, not these (the timer has no unref
@@ -121,8 +120,7 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
 int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if ((w->_w.flags & RX__F_ACTIVE) &&
-      !rx__owned_by(loop, &w->_prepare._active))
+  if ((w->_w.flags & RX__F_ACTIVE) && !rx__owned_by(loop, &w->_prepare._active))
     return -EBUSY;
   int rc = rx__clear_pending(loop, rx__w(w));
   if (rc != 0 || !(w->_w.flags & RX__F_ACTIVE))

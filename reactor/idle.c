@@ -25,7 +25,8 @@ int rx_idle_start(rx_loop *loop, rx_idle *w) {
     return -EINVAL;
   int pri = (int)((w->_w.flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
   int was = w->_w.flags & RX__F_ACTIVE;
-  int rc = rx__listed_start(loop, rx__w(w), &w->_active, loop ? &loop->idles[pri] : NULL);
+  int rc = rx__listed_start(loop, rx__w(w), &w->_active,
+                            loop ? &loop->idles[pri] : NULL);
   if (rc == 0 && !was)
     loop->idlecnt++;
   return rc;
@@ -49,7 +50,7 @@ void rx_prepare_init(rx_prepare *w, rx_prepare_cb cb) {
 
 int rx_prepare_start(rx_loop *loop, rx_prepare *w) {
   return rx__listed_start(loop, rx__w(w), w ? &w->_active : NULL,
-                  loop ? &loop->prepares : NULL);
+                          loop ? &loop->prepares : NULL);
 }
 
 int rx_prepare_stop(rx_loop *loop, rx_prepare *w) {
@@ -66,7 +67,7 @@ void rx_check_init(rx_check *w, rx_check_cb cb) {
 
 int rx_check_start(rx_loop *loop, rx_check *w) {
   return rx__listed_start(loop, rx__w(w), w ? &w->_active : NULL,
-                  loop ? &loop->checks : NULL);
+                          loop ? &loop->checks : NULL);
 }
 
 int rx_check_stop(rx_loop *loop, rx_check *w) {

@@ -193,8 +193,9 @@ struct rx_loop {
 
   struct rx__tw wheel;
 
-  /* Cross-thread state (async.c). Fields written by other threads are only
-   * touched with __atomic builtins, each naming its order. */
+  /* Cross-thread state (crossthread.c, async.c). Fields written by other
+   * threads are only touched with __atomic builtins, each naming its
+   * order. */
   /* Grouped by writer, a cache line apart (see mpsc.h), so that a producer
    * posting in a loop and the loop draining do not steal each other's
    * lines: the loop's own fields above; then what producers write on
@@ -275,7 +276,8 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node);
 void rx__timer_stop_all(rx_loop *loop);
 void rx__timer_shift(rx_loop *loop, int64_t delta);
 
-/* Cross-thread (async.c). */
+/* Cross-thread (crossthread.c). rx__cross_ring() rings the doorbell unless
+ * a producer already did since the loop last drained it. */
 int rx__cross_init(rx_loop *loop);
 void rx__cross_free(rx_loop *loop);
 bool rx__cross_may_sleep(rx_loop *loop);
@@ -284,7 +286,14 @@ void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
 void rx__cross_notify(rx_loop *loop);
+void rx__cross_ring(rx_loop *loop);
 int rx__cross_fork(rx_loop *loop);
+
+/* Async watchers (async.c): the scan that feeds sent watchers, and the
+ * loop's share. */
+void rx__async_scan(rx_loop *loop);
+int rx__async_loop_init(rx_loop *loop);
+void rx__async_free(rx_loop *loop);
 
 /* Forks (loop.c): true while a fork has left the kernel state to rebuild,
  * after noticing one on a RX_LOOP_FORKCHECK loop. */

@@ -41,8 +41,8 @@ void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
   if ((events & ~(RW | RX_ET)) != 0)
     events = 0;
   w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
-              ((uint32_t)events & RX__F_EVENTS);
+                ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
+                ((uint32_t)events & RX__F_EVENTS);
   w->fd = fd;
   w->_next = w; /* freshly set */
 }

@@ -280,7 +280,8 @@ static const struct {
   void (*free)(rx_loop *loop);
 } kinds[] = {
     {rx__cleanup_loop_init, rx__cleanup_free},
-    {rx__cross_init, rx__cross_free}, /* async watchers and posted tasks */
+    {rx__cross_init, rx__cross_free}, /* posted tasks, the doorbell */
+    {rx__async_loop_init, rx__async_free},
     {rx__embed_loop_init, rx__embed_free},
     {rx__fork_loop_init, rx__fork_free},
     {rx__child_loop_init, rx__child_free},
@@ -366,8 +367,7 @@ int rx_loop_free(rx_loop *loop) {
   /* Cleanup watchers first, while everything still works (libev too runs
    * every pending callback then). */
   if (!rx__list_empty(&loop->cleanups)) {
-    feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active),
-              RX_CLEANUP);
+    feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active), RX_CLEANUP);
     loop->invoke(loop);
   }
   /* Leave every watcher stopped, so that its memory may be reused. */
@@ -673,7 +673,7 @@ int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
   /* A watcher of another loop would wait on this loop's queue, and its own
    * loop would later unlink it from there: -EBUSY, as for start. */
   if ((h->flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
-                                 : rx__pending_elsewhere(loop, h) != 0)
+                                : rx__pending_elsewhere(loop, h) != 0)
     return -EBUSY;
   rx__feed(loop, h, revents & (int)RX__F_REVENTS_MASK);
   return 0;

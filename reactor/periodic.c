@@ -162,8 +162,7 @@ int rx_periodic_start(rx_loop *loop, rx_periodic *w) {
   }
   refresh_wall(loop);
   w->at = next_at(w, loop->wallnow);
-  int rc = rx__listed_start(loop, rx__w(w), &w->_active,
-                            &loop->periodics);
+  int rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->periodics);
   if (rc == 0)
     loop->nperiodics++;
   return rc;

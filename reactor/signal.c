@@ -5,7 +5,7 @@
  * with process-wide state: for each signal number, the loop that watches it
  * and a flag the handler sets. The handler is async-signal-safe: a few
  * atomics and perhaps one write() on the loop's eventfd, through the same
- * sleep handshake as rx_async_send() (async.c). The loop then finds the
+ * sleep handshake as rx_async_send() (crossthread.c). The loop then finds the
  * flag and feeds the signal's watchers.
  *
  * A handler may run on any thread, in parallel with the loop's thread
@@ -14,7 +14,7 @@
  * for the owner, and giving the signal up (disown()) takes the owner away,
  * then waits until no handler is in flight: the pair of seq_cst accesses
  * on each side (a Dekker pair, as rx_loop_post's `posting` and `closing`
- * in async.c) means that a handler either is seen in flight, and waited
+ * in crossthread.c) means that a handler either is seen in flight, and waited
  * for, or sees no owner. Once disown() returns, no handler holds the loop,
  * so it may be freed. The wait is short: a handler holds the count for a
  * few instructions, and no handler starts a wait of its own.

@@ -142,8 +142,7 @@ int rx_stat_start(rx_loop *loop, rx_stat *w) {
   int rc = rx_timer_start(loop, &w->_timer);
   if (rc == 0) {
     rx_unref(loop);
-    rc = rx__listed_start(loop, rx__w(w), &w->_active,
-                          &loop->stats);
+    rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->stats);
   }
   return rc;
 }
