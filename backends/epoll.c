@@ -5,9 +5,10 @@
  *  a) epoll registers (file, fd) pairs, not fds. Closing an fd removes the
  *     registration only when that was the file's last reference; a file that
  *     lives on (dup, fork) keeps reporting events under the old fd number.
- *     Each registration therefore carries a 32-bit generation in the upper
- *     half of data.u64, and an event whose generation is not the fd's current
- *     one is dropped instead of being delivered to a new watcher.
+ *     Each registration therefore carries its fd's 32-bit generation in its
+ *     tag (data.u64 is rx__tag_poll(fd, generation), internal.h), and an
+ *     event whose generation is not the fd's current one is dropped instead
+ *     of being delivered to a new watcher.
  *  b) An fd that lost its last watcher has its registration removed
  *     (EPOLL_CTL_DEL) at the next flush, unless a start brought one back
  *     first, and takes a new generation. When a freshly set watcher starts
@@ -40,6 +41,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -48,7 +50,6 @@
 #include "../reactor/internal.h"
 
 #define MAX_EVENTS 256
-#define UD_DOORBELL UINT64_MAX
 
 struct rx_epoll {
   struct rx_loop loop; /* first: a loop pointer is a backend pointer */
@@ -103,7 +104,7 @@ static uint32_t epoll_mask(uint8_t want) {
 
 /* Puts `fd` on the always-ready list (note c); -ENOMEM if it cannot grow. */
 static int list_always(struct rx_epoll *be, int fd, struct rx__fd *f) {
-  if (f->flags & RX__FD_LISTED)
+  if (f->backend & RX__FD_EPOLL_LISTED)
     return 0;
   if (be->nalways == be->capalways) {
     int cap = be->capalways ? be->capalways * 2 : 16;
@@ -115,7 +116,7 @@ static int list_always(struct rx_epoll *be, int fd, struct rx__fd *f) {
     be->capalways = cap;
   }
   be->always[be->nalways++] = fd;
-  f->flags |= RX__FD_LISTED;
+  f->backend |= RX__FD_EPOLL_LISTED;
   return 0;
 }
 
@@ -123,8 +124,8 @@ static int list_always(struct rx_epoll *be, int fd, struct rx__fd *f) {
  * harmlessly when the fd is closed already; a registration that survives
  * with the file (note a) has the old generation, which is now stale. */
 static void drop(struct rx_epoll *be, int fd, struct rx__fd *f) {
-  if (f->flags & RX__FD_ALWAYS) {
-    f->flags &= ~RX__FD_ALWAYS; /* report_always() unlists it */
+  if (f->backend & RX__FD_EPOLL_ALWAYS) {
+    f->backend &= (uint8_t)~RX__FD_EPOLL_ALWAYS; /* report_always() unlists */
   } else if (f->kernel != 0) {
     ctl(be, EPOLL_CTL_DEL, fd, NULL);
     f->gen++;
@@ -132,32 +133,34 @@ static void drop(struct rx_epoll *be, int fd, struct rx__fd *f) {
   f->kernel = 0;
 }
 
-/* Tells the kernel the interest of one changed fd; see notes b) and c). */
-static void apply_change(struct rx_epoll *be, int fd) {
+/* Tells the kernel the interest of one changed fd; see notes b) and c).
+ * Returns true if it reported the fd's watchers an error (rx__io_error()). */
+static bool apply_change(struct rx_epoll *be, int fd) {
   rx_loop *loop = &be->loop;
   struct rx__fd *f = &loop->fds[fd];
   bool renew = (f->flags & RX__FD_RENEW) != 0;
   f->flags &= ~(RX__FD_CHANGED | RX__FD_RENEW);
   if (f->want == 0) {
     drop(be, fd, f);
-    return;
+    return false;
   }
-  if (f->flags & RX__FD_ALWAYS) {
+  if (f->backend & RX__FD_EPOLL_ALWAYS) {
     if (!renew) {
       /* The same file, perhaps with a new interest: still on the list. */
       if (list_always(be, fd, f) != 0) {
-        f->flags &= ~RX__FD_ALWAYS;
+        f->backend &= (uint8_t)~RX__FD_EPOLL_ALWAYS;
         rx__io_error(loop, fd);
-        return;
+        return true;
       }
       f->kernel = f->want;
-      return;
+      return false;
     }
-    f->flags &= ~RX__FD_ALWAYS; /* the number may name a pollable file now */
+    /* The number may name a pollable file now. */
+    f->backend &= (uint8_t)~RX__FD_EPOLL_ALWAYS;
     f->kernel = 0;
   }
   if (f->want == f->kernel && !renew)
-    return;
+    return false;
 
   struct epoll_event ev;
   int op = f->kernel != 0 && f->want != f->kernel ? EPOLL_CTL_MOD
@@ -165,38 +168,42 @@ static void apply_change(struct rx_epoll *be, int fd) {
   if (renew)
     f->gen++;
   ev.events = epoll_mask(f->want);
-  ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd;
+  ev.data.u64 = rx__tag_poll(fd, f->gen);
   int rc = ctl(be, op, fd, &ev);
   if (rc < 0 && errno == EEXIST && renew && f->want == f->kernel) {
     /* Note b): the file the number names is still registered, with this
      * interest, so the registration stands as it was. */
     f->gen--;
-    return;
+    return false;
   }
   if (rc < 0 && errno == ENOENT && op == EPOLL_CTL_MOD)
     rc = ctl(be, EPOLL_CTL_ADD, fd, &ev);
   else if (rc < 0 && errno == EEXIST && op == EPOLL_CTL_ADD)
     rc = ctl(be, EPOLL_CTL_MOD, fd, &ev);
   if (rc < 0 && errno == EPERM && list_always(be, fd, f) == 0) {
-    f->flags |= RX__FD_ALWAYS;
+    f->backend |= RX__FD_EPOLL_ALWAYS;
     f->kernel = f->want;
-    return;
+    return false;
   }
   if (rc < 0) {
     f->kernel = 0;
     rx__io_error(loop, fd);
-    return;
+    return true;
   }
   f->kernel = f->want;
+  return false;
 }
 
-static void flush_changes(struct rx_epoll *be) {
+/* Applies every change; true if one was reported as an error. */
+static bool flush_changes(struct rx_epoll *be) {
   rx_loop *loop = &be->loop;
+  bool reported = false;
   /* rx__io_error() may append to the list while it is walked; those
    * entries have no watchers left and cost nothing. */
   for (int i = 0; i < loop->nchanges; i++)
-    apply_change(be, loop->changes[i]);
+    reported |= apply_change(be, loop->changes[i]);
   loop->nchanges = 0;
+  return reported;
 }
 
 static int wait_events(struct rx_epoll *be, int64_t timeout) {
@@ -274,8 +281,8 @@ static void report_always(struct rx_epoll *be) {
     struct rx__fd *f = rx__fd_get(loop, fd);
     if (f == NULL)
       continue;
-    if (!(f->flags & RX__FD_ALWAYS) || f->want == 0) {
-      f->flags &= ~(RX__FD_LISTED | RX__FD_ALWAYS);
+    if (!(f->backend & RX__FD_EPOLL_ALWAYS) || f->want == 0) {
+      f->backend &= (uint8_t)~(RX__FD_EPOLL_LISTED | RX__FD_EPOLL_ALWAYS);
       f->kernel = 0; /* nothing was ever registered */
       continue;
     }
@@ -289,10 +296,10 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   struct rx_epoll *be = backend_of(loop);
   if (be->orphan)
     rebuild(be);
-  flush_changes(be);
   /* A registration the kernel refused was just reported (note c): its
-   * RX_ERROR is pending, and the wait must not block before it is run. */
-  if (loop->pendingcnt > 0 || be->nalways > 0)
+   * RX_ERROR is pending, and the wait must not block before it is run; nor
+   * while a file is always ready. */
+  if (flush_changes(be) || be->nalways > 0)
     timeout = 0;
   int n = wait_events(be, timeout);
   if (n < 0)
@@ -300,15 +307,16 @@ static int epoll_wait_loop(rx_loop *loop, int64_t timeout) {
   loop->m.completions += (uint64_t)n;
   for (int i = 0; i < n; i++) {
     const struct epoll_event *ev = &be->events[i];
-    if (ev->data.u64 == UD_DOORBELL) {
+    if (ev->data.u64 == RX__TAG_WAKEFD) {
       uint64_t count;
       (void)!read(loop->wakefd, &count, sizeof(count));
       rx__doorbell(loop);
       continue;
     }
-    int fd = (int)(uint32_t)ev->data.u64;
+    /* Every other registration is an fd's (rx__tag_poll()). */
+    int fd = rx__tag_fd(ev->data.u64);
     struct rx__fd *f = rx__fd_get(loop, fd);
-    if (f == NULL || f->gen != (uint32_t)(ev->data.u64 >> 32)) {
+    if (f == NULL || f->gen != rx__tag_gen(ev->data.u64)) {
       /* note a): a registration older than the fd's watchers; note f) */
       be->orphan = 1;
       continue;
@@ -338,11 +346,10 @@ static int epoll_pollfd(rx_loop *loop) {
   return backend_of(loop)->epfd;
 }
 
-/* The doorbell is one more registration, told apart by its tag: fd tags
- * have a generation in the upper half that never reaches UINT32_MAX with
- * the lower half also all ones (fds are below INT_MAX). */
+/* The doorbell is one more registration, told apart by its tag: the
+ * internal RX__TAG_WAKEFD, even, where an fd's tags are odd (internal.h). */
 static int epoll_doorbell(rx_loop *loop) {
-  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UD_DOORBELL};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RX__TAG_WAKEFD};
   if (epoll_ctl(backend_of(loop)->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) < 0)
     return -errno;
   return 0;
@@ -359,4 +366,6 @@ const struct rx_backend_ops rx__epoll_ops = {
     .fork = epoll_fork,
     .doorbell = epoll_doorbell,
     .wake_from = NULL,
+    .submit = NULL, /* ops are emulated on readiness (internal.h) */
+    .cancel = NULL,
 };

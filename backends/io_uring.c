@@ -15,15 +15,18 @@
  *     its fd has no watchers at the next flush, and renewed (removed, then
  *     added with a new generation) when a freshly set watcher starts
  *     (RX__FD_RENEW, io.c): the number may name a new file by then. Removals
- *     and adds are queued SQEs, sent with the next wait, never a syscall of
- *     their own; only rx_io_close() submits its removal at once, so that
- *     the file is released before it closes the fd. A plain stop and start
- *     between two waits queues nothing.
- *  c) Stale completions are impossible by construction: user_data is
- *     (generation << 32 | fd) and every POLL_ADD takes a new generation, so
- *     a completion of a removed or superseded poll, or of an fd since
- *     reused, does not match the fd's current generation and is dropped.
- *     Internal SQEs (POLL_REMOVE) carry UD_IGNORE and, where the kernel has
+ *     and adds are queued SQEs, sent with the next wait, or when rx_run()
+ *     returns (uring_flush()), never a syscall of their own; only
+ *     rx_io_close() submits its removal at once, so that the file is
+ *     released before it closes the fd. A plain stop and start between two
+ *     waits queues nothing.
+ *  c) Stale completions are impossible by construction: a poll's user_data
+ *     is its tag, rx__tag_poll(fd, generation) (internal.h, which says how
+ *     poll tags, op pointers and internal values are told apart), and every
+ *     POLL_ADD takes a new generation, so a completion of a removed or
+ *     superseded poll, or of an fd since reused, does not match the fd's
+ *     current generation and is dropped. Internal SQEs (POLL_REMOVE,
+ *     MSG_RING) carry RX__TAG_IGNORE and, where the kernel has
  *     IOSQE_CQE_SKIP_SUCCESS (5.17), post nothing on success.
  *  d) The wait's timeout goes in io_uring_enter()'s extended argument
  *     (IORING_FEAT_EXT_ARG, 5.11): no timeout SQE per iteration. Kernels
@@ -35,11 +38,7 @@
  *     next io_uring_enter), or wakes the thread if it sleeps. Not
  *     DEFER_TASKRUN: since Linux 6.13 a DEFER_TASKRUN ring runs at most 20
  *     queued completions per io_uring_enter, so a batch of 100 ready polls
- *     took five enters. bench/peers pipe_chain with 9,000 pairs (about 100
- *     events per batch): 10,288 io_uring_enter calls with DEFER_TASKRUN,
- *     2,071 with COOP_TASKRUN (strace -c), run 5.5 ms against 4.4 ms
- *     (medians of 5 alternating runs; libev 4.7 ms; bench/study/readiness).
- *     SINGLE_ISSUER binds the ring to one task: the one that creates it,
+ *     takes five enters. SINGLE_ISSUER binds the ring to one task: the one that creates it,
  *     unless the ring starts disabled (R_DISABLED, 5.10), in which case the
  *     one that enables it. The ring is enabled by the first wait, so a loop
  *     made on one thread and run on another works; running it later from
@@ -49,12 +48,12 @@
  *     never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
  *     ring without entering the kernel. With TASKRUN_FLAG (given with
- *     COOP_TASKRUN, or with DEFER_TASKRUN, which alone never sets it), the
- *     kernel sets IORING_SQ_TASKRUN when completions are waiting to be
+ *     COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN when completions are waiting to be
  *     run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring; either
  *     flag makes the iteration enter with GETEVENTS. No ready event is
  *     missed, and an idle iteration costs no syscall.
- *  g) The CQ ring is four times the SQ ring. Completions that still do not
+ *  g) The CQ ring is at least four times the SQ ring (DEFAULT_CQ_ENTRIES
+ *     for the default ring). Completions that still do not
  *     fit wait in the kernel's overflow list (IORING_FEAT_NODROP, 5.5) and
  *     are flushed by the next GETEVENTS: none is lost.
  *  h) A full SQ ring is submitted on the spot and the SQE retried.
@@ -66,9 +65,7 @@
  *     probed once with IORING_REGISTER_PROBE.
  *  j) rx_loop_fd(): an eventfd registered with IORING_REGISTER_EVENTFD,
  *     which the kernel signals when it posts completions (with COOP_TASKRUN
- *     a sleeping loop thread is woken to post them; with DEFER_TASKRUN, the
- *     eventfd is signalled as soon as the work is queued, while nothing
- *     would wake a poller of the ring fd itself). A host loop or an
+ *     a sleeping loop thread is woken to post them). A host loop or an
  *     embedding loop watches it. It is made on first request; from then
  *     on each wait empties it with one non-blocking read().
  *  k) fork(): the ring's memory is mapped MAP_SHARED, so a child writing
@@ -93,18 +90,14 @@
 
 #include "../reactor/internal.h"
 
-/* Internal user_data values; fd tags never have all 32 low bits set. */
-#define UD_IGNORE UINT64_MAX
-#define UD_WAKEFD (UINT64_MAX - 1)  /* the READ on the loop's eventfd */
-#define UD_MESSAGE (UINT64_MAX - 2) /* a MSG_RING from another loop */
+/* user_data is a tag (internal.h): rx__tag_poll() for polls, RX__TAG_*
+ * for the doorbell READ, a MSG_RING from another loop and ignored SQEs. */
 #define DEFAULT_ENTRIES 256
 /* The kernel finds a poll to remove or update in a hash table of
  * 2^(log2(CQ size) - 5) buckets, clamped to 2..256 (io_uring.c,
  * io_ring_ctx_alloc). A CQ of 4 x 256 entries gives 32 buckets, and with
- * 9,000 armed polls every removal walked ~280 of them (bench/peers
- * pipe_chain: 6.5 us per re-registered watcher, io_poll_find the top of the
- * profile; 1.1 us with 256 buckets). 8,192 CQ entries (128 KiB) are the
- * first size with all 256. Only the default ring is made this way; an
+ * 9,000 armed polls every removal walked ~280 of them; 8,192 CQ entries
+ * (128 KiB) are the first size with all 256. Only the default ring is made this way; an
  * explicit ring_entries keeps a CQ of 4 x ring_entries. */
 #define DEFAULT_CQ_ENTRIES 8192
 
@@ -220,23 +213,19 @@ static struct io_uring_sqe *get_sqe(struct rx_uring *be) {
   return sqe;
 }
 
-static inline uint64_t tag(const struct rx__fd *f, int fd) {
-  return (uint64_t)f->gen << 32 | (uint32_t)fd;
-}
-
 /* Queues a POLL_REMOVE of the poll tagged `ud`. */
 static void queue_remove(struct rx_uring *be, uint64_t ud) {
   struct io_uring_sqe *sqe = get_sqe(be);
   if (sqe == NULL)
     return; /* only outside flush_changes(): a stale poll, retried later */
   io_uring_prep_poll_remove(sqe, ud);
-  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
   sqe->flags |= be->sqe_flags;
 }
 
 static void remove_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
-  queue_remove(be, tag(f, fd));
-  f->armed = 0;
+  queue_remove(be, rx__tag_poll(fd, f->gen));
+  f->backend &= (uint8_t)~RX__FD_URING_ARMED;
   f->kernel = 0;
   f->gen++; /* the removed poll's -ECANCELED completion is now stale */
 }
@@ -252,8 +241,8 @@ static void add_poll(struct rx_uring *be, struct rx__fd *f, int fd) {
     io_uring_prep_poll_multishot(sqe, fd, mask);
   else
     io_uring_prep_poll_add(sqe, fd, mask);
-  io_uring_sqe_set_data64(sqe, tag(f, fd));
-  f->armed = 1;
+  io_uring_sqe_set_data64(sqe, rx__tag_poll(fd, f->gen));
+  f->backend |= RX__FD_URING_ARMED;
   f->kernel = f->want;
 }
 
@@ -263,9 +252,9 @@ static void apply_change(struct rx_uring *be, int fd) {
   bool renew = (f->flags & RX__FD_RENEW) != 0;
   f->flags &= ~RX__FD_RENEW;
   /* No watchers left: want is 0, the poll goes (note b). */
-  if (f->armed && (f->want != f->kernel || renew))
+  if ((f->backend & RX__FD_URING_ARMED) && (f->want != f->kernel || renew))
     remove_poll(be, f, fd);
-  if (f->want != 0 && !f->armed)
+  if (f->want != 0 && !(f->backend & RX__FD_URING_ARMED))
     add_poll(be, f, fd);
 }
 
@@ -310,23 +299,31 @@ static void arm_doorbell(struct rx_uring *be) {
   be->rearm_doorbell = false;
   io_uring_prep_read(sqe, be->loop.wakefd, &be->wakebuf, sizeof(be->wakebuf),
                      0);
-  io_uring_sqe_set_data64(sqe, UD_WAKEFD);
+  io_uring_sqe_set_data64(sqe, RX__TAG_WAKEFD);
+}
+
+/* A completion with an internal tag: the doorbell READ (note i), re-armed,
+ * or a message from another loop; RX__TAG_IGNORE is dropped. */
+static void complete_internal(struct rx_uring *be, uint64_t ud) {
+  if (ud != RX__TAG_WAKEFD && ud != RX__TAG_MESSAGE)
+    return;
+  if (ud == RX__TAG_WAKEFD && be->loop.wakefd >= 0)
+    arm_doorbell(be);
+  rx__doorbell(&be->loop);
 }
 
 static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
   rx_loop *loop = &be->loop;
   uint64_t ud = io_uring_cqe_get_data64(cqe);
-  if (ud == UD_IGNORE)
-    return;
-  if (ud == UD_WAKEFD || ud == UD_MESSAGE) {
-    if (ud == UD_WAKEFD && loop->wakefd >= 0)
-      arm_doorbell(be);
-    rx__doorbell(loop);
+  if (rx__tag_kind(ud) != RX__TAG_KIND_POLL) {
+    /* No op is submitted yet (rx__uring_ops.submit is NULL). */
+    if (rx__tag_kind(ud) == RX__TAG_KIND_INTERNAL)
+      complete_internal(be, ud);
     return;
   }
-  int fd = (int)(uint32_t)ud;
+  int fd = rx__tag_fd(ud);
   struct rx__fd *f = rx__fd_get(loop, fd);
-  if (f == NULL || f->gen != (uint32_t)(ud >> 32)) {
+  if (f == NULL || f->gen != rx__tag_gen(ud)) {
     /* note c). A stale multishot poll that is still armed (F_MORE) lost its
      * POLL_REMOVE to a wake-up in progress (-EALREADY): remove it again, or
      * it would hold the old file open for the ring's lifetime. */
@@ -337,7 +334,7 @@ static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) {
     /* One-shot, or a multishot the kernel ended: re-arm in the next batch
      * if anyone still wants it (note a). */
-    f->armed = 0;
+    f->backend &= (uint8_t)~RX__FD_URING_ARMED;
     f->kernel = 0;
     if (f->want != 0 && !(f->flags & RX__FD_CHANGED)) {
       f->flags |= RX__FD_CHANGED;
@@ -362,45 +359,49 @@ static unsigned reap(struct rx_uring *be) {
   return n;
 }
 
-static int uring_wait(rx_loop *loop, int64_t timeout) {
-  struct rx_uring *be = backend_of(loop);
-  struct io_uring *ring = &be->ring;
-  if (be->disabled) {
-    /* Note e): the thread that first runs the loop becomes the ring's one
-     * submitter, not the thread that made it. */
-    /* The raw syscall: Debian's liburing 2.3 declares
-     * io_uring_enable_rings() but does not export it. */
-    if (syscall(__NR_io_uring_register, ring->ring_fd,
-                IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-      return -errno;
-    be->disabled = false;
-  }
-  if (be->rearm_doorbell)
-    arm_doorbell(be);
-  if (be->has_pollfd) {
-    /* Note j): empty it before looking, so any later signal stays. */
-    uint64_t count;
-    loop->m.enters++;
-    (void)!read(be->pollfd, &count, sizeof(count));
-  }
-  int frc = flush_changes(be);
-  if (frc < 0)
-    return frc;
+/* Note e): the thread that first runs the loop becomes the ring's one
+ * submitter, not the thread that made it. The raw syscall: Debian's
+ * liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+static int enable_ring(struct rx_uring *be) {
+  if (syscall(__NR_io_uring_register, be->ring.ring_fd,
+              IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+    return -errno;
+  be->disabled = false;
+  return 0;
+}
 
-  int rc = 0;
-  if (timeout == 0) {
-    unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-    if (io_uring_sq_ready(ring) > 0) {
-      loop->m.enters++;
-      rc = io_uring_submit_and_get_events(ring);
-    }
-    else if (!be->peek_ok ||
-             (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))) {
-      loop->m.enters++;
-      rc = io_uring_get_events(ring);
-    }
-    /* else: note f), the completion ring is read without a syscall */
-  } else if (io_uring_cq_ready(ring) == 0) {
+/* Note j): empty the rx_loop_fd() eventfd before looking, so that any
+ * later signal stays. */
+static void empty_pollfd(struct rx_uring *be) {
+  uint64_t count;
+  be->loop.m.enters++;
+  (void)!read(be->pollfd, &count, sizeof(count));
+}
+
+/* A wait that must not block: submit what is queued, or have the kernel
+ * run and post what it holds, or, when neither is needed, nothing at all
+ * (note f): the completion ring is then read without a syscall. */
+static inline int enter_nowait(struct rx_uring *be) {
+  struct io_uring *ring = &be->ring;
+  unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
+  if (io_uring_sq_ready(ring) > 0) {
+    be->loop.m.enters++;
+    return io_uring_submit_and_get_events(ring);
+  }
+  if (!be->peek_ok || (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))) {
+    be->loop.m.enters++;
+    return io_uring_get_events(ring);
+  }
+  return 0;
+}
+
+/* A wait that may block for `timeout` ns (-1: no limit) in one
+ * io_uring_enter() with what is queued, unless completions are waiting
+ * already: then what is queued is only submitted. The timeout goes in the
+ * extended argument (note d). */
+static inline int enter_wait(struct rx_uring *be, int64_t timeout) {
+  struct io_uring *ring = &be->ring;
+  if (io_uring_cq_ready(ring) == 0) {
     struct __kernel_timespec ts, *tsp = NULL;
     if (timeout > 0) {
       ts.tv_sec = timeout / 1000000000;
@@ -408,26 +409,49 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
       tsp = &ts;
     }
     struct io_uring_cqe *cqe;
-    loop->m.enters++;
-    rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
-  } else if (io_uring_sq_ready(ring) > 0) {
-    loop->m.enters++;
-    rc = io_uring_submit(ring);
+    be->loop.m.enters++;
+    return io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
   }
+  if (io_uring_sq_ready(ring) > 0) {
+    be->loop.m.enters++;
+    return io_uring_submit(ring);
+  }
+  return 0;
+}
+
+/* Reaps every completion, flushing the kernel's overflow list until it is
+ * empty (note g). The bound keeps a flood from starving the rest of the
+ * iteration. */
+static inline void drain(struct rx_uring *be) {
+  for (int round = 0; round < 64; round++) {
+    reap(be);
+    if (!io_uring_cq_has_overflow(&be->ring))
+      break;
+    be->loop.m.overflows++;
+    be->loop.m.enters++;
+    io_uring_get_events(&be->ring);
+  }
+}
+
+/* The steps of a wait: the ring enabled by its first, the doorbell READ
+ * queued again if it could not be, the rx_loop_fd() eventfd emptied, the
+ * fd changes queued, one enter (or none), then the completions reaped. */
+static int uring_wait(rx_loop *loop, int64_t timeout) {
+  struct rx_uring *be = backend_of(loop);
+  int rc;
+  if (be->disabled && (rc = enable_ring(be)) < 0)
+    return rc;
+  if (be->rearm_doorbell)
+    arm_doorbell(be);
+  if (be->has_pollfd)
+    empty_pollfd(be);
+  if ((rc = flush_changes(be)) < 0)
+    return rc;
+  rc = timeout == 0 ? enter_nowait(be) : enter_wait(be, timeout);
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
       rc != -EAGAIN)
     return rc;
-
-  /* Drain, flushing the kernel's overflow list until it is empty (note g).
-   * The bound keeps a flood from starving the rest of the iteration. */
-  for (int round = 0; round < 64; round++) {
-    reap(be);
-    if (!io_uring_cq_has_overflow(ring))
-      break;
-    loop->m.overflows++;
-    loop->m.enters++;
-    io_uring_get_events(ring);
-  }
+  drain(be);
   return 0;
 }
 
@@ -445,8 +469,8 @@ static int uring_wake_from(rx_loop *from, rx_loop *to) {
   struct io_uring_sqe *sqe = get_sqe(src);
   if (sqe == NULL)
     return -EBUSY;
-  io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, UD_MESSAGE, 0);
-  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, RX__TAG_MESSAGE, 0);
+  io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
   sqe->flags |= src->sqe_flags;
   return 0;
 }
@@ -483,6 +507,9 @@ static int uring_fork(rx_loop *loop) {
     return rc;
   }
   io_uring_ring_dontfork(&be->ring);
+  /* The new ring holds no poll. */
+  for (int fd = 0; fd < loop->nfds; fd++)
+    loop->fds[fd].backend &= (uint8_t)~RX__FD_URING_ARMED;
   rx__fds_renew_all(loop);
   arm_doorbell(be);
   return 0;
@@ -512,7 +539,7 @@ static int uring_pollfd(rx_loop *loop) {
 static void uring_release(rx_loop *loop, int fd) {
   struct rx_uring *be = backend_of(loop);
   struct rx__fd *f = rx__fd_get(loop, fd);
-  if (f == NULL || !f->armed)
+  if (f == NULL || !(f->backend & RX__FD_URING_ARMED))
     return;
   remove_poll(be, f, fd);
   if (!be->disabled) {
@@ -557,4 +584,6 @@ const struct rx_backend_ops rx__uring_ops = {
     .fork = uring_fork,
     .doorbell = uring_doorbell,
     .wake_from = uring_wake_from,
+    .submit = NULL, /* ops are emulated on readiness (internal.h) */
+    .cancel = NULL,
 };

@@ -6,7 +6,10 @@
  * (struct rx_uring { struct rx_loop loop; ... }), so that converting between
  * the two is a cast and no `void *` state pointer is needed. The loop calls
  * the backend only through `loop->ops`, never by name; the backend calls
- * back only the rx__ functions declared here.
+ * back only the rx__ functions declared here. Of the loop's fields, a
+ * backend touches only the fd table (fds, nfds, as struct rx__fd says),
+ * the change list (changes, nchanges: it empties it, and io_uring appends
+ * to it), wakefd, postfork (in destroy) and its own metrics.
  */
 #ifndef RX_INTERNAL_H
 #define RX_INTERNAL_H
@@ -42,30 +45,100 @@ enum rx__kind {
 
 #define RX__NSIG 65 /* signal numbers 1..64 */
 
-/* What the loop knows about one fd. The watcher list and `want` belong to
- * the loop; `kernel` and `gen` are the backend's record of what the kernel
- * has been told. */
+/* What the loop knows about one fd, and which side writes each field:
+ *   head, want  the core (io.c): the watchers and the union of their
+ *               interest; a backend only reads them.
+ *   flags       RX__FD_*, below: the core sets CHANGED (appending the fd to
+ *               loop->changes) and RENEW; the backend clears both when it
+ *               applies the change, and io_uring sets CHANGED itself (and
+ *               appends) to re-arm a one-shot poll.
+ *   gen, kernel the backend's record of what the kernel has been told.
+ *               rx__fds_renew_all(), which a backend calls, zeroes `kernel`.
+ *   backend     the backend's own bits (RX__FD_URING_*, RX__FD_EPOLL_*); the
+ *               core never reads or writes them. */
 struct rx__fd {
   rx_io *head;      /* watchers of this fd, most recently started first */
-  uint32_t gen;     /* tag of the kernel registration; a new one on each
-                       io_uring poll and each renewed or dropped epoll
-                       registration, so that stale events are dropped */
+  uint32_t gen;     /* generation of the kernel registration, in its tag
+                       (rx__tag_poll()); a new one on each io_uring poll and
+                       each renewed or dropped epoll registration, so that
+                       stale events are dropped */
   uint8_t want;     /* union of the watchers' RX_READ|RX_WRITE|RX_ET */
   uint8_t kernel;   /* interest currently registered with the kernel */
   uint8_t flags;    /* RX__FD_* */
-  uint8_t armed;    /* io_uring: a poll request is in flight */
+  uint8_t backend;  /* RX__FD_URING_* or RX__FD_EPOLL_*, the backend's */
 };
 
+/* `flags`: the core's. */
 enum {
   RX__FD_CHANGED = 0x01, /* on loop->changes, to be flushed before waiting */
   RX__FD_RENEW = 0x02,   /* a freshly set watcher (rx_io_init, rx_io_set)
                             started since the last flush: the number may
                             name another file, so the kernel registration
                             is renewed, never assumed */
-  RX__FD_ALWAYS = 0x04,  /* epoll: a file epoll refuses (EPERM: a regular
-                            file), emulated as always ready */
-  RX__FD_LISTED = 0x08,  /* epoll: on the backend's always-ready list */
 };
+
+/* `backend`: each backend's own. */
+enum {
+  RX__FD_URING_ARMED = 0x01,  /* io_uring: a poll request is in flight */
+  RX__FD_EPOLL_ALWAYS = 0x01, /* epoll: a file epoll refuses (EPERM: a
+                                 regular file), emulated as always ready */
+  RX__FD_EPOLL_LISTED = 0x02, /* epoll: on the backend's always-ready list */
+};
+
+/* Tags: the 64 bits a backend hands the kernel with a request and gets back
+ * with its event (io_uring's user_data, epoll's data.u64). One scheme for
+ * both backends, told apart by the low bit and the size:
+ *   odd          a poll of an fd: bit 0 set, the fd (a non-negative int, 31
+ *                bits) in bits 1..31, its generation (32 bits) in bits
+ *                32..63; an event whose generation is not the fd's current
+ *                one is stale.
+ *   even, >= RX__TAG_OP_MIN
+ *                a pointer to a struct rx__op (aligned to at least 2, so
+ *                even); nothing submits ops yet (rx_backend_ops.submit).
+ *   even, below RX__TAG_OP_MIN
+ *                internal requests, RX__TAG_* below; no pointer is that
+ *                small (the first page is never mapped). */
+struct rx__op;
+
+enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
+
+#define RX__TAG_OP_MIN 4096u
+#define RX__TAG_IGNORE UINT64_C(2)  /* io_uring: a request whose completion
+                                       is of no interest (POLL_REMOVE) */
+#define RX__TAG_WAKEFD UINT64_C(4)  /* the doorbell: io_uring's READ of
+                                       loop->wakefd, epoll's registration */
+#define RX__TAG_MESSAGE UINT64_C(6) /* io_uring: a MSG_RING from another
+                                       loop */
+
+/* 32 bits of generation, 31 of fd and the tag bit fill the 64. */
+_Static_assert(sizeof(int) == 4, "an fd is 31 bits in a poll tag");
+
+static inline uint64_t rx__tag_poll(int fd, uint32_t gen) {
+  return (uint64_t)gen << 32 | (uint64_t)(uint32_t)fd << 1 | 1;
+}
+
+static inline enum rx__tag_kind rx__tag_kind(uint64_t tag) {
+  if (tag & 1)
+    return RX__TAG_KIND_POLL;
+  return tag >= RX__TAG_OP_MIN ? RX__TAG_KIND_OP : RX__TAG_KIND_INTERNAL;
+}
+
+/* The fd and generation of a poll tag. */
+static inline int rx__tag_fd(uint64_t tag) {
+  return (int)((uint32_t)tag >> 1);
+}
+
+static inline uint32_t rx__tag_gen(uint64_t tag) {
+  return (uint32_t)(tag >> 32);
+}
+
+static inline uint64_t rx__tag_op(const struct rx__op *op) {
+  return (uint64_t)(uintptr_t)op;
+}
+
+static inline struct rx__op *rx__tag_to_op(uint64_t tag) {
+  return (struct rx__op *)(uintptr_t)tag;
+}
 
 struct rx_backend_ops {
   const char *name;
@@ -76,8 +149,10 @@ struct rx_backend_ops {
   void (*destroy)(rx_loop *loop);
   /* Waits for events at most `timeout` ns (-1: no limit, 0: never block),
    * after applying the fd changes in loop->changes. Reports readiness with
-   * rx__io_event() and dead fds with rx__io_error(). Returns 0 or -errno;
-   * an interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
+   * rx__io_event() and dead fds with rx__io_error(); one reported while
+   * applying the changes makes the wait non-blocking (the core saw nothing
+   * pending only before the call). Returns 0 or -errno; an
+   * interrupted wait (EINTR) is 0. A fired doorbell (loop->wakefd, or a
    * message from another ring) is reported with rx__doorbell(). */
   int (*wait)(rx_loop *loop, int64_t timeout);
   /* Sends what the backend has queued for the kernel without waiting, so
@@ -99,12 +174,22 @@ struct rx_backend_ops {
    * state, and while loop->postfork has RX__FORK_KERNEL the loop calls it
    * for nothing but this op again and destroy. */
   int (*fork)(rx_loop *loop);
-  /* Starts watching loop->wakefd; called once, after create. */
+  /* Starts watching loop->wakefd; called once, after create (the eventfd
+   * is made after the backend, crossthread.c). */
   int (*doorbell)(rx_loop *loop);
   /* Wakes `to` from the thread of `from`, both on this backend, without
    * touching `to`'s eventfd; -ENOTSUP where the kernel cannot. NULL if the
    * backend has no such path. */
   int (*wake_from)(rx_loop *from, rx_loop *to);
+  /* Operations (a read, a write, an accept) done by the kernel rather than
+   * on readiness. `submit` queues `op` for the kernel, tagged rx__tag_op(op)
+   * (so, aligned to at least 2); `cancel` asks for the end of an op
+   * submitted and not yet completed. Both return 0 or -errno. NULL: the
+   * backend has no ops of its own, and the core emulates each op on
+   * readiness (a poll of its fd, then the syscall). Both backends leave
+   * them NULL for now. */
+  int (*submit)(rx_loop *loop, struct rx__op *op);
+  int (*cancel)(rx_loop *loop, struct rx__op *op);
 };
 
 /* A backend's create: the kernel refused the memory it asked for (locked
@@ -127,13 +212,15 @@ struct rx_backend_ops {
 extern const struct rx_backend_ops rx__uring_ops;
 extern const struct rx_backend_ops rx__epoll_ops;
 
-/* Counters behind rx_loop_metrics(); the backends add to theirs. */
+/* Counters behind rx_loop_metrics(). A backend only adds to its four
+ * (enters, completions, overflows, rearms) and reads none; the core writes
+ * the rest. */
 struct rx__metrics {
   uint64_t dispatched;
-  uint64_t enters;
-  uint64_t completions;
-  uint64_t overflows;
-  uint64_t rearms;
+  uint64_t enters;      /* backend: syscalls into the kernel's event side */
+  uint64_t completions; /* backend: events reaped */
+  uint64_t overflows;   /* backend: io_uring CQ overflow flushes */
+  uint64_t rearms;      /* backend: registrations and polls (re)made */
   uint64_t wakeups;
   uint64_t cross_events;
   int64_t idle_ns;
@@ -247,6 +334,12 @@ static inline int rx__counted(const struct rx__watcher *w) {
  * rx_ref() before the stop. */
 static inline void rx__unref_watcher(struct rx__watcher *w) {
   w->flags |= RX__F_UNREF;
+}
+/* The head of the watcher that holds `link` at `offset`: container_of,
+ * the head being every such watcher's first member. */
+static inline struct rx__watcher *rx__head_at(struct rx__link *link,
+                                              size_t offset) {
+  return (struct rx__watcher *)(void *)((char *)link - offset);
 }
 /* The watcher of type `type` whose head is `h`. */
 #define rx__of_head(h, type) rx__container_of(h, type, _w)

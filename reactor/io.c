@@ -233,7 +233,6 @@ void rx__fds_renew_all(rx_loop *loop) {
   for (int fd = 0; fd < loop->nfds; fd++) {
     struct rx__fd *f = &loop->fds[fd];
     f->kernel = 0;
-    f->armed = 0;
     if (f->want != 0)
       fd_changed(loop, fd, f);
   }

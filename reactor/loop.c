@@ -1,11 +1,11 @@
 /*
  * loop.c - the loop's life and its run sequence.
  *
- * One iteration, in order (DESIGN.md, "The loop"):
+ * One iteration, in order (rx_run()):
  *   prepare watchers -> compute the wait -> backend wait (the backend applies
- *   fd changes and waits in one call) -> refresh the cached clock -> expired
- *   timers -> idle watchers if nothing of their priority is pending -> check
- *   watchers -> pending callbacks, highest priority first.
+ *   fd changes and waits in one call; wait_step()) -> refresh the cached
+ *   clock -> expired timers -> idle watchers if nothing of their priority is
+ *   pending -> check watchers -> pending callbacks, highest priority first.
  *
  * Pending events wait in FIFO queues, one per priority, linked through the
  * watchers themselves, so feeding and invoking never allocate. A callback may
@@ -213,7 +213,7 @@ static const char *uring_refusal(int rc) {
   }
 }
 
-/* Backend selection (DESIGN.md, "Backends"): forced by the option or by
+/* Backend selection: forced by the option or by
  * RX_BACKEND, otherwise io_uring with epoll as the fallback on the errors
  * that mean "not here". A forced epoll makes no io_uring syscall at all. */
 static int select_backend(rx_loop **loop, const struct rx_loop_options *opts) {
@@ -709,7 +709,7 @@ int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {
 static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
                       int revents) {
   for (struct rx__link *n = list->next; n != list; n = n->next)
-    rx__feed(loop, (struct rx__watcher *)(void *)((char *)n - offset), revents);
+    rx__feed(loop, rx__head_at(n, offset), revents);
 }
 
 /* libev's rule: idle watchers of the highest priority that has any run, and
@@ -855,6 +855,63 @@ static int64_t poll_left(int64_t timeout, int64_t spent) {
   return spent >= timeout ? 0 : timeout - spent;
 }
 
+/* The busy poll before a sleep: hand queued changes to the kernel and take
+ * what is ready, then poll for cross-thread work (busy_poll_adapt()).
+ * Leaves in *timeout what is left of the wait, 0 if work was found, and in
+ * *quiet when the loop ran out of work. Returns the backend's error. */
+static inline int busy_poll(rx_loop *loop, int64_t *timeout, int64_t *quiet) {
+  *quiet = rx__clock_now();
+  int rc = loop->ops->wait(loop, 0);
+  if (rc < 0)
+    return rc;
+  if (loop->pendingcnt > 0 ||
+      rx__cross_poll(loop, *timeout > 0 && *timeout < loop->poll_window
+                               ? *timeout
+                               : loop->poll_window))
+    *timeout = 0;
+  else if (*timeout > 0) /* the poll used up part of the wait */
+    *timeout = poll_left(*timeout, rx__clock_now() - *quiet);
+  return rc;
+}
+
+/* A wait that may block, with other threads told to ring (crossthread.c):
+ * the io collect nap, the backend's wait, then the idle time and the busy-poll
+ * window accounted for. `quiet` is when the loop ran out of work if it
+ * polled first, else 0. */
+static int sleep_step(rx_loop *loop, int64_t timeout, int64_t quiet) {
+  uint64_t wakeups = loop->m.wakeups;
+  int64_t before = rx__clock_now();
+  if (loop->io_collect > 0)
+    timeout = collect_io(loop, timeout);
+  int rc = loop->ops->wait(loop, timeout);
+  rx__cross_awake(loop);
+  int64_t after = rx__clock_now();
+  loop->m.idle_ns += after - before;
+  busy_poll_adapt(loop, loop->m.wakeups != wakeups,
+                  after - (quiet != 0 ? quiet : before));
+  return rc;
+}
+
+/* An iteration's wait for events, in steps: how long it may block, a busy
+ * poll first if the window is open, then a sleep if the loop may sleep
+ * (rx__cross_may_sleep() tells other threads to ring), or a look without
+ * blocking if it has not looked yet; then the clock. Returns the backend's
+ * error. */
+static inline int wait_step(rx_loop *loop, int mode) {
+  int rc = 0;
+  int64_t timeout = wait_timeout(loop, mode);
+  int64_t quiet = 0;
+  if (timeout != 0 && loop->poll_window > 0 &&
+      (rc = busy_poll(loop, &timeout, &quiet)) < 0)
+    return rc;
+  if (timeout != 0 && rx__cross_may_sleep(loop))
+    rc = sleep_step(loop, timeout, quiet);
+  else if (quiet == 0)
+    rc = loop->ops->wait(loop, 0);
+  refresh_now(loop);
+  return rc;
+}
+
 int rx_run(rx_loop *loop, int mode) {
   if (loop == NULL || (mode & ~(RX_RUN_ONCE | RX_RUN_NOWAIT)) != 0)
     return -EINVAL;
@@ -883,40 +940,7 @@ int rx_run(rx_loop *loop, int mode) {
     if (loop->break_how != RX_BREAK_CANCEL)
       break;
 
-    /* Before blocking, tell other threads to ring (async.c). */
-    int64_t timeout = wait_timeout(loop, mode);
-    int64_t quiet = 0; /* when the loop ran out of work, if it polled */
-    if (timeout != 0 && loop->poll_window > 0) {
-      /* Hand queued changes to the kernel and take what is ready, then
-       * poll for cross-thread work before sleeping (busy_poll_adapt()). */
-      quiet = rx__clock_now();
-      if ((rc = loop->ops->wait(loop, 0)) < 0)
-        break;
-      if (loop->pendingcnt > 0 ||
-          rx__cross_poll(loop, timeout > 0 && timeout < loop->poll_window
-                                   ? timeout
-                                   : loop->poll_window))
-        timeout = 0;
-      else if (timeout > 0) /* the poll used up part of the wait */
-        timeout = poll_left(timeout, rx__clock_now() - quiet);
-    }
-    bool sleeping = timeout != 0 && rx__cross_may_sleep(loop);
-    if (sleeping) {
-      uint64_t wakeups = loop->m.wakeups;
-      int64_t before = rx__clock_now();
-      if (loop->io_collect > 0)
-        timeout = collect_io(loop, timeout);
-      rc = loop->ops->wait(loop, timeout);
-      rx__cross_awake(loop);
-      int64_t after = rx__clock_now();
-      loop->m.idle_ns += after - before;
-      busy_poll_adapt(loop, loop->m.wakeups != wakeups,
-                      after - (quiet != 0 ? quiet : before));
-    } else if (quiet == 0) {
-      rc = loop->ops->wait(loop, 0);
-    }
-    refresh_now(loop);
-    if (rc < 0)
+    if ((rc = wait_step(loop, mode)) < 0)
       break;
 
     rx__timer_expire(loop);

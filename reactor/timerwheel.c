@@ -33,8 +33,8 @@
  * Lateness at scale: a level 1 slot spans 64 ticks, and moving it down
  * costs a memory latency or so per entry (its entries are cold). With
  * 1,000,000 timers due in 1..1000 ms at the default tick, a slot holds about
- * 33,000, and cascading one whole at its first tick made that tick 4-9 ms
- * late, every 64 ticks (bench/peers million_timers, late_max_us). So the
+ * 33,000, and cascading one whole at its first tick made that tick several
+ * ms late, every 64 ticks. So the
  * slot that holds the next rotation of level 0 (slot d + 1 while elapsed's
  * level 1 digit is d, d < 63) is moved down while level 0 ticks through the
  * current rotation, at most stage_rate entries per advance: enough to move
@@ -226,11 +226,8 @@ static inline void rx__tw_prepend(struct rx__link *head, struct rx__link *link) 
  *
  * Why: the entries of a slot were added long ago and are cold, and walking
  * a linked list costs a full memory latency per entry, as the address of
- * the next entry is known only once this one has arrived. In the 1,000,000
- * timer benchmark (bench/, million_timers) that made the cascade about 100
- * ns per timer. Two walks, one from each end, keep two misses in flight and
- * halved it (125 -> 65 ns per timer, the wheel alone running that workload
- * on the reference VM).
+ * the next entry is known only once this one has arrived. Two walks, one
+ * from each end, keep two misses in flight, which halves the cost.
  *
  * Order: the front walk appends to the destination lists as the plain
  * cascade does. The back walk meets entries in reverse, so it prepends
@@ -342,7 +339,7 @@ static void rx__tw_join(struct rx__link *dst, struct rx__link *src,
 static inline void rx__tw_stage_front(struct rx__tw *tw,
                                       struct rx__link *link) {
   struct rx__tw_entry *e = rx__tw_entry_of(link);
-  unsigned s = (unsigned)rx__tw_tick(tw, rx__tw_rel(e)) & (RX__TW_SLOTS - 1);
+  unsigned s = rx__tw_slot_of(rx__tw_tick(tw, rx__tw_rel(e)), 0);
   struct rx__link *head = &tw->slots[RX__TW_STAGE][s];
   uint64_t bit = UINT64_C(1) << s;
 
@@ -358,7 +355,7 @@ static inline void rx__tw_stage_front(struct rx__tw *tw,
  * tick's list on the back row, which rebuilds list order. */
 static inline void rx__tw_stage_back(struct rx__tw *tw, struct rx__link *link) {
   struct rx__tw_entry *e = rx__tw_entry_of(link);
-  unsigned s = (unsigned)rx__tw_tick(tw, rx__tw_rel(e)) & (RX__TW_SLOTS - 1);
+  unsigned s = rx__tw_slot_of(rx__tw_tick(tw, rx__tw_rel(e)), 0);
   struct rx__link *head = &tw->slots[RX__TW_STAGE_BACK][s];
   uint64_t bit = UINT64_C(1) << s;
 
@@ -376,7 +373,7 @@ static inline void rx__tw_stage_back(struct rx__tw *tw, struct rx__link *link) {
  * slot is occupied or partly staged. */
 static void rx__tw_stage(struct rx__tw *tw) {
   struct rx__link *pending = &tw->pending, *link;
-  unsigned digit = (unsigned)(tw->elapsed >> RX__TW_BITS) & (RX__TW_SLOTS - 1);
+  unsigned digit = rx__tw_slot_of(tw->elapsed, 1);
   size_t moved = 0;
 
   if (rx__list_empty(pending)) {
@@ -474,202 +471,6 @@ static size_t rx__tw_promote(struct rx__tw *tw) {
   return n;
 }
 
-/* Merges two NULL-terminated runs by deadline; `a` holds the earlier
- * entries, so taking from it on a tie keeps the sort stable. The choice is
- * made with selects rather than a branch: deadlines of timers started at
- * random are a coin toss per step, and a mispredicted branch per step cost
- * more than the rest of the merge. */
-static struct rx__link *rx__tw_merge(struct rx__link *a, struct rx__link *b) {
-  struct rx__link head;
-  struct rx__link *tail = &head;
-
-  while (a != NULL && b != NULL) {
-    int take_b = rx__tw_rel(rx__tw_entry_of(b)) < rx__tw_rel(rx__tw_entry_of(a));
-    struct rx__link *n = take_b ? b : a;
-    struct rx__link *after = n->next;
-    tail->next = n;
-    tail = n;
-    a = take_b ? a : after;
-    b = take_b ? after : b;
-  }
-  tail->next = a != NULL ? a : b;
-  return head.next;
-}
-
-/* Bottom-up merging of sorted runs that arrive in list order: runs[i] is
- * empty or holds 2^i arrivals' worth, all before those in runs[i - 1]. */
-struct rx__tw_runs {
-  struct rx__link *runs[64];
-  unsigned top;
-};
-
-static void rx__tw_runs_push(struct rx__tw_runs *r, struct rx__link *run) {
-  unsigned i;
-
-  for (i = 0; r->runs[i] != NULL; i++) {
-    run = rx__tw_merge(r->runs[i], run);
-    r->runs[i] = NULL;
-  }
-  r->runs[i] = run;
-  if (i >= r->top)
-    r->top = i + 1;
-}
-
-static struct rx__link *rx__tw_runs_join(struct rx__tw_runs *r) {
-  struct rx__link *run = NULL;
-  unsigned i;
-
-  for (i = 0; i < r->top; i++)
-    if (r->runs[i] != NULL)
-      run = run == NULL ? r->runs[i] : rx__tw_merge(r->runs[i], run);
-  return run;
-}
-
-/* A sort takes a list in chunks of at most this many entries: 10 bits of
- * index, and 24 KiB of stack for rx__tw_sort()'s three arrays. A tick of
- * the 1,000,000 timer benchmark holds about 520 entries: with chunks of
- * 512, half its ticks took the chunked path (a merge, then a walk to
- * rebuild the prev pointers, each step a dependent load), and the sort
- * cost 45-60 ns per timer rather than 30-37. */
-#define RX__TW_CHUNK_BITS 10
-#define RX__TW_CHUNK (1u << RX__TW_CHUNK_BITS)
-
-/* Sorts node[0..n), given in list order, by deadline, stably, into
- * `order`: indices into node, each in the low RX__TW_CHUNK_BITS bits of a
- * word. Returns 0, or -1 when the deadlines are spread too wide for it.
- *
- * An LSD radix sort of (deadline - the least one, index) packed in one
- * word: the index makes each word unique and breaks ties in list order,
- * so the result is stable. One tick's deadlines differ only in the tick's
- * 2^shift ns, so that is 3 passes of 8 bits over arrays in L1 at the
- * default tick, where the merge sort this replaced made 9 passes over the
- * linked entries, each step a dependent load. A pass in which every word
- * has the same digit is skipped. Deadlines spread wider than the 54 bits
- * left (200 days) are the caller's to merge sort. */
-static int rx__tw_radix(struct rx__link **node, size_t n, uint64_t *order,
-                        uint64_t *tmp) {
-  uint64_t *a = order, *t = tmp, *swap;
-  uint64_t lo = UINT64_MAX, hi = 0, span;
-  unsigned bits, shift;
-  size_t i;
-
-  for (i = 0; i < n; i++) {
-    uint64_t rel = rx__tw_rel(rx__tw_entry_of(node[i]));
-    order[i] = rel;
-    lo = rel < lo ? rel : lo;
-    hi = rel > hi ? rel : hi;
-  }
-  span = hi - lo;
-  bits = span == 0 ? 0 : 64 - (unsigned)__builtin_clzll(span);
-  if (bits > 64 - RX__TW_CHUNK_BITS)
-    return -1;
-  for (i = 0; i < n; i++)
-    order[i] = (order[i] - lo) << RX__TW_CHUNK_BITS | i;
-  for (shift = RX__TW_CHUNK_BITS; shift < RX__TW_CHUNK_BITS + bits;
-       shift += 8) {
-    uint32_t count[256] = {0};
-    uint32_t sum = 0;
-    for (i = 0; i < n; i++)
-      count[(a[i] >> shift) & 255]++;
-    if (count[(a[0] >> shift) & 255] == n)
-      continue;
-    for (i = 0; i < 256; i++) {
-      uint32_t c = count[i];
-      count[i] = sum;
-      sum += c;
-    }
-    for (i = 0; i < n; i++)
-      t[count[(a[i] >> shift) & 255]++] = a[i];
-    swap = a;
-    a = t;
-    t = swap;
-  }
-  if (a != order)
-    for (i = 0; i < n; i++)
-      order[i] = a[i];
-  return 0;
-}
-
-/* Links node[0..n), given in list order, into a NULL-terminated run sorted
- * by deadline, stably. */
-static struct rx__link *rx__tw_run(struct rx__link **node, size_t n,
-                                   uint64_t *order, uint64_t *tmp) {
-  const uint64_t mask = RX__TW_CHUNK - 1;
-  size_t i;
-
-  if (rx__tw_radix(node, n, order, tmp) != 0) {
-    struct rx__tw_runs r = {{NULL}, 0};
-    for (i = 0; i < n; i++) {
-      node[i]->next = NULL;
-      rx__tw_runs_push(&r, node[i]);
-    }
-    return rx__tw_runs_join(&r);
-  }
-  for (i = 0; i + 1 < n; i++)
-    node[order[i] & mask]->next = node[order[i + 1] & mask];
-  node[order[n - 1] & mask]->next = NULL;
-  return node[order[0] & mask];
-}
-
-/* Sorts `list`, of exactly n entries (count0 and the advance's count are
- * exact; rx__tw_validate() checks them), by deadline, stably. No
- * allocation.
- *
- * Up to a chunk, the entries are collected walking from both ends at once
- * (two loads in flight rather than one; see rx__tw_cascade_slot()) and put
- * back in order from the array, without another walk. A longer list is
- * sorted chunk by chunk into runs, which are merged, and the prev pointers
- * rebuilt. */
-static void rx__tw_sort(struct rx__link *list, size_t n) {
-  struct rx__link *node[RX__TW_CHUNK];
-  uint64_t order[RX__TW_CHUNK], tmp[RX__TW_CHUNK];
-  struct rx__tw_runs r = {{NULL}, 0};
-  struct rx__link *link, *prev;
-  size_t i, j;
-
-  if (n < 2)
-    return;
-  if (n <= RX__TW_CHUNK) {
-    struct rx__link *front = list->next, *tail = list->prev;
-    for (i = 0, j = n - 1; i < j; i++, j--) {
-      node[i] = front;
-      node[j] = tail;
-      front = front->next;
-      tail = tail->prev;
-    }
-    if (i == j)
-      node[i] = front;
-    if (rx__tw_radix(node, n, order, tmp) == 0) {
-      prev = list;
-      for (i = 0; i < n; i++) {
-        link = node[order[i] & (RX__TW_CHUNK - 1)];
-        link->prev = prev;
-        prev->next = link;
-        prev = link;
-      }
-      prev->next = list;
-      list->prev = prev;
-      return;
-    }
-  }
-  link = list->next;
-  while (link != list) {
-    for (i = 0; i < RX__TW_CHUNK && link != list; i++) {
-      node[i] = link;
-      link = link->next;
-    }
-    rx__tw_runs_push(&r, rx__tw_run(node, i, order, tmp));
-  }
-  prev = list;
-  for (link = rx__tw_runs_join(&r); link != NULL; link = link->next) {
-    link->prev = prev;
-    prev->next = link;
-    prev = link;
-  }
-  prev->next = list;
-  list->prev = prev;
-}
-
 /* Level 0 slots warmed at once, and at most this many entries in them, so
  * that they are still in the cache (L2) when their ticks come. */
 #define RX__TW_WARM_SLOTS 4
@@ -683,12 +484,9 @@ static void rx__tw_sort(struct rx__link *list, size_t n) {
  * the user's walk over what is handed out) is a memory latency per entry,
  * one after the other. Walking 4 slots from both ends keeps 8 misses in
  * flight, and the 3 slots warmed ahead are walked from the cache when
- * their ticks come. With the 1,000,000 timer benchmark's workload this took
- * the sort from about 50 to 35 ns per timer (2 to 16 slots at once did no
- * better than 4). Slots already in deadline order, which go out without a
- * sort, are warmed too: the loop's walk over the due timers was then the
- * cold one (bench/peers million_timers, CPU per fired timer, medians of 6
- * alternating runs: 331 -> 261 ns). */
+ * their ticks come (more slots at once did no better). Slots already in
+ * deadline order, which go out without a sort, are warmed too: the loop's
+ * walk over the due timers would be the cold one. */
 static void rx__tw_warm(struct rx__tw *tw, unsigned s) {
   struct rx__link *front[RX__TW_WARM_SLOTS], *tail[RX__TW_WARM_SLOTS];
   unsigned slot[RX__TW_WARM_SLOTS];
@@ -800,8 +598,7 @@ void rx__tw_advance(struct rx__tw *tw, int64_t now, struct rx__link *out) {
       tw->warm0 = 0;
       rx__tw_cascade(tw, &tw->overflow);
     } else {
-      unsigned slot = (unsigned)(tick >> (level * RX__TW_BITS)) &
-                      (RX__TW_SLOTS - 1);
+      unsigned slot = rx__tw_slot_of(tick, (unsigned)level);
       uint64_t bit = UINT64_C(1) << slot;
       if (level == 0) {
         tw->occupied[0] &= ~bit;
@@ -889,7 +686,7 @@ static int rx__tw_check_in(const struct rx__tw *tw, const struct rx__link *head,
       return -EFAULT;
     if (where == RX__TW_OVERFLOW && tick < tw->overflow_tick)
       return -EFAULT;
-    if (stage >= 0 && (tick & (RX__TW_SLOTS - 1)) != (uint64_t)stage)
+    if (stage >= 0 && rx__tw_slot_of(tick, 0) != (unsigned)stage)
       return -EFAULT;
     prev = link;
   }
@@ -929,8 +726,7 @@ int rx__tw_validate(const struct rx__tw *tw) {
   /* The stage: only the next rotation of level 0, in level 1 (elapsed's
    * level 1 digit is not 63), which no advance has reached yet. */
   unsigned next1 =
-      RX__TW_SLOTS +
-      (((unsigned)(tw->elapsed >> RX__TW_BITS) + 1) & (RX__TW_SLOTS - 1));
+      RX__TW_SLOTS + ((rx__tw_slot_of(tw->elapsed, 1) + 1) & (RX__TW_SLOTS - 1));
   for (slot = 0; slot < RX__TW_SLOTS; slot++) {
     size_t before = seen;
     for (level = RX__TW_STAGE; level < RX__TW_ROWS; level++) {

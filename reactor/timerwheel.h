@@ -118,6 +118,9 @@ int rx__tw_validate(const struct rx__tw *tw);
 /* Empties the wheel onto the tail of `out`, list by list, so that entries of
  * one tick keep their order (for re-adding them all, shifted in time). */
 void rx__tw_take_all(struct rx__tw *tw, struct rx__link *out);
+/* Sorts `list`, of exactly n entries, by deadline, stably, without
+ * allocation (ticksort.c). For timerwheel.c. */
+void rx__tw_sort(struct rx__link *list, size_t n);
 
 /* ---------------------------------------------------------------------------
  * inline definitions: placement, add, del (the paths timer start and stop
@@ -170,12 +173,25 @@ static inline uint64_t rx__tw_tick(const struct rx__tw *tw, uint64_t rel) {
   return (rel + tw->round) >> tw->shift;
 }
 
+#define RX__TW_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* The wheel's index math, in one place: the level of a tick whose highest
+ * bit differing from elapsed is that of `diff` (elapsed ^ tick, nonzero),
+ * and the slot of `tick` at `level`, its digit there. */
+static RX__TW_ALWAYS_INLINE unsigned rx__tw_level_of(uint64_t diff) {
+  return (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
+}
+
+static RX__TW_ALWAYS_INLINE unsigned rx__tw_slot_of(uint64_t tick,
+                                                    unsigned level) {
+  return (unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1);
+}
+
 /* The level for `tick`, RX__TW_LEVELS and above meaning overflow. Or-ing in
  * the slot mask makes level 0 the minimum and keeps clz's argument nonzero
  * (tokio does the same). */
 static inline unsigned rx__tw_level(uint64_t elapsed, uint64_t tick) {
-  uint64_t diff = (elapsed ^ tick) | (RX__TW_SLOTS - 1);
-  return (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
+  return rx__tw_level_of((elapsed ^ tick) | (RX__TW_SLOTS - 1));
 }
 
 /* The first tick of slot `slot` of `level` in elapsed's current rotation of
@@ -196,8 +212,7 @@ static inline unsigned rx__tw_where(const struct rx__tw *tw, uint64_t tick) {
   level = rx__tw_level(tw->elapsed, tick);
   if (level >= RX__TW_LEVELS)
     return RX__TW_OVERFLOW;
-  return level * RX__TW_SLOTS +
-         ((unsigned)(tick >> (level * RX__TW_BITS)) & (RX__TW_SLOTS - 1));
+  return level * RX__TW_SLOTS + rx__tw_slot_of(tick, level);
 }
 
 static inline struct rx__link *rx__tw_list(struct rx__tw *tw, unsigned where) {
@@ -259,9 +274,8 @@ static inline void rx__tw_add(struct rx__tw *tw, struct rx__tw_entry *e,
   uint64_t diff = tw->elapsed ^ tick;
   if (tick > tw->elapsed && diff >= RX__TW_SLOTS &&
       diff < (UINT64_C(1) << RX__TW_SPAN_BITS)) {
-    unsigned level = (unsigned)(63 - __builtin_clzll(diff)) / RX__TW_BITS;
-    unsigned slot = (unsigned)(tick >> (level * RX__TW_BITS)) &
-                    (RX__TW_SLOTS - 1);
+    unsigned level = rx__tw_level_of(diff);
+    unsigned slot = rx__tw_slot_of(tick, level);
     /* Read first: consecutive inserts at one level then do not each wait
      * for the previous one's store to the same word. */
     if (!(tw->occupied[level] & (UINT64_C(1) << slot)))

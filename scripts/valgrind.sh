@@ -32,7 +32,7 @@
 #                    builds and installs a second build of the library;
 #                    nothing in it is rx code run under memcheck.
 #   the io_uring runs of tests with a second thread or a signal that must
-#   wake a loop blocked in io_uring_enter (async, controls, signal, child,
+#   wake a loop blocked in io_uring_enter (async, loop, signal, child,
 #   echo, echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
 #   syscall that does not block, so the thread blocked in it keeps
 #   valgrind's lock (no other thread runs) with signals held back: they
@@ -45,8 +45,8 @@
 # Valgrind 3.19 does not know epoll_pwait2 (syscall 441) either: it warns
 # once per loop and returns ENOSYS, and the epoll backend then waits with
 # epoll_pwait, which is therefore what the epoll runs check here.
-# Everything else runs: on both backends loop, io, timer, idle, api, embed,
-# periodic, stat and header; on epoll only fork, async, controls, signal and
+# Everything else runs: on both backends io, timer, idle, api, embed,
+# periodic, stat, verify and header; on epoll only loop, fork, async, signal and
 # the examples; the io_uring and epoll backend tests; timerwheel; the fuzz
 # corpora replays (timerwheel, mpsc, and loop on both backends). Their
 # timing bounds are generous enough for valgrind's slowdown (a timer may be
@@ -83,7 +83,7 @@ tests=$(meson test -C "$build" --no-rebuild --list 2>/dev/null |
   sed 's|.* / ||' | while read -r t; do
     case $t in
     async-tsan-* | seccomp-* | faults-* | install) ;;
-    async-io_uring | controls-io_uring | signal-io_uring | child-io_uring) ;;
+    async-io_uring | loop-io_uring | signal-io_uring | child-io_uring) ;;
     echo-io_uring | echo-threads-io_uring | fork-io_uring) ;;
     *) echo "$t" ;;
     esac

@@ -1,6 +1,7 @@
 /*
  * helpers.h - what every rx test shares: the per-test fixture, a tracking
- * allocator, fd-leak checks, socketpairs and clocks.
+ * allocator, fd-leak checks, socketpairs, clocks, recording callbacks and
+ * a watchdog.
  *
  * The fixture (rxt_setup / rxt_teardown) does what STYLE.md example 13 asks
  * of every loop test:
@@ -37,6 +38,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +416,122 @@ static inline int rxt_run_until(rx_loop *loop, const int *done, int64_t limit) {
 static inline void rxt_run_nowait(rx_loop *loop, int n) {
   for (int i = 0; i < n; i++)
     assert_true(rx_run(loop, RX_RUN_NOWAIT) >= 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Recording callbacks: a watcher whose data points at a struct rxt_rec and
+ * whose callback is rxt_rec_<kind>_cb notes there what each call saw, for
+ * the test to assert afterwards.
+ */
+struct rxt_rec {
+  int calls;
+  int revents;      /* of the last call */
+  int all_revents;  /* OR of every call */
+  uint64_t iteration; /* rx_iteration() in the last call */
+  int64_t now;      /* rx_now() in the last call */
+  int64_t wall;     /* CLOCK_MONOTONIC in the last call */
+  int tag;          /* appended to rxt_order, if non-zero */
+  int was_active;   /* rx_is_active() of the watcher in the last call */
+};
+
+/* The order in which tagged recorders were called (rxt_norder entries);
+ * a test that reads it sets rxt_norder to 0 first. */
+static int rxt_order[64];
+static int rxt_norder;
+
+static inline void rxt_rec_note(rx_loop *loop, struct rxt_rec *r, int revents,
+                                int active) {
+  r->calls++;
+  r->revents = revents;
+  r->all_revents |= revents;
+  r->iteration = rx_iteration(loop);
+  r->now = rx_now(loop);
+  r->wall = rxt_clock();
+  r->was_active = active;
+  if (r->tag != 0 && rxt_norder < 64)
+    rxt_order[rxt_norder++] = r->tag;
+}
+
+#define RXT_REC_CB(kind)                                                  \
+  static inline void rxt_rec_##kind##_cb(rx_loop *loop, rx_##kind *w,     \
+                                         int revents) {                   \
+    rxt_rec_note(loop, (struct rxt_rec *)w->data, revents, rx_is_active(w)); \
+  }
+RXT_REC_CB(io)
+RXT_REC_CB(timer)
+RXT_REC_CB(periodic)
+RXT_REC_CB(signal)
+RXT_REC_CB(child)
+RXT_REC_CB(stat)
+RXT_REC_CB(idle)
+RXT_REC_CB(prepare)
+RXT_REC_CB(check)
+RXT_REC_CB(async)
+RXT_REC_CB(cleanup)
+RXT_REC_CB(embed)
+RXT_REC_CB(fork)
+#undef RXT_REC_CB
+
+/* rx_verify() finds the loop sound and says nothing. */
+static inline void rxt_assert_verified(rx_loop *loop) {
+  const char *what = "unset";
+  int rc = rx_verify(loop, &what);
+  if (rc != 0)
+    fail_msg("rx_verify: %d (%s)", rc, what != NULL ? what : "NULL");
+  assert_null(what);
+}
+
+/* The watchdog: if not stopped within `ns`, posts a task to the loop that
+ * breaks every rx_run() on it, so that a test of "does not block" fails
+ * instead of hanging. Static: a task posted late is run by the next
+ * rx_run() or by rx_loop_free(), after the test body has returned. */
+static struct {
+  pthread_t th;
+  rx_loop *loop;
+  int64_t ns;
+  int stop;   /* atomic */
+  int fired;  /* atomic */
+  rx_task task;
+} rxt_wd;
+
+static inline void rxt_wd_task(rx_loop *loop, rx_task *task) {
+  (void)task;
+  rx_break(loop, RX_BREAK_ALL);
+}
+
+static inline void *rxt_wd_main(void *arg) {
+  (void)arg;
+  int64_t end = rxt_clock() + rxt_wd.ns;
+  while (!__atomic_load_n(&rxt_wd.stop, __ATOMIC_ACQUIRE)) {
+    if (rxt_clock() >= end) {
+      __atomic_store_n(&rxt_wd.fired, 1, __ATOMIC_RELEASE);
+      rxt_wd.task.fn = rxt_wd_task;
+      rx_loop_post(rxt_wd.loop, &rxt_wd.task);
+      break;
+    }
+    rxt_sleep_ns(RX_MSEC(1));
+  }
+  return NULL;
+}
+
+static inline void rxt_wd_start(rx_loop *loop, int64_t ns) {
+  rxt_wd.loop = loop;
+  rxt_wd.ns = ns;
+  rxt_wd.stop = 0;
+  rxt_wd.fired = 0;
+  assert_int_equal(pthread_create(&rxt_wd.th, NULL, rxt_wd_main, NULL), 0);
+}
+
+/* Whether the watchdog has fired (it keeps running). */
+static inline int rxt_wd_fired(void) {
+  return __atomic_load_n(&rxt_wd.fired, __ATOMIC_ACQUIRE);
+}
+
+/* Stops the watchdog; returns whether it fired. */
+static inline int rxt_wd_stop(void) {
+  __atomic_store_n(&rxt_wd.stop, 1, __ATOMIC_RELEASE);
+  pthread_join(rxt_wd.th, NULL);
+  return rxt_wd_fired();
 }
 
 /* Runs cmocka's group and names the backend in the output. */

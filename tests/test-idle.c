@@ -148,24 +148,18 @@ static void test_idle_rule(void **state) {
 }
 
 /* An expired timer of the idle's priority counts as pending too. */
-static void tick_cb(rx_loop *loop, rx_timer *w, int revents) {
-  (void)loop;
-  (void)revents;
-  (*(int *)w->data)++;
-}
-
 static void test_idle_rule_timers(void **state) {
   (void)state;
   struct cnt i;
   idle_new(&i, 0);
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer t;
-  rx_timer_init(&t, tick_cb, 0, 0);
+  rx_timer_init(&t, rxt_rec_timer_cb, 0, 0);
   t.data = &ticks;
   rx_idle_start(rxt.loop, &i.u.idle);
   rx_timer_start(rxt.loop, &t);
   rx_run(rxt.loop, RX_RUN_NOWAIT); /* the timer expires: no idle */
-  assert_int_equal(ticks, 1);
+  assert_int_equal(ticks.calls, 1);
   assert_int_equal(i.calls, 0);
   rx_run(rxt.loop, RX_RUN_NOWAIT);
   assert_int_equal(i.calls, 1);
@@ -175,9 +169,9 @@ static void test_idle_rule_timers(void **state) {
 /* An active idle watcher keeps the loop from blocking. */
 static void test_idle_does_not_block(void **state) {
   (void)state;
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer far;
-  rx_timer_init(&far, tick_cb, RX_SEC(10), 0);
+  rx_timer_init(&far, rxt_rec_timer_cb, RX_SEC(10), 0);
   far.data = &ticks;
   rx_timer_start(rxt.loop, &far);
   struct cnt i;
@@ -190,7 +184,7 @@ static void test_idle_does_not_block(void **state) {
     assert_int_equal(rx_run(rxt.loop, RX_RUN_ONCE), 1);
   assert_int_equal(i.calls, 101);
   rxt_assert_lt(rxt_clock() - t0, RX_SEC(5));
-  assert_int_equal(ticks, 0);
+  assert_int_equal(ticks.calls, 0);
   /* Stopped, it no longer does: ONCE now waits for the next event. */
   rx_idle_stop(rxt.loop, &i.u.idle);
   rx_timer_stop(rxt.loop, &far);
@@ -198,7 +192,7 @@ static void test_idle_does_not_block(void **state) {
   rx_now_update(rxt.loop);
   int64_t t1 = rx_now(rxt.loop);
   rx_timer_start(rxt.loop, &far);
-  while (ticks == 0)
+  while (ticks.calls == 0)
     rx_run(rxt.loop, RX_RUN_ONCE);
   rxt_assert_ge(rxt_clock(), t1 + RX_MSEC(20));
 }
@@ -288,9 +282,9 @@ static void test_prepare_check_around_wait(void **state) {
   memset(&c, 0, sizeof(c));
   rx_prepare_init(&p.u.prepare, prepare_cb);
   rx_check_init(&c.u.check, check_cb);
-  int ticks = 0;
+  struct rxt_rec ticks = {0};
   rx_timer t;
-  rx_timer_init(&t, tick_cb, RX_MSEC(20), 0);
+  rx_timer_init(&t, rxt_rec_timer_cb, RX_MSEC(20), 0);
   t.data = &ticks;
   rx_now_update(rxt.loop);
   int64_t due = rx_now(rxt.loop) + RX_MSEC(20);
@@ -298,7 +292,7 @@ static void test_prepare_check_around_wait(void **state) {
   rx_prepare_start(rxt.loop, &p.u.prepare);
   rx_check_start(rxt.loop, &c.u.check);
   int runs = 0;
-  while (ticks == 0) {
+  while (ticks.calls == 0) {
     rx_run(rxt.loop, RX_RUN_ONCE);
     runs++;
   }
@@ -553,6 +547,182 @@ static void test_priority_setters(void **state) {
   assert_int_equal(rxt.loop->activecnt, 0);
 }
 
+/* ---------------------------------------------------------------------------
+ * 6. Cleanup watchers.
+ */
+
+struct cleanup_ctx {
+  rx_cleanup w;
+  rx_io *io;
+  rx_timer *t;
+  int calls;
+  int revents;
+  int io_active, t_active;  /* at the call */
+  int stop_io, stop_t;      /* what the stops returned */
+  int verify;
+  const char *what;
+  int pending_before;
+  int tag;
+};
+
+static void cleanup_cb(rx_loop *loop, rx_cleanup *w, int revents) {
+  struct cleanup_ctx *c = (struct cleanup_ctx *)w;
+  c->calls++;
+  c->revents = revents;
+  if (c->tag != 0 && rxt_norder < 64)
+    rxt_order[rxt_norder++] = c->tag;
+  if (c->io != NULL) {
+    c->io_active = rx_is_active(c->io);
+    c->stop_io = rx_io_stop(loop, c->io);
+  }
+  if (c->t != NULL) {
+    c->t_active = rx_is_active(c->t);
+    c->stop_t = rx_timer_stop(loop, c->t);
+  }
+  c->what = "unset";
+  c->verify = rx_verify(loop, &c->what);
+}
+
+/* Called once by rx_loop_free(), with RX_CLEANUP, before anything is torn
+ * down: watchers can still be stopped and the loop verifies. */
+static void test_cleanup_runs_at_free(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop;
+  int sv[2];
+  rxt_pair(sv);
+  struct rxt_rec hio = {0}, ht = {0};
+  rx_io io;
+  rx_timer t;
+  rx_io_init(&io, rxt_rec_io_cb, sv[0], RX_READ);
+  rx_timer_init(&t, rxt_rec_timer_cb, RX_SEC(60), 0);
+  io.data = &hio;
+  t.data = &ht;
+  assert_int_equal(rx_io_start(loop, &io), 0);
+  assert_int_equal(rx_timer_start(loop, &t), 0);
+  rxt_run_nowait(loop, 2);
+
+  struct cleanup_ctx a, b, gone;
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  memset(&gone, 0, sizeof(gone));
+  rx_cleanup_init(&a.w, cleanup_cb);
+  rx_cleanup_init(&b.w, cleanup_cb);
+  rx_cleanup_init(&gone.w, cleanup_cb);
+  a.io = &io;
+  a.t = &t;
+  a.tag = 1;
+  b.tag = 2;
+  assert_int_equal(rx_cleanup_set_priority(&b.w, 1), 0);
+  assert_int_equal(rx_cleanup_start(loop, &a.w), 0);
+  assert_int_equal(rx_cleanup_start(loop, &b.w), 0);
+  assert_int_equal(rx_cleanup_start(loop, &gone.w), 0);
+  assert_int_equal(rx_cleanup_set_priority(&b.w, 0), -EBUSY);
+  /* Stopped before the free: never called. */
+  assert_int_equal(rx_cleanup_stop(loop, &gone.w), 0);
+  assert_int_equal(rx_cleanup_stop(loop, &gone.w), 0);
+  rxt_run_nowait(loop, 2);
+  assert_int_equal(a.calls + b.calls + gone.calls, 0);
+  rxt_assert_verified(loop);
+
+  rxt_norder = 0;
+  rx_loop_free(loop);
+  rxt.loop = NULL;
+
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.revents, RX_CLEANUP);
+  assert_true(a.io_active);
+  assert_true(a.t_active);
+  assert_int_equal(a.stop_io, 0);
+  assert_int_equal(a.stop_t, 0);
+  assert_int_equal(a.verify, 0);
+  assert_null(a.what);
+  assert_int_equal(b.calls, 1);
+  assert_int_equal(b.revents, RX_CLEANUP);
+  assert_int_equal(b.verify, 0);
+  assert_int_equal(gone.calls, 0);
+  /* Higher priority first. */
+  assert_int_equal(rxt_norder, 2);
+  assert_int_equal(rxt_order[0], 2);
+  assert_int_equal(rxt_order[1], 1);
+  assert_false(rx_is_active(&a.w));
+  assert_false(rx_is_active(&b.w));
+  assert_false(rx_is_active(&io));
+  assert_false(rx_is_active(&t));
+  assert_int_equal(hio.calls + ht.calls, 0);
+  rxt_close_pair(sv);
+}
+
+/* An active cleanup watcher alone does not keep rx_run() going. */
+static void test_cleanup_does_not_keep_loop_alive(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop;
+  struct cleanup_ctx c;
+  memset(&c, 0, sizeof(c));
+  rx_cleanup_init(&c.w, cleanup_cb);
+  int before = loop->activecnt;
+  assert_int_equal(rx_cleanup_start(loop, &c.w), 0);
+  assert_int_equal(rx_cleanup_start(loop, &c.w), 0); /* again: no-op */
+  assert_true(rx_is_active(&c.w));
+  assert_int_equal(loop->activecnt, before);
+
+  rxt_wd_start(loop, RX_SEC(3));
+  int64_t t0 = rxt_clock();
+  int rc = rx_run(loop, RX_RUN_DEFAULT);
+  int64_t took = rxt_clock() - t0;
+  assert_false(rxt_wd_stop());
+  assert_int_equal(rc, 0);
+  rxt_assert_lt(took, RX_SEC(1));
+  assert_int_equal(rx_run(loop, RX_RUN_NOWAIT), 0);
+  assert_int_equal(rx_run(loop, RX_RUN_ONCE), 0);
+  assert_int_equal(c.calls, 0);
+
+  assert_int_equal(rx_cleanup_stop(loop, &c.w), 0);
+  assert_int_equal(loop->activecnt, before);
+  assert_int_equal(rx_cleanup_stop(loop, &c.w), 0);
+  assert_int_equal(loop->activecnt, before);
+  assert_false(rx_is_active(&c.w));
+
+  /* Started again, it is called at the free (the fixture's). */
+  assert_int_equal(rx_cleanup_start(loop, &c.w), 0);
+  rx_loop_free(loop);
+  rxt.loop = NULL;
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(c.revents, RX_CLEANUP);
+}
+
+/* A cleanup watcher active on one loop is -EBUSY on another; bad args. */
+static void test_cleanup_other_loop(void **state) {
+  (void)state;
+  rx_loop *loop = rxt.loop, *other;
+  assert_int_equal(rx_loop_new(&other, NULL), 0);
+  struct cleanup_ctx c;
+  memset(&c, 0, sizeof(c));
+  rx_cleanup_init(&c.w, cleanup_cb);
+  assert_int_equal(rx_cleanup_start(NULL, &c.w), -EINVAL);
+  assert_int_equal(rx_cleanup_start(loop, NULL), -EINVAL);
+  assert_int_equal(rx_cleanup_stop(NULL, &c.w), -EINVAL);
+  assert_int_equal(rx_cleanup_set_priority(&c.w, RX_MAXPRI + 1), -EINVAL);
+
+  int a0 = loop->activecnt, o0 = other->activecnt;
+  assert_int_equal(rx_cleanup_start(loop, &c.w), 0);
+  assert_int_equal(rx_cleanup_start(other, &c.w), -EBUSY);
+  assert_int_equal(rx_cleanup_stop(other, &c.w), -EBUSY);
+  assert_true(rx_is_active(&c.w));
+  assert_int_equal(loop->activecnt, a0);
+  assert_int_equal(other->activecnt, o0);
+  const char *what;
+  assert_int_equal(rx_verify(other, &what), 0);
+  assert_int_equal(rx_verify(loop, &what), 0);
+
+  rx_loop_free(other); /* not its watcher: not called */
+  assert_int_equal(c.calls, 0);
+  assert_true(rx_is_active(&c.w));
+  rx_loop_free(loop);
+  rxt.loop = NULL;
+  assert_int_equal(c.calls, 1);
+  assert_false(rx_is_active(&c.w));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_idle_rule),
@@ -565,6 +735,9 @@ int main(void) {
       RXT_TEST(test_start_twice),
       RXT_TEST(test_other_loop),
       RXT_TEST(test_priority_setters),
+      RXT_TEST(test_cleanup_runs_at_free),
+      RXT_TEST(test_cleanup_does_not_keep_loop_alive),
+      RXT_TEST(test_cleanup_other_loop),
   };
   const char *b = rxt_env_backend();
   char name[64];

@@ -199,6 +199,23 @@ static void test_burst(void **state) {
   rx_signal_stop(rxt.loop, &x.w);
 }
 
+static void test_feed_signal(void **state) {
+  (void)state;
+  rx_signal s;
+  struct rxt_rec rec = {0};
+  rx_signal_init(&s, rxt_rec_signal_cb, SIGURG);
+  s.data = &rec;
+  assert_int_equal(rx_feed_signal(0), -EINVAL);
+  assert_int_equal(rx_feed_signal(65), -EINVAL);
+  assert_int_equal(rx_feed_signal(SIGURG), 0); /* nobody watches: nothing */
+  assert_int_equal(rx_signal_start(rxt.loop, &s), 0);
+  assert_int_equal(rx_feed_signal(SIGURG), 0);
+  assert_true(rxt_run_until(rxt.loop, &rec.calls, RX_SEC(5)));
+  assert_int_equal(rec.calls, 1);
+  assert_int_equal(rec.all_revents, RX_SIGNAL); /* every call's */
+  rx_signal_stop(rxt.loop, &s);
+}
+
 /* ---------------------------------------------------------------------------
  * Loops freed under a storm of their own signal: the handler, running on
  * another thread, must never reach a loop that rx_loop_free() has freed or
@@ -271,6 +288,7 @@ int main(void) {
       RXT_TEST(test_disposition_restored),
       RXT_TEST(test_feed_and_bad_input),
       RXT_TEST(test_burst),
+      RXT_TEST(test_feed_signal),
       RXT_TEST_NOLOOP(test_loops_freed_under_signal_storm),
   };
   const char *b = rxt_env_backend();
