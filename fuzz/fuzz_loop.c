@@ -169,7 +169,7 @@ static int tq[NTASK], tq_head, tq_len; /* posted tasks, in post order */
 static int quiet;         /* settling: callbacks only record */
 static uint64_t feedseq;
 /* The probe: sent along with every raise. When its _sent flag clears, the
- * loop has scanned the signals too (async.c: one drain looks at both). */
+ * loop has scanned the signals too (crossthread.c: one drain looks at both). */
 static rx_async probe;
 static int probe_sent, probe_scanned;
 static int sig_nums[NSIGNAL];

@@ -149,24 +149,62 @@ typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
  * rx__mpsc_node) are in rx/layout.h, included at the top.
  */
 
-/* The head shared by every watcher but rx_timer: user data, callback, the
- * pending-queue link and a word of state (kind, priority, active, pending,
- * interest, pending events). */
-#define RX__WATCHER_HEAD(type, cbtype) \
-  void *data;                           \
-  cbtype cb;                            \
-  struct rx__link _link;                \
-  uint32_t _flags
+/* The head every watcher but rx_timer starts with, as rx's own code sees
+ * it: user data, the callback (never called through this member: each kind
+ * calls its own type), the pending-queue link, a word of state (kind,
+ * priority, active, pending, interest, pending events; the bits are listed
+ * below, at RX__F_ACTIVE) and 32 bits the kind names itself (rx_io's fd,
+ * rx_signal's signum, rx_child's pid), otherwise unused. */
+typedef void (*rx__any_cb)(void);
+struct rx__watcher {
+  void *data;
+  rx__any_cb cb;
+  struct rx__link link;
+  uint32_t flags;
+  int32_t word;
+};
+
+/* Under GCC and Clang, keeps -Wpedantic quiet about the anonymous struct in
+ * C++, where it is an extension (C11 has it). */
+#if defined(__GNUC__)
+#define RX__EXTENSION __extension__
+#else
+#define RX__EXTENSION
+#endif
+
+/* The first member of each watcher struct but rx_timer: the head as
+ * `_w`, and over it the same bytes under the names users write (`data`,
+ * `cb` of the kind's own type, and the kind's 32-bit field `word`, e.g.
+ * `int fd;`, or nothing). rx's code reads and writes the head only as
+ * `_w`; `_link` and `_flags` are spelled out so that the layout is the
+ * head's, and for code that used them. */
+#define RX__WATCHER_HEAD(cbtype, word) \
+  union {                              \
+    struct rx__watcher _w;             \
+    RX__EXTENSION struct {             \
+      void *data;                      \
+      cbtype cb;                       \
+      struct rx__link _link;           \
+      uint32_t _flags;                 \
+      word                             \
+    };                                 \
+  }
 
 /* ---------------------------------------------------------------------------
  * Watchers. Initialise with rx_X_init() before first use; a watcher's memory
  * may be reused or freed once it is stopped, also from its own callback.
  */
 
+/* Clang's -Wpedantic in C++ names the anonymous struct of each watcher's
+ * head (RX__WATCHER_HEAD) even under __extension__. */
+#if defined(__cplusplus) && defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wnested-anon-types"
+#endif
+
 /* An fd watcher: level-triggered readiness, or edge-triggered with RX_ET. */
 struct rx_io {
-  RX__WATCHER_HEAD(rx_io, rx_io_cb);
-  int fd;
+  RX__WATCHER_HEAD(rx_io_cb, int fd;);
   struct rx_io *_next; /* next watcher of the same fd; while stopped,
                           itself after init or set (io.c) */
 };
@@ -183,19 +221,19 @@ struct rx_timer {
 /* Called once per iteration while nothing of its priority or higher is
  * pending; an active idle watcher keeps the loop from blocking. */
 struct rx_idle {
-  RX__WATCHER_HEAD(rx_idle, rx_idle_cb);
+  RX__WATCHER_HEAD(rx_idle_cb, );
   struct rx__link _active;
 };
 
 /* Called every iteration just before the loop waits. */
 struct rx_prepare {
-  RX__WATCHER_HEAD(rx_prepare, rx_prepare_cb);
+  RX__WATCHER_HEAD(rx_prepare_cb, );
   struct rx__link _active;
 };
 
 /* Called every iteration just after the loop has waited. */
 struct rx_check {
-  RX__WATCHER_HEAD(rx_check, rx_check_cb);
+  RX__WATCHER_HEAD(rx_check_cb, );
   struct rx__link _active;
 };
 
@@ -203,7 +241,7 @@ struct rx_check {
  * the last send. A send carries no data and publishes none; to hand data to
  * the loop, use rx_loop_post(). */
 struct rx_async {
-  RX__WATCHER_HEAD(rx_async, rx_async_cb);
+  RX__WATCHER_HEAD(rx_async_cb, );
   struct rx__link _active;
   /* Atomic: sends the loop has not seen yet, counted while a send still
    * takes an atomic (see rx_async_send() in async.c), and a bit that lets
@@ -227,14 +265,13 @@ struct rx_task {
 /* Called by rx_loop_free(), before anything is torn down: the last chance
  * to stop watchers and free what they hold. Does not keep rx_run() going. */
 struct rx_cleanup {
-  RX__WATCHER_HEAD(rx_cleanup, rx_cleanup_cb);
+  RX__WATCHER_HEAD(rx_cleanup_cb, );
   struct rx__link _active;
 };
 
 /* A Unix signal, delivered as a callback on the loop's thread. */
 struct rx_signal {
-  RX__WATCHER_HEAD(rx_signal, rx_signal_cb);
-  int signum;
+  RX__WATCHER_HEAD(rx_signal_cb, int signum;);
   struct rx_signal *_next; /* next watcher of the same signal */
 };
 
@@ -244,7 +281,7 @@ struct rx_signal {
  * else once, at the absolute time `offset`. Follows the wall clock when it
  * is set, and never fires before its time on it. */
 struct rx_periodic {
-  RX__WATCHER_HEAD(rx_periodic, rx_periodic_cb);
+  RX__WATCHER_HEAD(rx_periodic_cb, );
   int64_t offset;             /* ns since the epoch, or the phase */
   int64_t interval;           /* ns; 0 = absolute */
   rx_reschedule_fn reschedule;
@@ -261,8 +298,8 @@ struct rx_periodic {
  * the watcher stays active until stopped. rx reaps the children it reports
  * (pid 0 watchers: every child). */
 struct rx_child {
-  RX__WATCHER_HEAD(rx_child, rx_child_cb);
-  int pid;                 /* the child to watch, or 0 for any */
+  /* pid: the child to watch, or 0 for any */
+  RX__WATCHER_HEAD(rx_child_cb, int pid;);
   int rpid;                /* in the callback: the child that changed */
   int rstatus;             /* in the callback: its status, as waitpid() */
   int _trace;
@@ -278,7 +315,7 @@ struct rx_child {
  * case by polling every `interval` ns (0: 5 s). `path` must stay valid
  * while the watcher is active. */
 struct rx_stat {
-  RX__WATCHER_HEAD(rx_stat, rx_stat_cb);
+  RX__WATCHER_HEAD(rx_stat_cb, );
   const char *path;
   int64_t interval;
   struct stat prev;
@@ -291,7 +328,7 @@ struct rx_stat {
 /* Called in a forked child, at the first iteration after the loop noticed
  * the fork (rx_loop_fork() or RX_LOOP_FORKCHECK), before it waits. */
 struct rx_fork {
-  RX__WATCHER_HEAD(rx_fork, rx_fork_cb);
+  RX__WATCHER_HEAD(rx_fork_cb, );
   struct rx__link _active;
 };
 
@@ -301,13 +338,17 @@ struct rx_fork {
  * non-blocking iteration (rx_embed_sweep). Both loops must run on the same
  * thread. */
 struct rx_embed {
-  RX__WATCHER_HEAD(rx_embed, rx_embed_cb);
+  RX__WATCHER_HEAD(rx_embed_cb, );
   rx_loop *other;
   rx_io _io;           /* the embedded loop's rx_loop_fd() */
   rx_timer _timer;     /* its next timeout */
   rx_prepare _prepare; /* re-arms the two before each wait */
   struct rx__link _active; /* on the loop's embed list */
 };
+
+#if defined(__cplusplus) && defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 /* ---------------------------------------------------------------------------
  * Loops.
@@ -473,15 +514,16 @@ struct rx_metrics {
 RX_EXPORT int rx_loop_metrics(const rx_loop *loop, struct rx_metrics *m);
 
 /* Embedding rx in another event loop (GLib, Qt, another reactor): watch
- * rx_loop_fd() for readability with rx_loop_timeout() as the timeout (ns,
- * -1 for none, 0 to run at once), then call rx_run(loop, RX_RUN_NOWAIT);
+ * rx_loop_fd() for readability with the timeout rx_loop_timeout() writes to
+ * *timeout (ns, -1 for none, 0 to run at once, as poll(2) and libuv's
+ * uv_backend_timeout() take it), then call rx_run(loop, RX_RUN_NOWAIT);
  * repeat. Run it once before the first wait, so that what was started is
- * handed to the kernel. rx_loop_fd() returns the fd or a negative errno,
- * rx_loop_timeout() -EINVAL for a NULL loop. rx_loop_timeout() also tells other
- * threads that the loop may be waiting, so that their posts make the fd
- * readable. */
+ * handed to the kernel. rx_loop_fd() returns the fd or a negative errno.
+ * rx_loop_timeout() returns 0, or -EINVAL (and writes nothing) for a NULL
+ * argument: the error is never a timeout. It also tells other threads that
+ * the loop may be waiting, so that their posts make the fd readable. */
 RX_EXPORT int rx_loop_fd(rx_loop *loop);
-RX_EXPORT int64_t rx_loop_timeout(rx_loop *loop);
+RX_EXPORT int rx_loop_timeout(rx_loop *loop, int64_t *timeout);
 
 /* A static description of a negative errno value (or 0). Thread-safe. */
 RX_EXPORT const char *rx_strerror(int err);
@@ -755,7 +797,20 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
  * inline definitions
  */
 
-/* Layout of the private `_flags` word of RX__WATCHER_HEAD watchers. */
+/* Layout of the private flags word of the watcher head (`_w.flags`), all
+ * 32 bits spoken for:
+ *   bits  0-2   RX__F_EVENTS   io interest (other kinds: unused)
+ *   bit   3     RX__F_ACTIVE
+ *   bit   4     RX__F_PENDING
+ *   bits  5-7   RX__F_PRIO     priority + 2 (5 of 8 values used)
+ *   bits  8-11  RX__F_KIND     enum rx__kind (12 of 15 kinds used)
+ *   bits 12-30  pending revents, 19 bits (RX_STAT, the highest event bit,
+ *               is bit 16 of revents: 2 bits to spare)
+ *   bit  31     RX__F_UNREF    an active watcher that does not count in
+ *                              the loop's active count (internal watchers
+ *                              and cleanup watchers)
+ * None remains free: a new one comes from the revents bits above RX_STAT's,
+ * or from the kind's own 32-bit field (`_w.word`). */
 #define RX__F_EVENTS 0x0000007u  /* io interest: RX_READ|RX_WRITE|RX_ET */
 #define RX__F_ACTIVE 0x0000008u
 #define RX__F_PENDING 0x0000010u
@@ -763,10 +818,13 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 #define RX__F_PRIO 0x00000e0u
 #define RX__F_KIND_SHIFT 8       /* enum rx__kind, 4 bits */
 #define RX__F_KIND 0x0000f00u
-#define RX__F_REVENTS_SHIFT 12   /* pending revents, 20 bits */
-#define RX__F_REVENTS_MASK 0xfffffu
+#define RX__F_REVENTS_SHIFT 12   /* pending revents, 19 bits */
+#define RX__F_REVENTS_MASK 0x7ffffu
+#define RX__F_UNREF 0x80000000u
 
-/* The timer's 6 private state bits, above the deadline in `_ent.word`. */
+/* The timer's 6 private state bits, above the deadline in `_ent.word`, all
+ * used: none is left for an unref bit, so rx's internal timers (stat and
+ * embed watchers') still take their reference back with rx_unref(). */
 #define RX__T_PRIO 0x07u /* priority + 2 */
 #define RX__T_ACTIVE 0x08u
 #define RX__T_PENDING 0x10u
@@ -775,12 +833,13 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
 /* The helpers below are NULL-safe like every function of rx: a NULL watcher
  * is neither active nor pending, has no interest and priority 0. */
 static inline int rx_io_events(const rx_io *w) {
-  return w != NULL ? (int)(w->_flags & RX__F_EVENTS) : 0;
+  return w != NULL ? (int)(w->_w.flags & RX__F_EVENTS) : 0;
 }
 
-/* Every RX__WATCHER_HEAD watcher keeps `_flags` at the same offset. */
+/* Every watcher but rx_timer starts with its head: a pointer to the watcher
+ * is one to the head (C11 6.7.2.1p15, through the union that holds it). */
 static inline uint32_t rx__head_flags(const void *w) {
-  return w != NULL ? ((const rx_io *)w)->_flags : 0;
+  return w != NULL ? ((const struct rx__watcher *)w)->flags : 0;
 }
 static inline int rx__head_active(const void *w) {
   return (rx__head_flags(w) & RX__F_ACTIVE) != 0;

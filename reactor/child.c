@@ -58,7 +58,7 @@ static void deliver(rx_loop *loop, int pid, int status) {
     w->rstatus = status;
     if (w->pid != 0 && (WIFEXITED(status) || WIFSIGNALED(status)))
       rx_child_stop(loop, w);
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_CHILD);
+    rx__feed(loop, rx__w(w), RX_CHILD);
   }
 }
 
@@ -68,7 +68,7 @@ static bool recipient_pending(rx_loop *loop, int pid) {
   for (struct rx__link *n = loop->children.next; n != &loop->children;
        n = n->next) {
     rx_child *w = child_of(n);
-    if ((w->_flags & RX__F_PENDING) &&
+    if ((w->_w.flags & RX__F_PENDING) &&
         (pid == 0 || w->pid == 0 || w->pid == pid))
       return true;
   }
@@ -79,7 +79,7 @@ static void on_pidfd(rx_loop *loop, rx_io *io, int revents) {
   (void)revents;
   rx_child *w = rx__container_of(io, rx_child, _io);
   if (recipient_pending(loop, w->pid)) {
-    rx__feed(loop, (struct rx__head *)(void *)io, RX_READ); /* later */
+    rx__feed(loop, rx__w(io), RX_READ); /* later */
     return;
   }
   int status;
@@ -136,17 +136,14 @@ static bool reap_one(rx_loop *loop) {
 static void on_sigchld(rx_loop *loop, rx_signal *sig, int revents) {
   (void)revents;
   if (reap_one(loop))
-    rx__feed(loop, (struct rx__head *)(void *)sig, RX_SIGNAL);
+    rx__feed(loop, rx__w(sig), RX_SIGNAL);
 }
 
 void rx_child_init(rx_child *w, rx_child_cb cb, int pid, int trace) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_CHILD << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_CHILD);
   w->pid = pid;
   w->rpid = 0;
   w->rstatus = 0;
@@ -161,28 +158,27 @@ static int use_sigchld(rx_loop *loop) {
     return 0;
   rx_signal_init(&loop->sigchld, on_sigchld, SIGCHLD);
   rx_signal_set_priority(&loop->sigchld, RX_MINPRI); /* see the top */
+  rx__unref_watcher(&loop->sigchld._w); /* the child watchers count */
   int rc = rx_signal_start(loop, &loop->sigchld);
   if (rc != 0) {
     loop->sigchld_users--;
     return rc;
   }
-  rx_unref(loop); /* internal: the child watchers count, not this */
   return 0;
 }
 
 static void unuse_sigchld(rx_loop *loop) {
   if (--loop->sigchld_users > 0)
     return;
-  rx_ref(loop);
   rx_signal_stop(loop, &loop->sigchld);
 }
 
 int rx_child_start(rx_loop *loop, rx_child *w) {
   if (loop == NULL || w == NULL || w->pid < 0)
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   int rc;
   w->_pidfd = -1;
@@ -193,18 +189,17 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
     if (fd >= 0) {
       rx_io_init(&w->_io, on_pidfd, fd, RX_READ);
       rx_io_set_priority(&w->_io, RX_MINPRI); /* see the top */
+      rx__unref_watcher(&w->_io._w);          /* the child watcher counts */
       if ((rc = rx_io_start(loop, &w->_io)) != 0) {
         close(fd);
         return rc;
       }
-      rx_unref(loop);
       w->_pidfd = fd;
     }
   }
   if (w->_pidfd < 0 && (rc = use_sigchld(loop)) != 0)
     return rc;
-  rc = rx__listed_start(loop, (struct rx__head *)(void *)w, &w->_active,
-                        &loop->children);
+  rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->children);
   /* A child that exited before SIGCHLD was caught: look once now. */
   if (rc == 0 && w->_pidfd < 0)
     rx_feed_signal_event(loop, SIGCHLD);
@@ -214,12 +209,11 @@ int rx_child_start(rx_loop *loop, rx_child *w) {
 int rx_child_stop(rx_loop *loop, rx_child *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  int was = (w->_flags & RX__F_ACTIVE) != 0;
-  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w, &w->_active);
+  int was = (w->_w.flags & RX__F_ACTIVE) != 0;
+  int rc = rx__listed_stop(loop, rx__w(w), &w->_active);
   if (rc != 0 || !was)
     return rc;
   if (w->_pidfd >= 0) {
-    rx_ref(loop);
     rx_io_stop(loop, &w->_io);
     close(w->_pidfd);
     w->_pidfd = -1;
@@ -230,7 +224,13 @@ int rx_child_stop(rx_loop *loop, rx_child *w) {
 }
 
 int rx_child_set_priority(rx_child *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
+}
+
+/* The loop's share (loop.c's table of kinds). */
+int rx__child_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->children);
+  return 0;
 }
 
 void rx__child_free(rx_loop *loop) {

@@ -20,7 +20,7 @@
 
 static void wake(rx_loop *loop, rx_embed *w) {
   if (w->cb != NULL)
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_EMBED);
+    rx__feed(loop, rx__w(w), RX_EMBED);
   else
     rx_embed_sweep(loop, w);
 }
@@ -46,7 +46,8 @@ static void on_prepare(rx_loop *loop, rx_prepare *p, int revents) {
   rx_loop *other = w->other;
   if (other->nchanges > 0)
     rx_embed_sweep(loop, w);
-  int64_t t = rx_loop_timeout(other);
+  int64_t t = 0;
+  rx_loop_timeout(other, &t); /* `other` is not NULL: never fails */
   bool was = rx_is_active(&w->_timer);
   if (was) {
     rx_ref(loop);
@@ -63,15 +64,15 @@ void rx_embed_init(rx_embed *w, rx_embed_cb cb, rx_loop *other) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_EMBED << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_EMBED);
   w->other = other;
-  rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1,
-             RX_READ);
+  rx_io_init(&w->_io, on_fd, other != NULL ? rx_loop_fd(other) : -1, RX_READ);
   rx_timer_init(&w->_timer, on_timeout, 0, 0);
   rx_prepare_init(&w->_prepare, on_prepare);
+  /* Internal: the embed watcher counts, not these (the timer has no unref
+   * bit: it takes its reference back by hand). */
+  rx__unref_watcher(&w->_io._w);
+  rx__unref_watcher(&w->_prepare._w);
   w->_active.next = NULL;
   w->_active.prev = NULL;
 }
@@ -92,12 +93,12 @@ static bool reaches(const rx_loop *from, const rx_loop *to) {
 int rx_embed_start(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL || w->other == NULL || w->other == loop)
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return rx_is_active(&w->_prepare) &&
                    rx__owned_by(loop, &w->_prepare._active)
                ? 0
                : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   /* A loop that `other` embeds, itself or further down, would sweep this
    * one from inside its own sweep, and so on without end. */
@@ -106,12 +107,10 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
   int rc = rx_io_start(loop, &w->_io);
   if (rc != 0)
     return rc;
-  rx_unref(loop);
   rx_prepare_start(loop, &w->_prepare);
-  rx_unref(loop);
   rx__list_push(&loop->embeds, &w->_active);
-  w->_flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  w->_w.flags |= RX__F_ACTIVE;
+  loop->activecnt += rx__counted(&w->_w);
   /* One iteration hands what the embedded loop has started to its kernel
    * side, so that its fd reports from now on. */
   rx_embed_sweep(loop, w);
@@ -121,23 +120,20 @@ int rx_embed_start(rx_loop *loop, rx_embed *w) {
 int rx_embed_stop(rx_loop *loop, rx_embed *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if ((w->_flags & RX__F_ACTIVE) &&
-      !rx__owned_by(loop, &w->_prepare._active))
+  if ((w->_w.flags & RX__F_ACTIVE) && !rx__owned_by(loop, &w->_prepare._active))
     return -EBUSY;
-  int rc = rx__clear_pending(loop, (struct rx__head *)(void *)w);
-  if (rc != 0 || !(w->_flags & RX__F_ACTIVE))
+  int rc = rx__clear_pending(loop, rx__w(w));
+  if (rc != 0 || !(w->_w.flags & RX__F_ACTIVE))
     return rc;
-  rx_ref(loop);
   rx_io_stop(loop, &w->_io);
-  rx_ref(loop);
   rx_prepare_stop(loop, &w->_prepare);
   if (rx_is_active(&w->_timer)) {
     rx_ref(loop);
     rx_timer_stop(loop, &w->_timer);
   }
   rx__list_unlink(&w->_active);
-  w->_flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  w->_w.flags &= ~RX__F_ACTIVE;
+  loop->activecnt -= rx__counted(&w->_w);
   return 0;
 }
 
@@ -148,5 +144,16 @@ void rx_embed_sweep(rx_loop *loop, rx_embed *w) {
 }
 
 int rx_embed_set_priority(rx_embed *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
+}
+
+/* The loop's share (loop.c's table of kinds). */
+int rx__embed_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->embeds);
+  return 0;
+}
+
+void rx__embed_free(rx_loop *loop) {
+  while (!rx__list_empty(&loop->embeds))
+    rx_embed_stop(loop, EMBED_OF(loop->embeds.next, _active));
 }

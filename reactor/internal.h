@@ -27,7 +27,7 @@
  * IORING_MAX_ENTRIES. */
 #define RX__MAX_RING_ENTRIES 32768u
 
-/* Watcher kinds, stored in the head's _flags (timers need none). */
+/* Watcher kinds, stored in the head's flags (timers need none). */
 enum rx__kind {
   RX__KIND_IO = 1,
   RX__KIND_IDLE,
@@ -175,7 +175,7 @@ struct rx_backend_ops {
    * for nothing but this op again and destroy. */
   int (*fork)(rx_loop *loop);
   /* Starts watching loop->wakefd; called once, after create (the eventfd
-   * is made after the backend, async.c). */
+   * is made after the backend, crossthread.c). */
   int (*doorbell)(rx_loop *loop);
   /* Wakes `to` from the thread of `from`, both on this backend, without
    * touching `to`'s eventfd; -ENOTSUP where the kernel cannot. NULL if the
@@ -280,8 +280,9 @@ struct rx_loop {
 
   struct rx__tw wheel;
 
-  /* Cross-thread state (async.c). Fields written by other threads are only
-   * touched with __atomic builtins, each naming its order. */
+  /* Cross-thread state (crossthread.c, async.c). Fields written by other
+   * threads are only touched with __atomic builtins, each naming its
+   * order. */
   /* Grouped by writer, a cache line apart (see mpsc.h), so that a producer
    * posting in a loop and the loop draining do not steal each other's
    * lines: the loop's own fields above; then what producers write on
@@ -321,29 +322,46 @@ enum {
   RX__FORK_NOTIFY = 0x4, /* the fork watchers are still to be invoked */
 };
 
-/* The head every watcher but rx_timer starts with, for code that handles all
- * kinds (the build uses -fno-strict-aliasing, as libev's users do). */
-typedef void (*rx__any_cb)(void);
-struct rx__head {
-  RX__WATCHER_HEAD(struct rx__head, rx__any_cb);
-};
+/* The head of a watcher `w` of any kind but rx_timer, or NULL for NULL. */
+#define rx__w(w) ((w) != NULL ? &(w)->_w : NULL)
+/* What an active watcher adds to loop->activecnt: 1, or 0 for one that
+ * keeps no loop running (RX__F_UNREF). */
+static inline int rx__counted(const struct rx__watcher *w) {
+  return (w->flags & RX__F_UNREF) == 0;
+}
+/* Marks `w` (initialised, not active) as one that keeps no loop running:
+ * rx's internal watchers, in place of rx_unref() after the start and
+ * rx_ref() before the stop. */
+static inline void rx__unref_watcher(struct rx__watcher *w) {
+  w->flags |= RX__F_UNREF;
+}
+/* The head of the watcher that holds `link` at `offset`: container_of,
+ * the head being every such watcher's first member. */
+static inline struct rx__watcher *rx__head_at(struct rx__link *link,
+                                              size_t offset) {
+  return (struct rx__watcher *)(void *)((char *)link - offset);
+}
+/* The watcher of type `type` whose head is `h`. */
+#define rx__of_head(h, type) rx__container_of(h, type, _w)
 
 /* Pending queues (loop.c). */
-void rx__feed(rx_loop *loop, struct rx__head *w, int revents);
+void rx__feed(rx_loop *loop, struct rx__watcher *w, int revents);
 /* Drops a pending event: 0, or -EBUSY (and nothing done) when `w`, not
  * active, was fed to another loop. For an active `w`, the caller has checked
  * that it is active on `loop`. */
-int rx__clear_pending(rx_loop *loop, struct rx__head *w);
+int rx__clear_pending(rx_loop *loop, struct rx__watcher *w);
 /* -EBUSY if `w`, not active, is pending on another loop than `loop`. */
-int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w);
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__watcher *w);
 
-/* Watchers kept on a loop list, and the head's priority (idle.c). */
+/* Heads, watchers kept on a loop list, and the head's priority
+ * (watcher.c). */
+void rx__head_init(struct rx__watcher *w, enum rx__kind kind);
 bool rx__owned_by(const rx_loop *loop, const struct rx__link *node);
-int rx__listed_start(rx_loop *loop, struct rx__head *w,
+int rx__listed_start(rx_loop *loop, struct rx__watcher *w,
                      struct rx__link *active, struct rx__link *list);
-int rx__listed_stop(rx_loop *loop, struct rx__head *w,
+int rx__listed_stop(rx_loop *loop, struct rx__watcher *w,
                     struct rx__link *active);
-int rx__head_set_priority(struct rx__head *w, int priority);
+int rx__head_set_priority(struct rx__watcher *w, int priority);
 
 /* Timers (timer.c). */
 void rx__timer_expire(rx_loop *loop);
@@ -351,7 +369,8 @@ void rx__timer_invoke(rx_loop *loop, struct rx__link *node);
 void rx__timer_stop_all(rx_loop *loop);
 void rx__timer_shift(rx_loop *loop, int64_t delta);
 
-/* Cross-thread (async.c). */
+/* Cross-thread (crossthread.c). rx__cross_ring() rings the doorbell unless
+ * a producer already did since the loop last drained it. */
 int rx__cross_init(rx_loop *loop);
 void rx__cross_free(rx_loop *loop);
 bool rx__cross_may_sleep(rx_loop *loop);
@@ -360,23 +379,47 @@ void rx__cross_awake(rx_loop *loop);
 void rx__cross_drain(rx_loop *loop);
 void rx__doorbell(rx_loop *loop);
 void rx__cross_notify(rx_loop *loop);
+void rx__cross_ring(rx_loop *loop);
 int rx__cross_fork(rx_loop *loop);
+
+/* Async watchers (async.c): the scan that feeds sent watchers, and the
+ * loop's share. */
+void rx__async_scan(rx_loop *loop);
+int rx__async_loop_init(rx_loop *loop);
+void rx__async_free(rx_loop *loop);
 
 /* Forks (loop.c): true while a fork has left the kernel state to rebuild,
  * after noticing one on a RX_LOOP_FORKCHECK loop. */
 bool rx__fork_pending(rx_loop *loop);
 
+/* Each kind's share of the loop, set up by rx_loop_new() and torn down by
+ * rx_loop_free() through loop.c's table of kinds: init makes it empty (0,
+ * or -errno), free stops every watcher of the kind and releases what the
+ * kind holds. */
+int rx__idle_loop_init(rx_loop *loop);
+void rx__idle_free(rx_loop *loop);
+int rx__prepare_loop_init(rx_loop *loop);
+void rx__prepare_free(rx_loop *loop);
+int rx__check_loop_init(rx_loop *loop);
+void rx__check_free(rx_loop *loop);
+int rx__cleanup_loop_init(rx_loop *loop);
+void rx__cleanup_free(rx_loop *loop);
+int rx__fork_loop_init(rx_loop *loop);
+void rx__fork_free(rx_loop *loop);
+int rx__embed_loop_init(rx_loop *loop);
+void rx__embed_free(rx_loop *loop);
+int rx__child_loop_init(rx_loop *loop);
+void rx__child_free(rx_loop *loop);
+int rx__stat_loop_init(rx_loop *loop);
+void rx__stat_free(rx_loop *loop);
+int rx__periodic_loop_init(rx_loop *loop);
+void rx__periodic_free(rx_loop *loop);
+void rx__io_free(rx_loop *loop);
+
 /* Periodics (periodic.c). */
 void rx__periodic_expire(rx_loop *loop);
 int64_t rx__periodic_timeout(rx_loop *loop);
-void rx__periodic_free(rx_loop *loop);
 void rx__periodic_resume(rx_loop *loop);
-
-/* Stat watchers (stat.c). */
-void rx__stat_free(rx_loop *loop);
-
-/* Children (child.c). */
-void rx__child_free(rx_loop *loop);
 
 /* Signals (signal.c). */
 void rx__signal_scan(rx_loop *loop);

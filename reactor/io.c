@@ -33,16 +33,16 @@ void rx_io_init(rx_io *w, rx_io_cb cb, int fd, int events) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
+  w->_w.link.next = NULL;
+  w->_w.link.prev = NULL;
   /* Bits rx_io_set() would refuse leave no interest at all, so that
    * rx_io_start() refuses the watcher (-EINVAL) instead of watching part
    * of what was asked (libev's ev_io_start() asserts on them). */
   if ((events & ~(RW | RX_ET)) != 0)
     events = 0;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
-              ((uint32_t)events & RX__F_EVENTS);
+  w->_w.flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
+                ((uint32_t)RX__KIND_IO << RX__F_KIND_SHIFT) |
+                ((uint32_t)events & RX__F_EVENTS);
   w->fd = fd;
   w->_next = w; /* freshly set */
 }
@@ -58,19 +58,19 @@ static int check_interest(int fd, int events) {
 int rx_io_set(rx_io *w, int fd, int events) {
   if (w == NULL)
     return -EINVAL;
-  if (w->_flags & (RX__F_ACTIVE | RX__F_PENDING))
+  if (w->_w.flags & (RX__F_ACTIVE | RX__F_PENDING))
     return -EBUSY;
   int rc = check_interest(fd, events);
   if (rc != 0)
     return rc;
   w->fd = fd;
-  w->_flags = (w->_flags & ~RX__F_EVENTS) | (uint32_t)events;
+  w->_w.flags = (w->_w.flags & ~RX__F_EVENTS) | (uint32_t)events;
   w->_next = w; /* freshly set: the number may name a new file */
   return 0;
 }
 
 int rx_io_set_priority(rx_io *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }
 
 /* Grows the fd table (and the change list, which never holds more entries
@@ -119,7 +119,7 @@ static void fd_changed(rx_loop *loop, int fd, struct rx__fd *f) {
 static uint8_t union_of(const struct rx__fd *f) {
   uint8_t want = 0;
   for (const rx_io *w = f->head; w != NULL; w = w->_next)
-    want |= (uint8_t)(w->_flags & RX__F_EVENTS);
+    want |= (uint8_t)(w->_w.flags & RX__F_EVENTS);
   return want;
 }
 
@@ -133,15 +133,15 @@ static bool on_fd(const struct rx__fd *f, const rx_io *w) {
 int rx_io_start(rx_loop *loop, rx_io *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  int events = (int)(w->_flags & RX__F_EVENTS);
+  int events = (int)(w->_w.flags & RX__F_EVENTS);
   int rc = check_interest(w->fd, events);
   if (rc != 0)
     return rc;
-  if (w->_flags & RX__F_ACTIVE) {
+  if (w->_w.flags & RX__F_ACTIVE) {
     struct rx__fd *f = rx__fd_get(loop, w->fd);
     return f != NULL && on_fd(f, w) ? 0 : -EBUSY;
   }
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   if (w->fd >= loop->nfds && (rc = grow_fds(loop, w->fd)) != 0)
     return rc;
@@ -156,27 +156,27 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
   f->head = w;
   f->want |= (uint8_t)events;
   fd_changed(loop, w->fd, f);
-  w->_flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  w->_w.flags |= RX__F_ACTIVE;
+  loop->activecnt += rx__counted(&w->_w);
   return 0;
 }
 
 int rx_io_stop(rx_loop *loop, rx_io *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE))
-    return rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (!(w->_w.flags & RX__F_ACTIVE))
+    return rx__clear_pending(loop, rx__w(w));
   struct rx__fd *f = rx__fd_get(loop, w->fd);
   rx_io **p = f != NULL ? &f->head : NULL;
   while (p != NULL && *p != NULL && *p != w)
     p = &(*p)->_next;
   if (p == NULL || *p == NULL)
     return -EBUSY; /* active on another loop */
-  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  rx__clear_pending(loop, rx__w(w));
   *p = w->_next;
   w->_next = NULL;
-  w->_flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  w->_w.flags &= ~RX__F_ACTIVE;
+  loop->activecnt -= rx__counted(&w->_w);
   f->want = union_of(f);
   fd_changed(loop, w->fd, f);
   return 0;
@@ -206,9 +206,9 @@ void rx__io_event(rx_loop *loop, int fd, int revents) {
   if (f == NULL)
     return;
   for (rx_io *w = f->head; w != NULL; w = w->_next) {
-    int got = revents & (int)(w->_flags & RW);
+    int got = revents & (int)(w->_w.flags & RW);
     if (got != 0)
-      rx__feed(loop, (struct rx__head *)(void *)w, got);
+      rx__feed(loop, rx__w(w), got);
   }
 }
 
@@ -221,9 +221,9 @@ void rx__io_error(rx_loop *loop, int fd) {
     return;
   rx_io *w;
   while ((w = f->head) != NULL) {
-    int events = (int)(w->_flags & RW);
+    int events = (int)(w->_w.flags & RW);
     rx_io_stop(loop, w);
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_ERROR | events);
+    rx__feed(loop, rx__w(w), RX_ERROR | events);
   }
 }
 
@@ -236,4 +236,12 @@ void rx__fds_renew_all(rx_loop *loop) {
     if (f->want != 0)
       fd_changed(loop, fd, f);
   }
+}
+
+/* The loop's share (loop.c's table of kinds): the fd table itself is the
+ * loop's, shared with the backend; this stops every io watcher in it. */
+void rx__io_free(rx_loop *loop) {
+  for (int fd = 0; fd < loop->nfds; fd++)
+    while (loop->fds[fd].head != NULL)
+      rx_io_stop(loop, loop->fds[fd].head);
 }

@@ -266,6 +266,36 @@ static void install_atfork(void) {
   pthread_atfork(NULL, NULL, count_fork);
 }
 
+/* Each watcher kind's share of the loop: its lists, counts and the fds it
+ * holds. rx_loop_new() calls every init in this order; rx_loop_free() every
+ * free in the same order, after the cleanup watchers ran: the kinds that
+ * drive others internally (cross-thread tasks, which may stop any watcher;
+ * embed, child, stat, signal and periodic watchers, which run io, timer,
+ * prepare and signal watchers of their own) go before the kinds they use.
+ * A NULL init: the zeroed loop is already the empty share. Fork handling
+ * has no hook per kind: only the cross-thread share has any
+ * (rx__cross_fork(), in rebuild()). */
+static const struct {
+  int (*init)(rx_loop *loop);
+  void (*free)(rx_loop *loop);
+} kinds[] = {
+    {rx__cleanup_loop_init, rx__cleanup_free},
+    {rx__cross_init, rx__cross_free}, /* posted tasks, the doorbell */
+    {rx__async_loop_init, rx__async_free},
+    {rx__embed_loop_init, rx__embed_free},
+    {rx__fork_loop_init, rx__fork_free},
+    {rx__child_loop_init, rx__child_free},
+    {rx__stat_loop_init, rx__stat_free},
+    {NULL, rx__signal_stop_all},
+    {rx__periodic_loop_init, rx__periodic_free},
+    {NULL, rx__io_free},
+    {NULL, rx__timer_stop_all}, /* the wheel is the loop's: rx_loop_new() */
+    {rx__idle_loop_init, rx__idle_free},
+    {rx__prepare_loop_init, rx__prepare_free},
+    {rx__check_loop_init, rx__check_free},
+};
+enum { NKINDS = sizeof(kinds) / sizeof(kinds[0]) };
+
 int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   static const struct rx_loop_options defaults;
   if (out == NULL)
@@ -291,28 +321,21 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
   loop->invoke = rx_invoke_pending;
   loop->suspended_at = -1;
   loop->poll_max = RX_BUSY_POLL_DEFAULT;
-  rx__list_init(&loop->cleanups);
-  rx__list_init(&loop->periodics);
-  rx__list_init(&loop->forks);
-  rx__list_init(&loop->embeds);
-  rx__list_init(&loop->stats);
-  loop->inotifyfd = -1;
-  rx__list_init(&loop->children);
   if (loop->flags & RX_LOOP_FORKCHECK) {
     pthread_once(&atfork_once, install_atfork);
     loop->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
   }
-  loop->clockfd = -1;
   for (int i = 0; i < RX__NPRI; i++) {
     rx__list_init(&loop->pending[i]);
     rx__list_init(&loop->timers_pending[i]);
-    rx__list_init(&loop->idles[i]);
   }
-  rx__list_init(&loop->prepares);
-  rx__list_init(&loop->checks);
   rx__tw_init(&loop->wheel, loop->now, shift);
   loop->wheel.exact = (loop->flags & RX_LOOP_MANUAL_CLOCK) != 0;
-  if ((rc = rx__cross_init(loop)) != 0) {
+  for (int k = 0; k < NKINDS; k++) {
+    if (kinds[k].init == NULL || (rc = kinds[k].init(loop)) == 0)
+      continue;
+    while (k-- > 0) /* the shares made so far, all empty */
+      kinds[k].free(loop);
     loop->ops->destroy(loop);
     return rc;
   }
@@ -344,38 +367,12 @@ int rx_loop_free(rx_loop *loop) {
   /* Cleanup watchers first, while everything still works (libev too runs
    * every pending callback then). */
   if (!rx__list_empty(&loop->cleanups)) {
-    feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active),
-              RX_CLEANUP);
+    feed_list(loop, &loop->cleanups, offsetof(rx_cleanup, _active), RX_CLEANUP);
     loop->invoke(loop);
-    while (!rx__list_empty(&loop->cleanups))
-      rx_cleanup_stop(loop, rx__container_of(loop->cleanups.next, rx_cleanup,
-                                             _active));
   }
-  rx__cross_free(loop);
-  while (!rx__list_empty(&loop->embeds))
-    rx_embed_stop(loop, rx__container_of(loop->embeds.next, rx_embed,
-                                         _active));
-  while (!rx__list_empty(&loop->forks))
-    rx_fork_stop(loop, rx__container_of(loop->forks.next, rx_fork, _active));
-  rx__child_free(loop);
-  rx__stat_free(loop);
-  rx__signal_stop_all(loop);
-  rx__periodic_free(loop);
   /* Leave every watcher stopped, so that its memory may be reused. */
-  for (int fd = 0; fd < loop->nfds; fd++)
-    while (loop->fds[fd].head != NULL)
-      rx_io_stop(loop, loop->fds[fd].head);
-  rx__timer_stop_all(loop);
-  for (int i = 0; i < RX__NPRI; i++)
-    while (!rx__list_empty(&loop->idles[i]))
-      rx_idle_stop(loop, rx__container_of(loop->idles[i].next, rx_idle,
-                                          _active));
-  while (!rx__list_empty(&loop->prepares))
-    rx_prepare_stop(loop, rx__container_of(loop->prepares.next, rx_prepare,
-                                           _active));
-  while (!rx__list_empty(&loop->checks))
-    rx_check_stop(loop, rx__container_of(loop->checks.next, rx_check,
-                                         _active));
+  for (int k = 0; k < NKINDS; k++)
+    kinds[k].free(loop);
   rx__free(loop->fds, sizeof(*loop->fds) * (size_t)loop->nfds);
   rx__free(loop->changes, sizeof(*loop->changes) * (size_t)loop->nfds);
   loop->fds = NULL;
@@ -469,14 +466,14 @@ static inline int prio_index(uint32_t flags) {
   return (int)((flags & RX__F_PRIO) >> RX__F_PRIO_SHIFT);
 }
 
-void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
-  if (w->_flags & RX__F_PENDING) {
-    w->_flags |= (uint32_t)revents << RX__F_REVENTS_SHIFT;
+void rx__feed(rx_loop *loop, struct rx__watcher *w, int revents) {
+  if (w->flags & RX__F_PENDING) {
+    w->flags |= (uint32_t)revents << RX__F_REVENTS_SHIFT;
     return;
   }
-  int pri = prio_index(w->_flags);
-  w->_flags |= RX__F_PENDING | ((uint32_t)revents << RX__F_REVENTS_SHIFT);
-  rx__list_push(&loop->pending[pri], &w->_link);
+  int pri = prio_index(w->flags);
+  w->flags |= RX__F_PENDING | ((uint32_t)revents << RX__F_REVENTS_SHIFT);
+  rx__list_push(&loop->pending[pri], &w->link);
   loop->pendingcnt++;
   if (pri > loop->pendingpri)
     loop->pendingpri = pri;
@@ -488,90 +485,90 @@ void rx__feed(rx_loop *loop, struct rx__head *w, int revents) {
  * only because it was fed by hand, and only its queue, circular through a
  * sentinel in its loop, tells which loop that was: the walk costs
  * O(position) and is paid only for such a watcher. */
-int rx__pending_elsewhere(const rx_loop *loop, const struct rx__head *w) {
-  if ((w->_flags & (RX__F_PENDING | RX__F_ACTIVE)) != RX__F_PENDING ||
-      rx__owned_by(loop, &w->_link))
+int rx__pending_elsewhere(const rx_loop *loop, const struct rx__watcher *w) {
+  if ((w->flags & (RX__F_PENDING | RX__F_ACTIVE)) != RX__F_PENDING ||
+      rx__owned_by(loop, &w->link))
     return 0;
   return -EBUSY;
 }
 
-int rx__clear_pending(rx_loop *loop, struct rx__head *w) {
-  if (!(w->_flags & RX__F_PENDING))
+int rx__clear_pending(rx_loop *loop, struct rx__watcher *w) {
+  if (!(w->flags & RX__F_PENDING))
     return 0;
   int rc = rx__pending_elsewhere(loop, w);
   if (rc != 0)
     return rc;
-  rx__list_unlink(&w->_link);
-  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
+  rx__list_unlink(&w->link);
+  w->flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   return 0;
 }
 
-static void invoke_head(rx_loop *loop, struct rx__head *w) {
-  int revents = (int)(w->_flags >> RX__F_REVENTS_SHIFT);
-  w->_flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
+static void invoke_head(rx_loop *loop, struct rx__watcher *w) {
+  int revents = (int)((w->flags >> RX__F_REVENTS_SHIFT) & RX__F_REVENTS_MASK);
+  w->flags &= ~(RX__F_PENDING | (RX__F_REVENTS_MASK << RX__F_REVENTS_SHIFT));
   loop->pendingcnt--;
   loop->m.dispatched++;
   /* Each kind is called through its own pointer type: no cast of a
    * function pointer to an incompatible type. */
-  switch ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
+  switch ((w->flags & RX__F_KIND) >> RX__F_KIND_SHIFT) {
   case RX__KIND_IO: {
-    rx_io *io = (rx_io *)(void *)w;
+    rx_io *io = rx__of_head(w, rx_io);
     io->cb(loop, io, revents);
     break;
   }
   case RX__KIND_IDLE: {
-    rx_idle *idle = (rx_idle *)(void *)w;
+    rx_idle *idle = rx__of_head(w, rx_idle);
     idle->cb(loop, idle, revents);
     break;
   }
   case RX__KIND_PREPARE: {
-    rx_prepare *p = (rx_prepare *)(void *)w;
+    rx_prepare *p = rx__of_head(w, rx_prepare);
     p->cb(loop, p, revents);
     break;
   }
   case RX__KIND_CHECK: {
-    rx_check *c = (rx_check *)(void *)w;
+    rx_check *c = rx__of_head(w, rx_check);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_ASYNC: {
-    rx_async *a = (rx_async *)(void *)w;
+    rx_async *a = rx__of_head(w, rx_async);
     a->cb(loop, a, revents);
     break;
   }
   case RX__KIND_CLEANUP: {
-    rx_cleanup *c = (rx_cleanup *)(void *)w;
+    rx_cleanup *c = rx__of_head(w, rx_cleanup);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_SIGNAL: {
-    rx_signal *sg = (rx_signal *)(void *)w;
+    rx_signal *sg = rx__of_head(w, rx_signal);
     sg->cb(loop, sg, revents);
     break;
   }
   case RX__KIND_EMBED: {
-    rx_embed *e = (rx_embed *)(void *)w;
+    rx_embed *e = rx__of_head(w, rx_embed);
     e->cb(loop, e, revents);
     break;
   }
   case RX__KIND_PERIODIC: {
-    rx_periodic *p = (rx_periodic *)(void *)w;
+    rx_periodic *p = rx__of_head(w, rx_periodic);
     p->cb(loop, p, revents);
     break;
   }
   case RX__KIND_FORK: {
-    rx_fork *f = (rx_fork *)(void *)w;
+    rx_fork *f = rx__of_head(w, rx_fork);
     f->cb(loop, f, revents);
     break;
   }
   case RX__KIND_CHILD: {
-    rx_child *c = (rx_child *)(void *)w;
+    rx_child *c = rx__of_head(w, rx_child);
     c->cb(loop, c, revents);
     break;
   }
   case RX__KIND_STAT: {
-    rx_stat *st = (rx_stat *)(void *)w;
+    rx_stat *st = rx__of_head(w, rx_stat);
     st->cb(loop, st, revents);
     break;
   }
@@ -593,7 +590,7 @@ void rx_invoke_pending(rx_loop *loop) {
     if ((node = rx__list_shift(&loop->timers_pending[pri])) != NULL) {
       rx__timer_invoke(loop, node);
     } else if ((node = rx__list_shift(&loop->pending[pri])) != NULL) {
-      invoke_head(loop, rx__container_of(node, struct rx__head, _link));
+      invoke_head(loop, rx__container_of(node, struct rx__watcher, link));
     } else if (pri > 0) {
       loop->pendingpri = pri - 1;
     } else {
@@ -610,11 +607,11 @@ void rx_set_invoke_pending(rx_loop *loop, void (*invoke)(rx_loop *loop)) {
 
 /* Whether the active watcher `w` of kind `kind` is active on `loop`: on
  * the list its kind keeps there. */
-static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
-  size_t at;
+static bool active_here(rx_loop *loop, struct rx__watcher *w, unsigned kind) {
+  const struct rx__link *at;
   switch (kind) {
   case RX__KIND_IO: {
-    rx_io *io = (rx_io *)(void *)w;
+    rx_io *io = rx__of_head(w, rx_io);
     struct rx__fd *f = rx__fd_get(loop, io->fd);
     for (rx_io *i = f != NULL ? f->head : NULL; i != NULL; i = i->_next)
       if (i == io)
@@ -622,7 +619,7 @@ static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
     return false;
   }
   case RX__KIND_SIGNAL: {
-    rx_signal *sg = (rx_signal *)(void *)w;
+    rx_signal *sg = rx__of_head(w, rx_signal);
     if (sg->signum <= 0 || sg->signum >= RX__NSIG)
       return false;
     for (rx_signal *i = loop->signals[sg->signum]; i != NULL; i = i->_next)
@@ -631,53 +628,67 @@ static bool active_here(rx_loop *loop, struct rx__head *w, unsigned kind) {
     return false;
   }
   case RX__KIND_EMBED:
-    at = offsetof(rx_embed, _prepare._active);
+    at = &rx__of_head(w, rx_embed)->_prepare._active;
     break;
   case RX__KIND_PERIODIC:
-    at = offsetof(rx_periodic, _active);
+    at = &rx__of_head(w, rx_periodic)->_active;
     break;
   case RX__KIND_CHILD:
-    at = offsetof(rx_child, _active);
+    at = &rx__of_head(w, rx_child)->_active;
     break;
   case RX__KIND_STAT:
-    at = offsetof(rx_stat, _active);
+    at = &rx__of_head(w, rx_stat)->_active;
     break;
   case RX__KIND_ASYNC:
-    at = offsetof(rx_async, _active);
+    at = &rx__of_head(w, rx_async)->_active;
     break;
-  default: /* idle, prepare, check, cleanup, fork: the link after the head */
-    at = offsetof(rx_idle, _active);
+  case RX__KIND_IDLE:
+    at = &rx__of_head(w, rx_idle)->_active;
     break;
+  case RX__KIND_PREPARE:
+    at = &rx__of_head(w, rx_prepare)->_active;
+    break;
+  case RX__KIND_CHECK:
+    at = &rx__of_head(w, rx_check)->_active;
+    break;
+  case RX__KIND_CLEANUP:
+    at = &rx__of_head(w, rx_cleanup)->_active;
+    break;
+  case RX__KIND_FORK:
+    at = &rx__of_head(w, rx_fork)->_active;
+    break;
+  default:
+    return false;
   }
-  return rx__owned_by(loop, (struct rx__link *)(void *)((char *)w + at));
+  return rx__owned_by(loop, at);
 }
 
 int rx_feed_event_head(rx_loop *loop, void *w, int revents) {
-  struct rx__head *h = w;
+  struct rx__watcher *h = w;
   if (loop == NULL || h == NULL)
     return -EINVAL;
-  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  unsigned kind = (h->flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
   if (kind < RX__KIND_IO || kind > RX__KIND_STAT)
     return -EINVAL; /* not an initialised watcher */
   /* A watcher of another loop would wait on this loop's queue, and its own
    * loop would later unlink it from there: -EBUSY, as for start. */
-  if ((h->_flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
-                                 : rx__pending_elsewhere(loop, h) != 0)
+  if ((h->flags & RX__F_ACTIVE) ? !active_here(loop, h, kind)
+                                : rx__pending_elsewhere(loop, h) != 0)
     return -EBUSY;
   rx__feed(loop, h, revents & (int)RX__F_REVENTS_MASK);
   return 0;
 }
 
 int rx_clear_pending_head(rx_loop *loop, void *w) {
-  struct rx__head *h = w;
+  struct rx__watcher *h = w;
   if (loop == NULL || h == NULL)
     return -EINVAL;
-  if (!(h->_flags & RX__F_PENDING))
+  if (!(h->flags & RX__F_PENDING))
     return 0;
-  unsigned kind = (h->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
-  if ((h->_flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
+  unsigned kind = (h->flags & RX__F_KIND) >> RX__F_KIND_SHIFT;
+  if ((h->flags & RX__F_ACTIVE) && !active_here(loop, h, kind))
     return -EBUSY;
-  int revents = (int)(h->_flags >> RX__F_REVENTS_SHIFT);
+  int revents = (int)((h->flags >> RX__F_REVENTS_SHIFT) & RX__F_REVENTS_MASK);
   int rc = rx__clear_pending(loop, h);
   return rc != 0 ? rc : revents;
 }
@@ -698,7 +709,7 @@ int rx_feed_fd_event(rx_loop *loop, int fd, int revents) {
 static void feed_list(rx_loop *loop, struct rx__link *list, size_t offset,
                       int revents) {
   for (struct rx__link *n = list->next; n != list; n = n->next)
-    rx__feed(loop, (struct rx__head *)(void *)((char *)n - offset), revents);
+    rx__feed(loop, rx__head_at(n, offset), revents);
 }
 
 /* libev's rule: idle watchers of the highest priority that has any run, and
@@ -863,8 +874,8 @@ static inline int busy_poll(rx_loop *loop, int64_t *timeout, int64_t *quiet) {
   return rc;
 }
 
-/* A wait that may block, with other threads told to ring (async.c): the
- * io collect nap, the backend's wait, then the idle time and the busy-poll
+/* A wait that may block, with other threads told to ring (crossthread.c):
+ * the io collect nap, the backend's wait, then the idle time and the busy-poll
  * window accounted for. `quiet` is when the loop ran out of work if it
  * polled first, else 0. */
 static int sleep_step(rx_loop *loop, int64_t timeout, int64_t quiet) {
@@ -965,12 +976,14 @@ int rx_loop_fd(rx_loop *loop) {
   return loop->ops->pollfd(loop);
 }
 
-int64_t rx_loop_timeout(rx_loop *loop) {
-  if (loop == NULL)
+int rx_loop_timeout(rx_loop *loop, int64_t *out) {
+  if (loop == NULL || out == NULL)
     return -EINVAL;
   /* A fork to finish: rx_run() does it, or returns why it cannot. */
-  if (rx__fork_pending(loop) || loop->postfork != 0)
+  if (rx__fork_pending(loop) || loop->postfork != 0) {
+    *out = 0;
     return 0;
+  }
   refresh_now(loop);
   int64_t timeout = wait_timeout(loop, RX_RUN_ONCE);
   if (timeout == 0 && loop->activecnt <= 0 && loop->pendingcnt == 0 &&
@@ -978,7 +991,8 @@ int64_t rx_loop_timeout(rx_loop *loop) {
     timeout = -1; /* nothing at all: no reason to come back early */
   if (timeout != 0 && !rx__cross_may_sleep(loop))
     timeout = 0;
-  return timeout;
+  *out = timeout;
+  return 0;
 }
 
 void rx_break(rx_loop *loop, int how) {

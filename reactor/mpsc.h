@@ -18,10 +18,14 @@
  *     tells the two apart, so the consumer does not go to sleep on a busy
  *     queue; the producer's link store completes in a few instructions.
  *
- * Memory orders: the exchange on `head` is acq_rel, so that a producer sees
- * the previous node fully initialised before writing into its `next`, and
- * the consumer's acquire loads of `next` pair with the producers' release
- * stores, so a popped node's payload (written before the push) is visible.
+ * Memory orders: the exchange on `head` is seq_cst. Acq_rel would be enough
+ * for the queue alone (a producer sees the previous node fully initialised
+ * before writing into its `next`); seq_cst is for rx_loop_post(), whose
+ * push must not be reordered with its seq_cst load of the loop's sleeping
+ * flag (rx__mpsc_push() says more). rx__mpsc_empty() loads `head` seq_cst
+ * for the loop's side of that handshake. The consumer's acquire loads of
+ * `next` pair with the producers' release stores, so a popped node's
+ * payload (written before the push) is visible.
  */
 #ifndef RX_MPSC_H
 #define RX_MPSC_H
@@ -60,7 +64,7 @@ static inline void rx__mpsc_push(struct rx__mpsc *q, struct rx__mpsc_node *n) {
    * after the producer that pushed prev initialised it. Seq_cst rather than
    * acq_rel because rx_loop_post() follows the push with a seq_cst load of
    * the loop's sleeping flag and the pair must not be reordered (a Dekker
-   * handshake, see async.c); on x86-64 both are the same XCHG. */
+   * handshake, see crossthread.c); on x86-64 both are the same XCHG. */
   struct rx__mpsc_node *prev = __atomic_exchange_n(&q->head, n, __ATOMIC_SEQ_CST);
   /* Release: the consumer that loads this pointer with acquire sees `n`'s
    * payload. Between the exchange and this store the queue is "busy". */

@@ -112,13 +112,13 @@ static int watch_clock(rx_loop *loop) {
   int rc = arm_clockfd(fd);
   if (rc == 0) {
     rx_io_init(&loop->clockwatch, on_clock_set, fd, RX_READ);
+    rx__unref_watcher(&loop->clockwatch._w); /* keeps no loop running */
     rc = rx_io_start(loop, &loop->clockwatch);
   }
   if (rc != 0) {
     close(fd);
     return rc;
   }
-  rx_unref(loop); /* an internal watcher keeps no loop running */
   loop->clockfd = fd;
   return 0;
 }
@@ -126,7 +126,6 @@ static int watch_clock(rx_loop *loop) {
 static void unwatch_clock(rx_loop *loop) {
   if (loop->clockfd < 0)
     return;
-  rx_ref(loop);
   rx_io_stop(loop, &loop->clockwatch);
   close(loop->clockfd);
   loop->clockfd = -1;
@@ -138,10 +137,7 @@ void(rx_periodic_init)(rx_periodic *w, rx_periodic_cb cb, int64_t offset,
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_PERIODIC << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_PERIODIC);
   w->offset = offset;
   w->interval = interval;
   w->reschedule = reschedule;
@@ -155,9 +151,9 @@ int rx_periodic_start(rx_loop *loop, rx_periodic *w) {
       (w->interval > 0 && w->reschedule == NULL &&
        (w->offset < 0 || w->offset >= w->interval)))
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->nperiodics == 0) {
     int rc = watch_clock(loop);
@@ -166,8 +162,7 @@ int rx_periodic_start(rx_loop *loop, rx_periodic *w) {
   }
   refresh_wall(loop);
   w->at = next_at(w, loop->wallnow);
-  int rc = rx__listed_start(loop, (struct rx__head *)(void *)w, &w->_active,
-                            &loop->periodics);
+  int rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->periodics);
   if (rc == 0)
     loop->nperiodics++;
   return rc;
@@ -176,8 +171,8 @@ int rx_periodic_start(rx_loop *loop, rx_periodic *w) {
 int rx_periodic_stop(rx_loop *loop, rx_periodic *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  int was = (w->_flags & RX__F_ACTIVE) != 0;
-  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w, &w->_active);
+  int was = (w->_w.flags & RX__F_ACTIVE) != 0;
+  int rc = rx__listed_stop(loop, rx__w(w), &w->_active);
   if (rc == 0 && was && --loop->nperiodics == 0)
     unwatch_clock(loop);
   return rc;
@@ -186,7 +181,7 @@ int rx_periodic_stop(rx_loop *loop, rx_periodic *w) {
 int rx_periodic_again(rx_loop *loop, rx_periodic *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE))
+  if (!(w->_w.flags & RX__F_ACTIVE))
     return rx_periodic_start(loop, w);
   if (!rx__owned_by(loop, &w->_active))
     return -EBUSY;
@@ -196,7 +191,7 @@ int rx_periodic_again(rx_loop *loop, rx_periodic *w) {
 }
 
 int rx_periodic_set_priority(rx_periodic *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }
 
 /* The due periodic that comes after (`at`, `after`) in deadline order,
@@ -242,12 +237,12 @@ void rx__periodic_expire(rx_loop *loop) {
   if (sorted) {
     for (n = loop->periodics.next; n != &loop->periodics; n = n->next)
       if (periodic_of(n)->at <= loop->wallnow)
-        rx__feed(loop, (struct rx__head *)(void *)periodic_of(n), RX_PERIODIC);
+        rx__feed(loop, rx__w(periodic_of(n)), RX_PERIODIC);
   } else {
     rx_periodic *w = NULL;
     while ((w = next_due(loop, w != NULL ? w->at : INT64_MIN,
                          w != NULL ? &w->_active : NULL)) != NULL)
-      rx__feed(loop, (struct rx__head *)(void *)w, RX_PERIODIC);
+      rx__feed(loop, rx__w(w), RX_PERIODIC);
   }
   for (n = loop->periodics.next; n != &loop->periodics; n = next) {
     next = n->next;
@@ -258,8 +253,8 @@ void rx__periodic_expire(rx_loop *loop) {
       w->at = next_at(w, loop->wallnow);
     } else {
       rx__list_unlink(&w->_active);
-      w->_flags &= ~RX__F_ACTIVE;
-      loop->activecnt--;
+      w->_w.flags &= ~RX__F_ACTIVE;
+      loop->activecnt -= rx__counted(&w->_w);
       if (--loop->nperiodics == 0)
         unwatch_clock(loop);
     }
@@ -287,6 +282,13 @@ int64_t rx__periodic_timeout(rx_loop *loop) {
 void rx__periodic_resume(rx_loop *loop) {
   if (loop->nperiodics > 0)
     recompute_all(loop);
+}
+
+/* The loop's share (loop.c's table of kinds). */
+int rx__periodic_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->periodics);
+  loop->clockfd = -1;
+  return 0;
 }
 
 void rx__periodic_free(rx_loop *loop) {

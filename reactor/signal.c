@@ -5,7 +5,7 @@
  * with process-wide state: for each signal number, the loop that watches it
  * and a flag the handler sets. The handler is async-signal-safe: a few
  * atomics and perhaps one write() on the loop's eventfd, through the same
- * sleep handshake as rx_async_send() (async.c). The loop then finds the
+ * sleep handshake as rx_async_send() (crossthread.c). The loop then finds the
  * flag and feeds the signal's watchers.
  *
  * A handler may run on any thread, in parallel with the loop's thread
@@ -14,7 +14,7 @@
  * for the owner, and giving the signal up (disown()) takes the owner away,
  * then waits until no handler is in flight: the pair of seq_cst accesses
  * on each side (a Dekker pair, as rx_loop_post's `posting` and `closing`
- * in async.c) means that a handler either is seen in flight, and waited
+ * in crossthread.c) means that a handler either is seen in flight, and waited
  * for, or sees no owner. Once disown() returns, no handler holds the loop,
  * so it may be freed. The wait is short: a handler holds the count for a
  * few instructions, and no handler starts a wait of its own.
@@ -74,10 +74,7 @@ void rx_signal_init(rx_signal *w, rx_signal_cb cb, int signum) {
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_SIGNAL << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_SIGNAL);
   w->signum = signum;
   w->_next = NULL;
 }
@@ -151,9 +148,9 @@ static bool on_list(const rx_loop *loop, const rx_signal *w) {
 int rx_signal_start(rx_loop *loop, rx_signal *w) {
   if (loop == NULL || w == NULL || !catchable(w->signum))
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return on_list(loop, w) ? 0 : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->signals[w->signum] == NULL) {
     int rc = claim(loop, w->signum);
@@ -163,26 +160,26 @@ int rx_signal_start(rx_loop *loop, rx_signal *w) {
   }
   w->_next = loop->signals[w->signum];
   loop->signals[w->signum] = w;
-  w->_flags |= RX__F_ACTIVE;
-  loop->activecnt++;
+  w->_w.flags |= RX__F_ACTIVE;
+  loop->activecnt += rx__counted(&w->_w);
   return 0;
 }
 
 int rx_signal_stop(rx_loop *loop, rx_signal *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  if (!(w->_flags & RX__F_ACTIVE))
-    return rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  if (!(w->_w.flags & RX__F_ACTIVE))
+    return rx__clear_pending(loop, rx__w(w));
   if (!catchable(w->signum) || !on_list(loop, w))
     return -EBUSY; /* active on another loop */
-  rx__clear_pending(loop, (struct rx__head *)(void *)w);
+  rx__clear_pending(loop, rx__w(w));
   rx_signal **p = &loop->signals[w->signum];
   while (*p != w)
     p = &(*p)->_next;
   *p = w->_next;
   w->_next = NULL;
-  w->_flags &= ~RX__F_ACTIVE;
-  loop->activecnt--;
+  w->_w.flags &= ~RX__F_ACTIVE;
+  loop->activecnt -= rx__counted(&w->_w);
   if (loop->signals[w->signum] == NULL) {
     release(w->signum);
     loop->nsignals--;
@@ -191,12 +188,12 @@ int rx_signal_stop(rx_loop *loop, rx_signal *w) {
 }
 
 int rx_signal_set_priority(rx_signal *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
 }
 
 static void feed_signal(rx_loop *loop, int signum) {
   for (rx_signal *w = loop->signals[signum]; w != NULL; w = w->_next)
-    rx__feed(loop, (struct rx__head *)(void *)w, RX_SIGNAL);
+    rx__feed(loop, rx__w(w), RX_SIGNAL);
 }
 
 int rx_feed_signal(int signum) {

@@ -64,7 +64,7 @@ static void check(rx_loop *loop, rx_stat *w) {
       inotify_rm_watch(loop->inotifyfd, w->_wd);
     add_watch(loop, w);
   }
-  rx__feed(loop, (struct rx__head *)(void *)w, RX_STAT);
+  rx__feed(loop, rx__w(w), RX_STAT);
 }
 
 static void on_poll(rx_loop *loop, rx_timer *t, int revents) {
@@ -101,11 +101,11 @@ static void open_inotify(rx_loop *loop) {
   if (fd < 0)
     return; /* polling alone, as where inotify is not available */
   rx_io_init(&loop->inotifywatch, on_inotify, fd, RX_READ);
+  rx__unref_watcher(&loop->inotifywatch._w); /* keeps no loop running */
   if (rx_io_start(loop, &loop->inotifywatch) != 0) {
     close(fd);
     return;
   }
-  rx_unref(loop);
   loop->inotifyfd = fd;
 }
 
@@ -115,10 +115,7 @@ void(rx_stat_init)(rx_stat *w, rx_stat_cb cb, const char *path,
   if (w == NULL)
     return;
   w->cb = cb;
-  w->_link.next = NULL;
-  w->_link.prev = NULL;
-  w->_flags = ((uint32_t)(0 - RX_MINPRI) << RX__F_PRIO_SHIFT) |
-              ((uint32_t)RX__KIND_STAT << RX__F_KIND_SHIFT);
+  rx__head_init(&w->_w, RX__KIND_STAT);
   w->path = path;
   w->interval = interval;
   memset(&w->prev, 0, sizeof(w->prev));
@@ -131,9 +128,9 @@ void(rx_stat_init)(rx_stat *w, rx_stat_cb cb, const char *path,
 int rx_stat_start(rx_loop *loop, rx_stat *w) {
   if (loop == NULL || w == NULL || w->path == NULL || w->interval < 0)
     return -EINVAL;
-  if (w->_flags & RX__F_ACTIVE)
+  if (w->_w.flags & RX__F_ACTIVE)
     return rx__owned_by(loop, &w->_active) ? 0 : -EBUSY;
-  if (rx__pending_elsewhere(loop, (struct rx__head *)(void *)w) != 0)
+  if (rx__pending_elsewhere(loop, rx__w(w)) != 0)
     return -EBUSY; /* fed to another loop, and still waiting there */
   if (loop->inotifyfd < 0)
     open_inotify(loop);
@@ -145,8 +142,7 @@ int rx_stat_start(rx_loop *loop, rx_stat *w) {
   int rc = rx_timer_start(loop, &w->_timer);
   if (rc == 0) {
     rx_unref(loop);
-    rc = rx__listed_start(loop, (struct rx__head *)(void *)w, &w->_active,
-                          &loop->stats);
+    rc = rx__listed_start(loop, rx__w(w), &w->_active, &loop->stats);
   }
   return rc;
 }
@@ -154,8 +150,8 @@ int rx_stat_start(rx_loop *loop, rx_stat *w) {
 int rx_stat_stop(rx_loop *loop, rx_stat *w) {
   if (loop == NULL || w == NULL)
     return -EINVAL;
-  int was = (w->_flags & RX__F_ACTIVE) != 0;
-  int rc = rx__listed_stop(loop, (struct rx__head *)(void *)w, &w->_active);
+  int was = (w->_w.flags & RX__F_ACTIVE) != 0;
+  int rc = rx__listed_stop(loop, rx__w(w), &w->_active);
   if (rc != 0 || !was)
     return rc;
   rx_ref(loop);
@@ -180,14 +176,20 @@ int rx_stat_stat(rx_loop *loop, rx_stat *w) {
 }
 
 int rx_stat_set_priority(rx_stat *w, int priority) {
-  return rx__head_set_priority((struct rx__head *)(void *)w, priority);
+  return rx__head_set_priority(rx__w(w), priority);
+}
+
+/* The loop's share (loop.c's table of kinds). */
+int rx__stat_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->stats);
+  loop->inotifyfd = -1;
+  return 0;
 }
 
 void rx__stat_free(rx_loop *loop) {
   while (!rx__list_empty(&loop->stats))
     rx_stat_stop(loop, stat_of(loop->stats.next));
   if (loop->inotifyfd >= 0) {
-    rx_ref(loop);
     rx_io_stop(loop, &loop->inotifywatch);
     close(loop->inotifyfd);
     loop->inotifyfd = -1;

@@ -14,10 +14,11 @@
 
 /* Walks the circular list `head`, calling `check` on each node; counts the
  * nodes in *n. False if the links are inconsistent, a node fails the check,
- * or the list is longer than `bound`. */
+ * or the list is longer than `bound`. A node reached from the loop's own
+ * sentinel is on that loop's list: the walk is the membership test. */
 static bool walk(const struct rx__link *head, size_t bound, size_t *n,
-                 bool (*check)(const struct rx__link *node, int arg),
-                 int arg) {
+                 bool (*check)(const struct rx__link *node, const void *arg),
+                 const void *arg) {
   const struct rx__link *prev = head;
   for (const struct rx__link *l = head->next; l != head; l = l->next) {
     if (l == NULL || l->prev != prev || ++*n > bound)
@@ -29,30 +30,79 @@ static bool walk(const struct rx__link *head, size_t bound, size_t *n,
   return head->prev == prev;
 }
 
-static uint32_t head_flags(const struct rx__link *node, size_t offset) {
-  return ((const struct rx__head *)(const void *)((const char *)node - offset))
-      ->_flags;
+/* The head of the watcher that holds `node` at `offset` (container_of: the
+ * head is the watcher's first member). */
+static const struct rx__watcher *head_at(const struct rx__link *node,
+                                         size_t offset) {
+  return (const struct rx__watcher *)(const void *)((const char *)node -
+                                                    offset);
 }
 
 /* A pending head watcher: flagged pending, queued at its priority. */
-static bool pending_ok(const struct rx__link *node, int pri) {
-  uint32_t f = head_flags(node, offsetof(struct rx__head, _link));
+static bool pending_ok(const struct rx__link *node, const void *arg) {
+  int pri = *(const int *)arg;
+  uint32_t f = head_at(node, offsetof(struct rx__watcher, link))->flags;
   return (f & RX__F_PENDING) &&
          (int)((f & RX__F_PRIO) >> RX__F_PRIO_SHIFT) == pri;
 }
 
-static bool timer_pending_ok(const struct rx__link *node, int pri) {
+static bool timer_pending_ok(const struct rx__link *node, const void *arg) {
+  int pri = *(const int *)arg;
   const rx_timer *w = rx__container_of(node, rx_timer, _ent.link);
   unsigned f = (unsigned)(w->_ent.word >> RX__TW_AT_BITS);
   return (f & RX__T_PENDING) && (int)(f & RX__T_PRIO) == pri;
 }
 
-/* An active watcher of kind `kind` on one of the loop's lists. */
-static bool listed_ok(const struct rx__link *node, int kind) {
-  /* Every list-kept watcher has its `_active` link right after the head. */
-  uint32_t f = head_flags(node, offsetof(rx_idle, _active));
-  return (f & RX__F_ACTIVE) &&
-         (int)((f & RX__F_KIND) >> RX__F_KIND_SHIFT) == kind;
+/* One of the loop's watcher lists: the kind on it, where each watcher
+ * keeps its `_active` link (after the head for idle, prepare, check,
+ * async, cleanup and fork watchers; further down for periodic, child,
+ * stat and embed ones), the priority every watcher on it must have (idle
+ * lists are per priority), or -1 for any, and the loop. */
+struct list_spec {
+  int kind;
+  size_t at;
+  int pri;
+  const rx_loop *loop;
+};
+
+/* An active watcher of the list's kind, and what its kind adds: an async
+ * watcher names its loop, a child watcher on a pidfd watches it with its
+ * own io watcher, an embed watcher's prepare watcher is on this loop. */
+static bool listed_ok(const struct rx__link *node, const void *arg) {
+  const struct list_spec *spec = arg;
+  const struct rx__watcher *h = head_at(node, spec->at);
+  uint32_t f = h->flags;
+  if (!(f & RX__F_ACTIVE) ||
+      (int)((f & RX__F_KIND) >> RX__F_KIND_SHIFT) != spec->kind ||
+      (spec->pri >= 0 &&
+       (int)((f & RX__F_PRIO) >> RX__F_PRIO_SHIFT) != spec->pri))
+    return false;
+  switch (spec->kind) {
+  case RX__KIND_ASYNC: {
+    const rx_async *w = rx__of_head(h, const rx_async);
+    return __atomic_load_n(&w->_loop, __ATOMIC_RELAXED) == spec->loop;
+  }
+  case RX__KIND_CHILD: {
+    const rx_child *w = rx__of_head(h, const rx_child);
+    return w->_pidfd < 0 || (rx_is_active(&w->_io) && w->_io.fd == w->_pidfd);
+  }
+  case RX__KIND_EMBED: {
+    const rx_embed *w = rx__of_head(h, const rx_embed);
+    return w->other != NULL && w->other != spec->loop &&
+           rx_is_active(&w->_prepare) &&
+           rx__owned_by(spec->loop, &w->_prepare._active);
+  }
+  default:
+    return true;
+  }
+}
+
+/* Child watchers that wait for SIGCHLD rather than a pidfd. */
+static bool child_sigchld(const struct rx__link *node, const void *arg) {
+  size_t *n = (size_t *)(uintptr_t)arg;
+  if (rx__container_of(node, rx_child, _active)->_pidfd < 0)
+    ++*n;
+  return true;
 }
 
 static int broken(const char **what, const char *name) {
@@ -64,9 +114,9 @@ static int broken(const char **what, const char *name) {
 static int verify_pending(rx_loop *loop, const char **what, size_t bound) {
   size_t n = 0;
   for (int pri = 0; pri < RX__NPRI; pri++) {
-    if (!walk(&loop->pending[pri], bound, &n, pending_ok, pri))
+    if (!walk(&loop->pending[pri], bound, &n, pending_ok, &pri))
       return broken(what, "pending queue");
-    if (!walk(&loop->timers_pending[pri], bound, &n, timer_pending_ok, pri))
+    if (!walk(&loop->timers_pending[pri], bound, &n, timer_pending_ok, &pri))
       return broken(what, "timer pending queue");
   }
   if (n != loop->pendingcnt)
@@ -87,10 +137,10 @@ static int verify_fds(rx_loop *loop, const char **what) {
     uint8_t want = 0;
     int n = 0;
     for (const rx_io *w = f->head; w != NULL; w = w->_next) {
-      if (++n > 1 << 20 || w->fd != fd || !(w->_flags & RX__F_ACTIVE) ||
-          ((w->_flags & RX__F_KIND) >> RX__F_KIND_SHIFT) != RX__KIND_IO)
+      if (++n > 1 << 20 || w->fd != fd || !(w->_w.flags & RX__F_ACTIVE) ||
+          ((w->_w.flags & RX__F_KIND) >> RX__F_KIND_SHIFT) != RX__KIND_IO)
         return broken(what, "fd watcher list");
-      want |= (uint8_t)(w->_flags & RX__F_EVENTS);
+      want |= (uint8_t)(w->_w.flags & RX__F_EVENTS);
     }
     if (want != f->want)
       return broken(what, "fd interest");
@@ -98,22 +148,58 @@ static int verify_fds(rx_loop *loop, const char **what) {
   return 0;
 }
 
+/* Walks one watcher list of `loop` with listed_ok(). */
+static bool list_ok(rx_loop *loop, const struct rx__link *list, int kind,
+                    size_t at, int pri, size_t bound, size_t *n) {
+  struct list_spec spec = {kind, at, pri, loop};
+  return walk(list, bound, n, listed_ok, &spec);
+}
+
 static int verify_lists(rx_loop *loop, const char **what, size_t bound) {
   size_t n = 0;
   for (int pri = 0; pri < RX__NPRI; pri++)
-    if (!walk(&loop->idles[pri], bound, &n, listed_ok, RX__KIND_IDLE))
+    if (!list_ok(loop, &loop->idles[pri], RX__KIND_IDLE,
+                 offsetof(rx_idle, _active), pri, bound, &n))
       return broken(what, "idle watchers");
   if (n != (size_t)loop->idlecnt)
     return broken(what, "idle count");
   n = 0;
-  if (!walk(&loop->prepares, bound, &n, listed_ok, RX__KIND_PREPARE))
+  if (!list_ok(loop, &loop->prepares, RX__KIND_PREPARE,
+               offsetof(rx_prepare, _active), -1, bound, &n))
     return broken(what, "prepare watchers");
-  if (!walk(&loop->checks, bound, &n, listed_ok, RX__KIND_CHECK))
+  if (!list_ok(loop, &loop->checks, RX__KIND_CHECK, offsetof(rx_check, _active),
+               -1, bound, &n))
     return broken(what, "check watchers");
-  if (!walk(&loop->asyncs, bound, &n, listed_ok, RX__KIND_ASYNC))
+  if (!list_ok(loop, &loop->asyncs, RX__KIND_ASYNC, offsetof(rx_async, _active),
+               -1, bound, &n))
     return broken(what, "async watchers");
-  if (!walk(&loop->cleanups, bound, &n, listed_ok, RX__KIND_CLEANUP))
+  if (!list_ok(loop, &loop->cleanups, RX__KIND_CLEANUP,
+               offsetof(rx_cleanup, _active), -1, bound, &n))
     return broken(what, "cleanup watchers");
+  if (!list_ok(loop, &loop->forks, RX__KIND_FORK, offsetof(rx_fork, _active),
+               -1, bound, &n))
+    return broken(what, "fork watchers");
+  if (!list_ok(loop, &loop->embeds, RX__KIND_EMBED, offsetof(rx_embed, _active),
+               -1, bound, &n))
+    return broken(what, "embed watchers");
+  if (!list_ok(loop, &loop->stats, RX__KIND_STAT, offsetof(rx_stat, _active),
+               -1, bound, &n))
+    return broken(what, "stat watchers");
+  n = 0;
+  if (!list_ok(loop, &loop->periodics, RX__KIND_PERIODIC,
+               offsetof(rx_periodic, _active), -1, bound, &n))
+    return broken(what, "periodic watchers");
+  if (loop->nperiodics < 0 || n != (size_t)loop->nperiodics)
+    return broken(what, "periodic count");
+  n = 0;
+  if (!list_ok(loop, &loop->children, RX__KIND_CHILD,
+               offsetof(rx_child, _active), -1, bound, &n))
+    return broken(what, "child watchers");
+  size_t sigchld = 0;
+  n = 0;
+  walk(&loop->children, bound, &n, child_sigchld, &sigchld);
+  if (loop->sigchld_users < 0 || sigchld != (size_t)loop->sigchld_users)
+    return broken(what, "child count");
   return 0;
 }
 

@@ -384,7 +384,8 @@ static void n_invoke(rx_loop *loop) {
   X(metrics_l, rx_loop_metrics(NULL, &(struct rx_metrics){0}), -EINVAL) \
   X(metrics_m, rx_loop_metrics(L, NULL), -EINVAL)                       \
   X(loop_fd, rx_loop_fd(NULL), -EINVAL)                                 \
-  X(loop_timeout, rx_loop_timeout(NULL), -EINVAL)                       \
+  X(loop_timeout, rx_loop_timeout(NULL, &(int64_t){0}), -EINVAL)        \
+  X(loop_timeout_t, rx_loop_timeout(L, NULL), -EINVAL)                  \
   X(io_init, V(rx_io_init(NULL, NULL, 0, RX_READ)), ANY)                \
   X(io_set, rx_io_set(NULL, 0, RX_READ), -EINVAL)                       \
   X(io_close, rx_io_close(NULL, -1), -EINVAL)                           \

@@ -164,7 +164,8 @@ static int host_until(rx_loop *loop, const int *done, int64_t limit) {
   int64_t end = rxt_clock() + limit;
   rx_run(loop, RX_RUN_NOWAIT);
   while (!*done && rxt_clock() < end) {
-    int64_t t = rx_loop_timeout(loop);
+    int64_t t = 0;
+    assert_int_equal(rx_loop_timeout(loop, &t), 0);
     int ms = t < 0 ? 1000 : (int)((t + 999999) / 1000000);
     struct pollfd p = {rx_loop_fd(loop), POLLIN, 0};
     poll(&p, 1, ms);
@@ -190,6 +191,36 @@ static void *post_later(void *arg) {
   return NULL;
 }
 
+/* rx_loop_timeout()'s "no limit" (-1, written to the out parameter) and its
+ * error (-EINVAL, returned) cannot be taken for each other: -1 is also
+ * -EPERM, so the two travel apart. */
+static void test_timeout_none_is_no_error(void **state) {
+  (void)state;
+  rx_loop *loop = NULL;
+  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  rx_run(loop, RX_RUN_NOWAIT);
+  int64_t t = 12345;
+  /* Nothing to wait for: success, no limit. */
+  assert_int_equal(rx_loop_timeout(loop, &t), 0);
+  rxt_assert_eq(t, -1);
+  rx_run(loop, RX_RUN_NOWAIT); /* clears the wait it announced */
+  /* Errors are returned, and leave the timeout alone. */
+  t = 12345;
+  assert_int_equal(rx_loop_timeout(NULL, &t), -EINVAL);
+  rxt_assert_eq(t, 12345);
+  assert_int_equal(rx_loop_timeout(loop, NULL), -EINVAL);
+  /* A timer bounds it: success, a positive timeout. */
+  rx_timer tm;
+  rx_timer_init(&tm, NULL, RX_SEC(1), 0);
+  assert_int_equal(rx_timer_start(loop, &tm), 0);
+  assert_int_equal(rx_loop_timeout(loop, &t), 0);
+  rxt_assert_gt(t, 0);
+  rxt_assert_le(t, RX_SEC(1));
+  rx_run(loop, RX_RUN_NOWAIT);
+  assert_int_equal(rx_timer_stop(loop, &tm), 0);
+  assert_int_equal(rx_loop_free(loop), 0);
+}
+
 static void test_host_loop(void **state) {
   (void)state;
   int sv[2];
@@ -198,7 +229,8 @@ static void test_host_loop(void **state) {
   inner_setup(&in, sv[0], RX_MSEC(40));
   /* Nothing due: the timeout is the timer's, within a tick. */
   rx_run(in.loop, RX_RUN_NOWAIT);
-  int64_t t = rx_loop_timeout(in.loop);
+  int64_t t = 0;
+  assert_int_equal(rx_loop_timeout(in.loop, &t), 0);
   rxt_assert_gt(t, RX_MSEC(20));
   rxt_assert_le(t, RX_MSEC(41));
   assert_true(rx_loop_fd(in.loop) >= 0);
@@ -279,6 +311,7 @@ int main(void) {
       RXT_TEST(test_embed_active_count),
       RXT_TEST(test_embed_bad_input),
       RXT_TEST(test_host_loop),
+      RXT_TEST(test_timeout_none_is_no_error),
       RXT_TEST(test_embed_cycle),
   };
   const char *b = rxt_env_backend();

@@ -120,7 +120,10 @@ int rxt_good(rx_loop *loop, rx_timer *t, rx_periodic *p, rx_stat *st,
   rx_stat_init(st, NULL, "/", RX_SEC(2));
   rx_stat_init(st, NULL, "/", u32);
   rc |= rx_clock_advance(loop, RX_MSEC(1));
-  rc |= rx_clock_advance(loop, rx_loop_timeout(loop));
+  int64_t wait = 0;
+  rc |= rx_loop_timeout(loop, &wait);
+  rc |= rx_clock_advance(loop, wait);
+  rc |= rx_clock_advance(loop, rx_now(loop));
   rc |= rx_set_io_collect_interval(loop, RX_USEC(100));
   rc |= rx_set_timeout_collect_interval(loop, us);
   rc |= rx_set_busy_poll(loop, RX_BUSY_POLL_DEFAULT);
