@@ -2,8 +2,10 @@
 #
 #   make demo    build the echo server demo alone, run it on io_uring, then
 #                on epoll
-#   make test    every test on both backends, then again under ASan+UBSan;
-#                one test installs into a scratch prefix (tests/install.sh)
+#   make test    the format check, every test on both backends, then again
+#                under ASan+UBSan; one test installs into a scratch prefix
+#                (tests/install.sh)
+#   make format  clang-format every C and C++ file (format-check: only look)
 #   make test-valgrind  every test of build/ under valgrind (memcheck)
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
@@ -54,7 +56,7 @@ define setup
 	fi
 endef
 
-.PHONY: all deps build test test-valgrind demo bench fuzz coverage clean
+.PHONY: all deps build test test-valgrind demo bench fuzz coverage clean format format-check
 
 all: build
 
@@ -65,8 +67,22 @@ build: deps
 	$(call setup,$(BUILD),)
 	$(BUILD_CMD) -C $(BUILD)
 
+# Every C and C++ file in git as clang-format leaves it (.clang-format):
+# `make format` rewrites them, `make format-check` (part of make test) only
+# lists what differs and fails.
+FORMAT_FILES = git ls-files '*.c' '*.h' '*.cc'
+
+format:
+	@sh scripts/deps.sh format
+	$(FORMAT_FILES) | xargs clang-format -i
+
+format-check:
+	@sh scripts/deps.sh format
+	@$(FORMAT_FILES) | xargs clang-format --dry-run -Werror || \
+	  { echo "format-check: the files above differ from clang-format's layout; run make format" >&2; exit 1; }
+
 # meson exits non-zero when a test fails, which stops make here.
-test: build
+test: format-check build
 	$(TEST_CMD) -C $(BUILD) --print-errorlogs
 	$(call setup,$(ASAN_BUILD),$(ASAN_OPTS))
 	$(BUILD_CMD) -C $(ASAN_BUILD)

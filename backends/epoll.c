@@ -54,9 +54,9 @@
 struct rx_epoll {
   struct rx_loop loop; /* first: a loop pointer is a backend pointer */
   int epfd;
-  int no_pwait2;       /* epoll_pwait2 returned ENOSYS once */
-  int orphan;          /* note f): an orphaned registration reported */
-  int *always;         /* note c): fds epoll refused with EPERM */
+  int no_pwait2; /* epoll_pwait2 returned ENOSYS once */
+  int orphan;    /* note f): an orphaned registration reported */
+  int *always;   /* note c): fds epoll refused with EPERM */
   int nalways, capalways;
   struct epoll_event events[MAX_EVENTS];
 };
@@ -164,7 +164,7 @@ static bool apply_change(struct rx_epoll *be, int fd) {
 
   struct epoll_event ev;
   int op = f->kernel != 0 && f->want != f->kernel ? EPOLL_CTL_MOD
-                                                   : EPOLL_CTL_ADD;
+                                                  : EPOLL_CTL_ADD;
   if (renew)
     f->gen++;
   ev.events = epoll_mask(f->want);
@@ -282,7 +282,7 @@ static void report_always(struct rx_epoll *be) {
     if (f == NULL)
       continue;
     if (!(f->backend & RX__FD_EPOLL_ALWAYS) || f->want == 0) {
-      f->backend &= (uint8_t)~(RX__FD_EPOLL_LISTED | RX__FD_EPOLL_ALWAYS);
+      f->backend &= (uint8_t) ~(RX__FD_EPOLL_LISTED | RX__FD_EPOLL_ALWAYS);
       f->kernel = 0; /* nothing was ever registered */
       continue;
     }

@@ -38,9 +38,9 @@
  *     next io_uring_enter), or wakes the thread if it sleeps. Not
  *     DEFER_TASKRUN: since Linux 6.13 a DEFER_TASKRUN ring runs at most 20
  *     queued completions per io_uring_enter, so a batch of 100 ready polls
- *     takes five enters. SINGLE_ISSUER binds the ring to one task: the one that creates it,
- *     unless the ring starts disabled (R_DISABLED, 5.10), in which case the
- *     one that enables it. The ring is enabled by the first wait, so a loop
+ *     takes five enters. SINGLE_ISSUER binds the ring to one task: the one that
+ * creates it, unless the ring starts disabled (R_DISABLED, 5.10), in which case
+ * the one that enables it. The ring is enabled by the first wait, so a loop
  *     made on one thread and run on another works; running it later from
  *     yet another thread fails with -EEXIST, which rx_run() returns. Older
  *     kernels refuse unknown flags with EINVAL, so setup falls back to
@@ -48,9 +48,9 @@
  *     never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
  *     ring without entering the kernel. With TASKRUN_FLAG (given with
- *     COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN when completions are waiting to be
- *     run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring; either
- *     flag makes the iteration enter with GETEVENTS. No ready event is
+ *     COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN when completions are
+ * waiting to be run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring;
+ * either flag makes the iteration enter with GETEVENTS. No ready event is
  *     missed, and an idle iteration costs no syscall.
  *  g) The CQ ring is at least four times the SQ ring (DEFAULT_CQ_ENTRIES
  *     for the default ring). Completions that still do not
@@ -97,8 +97,8 @@
  * 2^(log2(CQ size) - 5) buckets, clamped to 2..256 (io_uring.c,
  * io_ring_ctx_alloc). A CQ of 4 x 256 entries gives 32 buckets, and with
  * 9,000 armed polls every removal walked ~280 of them; 8,192 CQ entries
- * (128 KiB) are the first size with all 256. Only the default ring is made this way; an
- * explicit ring_entries keeps a CQ of 4 x ring_entries. */
+ * (128 KiB) are the first size with all 256. Only the default ring is made this
+ * way; an explicit ring_entries keeps a CQ of 4 x ring_entries. */
 #define DEFAULT_CQ_ENTRIES 8192
 
 struct rx_uring {
@@ -144,9 +144,8 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
       io_uring_queue_exit(&be->ring);
       return -ENOSYS;
     }
-    be->sqe_flags = (p.features & IORING_FEAT_CQE_SKIP)
-                        ? IOSQE_CQE_SKIP_SUCCESS
-                        : 0;
+    be->sqe_flags = (p.features & IORING_FEAT_CQE_SKIP) ? IOSQE_CQE_SKIP_SUCCESS
+                                                        : 0;
     be->peek_ok = tries[i] != 0;
     be->disabled = (tries[i] & IORING_SETUP_R_DISABLED) != 0;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
@@ -448,8 +447,7 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   if ((rc = flush_changes(be)) < 0)
     return rc;
   rc = timeout == 0 ? enter_nowait(be) : enter_wait(be, timeout);
-  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
-      rc != -EAGAIN)
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
     return rc;
   drain(be);
   return 0;

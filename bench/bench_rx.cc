@@ -588,7 +588,8 @@ struct Watchdog {
  * by then. Declare it after every watcher the loop holds. */
 class LoopThread {
 public:
-  explicit LoopThread(rx_loop *loop) : loop_(loop), thread_([this] { body(); }) {
+  explicit LoopThread(rx_loop *loop)
+      : loop_(loop), thread_([this] { body(); }) {
   }
   ~LoopThread() {
     if (thread_.joinable())
@@ -624,7 +625,8 @@ bool cross_failed(benchmark::State &state, int rc, bool api_error,
   else if (api_error)
     state.SkipWithError("a send or post failed");
   else if (watchdog)
-    state.SkipWithError("watchdog: the workload did not finish (lost wake-up?)");
+    state.SkipWithError(
+        "watchdog: the workload did not finish (lost wake-up?)");
   else
     return false;
   return true;
@@ -794,10 +796,10 @@ void post_throughput(benchmark::State &state) {
 struct PingPong {
   rx_loop *a = nullptr, *b = nullptr;
   rx_task to_a, to_b;
-  bool from = true;   /* rx_loop_post_from(), or plain rx_loop_post() */
-  int64_t n = 0;      /* round trips to make */
-  int64_t trips = 0;  /* a's thread only */
-  bool stop = false;  /* written by a before its last post to b */
+  bool from = true;  /* rx_loop_post_from(), or plain rx_loop_post() */
+  int64_t n = 0;     /* round trips to make */
+  int64_t trips = 0; /* a's thread only */
+  bool stop = false; /* written by a before its last post to b */
   int bad_a = 0, bad_b = 0;
   Watchdog dog_a, dog_b;
 

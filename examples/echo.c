@@ -776,8 +776,7 @@ static void print_results(const struct app *app) {
   printf("connections: %d, message size: %zu bytes, %.2f s\n", app->conns,
          app->size, secs);
   printf("round trips: %llu (%.0f round trips/s)\n",
-         (unsigned long long)app->round_trips,
-         (double)app->round_trips / secs);
+         (unsigned long long)app->round_trips, (double)app->round_trips / secs);
   uint64_t total = 0;
   for (int i = 0; i < app->nthreads; i++)
     total += app->servers[i].messages;
@@ -814,8 +813,7 @@ int main(int argc, char **argv) {
   }
   if ((rc = make_loop(&app.loop, app.backend, why, sizeof(why))) < 0) {
     fprintf(stderr, "echo: rx_loop_new: %s%s\n", rx_strerror(rc),
-            rc == -EINVAL && getenv("RX_BACKEND") != NULL &&
-                    app.backend == NULL
+            rc == -EINVAL && getenv("RX_BACKEND") != NULL && app.backend == NULL
                 ? " (RX_BACKEND must be io_uring or epoll)"
                 : "");
     return 1;

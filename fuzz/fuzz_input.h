@@ -59,13 +59,12 @@ static inline uint64_t fz_magnitude(struct fz_input *in, unsigned bits) {
 }
 
 /* Aborts with a message: a fuzz target's way to fail. */
-#define FZ_CHECK(cond)                                                      \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,      \
-              #cond);                                                       \
-      abort();                                                              \
-    }                                                                       \
+#define FZ_CHECK(cond)                                                         \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      abort();                                                                 \
+    }                                                                          \
   } while (0)
 
 #endif /* RX_FUZZ_INPUT_H */

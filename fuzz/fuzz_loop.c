@@ -92,8 +92,16 @@
  * everything of a higher priority ran first. */
 #define PROBE_PRI RX_MINPRI
 
-enum kind { K_IO, K_TIMER, K_IDLE, K_PREPARE, K_CHECK, K_ASYNC, K_PERIODIC,
-            K_SIGNAL };
+enum kind {
+  K_IO,
+  K_TIMER,
+  K_IDLE,
+  K_PREPARE,
+  K_CHECK,
+  K_ASYNC,
+  K_PERIODIC,
+  K_SIGNAL
+};
 /* The first NOLD objects are allocated from the input's first bytes; the
  * others, added later, with defaults, so that older corpus inputs still
  * begin the same way. */
@@ -128,19 +136,19 @@ struct obj {
   enum kind kind;
   struct wmem *mem; /* NULL while freed */
   int active;
-  int fed;      /* fed since last stopped: its callback may run */
-  int fedev;    /* with these events */
+  int fed;         /* fed since last stopped: its callback may run */
+  int fedev;       /* with these events */
   uint64_t fedseq; /* when a feed put it at the tail of its queue, or 0 */
-  int pri;      /* its priority */
+  int pri;         /* its priority */
   uint8_t action;
   uint64_t calls;
   /* io */
   int pair, end; /* end -1: the closed fd number */
   int events;
-  int expect_error; /* started on a refused fd: RX_ERROR is owed */
+  int expect_error;  /* started on a refused fd: RX_ERROR is owed */
   int err_restarted; /* started again after the loop refused it, before
                         its RX_ERROR callback: that one finds it active */
-  int got;          /* revents seen since the last settle began */
+  int got;           /* revents seen since the last settle began */
   /* timer */
   int64_t deadline, left, repeat;
   /* async and signal */
@@ -166,7 +174,7 @@ static struct obj objs[NOBJ];
 static int fds[NPAIR][2]; /* -1 when closed */
 static struct task tasks[NTASK];
 static int tq[NTASK], tq_head, tq_len; /* posted tasks, in post order */
-static int quiet;         /* settling: callbacks only record */
+static int quiet;                      /* settling: callbacks only record */
 static uint64_t feedseq;
 /* The probe: sent along with every raise. When its _sent flag clears, the
  * loop has scanned the signals too (crossthread.c: one drain looks at both). */
@@ -177,7 +185,7 @@ static int sig_raised[NSIGNAL]; /* raised, and the loop has not looked yet */
 /* Callback actions left in this step: two watchers that feed each other
  * would keep one iteration busy for ever, as in any loop. */
 static int budget;
-static int bad_fd = -1;   /* an fd number that is not open */
+static int bad_fd = -1; /* an fd number that is not open */
 static struct wmem *graveyard[4 * MAX_STEPS + NOBJ];
 static size_t ngraves;
 static char buf[65536];
@@ -683,7 +691,7 @@ static void task_fn(rx_loop *l, rx_task *t) {
   struct task *k = (struct task *)t;
   FZ_CHECK(l == loop);
   observe();
-  FZ_CHECK(k->posted); /* once per post */
+  FZ_CHECK(k->posted);                                     /* once per post */
   FZ_CHECK(tq_len > 0 && tq[tq_head] == (int)(k - tasks)); /* in order */
   tq_head = (tq_head + 1) % NTASK;
   tq_len--;
@@ -1053,8 +1061,7 @@ static void obj_alloc(struct obj *o, struct fz_input *in) {
     uint8_t v = in_u8(in);
     o->interval = (int64_t)(1 + (v & 3)) * TICK;
     o->offset = (int64_t)(v >> 2) * TICK / 16 % o->interval;
-    rx_periodic_init(&m->u.periodic, periodic_cb, o->offset, o->interval,
-                     NULL);
+    rx_periodic_init(&m->u.periodic, periodic_cb, o->offset, o->interval, NULL);
     break;
   }
   default:
@@ -1091,9 +1098,10 @@ static void check_state(void) {
     if (o->kind == K_TIMER && o->active &&
         rx_timer_remaining(loop, &o->mem->u.timer) !=
             o->deadline - rx_now(loop))
-      fprintf(stderr, "timer %d: remaining %lld, model deadline %lld, now %lld, "
-              "repeat %lld, pending %d\n", i,
-              (long long)rx_timer_remaining(loop, &o->mem->u.timer),
+      fprintf(stderr,
+              "timer %d: remaining %lld, model deadline %lld, now %lld, "
+              "repeat %lld, pending %d\n",
+              i, (long long)rx_timer_remaining(loop, &o->mem->u.timer),
               (long long)o->deadline, (long long)rx_now(loop),
               (long long)o->repeat, rx_is_pending(&o->mem->u.timer));
     if (o->kind == K_TIMER && o->active)
@@ -1184,12 +1192,11 @@ static void settle(void) {
                 "scanned %d now %lld\n",
                 i, o->kind, o->active, o->fed, o->events, o->got,
                 o->expect_error, (unsigned long long)o->calls,
-                (long long)o->deadline, (long long)o->at, o->sent,
-                o->scanned, (long long)rx_now(loop));
+                (long long)o->deadline, (long long)o->at, o->sent, o->scanned,
+                (long long)rx_now(loop));
     }
     fprintf(stderr, "probe sent %d scanned %d\n", probe_sent, probe_scanned);
-    fprintf(stderr, "the loop did not settle in %d iterations\n",
-            SETTLE_RUNS);
+    fprintf(stderr, "the loop did not settle in %d iterations\n", SETTLE_RUNS);
     abort();
   }
 }

@@ -82,8 +82,8 @@ static int pop(void) {
   FZ_CHECK(got != &q.stub);
   n = (struct node *)(void *)got;
   FZ_CHECK(n >= pool && n < pool + POOL);
-  FZ_CHECK(nfifo > 0 && fifo[0] == n);   /* FIFO, once each */
-  FZ_CHECK(n->state == QUEUED);          /* linked before it is handed out */
+  FZ_CHECK(nfifo > 0 && fifo[0] == n); /* FIFO, once each */
+  FZ_CHECK(n->state == QUEUED);        /* linked before it is handed out */
   FZ_CHECK(n->payload == fifo[0]->payload);
   memmove(fifo, fifo + 1, (nfifo - 1) * sizeof(fifo[0]));
   nfifo--;

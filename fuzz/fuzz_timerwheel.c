@@ -37,11 +37,11 @@
 
 struct item {
   struct rx__tw_entry ent;
-  int live;        /* in the wheel, per the model */
-  int out;         /* handed out by the advance being checked */
-  uint64_t rel;    /* the deadline relative to origin, clamped */
-  uint64_t seq;    /* insertion number, for ties */
-  unsigned flags;  /* the user's 6 bits, which the wheel must not touch */
+  int live;       /* in the wheel, per the model */
+  int out;        /* handed out by the advance being checked */
+  uint64_t rel;   /* the deadline relative to origin, clamped */
+  uint64_t seq;   /* insertion number, for ties */
+  unsigned flags; /* the user's 6 bits, which the wheel must not touch */
 };
 
 struct model {
@@ -49,9 +49,9 @@ struct model {
   struct item items[POOL];
   uint64_t seq;
   int64_t now;
-  uint64_t elapsed;  /* last tick processed */
-  uint64_t reached;  /* highest relative now advanced to */
-  int due_added;     /* an entry was added already due since then */
+  uint64_t elapsed; /* last tick processed */
+  uint64_t reached; /* highest relative now advanced to */
+  int due_added;    /* an entry was added already due since then */
   int exact;
 };
 
@@ -135,7 +135,8 @@ static int64_t pick_deadline(struct fz_input *in) {
   case 5: { /* the overflow, or just short of it */
     uint64_t span = m.tw.shift + 36 >= 58 ? MAX_REL : tick << 36;
     uint64_t v = fz_magnitude(in, m.tw.shift + 40);
-    return fz_u8(in) & 1 ? sat_add(now, span + v) : sat_add(now, span - 1 - (v % span));
+    return fz_u8(in) & 1 ? sat_add(now, span + v)
+                         : sat_add(now, span - 1 - (v % span));
   }
   case 6: /* far, or past the wheel's range: clamped */
     return fz_u8(in) & 1 ? INT64_MAX : sat_add(now, fz_magnitude(in, 60));

@@ -60,15 +60,15 @@ RX_EXPORT const char *rx_version_string(void);
 /* Event bits: a watcher's interest (RX_READ, RX_WRITE, RX_ET) and the
  * `revents` its callback receives. */
 enum {
-  RX_READ = 0x01,    /* fd readable */
-  RX_WRITE = 0x02,   /* fd writable */
-  RX_ET = 0x04,      /* io interest flag: edge-triggered, the caller drains */
-  RX_ERROR = 0x08,   /* fd invalid or closed: the watcher has been stopped */
-  RX_TIMER = 0x10,   /* timer expired */
-  RX_IDLE = 0x20,    /* nothing else was pending */
-  RX_PREPARE = 0x40, /* the loop is about to wait */
-  RX_CHECK = 0x80,   /* the loop has just waited */
-  RX_ASYNC = 0x100,  /* rx_async_send() was called */
+  RX_READ = 0x01,     /* fd readable */
+  RX_WRITE = 0x02,    /* fd writable */
+  RX_ET = 0x04,       /* io interest flag: edge-triggered, the caller drains */
+  RX_ERROR = 0x08,    /* fd invalid or closed: the watcher has been stopped */
+  RX_TIMER = 0x10,    /* timer expired */
+  RX_IDLE = 0x20,     /* nothing else was pending */
+  RX_PREPARE = 0x40,  /* the loop is about to wait */
+  RX_CHECK = 0x80,    /* the loop has just waited */
+  RX_ASYNC = 0x100,   /* rx_async_send() was called */
   RX_CLEANUP = 0x200, /* the loop is being freed */
   RX_SIGNAL = 0x400,  /* the signal was delivered */
   RX_EMBED = 0x800,   /* the embedded loop has work */
@@ -76,7 +76,7 @@ enum {
   RX_FORK = 0x2000,     /* the loop is running in a forked child */
   RX_CHILD = 0x8000,    /* a child process changed state */
   RX_STAT = 0x10000,    /* a watched path's attributes changed */
-  RX_CUSTOM = 0x4000, /* free for rx_feed_event() callers */
+  RX_CUSTOM = 0x4000,   /* free for rx_feed_event() callers */
 };
 
 /* rx_run() modes. */
@@ -104,9 +104,9 @@ enum { RX_MINPRI = -2, RX_MAXPRI = 2 };
  * silently become ns: 5.5 is 5 ns); cast a computed value, as in
  * (int64_t)(s * 1e9), or define RX_NO_TIME_GUARD before including rx.h to
  * turn the check off (see "inline definitions"). */
-#define RX_USEC(n) ((int64_t)(n) * 1000)
-#define RX_MSEC(n) ((int64_t)(n) * 1000000)
-#define RX_SEC(n) ((int64_t)(n) * 1000000000)
+#define RX_USEC(n) (1000 * (int64_t)(n))
+#define RX_MSEC(n) (1000000 * (int64_t)(n))
+#define RX_SEC(n) (1000000000 * (int64_t)(n))
 
 typedef struct rx_loop rx_loop;
 typedef struct rx_io rx_io;
@@ -282,11 +282,11 @@ struct rx_signal {
  * is set, and never fires before its time on it. */
 struct rx_periodic {
   RX__WATCHER_HEAD(rx_periodic_cb, );
-  int64_t offset;             /* ns since the epoch, or the phase */
-  int64_t interval;           /* ns; 0 = absolute */
+  int64_t offset;   /* ns since the epoch, or the phase */
+  int64_t interval; /* ns; 0 = absolute */
   rx_reschedule_fn reschedule;
-  int64_t at;                 /* the next time it fires (read-only; in
-                                 the callback, already the one after) */
+  int64_t at; /* the next time it fires (read-only; in
+                 the callback, already the one after) */
   struct rx__link _active;
 };
 
@@ -300,8 +300,8 @@ struct rx_periodic {
 struct rx_child {
   /* pid: the child to watch, or 0 for any */
   RX__WATCHER_HEAD(rx_child_cb, int pid;);
-  int rpid;                /* in the callback: the child that changed */
-  int rstatus;             /* in the callback: its status, as waitpid() */
+  int rpid;    /* in the callback: the child that changed */
+  int rstatus; /* in the callback: its status, as waitpid() */
   int _trace;
   int _pidfd;              /* -1 when watched through SIGCHLD */
   rx_io _io;               /* on the pidfd */
@@ -340,9 +340,9 @@ struct rx_fork {
 struct rx_embed {
   RX__WATCHER_HEAD(rx_embed_cb, );
   rx_loop *other;
-  rx_io _io;           /* the embedded loop's rx_loop_fd() */
-  rx_timer _timer;     /* its next timeout */
-  rx_prepare _prepare; /* re-arms the two before each wait */
+  rx_io _io;               /* the embedded loop's rx_loop_fd() */
+  rx_timer _timer;         /* its next timeout */
+  rx_prepare _prepare;     /* re-arms the two before each wait */
   struct rx__link _active; /* on the loop's embed list */
 };
 
@@ -370,15 +370,15 @@ enum {
 
 /* Options for rx_loop_new(); zero-initialise and set what you need. */
 struct rx_loop_options {
-  const char *backend;    /* "io_uring", "epoll", or NULL: $RX_BACKEND, else
-                             io_uring falling back to epoll */
-  int64_t timer_tick;     /* timer resolution in ns, rounded down to a power
-                             of two; 0 = 2^19 ns (a timer is at most 0.53 ms
-                             late). Minimum 1024 ns. */
-  unsigned ring_entries;  /* io_uring submission queue size, CQ 4x that
-                             (at most 65536); 0 = 256, with a CQ of 8192.
-                             At most 32768, on either backend. */
-  unsigned flags;         /* RX_LOOP_*; other bits must be 0 */
+  const char *backend;   /* "io_uring", "epoll", or NULL: $RX_BACKEND, else
+                            io_uring falling back to epoll */
+  int64_t timer_tick;    /* timer resolution in ns, rounded down to a power
+                            of two; 0 = 2^19 ns (a timer is at most 0.53 ms
+                            late). Minimum 1024 ns. */
+  unsigned ring_entries; /* io_uring submission queue size, CQ 4x that
+                            (at most 65536); 0 = 256, with a CQ of 8192.
+                            At most 32768, on either backend. */
+  unsigned flags;        /* RX_LOOP_*; other bits must be 0 */
 };
 
 /* Creates a loop. `opts` may be NULL. -EINVAL for bad options, or when
@@ -811,14 +811,14 @@ RX_EXPORT int rx_cleanup_set_priority(rx_cleanup *w, int priority);
  *                              and cleanup watchers)
  * None remains free: a new one comes from the revents bits above RX_STAT's,
  * or from the kind's own 32-bit field (`_w.word`). */
-#define RX__F_EVENTS 0x0000007u  /* io interest: RX_READ|RX_WRITE|RX_ET */
+#define RX__F_EVENTS 0x0000007u /* io interest: RX_READ|RX_WRITE|RX_ET */
 #define RX__F_ACTIVE 0x0000008u
 #define RX__F_PENDING 0x0000010u
-#define RX__F_PRIO_SHIFT 5       /* priority + 2, 3 bits */
+#define RX__F_PRIO_SHIFT 5 /* priority + 2, 3 bits */
 #define RX__F_PRIO 0x00000e0u
-#define RX__F_KIND_SHIFT 8       /* enum rx__kind, 4 bits */
+#define RX__F_KIND_SHIFT 8 /* enum rx__kind, 4 bits */
 #define RX__F_KIND 0x0000f00u
-#define RX__F_REVENTS_SHIFT 12   /* pending revents, 19 bits */
+#define RX__F_REVENTS_SHIFT 12 /* pending revents, 19 bits */
 #define RX__F_REVENTS_MASK 0x7ffffu
 #define RX__F_UNREF 0x80000000u
 
@@ -859,7 +859,8 @@ static inline int rx__timer_active(const void *w) {
 static inline int rx__head_priority(const void *w) {
   if (w == NULL)
     return 0;
-  return (int)((rx__head_flags(w) & RX__F_PRIO) >> RX__F_PRIO_SHIFT) + RX_MINPRI;
+  return (int)((rx__head_flags(w) & RX__F_PRIO) >> RX__F_PRIO_SHIFT) +
+         RX_MINPRI;
 }
 static inline int rx__timer_priority(const void *w) {
   if (w == NULL)
@@ -871,21 +872,23 @@ static inline int rx__timer_pending(const void *w) {
 }
 
 #ifndef __cplusplus
-#define rx_priority(w)                                             \
+#define rx_priority(w) \
   _Generic((w), rx_timer *: rx__timer_priority,                    \
            const rx_timer *: rx__timer_priority,                   \
            default: rx__head_priority)(w)
-#define rx_clear_pending(loop, w)                                  \
-  _Generic((w), rx_timer *: rx_clear_pending_timer,                \
-           default: rx_clear_pending_head)(loop, w)
-#define rx_feed_event(loop, w, revents)                            \
-  _Generic((w), rx_timer *: rx_feed_event_timer,                   \
-           default: rx_feed_event_head)(loop, w, revents)
-#define rx_is_active(w)                                            \
+#define rx_clear_pending(loop, w)            \
+  _Generic((w), rx_timer *                   \
+           : rx_clear_pending_timer, default \
+           : rx_clear_pending_head)(loop, w)
+#define rx_feed_event(loop, w, revents)   \
+  _Generic((w), rx_timer *                \
+           : rx_feed_event_timer, default \
+           : rx_feed_event_head)(loop, w, revents)
+#define rx_is_active(w) \
   _Generic((w), rx_timer *: rx__timer_active,                      \
            const rx_timer *: rx__timer_active,                     \
            default: rx__head_active)(w)
-#define rx_is_pending(w)                                           \
+#define rx_is_pending(w) \
   _Generic((w), rx_timer *: rx__timer_pending,                     \
            const rx_timer *: rx__timer_pending,                    \
            default: rx__head_pending)(w)
@@ -902,29 +905,29 @@ static inline int rx__timer_pending(const void *w) {
  * the library defines them. RX_NO_TIME_GUARD, defined before rx.h is
  * included, leaves the macros out. C++ has no _Generic: no check there. */
 #if !defined(__cplusplus) && !defined(RX_NO_TIME_GUARD)
-#define RX__NS(t)                                                           \
-  ((void)sizeof(struct {                                                    \
-     _Static_assert(!_Generic((t), float: 1, double: 1, long double: 1,     \
-                              default: 0),                                  \
-                    "rx times are int64_t nanoseconds: for 5.5 s write "    \
-                    "RX_MSEC(5500), not 5.5; cast a computed value "        \
-                    "with (int64_t)");                                      \
-     int rx__ns_checked;                                                    \
-   }),                                                                      \
+#define RX__NS(t)                                                             \
+  ((void)sizeof(struct {                                                      \
+     _Static_assert(                                                          \
+         !_Generic((t), float : 1, double : 1, long double : 1, default : 0), \
+         "rx times are int64_t nanoseconds: for 5.5 s write "                 \
+         "RX_MSEC(5500), not 5.5; cast a computed value "                     \
+         "with (int64_t)");                                                   \
+     int rx__ns_checked;                                                      \
+   }),                                                                        \
    (t))
 #define rx_clock_advance(loop, ns) (rx_clock_advance)(loop, RX__NS(ns))
-#define rx_set_io_collect_interval(loop, io)                                \
+#define rx_set_io_collect_interval(loop, io) \
   (rx_set_io_collect_interval)(loop, RX__NS(io))
-#define rx_set_timeout_collect_interval(loop, timeout)                      \
+#define rx_set_timeout_collect_interval(loop, timeout) \
   (rx_set_timeout_collect_interval)(loop, RX__NS(timeout))
 #define rx_set_busy_poll(loop, max) (rx_set_busy_poll)(loop, RX__NS(max))
-#define rx_timer_init(w, cb, after, repeat)                                 \
+#define rx_timer_init(w, cb, after, repeat) \
   (rx_timer_init)(w, cb, RX__NS(after), RX__NS(repeat))
-#define rx_timer_set(w, after, repeat)                                      \
+#define rx_timer_set(w, after, repeat) \
   (rx_timer_set)(w, RX__NS(after), RX__NS(repeat))
-#define rx_periodic_init(w, cb, offset, interval, reschedule)               \
+#define rx_periodic_init(w, cb, offset, interval, reschedule) \
   (rx_periodic_init)(w, cb, RX__NS(offset), RX__NS(interval), reschedule)
-#define rx_stat_init(w, cb, path, interval)                                 \
+#define rx_stat_init(w, cb, path, interval) \
   (rx_stat_init)(w, cb, path, RX__NS(interval))
 #endif
 
@@ -932,33 +935,87 @@ static inline int rx__timer_pending(const void *w) {
 }
 
 /* C++ has no _Generic: overloads instead. */
-static inline int rx_is_active(const rx_io *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_idle *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_prepare *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_check *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_async *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_timer *w) { return rx__timer_active(w); }
-static inline int rx_is_pending(const rx_io *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_idle *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_prepare *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_check *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_async *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_timer *w) { return rx__timer_pending(w); }
-static inline int rx_is_active(const rx_cleanup *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_signal *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_embed *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_periodic *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_fork *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_child *w) { return rx__head_active(w); }
-static inline int rx_is_active(const rx_stat *w) { return rx__head_active(w); }
-static inline int rx_is_pending(const rx_stat *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_child *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_fork *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_periodic *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_embed *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_signal *w) { return rx__head_pending(w); }
-static inline int rx_is_pending(const rx_cleanup *w) { return rx__head_pending(w); }
-static inline int rx_priority(const rx_timer *w) { return rx__timer_priority(w); }
+static inline int rx_is_active(const rx_io *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_idle *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_prepare *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_check *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_async *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_timer *w) {
+  return rx__timer_active(w);
+}
+static inline int rx_is_pending(const rx_io *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_idle *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_prepare *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_check *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_async *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_timer *w) {
+  return rx__timer_pending(w);
+}
+static inline int rx_is_active(const rx_cleanup *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_signal *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_embed *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_periodic *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_fork *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_child *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_active(const rx_stat *w) {
+  return rx__head_active(w);
+}
+static inline int rx_is_pending(const rx_stat *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_child *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_fork *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_periodic *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_embed *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_signal *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_is_pending(const rx_cleanup *w) {
+  return rx__head_pending(w);
+}
+static inline int rx_priority(const rx_timer *w) {
+  return rx__timer_priority(w);
+}
 template <typename W> static inline int rx_priority(const W *w) {
   return rx__head_priority(w);
 }

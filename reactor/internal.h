@@ -57,15 +57,15 @@ enum rx__kind {
  *   backend     the backend's own bits (RX__FD_URING_*, RX__FD_EPOLL_*); the
  *               core never reads or writes them. */
 struct rx__fd {
-  rx_io *head;      /* watchers of this fd, most recently started first */
-  uint32_t gen;     /* generation of the kernel registration, in its tag
-                       (rx__tag_poll()); a new one on each io_uring poll and
-                       each renewed or dropped epoll registration, so that
-                       stale events are dropped */
-  uint8_t want;     /* union of the watchers' RX_READ|RX_WRITE|RX_ET */
-  uint8_t kernel;   /* interest currently registered with the kernel */
-  uint8_t flags;    /* RX__FD_* */
-  uint8_t backend;  /* RX__FD_URING_* or RX__FD_EPOLL_*, the backend's */
+  rx_io *head;     /* watchers of this fd, most recently started first */
+  uint32_t gen;    /* generation of the kernel registration, in its tag
+                      (rx__tag_poll()); a new one on each io_uring poll and
+                      each renewed or dropped epoll registration, so that
+                      stale events are dropped */
+  uint8_t want;    /* union of the watchers' RX_READ|RX_WRITE|RX_ET */
+  uint8_t kernel;  /* interest currently registered with the kernel */
+  uint8_t flags;   /* RX__FD_* */
+  uint8_t backend; /* RX__FD_URING_* or RX__FD_EPOLL_*, the backend's */
 };
 
 /* `flags`: the core's. */
@@ -103,12 +103,15 @@ struct rx__op;
 enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
 
 #define RX__TAG_OP_MIN 4096u
-#define RX__TAG_IGNORE UINT64_C(2)  /* io_uring: a request whose completion
-                                       is of no interest (POLL_REMOVE) */
-#define RX__TAG_WAKEFD UINT64_C(4)  /* the doorbell: io_uring's READ of
-                                       loop->wakefd, epoll's registration */
-#define RX__TAG_MESSAGE UINT64_C(6) /* io_uring: a MSG_RING from another
-                                       loop */
+#define RX__TAG_IGNORE                                \
+  UINT64_C(2) /* io_uring: a request whose completion \
+                 is of no interest (POLL_REMOVE) */
+#define RX__TAG_WAKEFD                            \
+  UINT64_C(4) /* the doorbell: io_uring's READ of \
+                 loop->wakefd, epoll's registration */
+#define RX__TAG_MESSAGE                            \
+  UINT64_C(6) /* io_uring: a MSG_RING from another \
+                 loop */
 
 /* 32 bits of generation, 31 of fd and the tag bit fill the 64. */
 _Static_assert(sizeof(int) == 4, "an fd is 31 bits in a poll tag");
@@ -224,16 +227,16 @@ struct rx__metrics {
   uint64_t wakeups;
   uint64_t cross_events;
   int64_t idle_ns;
-  int64_t poll_ns;    /* time spent busy-polling for cross-thread work */
-  uint64_t poll_hits; /* busy-polls that found work */
+  int64_t poll_ns;       /* time spent busy-polling for cross-thread work */
+  uint64_t poll_hits;    /* busy-polls that found work */
   uint64_t async_fences; /* membarrier() calls for light rx_async sends */
 };
 
 struct rx_loop {
   const struct rx_backend_ops *ops;
-  const char *reason;      /* why this backend */
+  const char *reason; /* why this backend */
   void *data;
-  unsigned flags;          /* RX_LOOP_* given to rx_loop_new() */
+  unsigned flags;                /* RX_LOOP_* given to rx_loop_new() */
   void (*invoke)(rx_loop *loop); /* rx_set_invoke_pending() */
   struct rx__metrics m;
   int64_t suspended_at;    /* rx_suspend() time, or -1 */
@@ -242,25 +245,25 @@ struct rx_loop {
   int64_t poll_max;        /* rx_set_busy_poll(): the most a poll may last */
   int64_t poll_window;     /* the next poll's length, adapted (loop.c) */
   struct rx__link cleanups;
-  struct rx__link forks;   /* rx_fork watchers */
-  struct rx__link embeds;  /* rx_embed watchers (embed.c) */
-  struct rx__link stats;   /* rx_stat watchers (stat.c) */
-  int inotifyfd;           /* -1 until a stat watcher needs it */
+  struct rx__link forks;  /* rx_fork watchers */
+  struct rx__link embeds; /* rx_embed watchers (embed.c) */
+  struct rx__link stats;  /* rx_stat watchers (stat.c) */
+  int inotifyfd;          /* -1 until a stat watcher needs it */
   rx_io inotifywatch;
   struct rx__link children; /* rx_child watchers (child.c) */
-  int sigchld_users;       /* child watchers that need SIGCHLD */
+  int sigchld_users;        /* child watchers that need SIGCHLD */
   rx_signal sigchld;
-  unsigned postfork;       /* RX__FORK_*: what a fork left to do */
-  unsigned fork_gen;       /* RX_LOOP_FORKCHECK: forks seen so far */
+  unsigned postfork; /* RX__FORK_*: what a fork left to do */
+  unsigned fork_gen; /* RX_LOOP_FORKCHECK: forks seen so far */
 
-  int64_t now;             /* cached CLOCK_MONOTONIC ns */
+  int64_t now; /* cached CLOCK_MONOTONIC ns */
   uint64_t iteration;
-  int depth;               /* nested rx_run() calls */
-  int freeing;             /* rx_loop_free() has begun */
-  int break_how;           /* RX_BREAK_* requested */
-  int activecnt;           /* active watchers plus rx_ref() minus rx_unref() */
+  int depth;     /* nested rx_run() calls */
+  int freeing;   /* rx_loop_free() has begun */
+  int break_how; /* RX_BREAK_* requested */
+  int activecnt; /* active watchers plus rx_ref() minus rx_unref() */
   unsigned pendingcnt;
-  int pendingpri;          /* highest priority that may have pending events */
+  int pendingpri; /* highest priority that may have pending events */
 
   /* Pending callbacks, FIFO per priority; index 0 is RX_MINPRI. Timers keep
    * their own queues because their link doubles as the wheel link. */
@@ -272,10 +275,10 @@ struct rx_loop {
   struct rx__link prepares;
   struct rx__link checks;
 
-  struct rx__fd *fds;      /* indexed by fd */
-  int nfds;                /* entries in fds */
-  int fdlimit;             /* RLIMIT_NOFILE when the loop was made */
-  int *changes;            /* fds with RX__FD_CHANGED set */
+  struct rx__fd *fds; /* indexed by fd */
+  int nfds;           /* entries in fds */
+  int fdlimit;        /* RLIMIT_NOFILE when the loop was made */
+  int *changes;       /* fds with RX__FD_CHANGED set */
   int nchanges;
 
   struct rx__tw wheel;
@@ -292,24 +295,24 @@ struct rx_loop {
    * tail; `async_pending`, written by both sides; then what the loop
    * writes and producers only read (`sleeping`, reset `doorbell_rung`). */
   char _pad0[RX__CACHE_LINE];
-  int posting;             /* atomic: rx_loop_post() calls under way */
-  int closing;             /* atomic: rx_loop_free() has begun */
-  struct rx__mpsc posts;   /* rx_loop_post() tasks; head | pad | tail, stub */
-  int async_pending;       /* atomic: an rx_async_send() since the last scan */
+  int posting;           /* atomic: rx_loop_post() calls under way */
+  int closing;           /* atomic: rx_loop_free() has begun */
+  struct rx__mpsc posts; /* rx_loop_post() tasks; head | pad | tail, stub */
+  int async_pending;     /* atomic: an rx_async_send() since the last scan */
   char _pad1[RX__CACHE_LINE];
-  int sleeping;            /* atomic: the loop may block in the backend */
-  int doorbell_rung;       /* atomic: the doorbell was rung, not yet heard */
-  int wakefd;              /* eventfd: the doorbell */
-  struct rx__link asyncs;  /* active async watchers */
+  int sleeping;           /* atomic: the loop may block in the backend */
+  int doorbell_rung;      /* atomic: the doorbell was rung, not yet heard */
+  int wakefd;             /* eventfd: the doorbell */
+  struct rx__link asyncs; /* active async watchers */
   rx_signal *signals[RX__NSIG]; /* watchers per signal (signal.c) */
   /* Periodics (periodic.c): the wall clock, read with `now`, and a timerfd
    * that turns readable when the wall clock is set. */
   int64_t wallnow;
   struct rx__link periodics;
   int nperiodics;
-  int clockfd;             /* -1 until the first periodic starts */
+  int clockfd; /* -1 until the first periodic starts */
   rx_io clockwatch;
-  int nsignals;            /* signal numbers this loop watches */
+  int nsignals; /* signal numbers this loop watches */
 };
 
 /* What a fork leaves a loop to do in the child (loop.c, after_fork()), in

@@ -18,7 +18,7 @@
 #include "rx/layout.h"
 
 #define rx__container_of(ptr, type, member) \
-  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+  ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void rx__list_init(struct rx__link *head) {
   head->next = head;

@@ -15,12 +15,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/resource.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -59,8 +59,8 @@ int rx_set_allocator(const struct rx_allocator *a) {
   if (__atomic_load_n(&live_loops, __ATOMIC_RELAXED) != 0)
     return -EBUSY;
   if (a == NULL)
-    allocator = (struct rx_allocator){libc_alloc, libc_realloc, libc_free,
-                                      NULL};
+    allocator =
+        (struct rx_allocator){libc_alloc, libc_realloc, libc_free, NULL};
   else
     allocator = *a;
   return 0;

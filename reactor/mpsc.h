@@ -65,7 +65,8 @@ static inline void rx__mpsc_push(struct rx__mpsc *q, struct rx__mpsc_node *n) {
    * acq_rel because rx_loop_post() follows the push with a seq_cst load of
    * the loop's sleeping flag and the pair must not be reordered (a Dekker
    * handshake, see crossthread.c); on x86-64 both are the same XCHG. */
-  struct rx__mpsc_node *prev = __atomic_exchange_n(&q->head, n, __ATOMIC_SEQ_CST);
+  struct rx__mpsc_node *prev =
+      __atomic_exchange_n(&q->head, n, __ATOMIC_SEQ_CST);
   /* Release: the consumer that loads this pointer with acquire sees `n`'s
    * payload. Between the exchange and this store the queue is "busy". */
   __atomic_store_n(&prev->next, n, __ATOMIC_RELEASE);

@@ -20,7 +20,7 @@
 #include "internal.h"
 
 #define DEFAULT_INTERVAL RX_SEC(5)
-#define INOTIFY_MASK                                                       \
+#define INOTIFY_MASK                                                        \
   (IN_ATTRIB | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DELETE_SELF | \
    IN_DONT_FOLLOW)
 

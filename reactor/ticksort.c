@@ -16,7 +16,8 @@ static struct rx__link *rx__tw_merge(struct rx__link *a, struct rx__link *b) {
   struct rx__link *tail = &head;
 
   while (a != NULL && b != NULL) {
-    int take_b = rx__tw_rel(rx__tw_entry_of(b)) < rx__tw_rel(rx__tw_entry_of(a));
+    int take_b = rx__tw_rel(rx__tw_entry_of(b)) <
+                 rx__tw_rel(rx__tw_entry_of(a));
     struct rx__link *n = take_b ? b : a;
     struct rx__link *after = n->next;
     tail->next = n;

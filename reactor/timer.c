@@ -52,7 +52,9 @@ static inline rx_timer *timer_of(struct rx__link *node) {
 }
 
 static void set_delay(rx_timer *w, int64_t after) {
-  uint64_t d = (uint64_t)(after < 0 ? 0 : after > MAX_DELAY ? MAX_DELAY : after);
+  uint64_t d = (uint64_t)(after < 0           ? 0
+                          : after > MAX_DELAY ? MAX_DELAY
+                                              : after);
   w->_ent.word = (w->_ent.word & ~RX__TW_AT_MASK) | d;
 }
 

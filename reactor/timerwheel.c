@@ -214,7 +214,8 @@ static void rx__tw_cascade(struct rx__tw *tw, struct rx__link *list) {
 
 /* Prepends `link` to `head`: walking a list backwards and prepending what
  * it meets rebuilds that part in list order. */
-static inline void rx__tw_prepend(struct rx__link *head, struct rx__link *link) {
+static inline void rx__tw_prepend(struct rx__link *head,
+                                  struct rx__link *link) {
   link->next = head->next;
   link->prev = head;
   head->next->prev = link;
@@ -284,8 +285,8 @@ static size_t rx__tw_cascade_list(struct rx__tw *tw, struct rx__link *list,
         used |= bit;
         rx__list_init(&back[s]);
         nback[s] = 0;
-      } else if (below == 0 && rx__tw_rel(rx__tw_entry_of(back[s].next)) <
-                                   rx__tw_rel(e)) {
+      } else if (below == 0 &&
+                 rx__tw_rel(rx__tw_entry_of(back[s].next)) < rx__tw_rel(e)) {
         tw->unsorted0 |= bit; /* e goes before an earlier deadline */
       }
       nback[s]++;
@@ -562,9 +563,8 @@ static void rx__tw_expire_slot(struct rx__tw *tw, unsigned s) {
     rx__tw_sort(slot, tw->count0[s]);
   tw->unsorted0 &= ~bit;
   tw->warm0 &= ~bit;
-  if (tw->nexpired > 0 &&
-      rx__tw_rel(rx__tw_entry_of(slot->next)) <
-          rx__tw_rel(rx__tw_entry_of(tw->expired.prev)))
+  if (tw->nexpired > 0 && rx__tw_rel(rx__tw_entry_of(slot->next)) <
+                              rx__tw_rel(rx__tw_entry_of(tw->expired.prev)))
     tw->expired_unsorted = 1;
   tw->nexpired += tw->count0[s];
   tw->count0[s] = 0;
@@ -725,8 +725,8 @@ int rx__tw_validate(const struct rx__tw *tw) {
   }
   /* The stage: only the next rotation of level 0, in level 1 (elapsed's
    * level 1 digit is not 63), which no advance has reached yet. */
-  unsigned next1 =
-      RX__TW_SLOTS + ((rx__tw_slot_of(tw->elapsed, 1) + 1) & (RX__TW_SLOTS - 1));
+  unsigned next1 = RX__TW_SLOTS +
+                   ((rx__tw_slot_of(tw->elapsed, 1) + 1) & (RX__TW_SLOTS - 1));
   for (slot = 0; slot < RX__TW_SLOTS; slot++) {
     size_t before = seen;
     for (level = RX__TW_STAGE; level < RX__TW_ROWS; level++) {

@@ -26,9 +26,12 @@ bench) PKGS="$PKGS libbenchmark-dev libev-dev libuv1-dev libevent-dev \
 gnuplot-nox" ;;
 # `deps.sh valgrind` (scripts/valgrind.sh) also needs valgrind.
 valgrind) PKGS="$PKGS valgrind" ;;
+# `deps.sh format` (make format, make format-check, run by make test):
+# clang-format, Debian 12's version 14, whose output .clang-format is tuned to.
+format) PKGS="$PKGS clang-format" ;;
 "") ;;
 *)
-  echo "usage: $0 [fuzz|coverage|bench|valgrind]" >&2
+  echo "usage: $0 [fuzz|coverage|bench|valgrind|format]" >&2
   exit 2
   ;;
 esac

@@ -52,12 +52,12 @@
  * Assertions on signed 64-bit values, printed as such (cmocka's integer
  * assertions print negative numbers as huge unsigned ones).
  */
-#define rxt_assert_cmp(a, op, b)                                          \
-  do {                                                                    \
-    long long rxt_a_ = (long long)(a), rxt_b_ = (long long)(b);           \
-    if (!(rxt_a_ op rxt_b_))                                              \
-      fail_msg("%s:%d: %s %s %s failed: %lld vs %lld", __FILE__, __LINE__, \
-               #a, #op, #b, rxt_a_, rxt_b_);                              \
+#define rxt_assert_cmp(a, op, b)                                               \
+  do {                                                                         \
+    long long rxt_a_ = (long long)(a), rxt_b_ = (long long)(b);                \
+    if (!(rxt_a_ op rxt_b_))                                                   \
+      fail_msg("%s:%d: %s %s %s failed: %lld vs %lld", __FILE__, __LINE__, #a, \
+               #op, #b, rxt_a_, rxt_b_);                                       \
   } while (0)
 #define rxt_assert_eq(a, b) rxt_assert_cmp(a, ==, b)
 #define rxt_assert_ge(a, b) rxt_assert_cmp(a, >=, b)
@@ -115,8 +115,8 @@ static int rxt_abandoned;
 
 static inline int rxt_heap_refuse(size_t size) {
   rxt_heap.calls++;
-  if (rxt_heap.fail_all || (rxt_heap.fail_at != 0 &&
-                            rxt_heap.calls == rxt_heap.fail_at) ||
+  if (rxt_heap.fail_all ||
+      (rxt_heap.fail_at != 0 && rxt_heap.calls == rxt_heap.fail_at) ||
       (rxt_heap.fail_above != 0 && size > rxt_heap.fail_above)) {
     rxt_heap.failed++;
     return 1;
@@ -282,9 +282,9 @@ static inline int rxt_drain(int fd) {
 struct rxt {
   rx_loop *loop;
   int fds_before;
-  const char *backend;         /* $RX_BACKEND, or NULL */
-  void (*body)(void **state);  /* the test, when run by rxt_run_body */
-  int completed;               /* the body returned (did not fail) */
+  const char *backend;        /* $RX_BACKEND, or NULL */
+  void (*body)(void **state); /* the test, when run by rxt_run_body */
+  int completed;              /* the body returned (did not fail) */
 };
 static struct rxt rxt;
 
@@ -375,11 +375,12 @@ static inline int rxt_teardown(void **state) {
 
 /* A test with the fixture `setup` (which must call rxt_setup_noloop or
  * rxt_setup_opts) and rxt_teardown. */
-#define RXT_TEST_WITH(f, setup)                                             \
-  {                                                                         \
-    .name = #f, .test_func = rxt_run_body, .setup_func = setup,             \
-    .teardown_func = rxt_teardown,                                          \
-    .initial_state = &(struct rxt_case) { f }                               \
+#define RXT_TEST_WITH(f, setup)                                          \
+  {                                                                      \
+    .name = #f, .test_func = rxt_run_body, .setup_func = setup,          \
+    .teardown_func = rxt_teardown, .initial_state = &(struct rxt_case) { \
+      f                                                                  \
+    }                                                                    \
   }
 #define RXT_TEST(f) RXT_TEST_WITH(f, rxt_setup)
 #define RXT_TEST_NOLOOP(f) RXT_TEST_WITH(f, rxt_setup_noloop)
@@ -425,13 +426,13 @@ static inline void rxt_run_nowait(rx_loop *loop, int n) {
  */
 struct rxt_rec {
   int calls;
-  int revents;      /* of the last call */
-  int all_revents;  /* OR of every call */
+  int revents;        /* of the last call */
+  int all_revents;    /* OR of every call */
   uint64_t iteration; /* rx_iteration() in the last call */
-  int64_t now;      /* rx_now() in the last call */
-  int64_t wall;     /* CLOCK_MONOTONIC in the last call */
-  int tag;          /* appended to rxt_order, if non-zero */
-  int was_active;   /* rx_is_active() of the watcher in the last call */
+  int64_t now;        /* rx_now() in the last call */
+  int64_t wall;       /* CLOCK_MONOTONIC in the last call */
+  int tag;            /* appended to rxt_order, if non-zero */
+  int was_active;     /* rx_is_active() of the watcher in the last call */
 };
 
 /* The order in which tagged recorders were called (rxt_norder entries);
@@ -452,9 +453,9 @@ static inline void rxt_rec_note(rx_loop *loop, struct rxt_rec *r, int revents,
     rxt_order[rxt_norder++] = r->tag;
 }
 
-#define RXT_REC_CB(kind)                                                  \
-  static inline void rxt_rec_##kind##_cb(rx_loop *loop, rx_##kind *w,     \
-                                         int revents) {                   \
+#define RXT_REC_CB(kind)                                                     \
+  static inline void rxt_rec_##kind##_cb(rx_loop *loop, rx_##kind *w,        \
+                                         int revents) {                      \
     rxt_rec_note(loop, (struct rxt_rec *)w->data, revents, rx_is_active(w)); \
   }
 RXT_REC_CB(io)
@@ -489,8 +490,8 @@ static struct {
   pthread_t th;
   rx_loop *loop;
   int64_t ns;
-  int stop;   /* atomic */
-  int fired;  /* atomic */
+  int stop;  /* atomic */
+  int fired; /* atomic */
   rx_task task;
 } rxt_wd;
 
@@ -535,12 +536,12 @@ static inline int rxt_wd_stop(void) {
 }
 
 /* Runs cmocka's group and names the backend in the output. */
-#define RXT_MAIN(tests)                                                      \
-  int main(void) {                                                           \
-    const char *b = rxt_env_backend();                                       \
-    char name[128];                                                          \
-    snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default");    \
-    return cmocka_run_group_tests_name(name, tests, NULL, NULL);             \
+#define RXT_MAIN(tests)                                                   \
+  int main(void) {                                                        \
+    const char *b = rxt_env_backend();                                    \
+    char name[128];                                                       \
+    snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default"); \
+    return cmocka_run_group_tests_name(name, tests, NULL, NULL);          \
   }
 
 #endif /* RX_TEST_HELPERS_H */

@@ -60,14 +60,14 @@ struct seen {
 
 static struct seen seen;
 
-#define RECORD(selfp, otherp)                               \
-  do {                                                      \
-    if (seen.calls++ == 0) {                                \
-      seen.self = (void *)(selfp);                          \
-      seen.self_active = rx_is_active(selfp);               \
-      seen.self_pending = rx_is_pending(selfp);             \
-      seen.other_pending = rx_is_pending(otherp);           \
-    }                                                       \
+#define RECORD(selfp, otherp)                     \
+  do {                                            \
+    if (seen.calls++ == 0) {                      \
+      seen.self = (void *)(selfp);                \
+      seen.self_active = rx_is_active(selfp);     \
+      seen.self_pending = rx_is_pending(selfp);   \
+      seen.other_pending = rx_is_pending(otherp); \
+    }                                             \
   } while (0)
 
 static rx_io ios[2];
@@ -304,8 +304,8 @@ static void test_version(void **state) {
   assert_string_equal(rx_version_string(), RX_VERSION_STRING);
   assert_string_equal(rx_version_string(), RXT_PROJECT_VERSION);
   char parts[32];
-  snprintf(parts, sizeof(parts), "%d.%d.%d", RX_VERSION_MAJOR,
-           RX_VERSION_MINOR, RX_VERSION_PATCH);
+  snprintf(parts, sizeof(parts), "%d.%d.%d", RX_VERSION_MAJOR, RX_VERSION_MINOR,
+           RX_VERSION_PATCH);
   assert_string_equal(parts, RXT_PROJECT_VERSION);
 }
 

@@ -120,22 +120,22 @@ static long sc_enomem; /* -ENOMEM returns seen (and retried) */
  * allocator refused (and only then), and the same call, retried, must
  * succeed. A call that succeeds although an allocation was refused inside it
  * is a bug too (the refusal was swallowed or misreported). */
-#define SC_TRY(loop, call)                                                    \
-  do {                                                                        \
-    long f0_ = rxt_heap.failed;                                               \
-    int rc_ = (call);                                                         \
-    if (rc_ == -ENOMEM && rxt_heap.failed > f0_) {                            \
-      sc_enomem++;                                                            \
-      if ((loop) != NULL)                                                     \
-        verify(loop);                                                         \
-      rc_ = (call);                                                           \
-    } else if (rxt_heap.failed > f0_) {                                       \
-      fail_msg("%s: allocation %ld refused, but it returned %d", #call,       \
-               rxt_heap.fail_at, rc_);                                        \
-    }                                                                         \
-    if (rc_ != 0)                                                             \
-      fail_msg("%s: %d (%s), failing allocation %ld", #call, rc_,             \
-               rx_strerror(rc_), rxt_heap.fail_at);                           \
+#define SC_TRY(loop, call)                                              \
+  do {                                                                  \
+    long f0_ = rxt_heap.failed;                                         \
+    int rc_ = (call);                                                   \
+    if (rc_ == -ENOMEM && rxt_heap.failed > f0_) {                      \
+      sc_enomem++;                                                      \
+      if ((loop) != NULL)                                               \
+        verify(loop);                                                   \
+      rc_ = (call);                                                     \
+    } else if (rxt_heap.failed > f0_) {                                 \
+      fail_msg("%s: allocation %ld refused, but it returned %d", #call, \
+               rxt_heap.fail_at, rc_);                                  \
+    }                                                                   \
+    if (rc_ != 0)                                                       \
+      fail_msg("%s: %d (%s), failing allocation %ld", #call, rc_,       \
+               rx_strerror(rc_), rxt_heap.fail_at);                     \
   } while (0)
 
 /* fd numbers that force the fd table to grow several times. */
@@ -333,8 +333,8 @@ static void test_alloc_failure_sweep(void **state) {
     sc_enomem = 0;
     scenario(n);
     if (rxt_heap.failed != 1 || sc_enomem != 1)
-      fail_msg("allocation %ld of %ld: %ld refused, %ld -ENOMEM seen", n,
-               total, rxt_heap.failed, sc_enomem);
+      fail_msg("allocation %ld of %ld: %ld refused, %ld -ENOMEM seen", n, total,
+               rxt_heap.failed, sc_enomem);
   }
   print_message("%ld allocations, each refused once\n", total);
 }
@@ -431,7 +431,8 @@ static void test_10k_ready_fds(void **state) {
       assert_true(sv[k][0] >= 0);
       sv[k][1] = -1;
     }
-    rx_io_init(&r[k].w, rd_cb, sv[k][0], k % 3 == 0 ? RX_READ | RX_ET : RX_READ);
+    rx_io_init(&r[k].w, rd_cb, sv[k][0],
+               k % 3 == 0 ? RX_READ | RX_ET : RX_READ);
     assert_int_equal(rx_io_start(rxt.loop, &r[k].w), 0);
   }
   print_message("%d %s\n", N, pairs ? "socketpairs" : "eventfds");
@@ -458,13 +459,13 @@ static void test_10k_ready_fds(void **state) {
         done += r[k].calls >= round;
     }
     if (done != N)
-      fail_msg("round %d: %d of %d watchers called after %d iterations",
-               round, done, N, iters);
+      fail_msg("round %d: %d of %d watchers called after %d iterations", round,
+               done, N, iters);
     rxt_run_nowait(rxt.loop, 3);
     for (int k = 0; k < N; k++) {
       if (r[k].calls != round || r[k].got != c || r[k].last != RX_READ)
-        fail_msg("round %d: watcher %d: %d calls, got '%c', revents %#x",
-                 round, k, r[k].calls, r[k].got, r[k].last);
+        fail_msg("round %d: watcher %d: %d calls, got '%c', revents %#x", round,
+                 k, r[k].calls, r[k].got, r[k].last);
     }
     print_message("round %d: %d ready fds reported in %d iterations\n", round,
                   N, iters);
@@ -510,8 +511,8 @@ static void *storm_thread(void *arg) {
   struct storm *s = arg;
   int64_t t0 = rxt_clock();
   int written = 0;
-  while (rxt_clock() - t0 < s->length && !__atomic_load_n(&s->stop,
-                                                          __ATOMIC_RELAXED)) {
+  while (rxt_clock() - t0 < s->length &&
+         !__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
     for (int i = 0; i < 20; i++) {
       pthread_kill(s->target, SIGUSR1);
       s->sent++;
@@ -648,7 +649,7 @@ struct srv {
   rx_io accept_w;
   rx_loop *loop;
   int keep;
-  int emfile;    /* accept4() EMFILE seen */
+  int emfile; /* accept4() EMFILE seen */
   int accepted;
   int closed;
   int echoed;
@@ -740,8 +741,8 @@ static void emfile(int keep) {
   sun.sun_family = AF_UNIX;
   int len = snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1,
                      "rx-faults-%d-%d", (int)getpid(), keep);
-  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-                               (size_t)len);
+  socklen_t alen =
+      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
   assert_int_equal(bind(lfd, (struct sockaddr *)&sun, alen), 0);
   assert_int_equal(listen(lfd, 16), 0);
   static struct srv s;

@@ -38,7 +38,7 @@ extern "C" void on_idle(rx_loop *loop, rx_idle *w, int revents) {
   rx_idle_stop(loop, w);
 }
 
-}  // namespace
+} // namespace
 
 int main() {
   static_assert(sizeof(rx_timer) <= 64, "rx_timer stays small");

@@ -18,7 +18,7 @@ struct cnt {
   int calls;
   int stop_after;
   char tag;
-  char *log;    /* shared log of tags */
+  char *log; /* shared log of tags */
   int *nlog;
   uint64_t iter[16]; /* rx_iteration() of each call */
   int64_t clock[16];
@@ -106,9 +106,9 @@ static void test_idle_rule(void **state) {
   (void)state;
   int sv[2];
   rxt_pair(sv);
-  idle_vs_busy(0, 0, 0, sv[0]);   /* same priority pending: no idle */
-  idle_vs_busy(0, 1, 0, sv[0]);   /* higher priority pending: no idle */
-  idle_vs_busy(0, -1, 1, sv[0]);  /* only lower priority pending: idle */
+  idle_vs_busy(0, 0, 0, sv[0]);  /* same priority pending: no idle */
+  idle_vs_busy(0, 1, 0, sv[0]);  /* higher priority pending: no idle */
+  idle_vs_busy(0, -1, 1, sv[0]); /* only lower priority pending: idle */
   idle_vs_busy(2, 1, 1, sv[0]);
   idle_vs_busy(-2, 2, 0, sv[0]);
   idle_vs_busy(-2, -2, 0, sv[0]);
@@ -557,8 +557,8 @@ struct cleanup_ctx {
   rx_timer *t;
   int calls;
   int revents;
-  int io_active, t_active;  /* at the call */
-  int stop_io, stop_t;      /* what the stops returned */
+  int io_active, t_active; /* at the call */
+  int stop_io, stop_t;     /* what the stops returned */
   int verify;
   const char *what;
   int pending_before;

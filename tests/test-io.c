@@ -633,12 +633,12 @@ static void test_other_loop(void **state) {
  * RX__FD_RENEW).
  */
 struct reuse {
-  int fd;         /* the number that is reused */
-  int old_peer;   /* the old file's peer, kept open */
-  int old_alive;  /* a dup of the old file, or -1 */
+  int fd;        /* the number that is reused */
+  int old_peer;  /* the old file's peer, kept open */
+  int old_alive; /* a dup of the old file, or -1 */
   int new_peer;
-  int keep_old;   /* keep the old file alive with a dup */
-  int phase;      /* 0: old file, 1: new file */
+  int keep_old; /* keep the old file alive with a dup */
+  int phase;    /* 0: old file, 1: new file */
   char got;
 };
 

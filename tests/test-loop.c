@@ -272,7 +272,7 @@ struct nest {
   int ticks;
   int inner_returned;
   int inner_rc;
-  int how;       /* break mode used by the inner ticker */
+  int how; /* break mode used by the inner ticker */
   rx_timer inner;
 };
 
@@ -954,13 +954,12 @@ static uint64_t rng_next(void) {
   return z ^ (z >> 31);
 }
 
-
 /* An io watcher that drains what it reads and counts the bytes. */
 struct reader {
   rx_io w;
   int bytes;
   int calls;
-  int done_at;  /* *done is set once bytes reaches this */
+  int done_at; /* *done is set once bytes reaches this */
   int done;
 };
 
@@ -1038,9 +1037,9 @@ struct mt {
 
 static struct {
   struct mt *t;
-  int *fired;  /* indices in firing order */
+  int *fired; /* indices in firing order */
   int nfired;
-  int early;   /* fired with rx_now() before the deadline */
+  int early; /* fired with rx_now() before the deadline */
   int bad_revents;
 } many;
 
@@ -1376,8 +1375,7 @@ static void test_timeout_collect_groups_timers(void **state) {
 
   rxt_wd_start(loop, RX_SEC(3));
   int runs = 0;
-  while (h1.calls + h2.calls < 2 && runs < 100 &&
-         !rxt_wd_fired()) {
+  while (h1.calls + h2.calls < 2 && runs < 100 && !rxt_wd_fired()) {
     assert_true(rx_run(loop, RX_RUN_ONCE) >= 0);
     runs++;
   }
@@ -1939,8 +1937,8 @@ static void test_feed_priorities(void **state) {
   int sv[2];
   rxt_pair(sv);
   struct rxt_rec hio = {.tag = 1}, hp = {.tag = 2}, hc = {.tag = 3},
-             ht = {.tag = 4}, hi = {.tag = 5}, hi2 = {.tag = 6},
-             hc2 = {.tag = 7};
+                 ht = {.tag = 4}, hi = {.tag = 5}, hi2 = {.tag = 6},
+                 hc2 = {.tag = 7};
   rx_io io;
   rx_prepare prep;
   rx_check chk, chk2;
@@ -2255,7 +2253,6 @@ static void test_priority_and_clear_pending(void **state) {
   assert_int_equal(rec.calls, 0);
   assert_int_equal(rx_clear_pending(NULL, &t), -EINVAL);
 }
-
 
 static void test_free_stops_everything(void **state) {
   (void)state;

@@ -34,7 +34,8 @@ static int teardown_wall(void **state) {
   return rc;
 }
 
-#define WALL_TEST(f) cmocka_unit_test_setup_teardown(f, setup_wall, teardown_wall)
+#define WALL_TEST(f) \
+  cmocka_unit_test_setup_teardown(f, setup_wall, teardown_wall)
 
 static int64_t wall(void) {
   struct timespec ts;
@@ -45,8 +46,8 @@ static int64_t wall(void) {
 struct pw {
   rx_periodic w;
   int calls;
-  int64_t fired[16];   /* CLOCK_REALTIME in the callback */
-  int64_t at[16];      /* w.at when it fired */
+  int64_t fired[16]; /* CLOCK_REALTIME in the callback */
+  int64_t at[16];    /* w.at when it fired */
   int stop_after;
 };
 

@@ -17,11 +17,11 @@ struct tmr {
   rx_timer t;
   int calls;
   int id;
-  int64_t fired_at[32];  /* CLOCK_MONOTONIC in the callback */
-  int64_t now_at[32];    /* rx_now() in the callback */
+  int64_t fired_at[32]; /* CLOCK_MONOTONIC in the callback */
+  int64_t now_at[32];   /* rx_now() in the callback */
   uint64_t iteration;
-  int stop_after;        /* stop in the callback once calls reaches it */
-  int *log;              /* shared firing order */
+  int stop_after; /* stop in the callback once calls reaches it */
+  int *log;       /* shared firing order */
   int *nlog;
   void (*hook)(rx_loop *loop, struct tmr *x);
   void *ctx;
@@ -58,9 +58,9 @@ static void check_wheel(rx_loop *loop) {
  */
 
 static void never_early(rx_loop *loop) {
-  static const int64_t delays[] = {0,          1,          RX_USEC(100),
-                                   RX_USEC(600), RX_MSEC(1), RX_MSEC(3),
-                                   RX_MSEC(7),   RX_MSEC(13), RX_MSEC(50)};
+  static const int64_t delays[] = {
+      0,          1,          RX_USEC(100), RX_USEC(600), RX_MSEC(1),
+      RX_MSEC(3), RX_MSEC(7), RX_MSEC(13),  RX_MSEC(50)};
   enum { N = sizeof(delays) / sizeof(delays[0]) };
   struct tmr x[N];
   rx_now_update(loop);
@@ -120,7 +120,8 @@ static void test_never_early_many(void **state) {
 
 static void order_by_deadline(int block_first) {
   /* Distinct deadlines 37 us apart, several per tick, started shuffled. */
-  static const int perm[] = {7, 2, 12, 0, 15, 9, 4, 11, 1, 14, 6, 3, 13, 8, 10, 5};
+  static const int perm[] = {7, 2,  12, 0, 15, 9, 4,  11,
+                             1, 14, 6,  3, 13, 8, 10, 5};
   enum { N = 16 };
   struct tmr x[N];
   int log[N], nlog = 0;
@@ -741,7 +742,10 @@ static void test_tick_option(void **state) {
   static const struct {
     int64_t tick;
     unsigned shift;
-  } cases[] = {{0, 19}, {1024, 10}, {3000, 11}, {(int64_t)1 << 20, 20},
+  } cases[] = {{0, 19},
+               {1024, 10},
+               {3000, 11},
+               {(int64_t)1 << 20, 20},
                {((int64_t)1 << 30), 30}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     struct rx_loop_options o;

@@ -43,8 +43,9 @@ static void test_verify(void **state) {
     assert_int_equal(rx_io_start(loop, &io[i]), 0);
   }
   static const int64_t afters[] = {
-      RX_USEC(100), RX_MSEC(1),  RX_MSEC(30), RX_MSEC(100), RX_SEC(10),
-      RX_SEC(100),  RX_SEC(3600), RX_SEC(86400) * 30, RX_SEC(86400) * 1000,
+      RX_USEC(100),           RX_MSEC(1),         RX_MSEC(30),
+      RX_MSEC(100),           RX_SEC(10),         RX_SEC(100),
+      RX_SEC(3600),           RX_SEC(86400) * 30, RX_SEC(86400) * 1000,
       RX_SEC(86400) * 365 * 5};
   enum { NTIM = sizeof(afters) / sizeof(afters[0]) };
   rx_timer t[NTIM];

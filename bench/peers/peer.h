@@ -86,22 +86,22 @@
 
 /* The sizes of one run; --quick scales them down (peer_main.c). */
 struct peer_params {
-  double loop_seconds;    /* loop_count */
-  uint32_t timers;        /* million_timers */
-  uint32_t max_delay_ms;  /* million_timers: delays are 1..max_delay_ms */
-  uint32_t churn_timers;  /* timer_churn */
+  double loop_seconds;   /* loop_count */
+  uint32_t timers;       /* million_timers */
+  uint32_t max_delay_ms; /* million_timers: delays are 1..max_delay_ms */
+  uint32_t churn_timers; /* timer_churn */
   uint64_t churn_rearms;
-  int pipes;              /* pipe_chain: socket pairs (--pipes N) */
+  int pipes; /* pipe_chain: socket pairs (--pipes N) */
   int pipe_active;
   int pipe_writes;
   int pipe_runs;
-  uint64_t async_sends;   /* async_pummel */
-  uint32_t ts_active;     /* timer_start: active timers (--timers N) */
-  uint32_t ts_batch;      /* fresh timers started per timed batch */
+  uint64_t async_sends; /* async_pummel */
+  uint32_t ts_active;   /* timer_start: active timers (--timers N) */
+  uint32_t ts_batch;    /* fresh timers started per timed batch */
   int ts_batches;
-  uint64_t asp_sends;     /* async_send_pending */
-  uint64_t lpp_trips;     /* loop_pingpong: round trips */
-  int pp_conns;           /* ping_pongs */
+  uint64_t asp_sends; /* async_send_pending */
+  uint64_t lpp_trips; /* loop_pingpong: round trips */
+  int pp_conns;       /* ping_pongs */
   int pp_size;
   double pp_seconds;
 };
@@ -140,9 +140,9 @@ void peer_report(const char *metric, double value, const char *unit);
 /* Prints "peer_<library> <workload>: <what>" to stderr; returns -1. */
 int peer_fail(const char *what);
 
-uint64_t peer_now_ns(void);         /* CLOCK_MONOTONIC */
-uint64_t peer_cpu_ns(void);         /* the process's CPU time, all threads */
-uint64_t peer_thread_cpu_ns(void);  /* the calling thread's CPU time */
+uint64_t peer_now_ns(void);        /* CLOCK_MONOTONIC */
+uint64_t peer_cpu_ns(void);        /* the process's CPU time, all threads */
+uint64_t peer_thread_cpu_ns(void); /* the calling thread's CPU time */
 
 /* splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
  * generators", OOPSLA 2014): one multiply-xorshift chain per number, fast

@@ -35,16 +35,22 @@ static int loop_open(void) {
 
 static const char *backend_name(unsigned b) {
   switch (b) {
-  case EVBACKEND_EPOLL: return "epoll";
-  case EVBACKEND_POLL: return "poll";
-  case EVBACKEND_SELECT: return "select";
+  case EVBACKEND_EPOLL:
+    return "epoll";
+  case EVBACKEND_POLL:
+    return "poll";
+  case EVBACKEND_SELECT:
+    return "select";
 #ifdef EVBACKEND_IOURING
-  case EVBACKEND_IOURING: return "io_uring";
+  case EVBACKEND_IOURING:
+    return "io_uring";
 #endif
 #ifdef EVBACKEND_LINUXAIO
-  case EVBACKEND_LINUXAIO: return "linuxaio";
+  case EVBACKEND_LINUXAIO:
+    return "linuxaio";
 #endif
-  default: return "other";
+  default:
+    return "other";
   }
 }
 
@@ -170,7 +176,9 @@ static void pipe_setup(void) {
   ev_run(loop, EVRUN_NOWAIT);
 }
 
-static void pipe_iterate(void) { ev_run(loop, EVRUN_NOWAIT); }
+static void pipe_iterate(void) {
+  ev_run(loop, EVRUN_NOWAIT);
+}
 
 int peer_pipe_chain(void) {
   if (loop_open() < 0)

@@ -195,8 +195,8 @@ int peer_million_timers(void) {
     return peer_fail("out of memory");
   }
   int rc = run_in_loop(mt_start) < 0 ? peer_fail("event_base_dispatch failed")
-           : timer_error            ? peer_fail("evtimer_add failed")
-                                    : peer_mt_end();
+           : timer_error             ? peer_fail("evtimer_add failed")
+                                     : peer_mt_end();
   base_close(); /* deletes the timers still pending after a failure */
   free(timers);
   return rc;
@@ -260,8 +260,8 @@ static void pipe_setup(void) {
   for (int i = 0; i < P.pipes; i++) {
     if (event_initialized(&pipe_w[i]))
       event_del(&pipe_w[i]);
-    if (event_assign(&pipe_w[i], base, peer_pipe_fd[2 * i], EV_READ | EV_PERSIST,
-                     pipe_cb, (void *)(intptr_t)i) < 0 ||
+    if (event_assign(&pipe_w[i], base, peer_pipe_fd[2 * i],
+                     EV_READ | EV_PERSIST, pipe_cb, (void *)(intptr_t)i) < 0 ||
         event_add(&pipe_w[i], NULL) < 0)
       pipe_error = 1;
   }
@@ -330,7 +330,8 @@ int peer_async_pummel(void) {
   }
   int loop_rc = event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
   peer_join();
-  int rc = loop_rc < 0 ? peer_fail("event_base_loop failed") : peer_pummel_end();
+  int rc = loop_rc < 0 ? peer_fail("event_base_loop failed")
+                       : peer_pummel_end();
   event_free(pummel);
   base_close();
   return rc;
@@ -456,8 +457,8 @@ int peer_timer_start(void) {
     rc = peer_fail("out of memory");
   else
     rc = run_in_loop(ts_run) < 0 ? peer_fail("event_base_dispatch failed")
-         : timer_error          ? peer_fail("evtimer_add failed")
-                                : peer_ts_report();
+         : timer_error           ? peer_fail("evtimer_add failed")
+                                 : peer_ts_report();
   base_close(); /* deletes the timers still pending */
   free(ts_active);
   free(ts_fresh);

@@ -86,7 +86,9 @@ static void count_cb(uv_idle_t *h) {
   iterations++;
 }
 
-static void stop_cb(uv_timer_t *h) { uv_stop(h->loop); }
+static void stop_cb(uv_timer_t *h) {
+  uv_stop(h->loop);
+}
 
 int peer_loop_count(void) {
   uv_idle_t idle;
@@ -115,7 +117,9 @@ int peer_loop_count(void) {
 
 static uv_timer_t *timers;
 
-static void fired_cb(uv_timer_t *h) { peer_mt_fired((uint32_t)(h - timers)); }
+static void fired_cb(uv_timer_t *h) {
+  peer_mt_fired((uint32_t)(h - timers));
+}
 
 int peer_million_timers(void) {
   if (loop_open() < 0)
@@ -146,7 +150,9 @@ int peer_million_timers(void) {
 
 /* timer_churn */
 
-static void never_cb(uv_timer_t *h) { (void)h; }
+static void never_cb(uv_timer_t *h) {
+  (void)h;
+}
 
 int peer_timer_churn(void) {
   int err = 0;
@@ -196,7 +202,9 @@ static void pipe_setup(void) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
-static void pipe_iterate(void) { uv_run(&loop, UV_RUN_NOWAIT); }
+static void pipe_iterate(void) {
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
 
 int peer_pipe_chain(void) {
   if (loop_open() < 0)

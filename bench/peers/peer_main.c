@@ -78,9 +78,15 @@ static uint64_t clock_ns(clockid_t id) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t peer_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-uint64_t peer_cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
-uint64_t peer_thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
+uint64_t peer_now_ns(void) {
+  return clock_ns(CLOCK_MONOTONIC);
+}
+uint64_t peer_cpu_ns(void) {
+  return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+uint64_t peer_thread_cpu_ns(void) {
+  return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
 
 /* One helper thread at a time is all any workload needs. */
 static pthread_t helper;
@@ -89,7 +95,9 @@ int peer_thread(void *(*fn)(void *), void *arg) {
   return pthread_create(&helper, NULL, fn, arg) == 0 ? 0 : -1;
 }
 
-void peer_join(void) { pthread_join(helper, NULL); }
+void peer_join(void) {
+  pthread_join(helper, NULL);
+}
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -335,8 +343,8 @@ int peer_pipe_drive(void (*setup)(void), void (*iterate)(void)) {
       run_ns[r] = t3 - t2;
     }
   }
-  peer_report("setup_ns_per_watcher",
-              (double)median(setup_ns, runs) / P.pipes, "ns");
+  peer_report("setup_ns_per_watcher", (double)median(setup_ns, runs) / P.pipes,
+              "ns");
   peer_report("run_us", (double)median(run_ns, runs) / 1000, "us");
   free(setup_ns);
   free(run_ns);
@@ -357,7 +365,9 @@ void peer_pipe_close(void) {
 static atomic_int pummel_done;
 static uint64_t pummel_t0, pummel_callbacks;
 
-void peer_pummel_go(void) { pummel_t0 = peer_now_ns(); }
+void peer_pummel_go(void) {
+  pummel_t0 = peer_now_ns();
+}
 
 void peer_pummel_finish(void) {
   atomic_store_explicit(&pummel_done, 1, memory_order_release);
@@ -375,7 +385,8 @@ int peer_pummel_end(void) {
   uint64_t t1 = peer_now_ns();
   if (!atomic_load(&pummel_done) || pummel_callbacks == 0)
     return peer_fail("the loop ended before the last send was seen");
-  peer_report("sends_per_s", (double)P.async_sends * 1e9 / (double)(t1 - pummel_t0),
+  peer_report("sends_per_s",
+              (double)P.async_sends * 1e9 / (double)(t1 - pummel_t0),
               "sends/s");
   peer_report("callbacks", (double)pummel_callbacks, "callbacks");
   return 0;
@@ -396,7 +407,9 @@ static uint32_t ts_delay_ms(uint64_t seed) {
   return 1000 + (uint32_t)(peer_rand(&seed) % 59001);
 }
 
-uint32_t peer_ts_active_ms(uint32_t i) { return ts_delay_ms(TS_SEED_ACTIVE ^ i); }
+uint32_t peer_ts_active_ms(uint32_t i) {
+  return ts_delay_ms(TS_SEED_ACTIVE ^ i);
+}
 
 static int ts_prepare(void) {
   peer_ts_fresh_ms = malloc(P.ts_batch * sizeof *peer_ts_fresh_ms);
@@ -408,7 +421,9 @@ static int ts_prepare(void) {
   return 0;
 }
 
-void peer_ts_begin(void) { ts_t0 = peer_now_ns(); }
+void peer_ts_begin(void) {
+  ts_t0 = peer_now_ns();
+}
 
 void peer_ts_end(void) {
   uint64_t t1 = peer_now_ns();
@@ -430,9 +445,13 @@ int peer_ts_report(void) {
 
 static uint64_t asp_cpu0, asp_cpu;
 
-void peer_asp_begin(void) { asp_cpu0 = peer_thread_cpu_ns(); }
+void peer_asp_begin(void) {
+  asp_cpu0 = peer_thread_cpu_ns();
+}
 
-void peer_asp_end(void) { asp_cpu = peer_thread_cpu_ns() - asp_cpu0; }
+void peer_asp_end(void) {
+  asp_cpu = peer_thread_cpu_ns() - asp_cpu0;
+}
 
 int peer_asp_report(uint64_t callbacks) {
   if (callbacks != 1)
@@ -486,8 +505,8 @@ int peer_lpp_end(void) {
   uint64_t cpu = peer_cpu_ns() - lpp_cpu0;
   if (lpp_trips != P.lpp_trips || lpp_t1 <= lpp_t0)
     return peer_fail("not every round trip was made");
-  peer_report("round_trips_per_s", (double)lpp_trips * 1e9 / (double)(lpp_t1 - lpp_t0),
-              "trips/s");
+  peer_report("round_trips_per_s",
+              (double)lpp_trips * 1e9 / (double)(lpp_t1 - lpp_t0), "trips/s");
   peer_report("cpu_ns_per_trip", (double)cpu / (double)lpp_trips, "ns");
   return 0;
 }
@@ -515,7 +534,9 @@ int peer_pp_accept(int listen_fd) {
   return fd;
 }
 
-int peer_pp_accepted(void) { return pp_accepted >= P.pp_conns; }
+int peer_pp_accepted(void) {
+  return pp_accepted >= P.pp_conns;
+}
 
 int peer_pp_echo(int fd) {
   char buf[4096];
@@ -632,7 +653,9 @@ int peer_pp_listen(void) {
   return fd;
 }
 
-void peer_pp_begin(void) { pp_cpu0 = peer_thread_cpu_ns(); }
+void peer_pp_begin(void) {
+  pp_cpu0 = peer_thread_cpu_ns();
+}
 
 int peer_pp_end(void) {
   uint64_t cpu = peer_thread_cpu_ns() - pp_cpu0;
@@ -642,8 +665,8 @@ int peer_pp_end(void) {
     return peer_fail(pp_error);
   if (pp_trips == 0 || pp_elapsed_ns == 0)
     return peer_fail("no round trip was made");
-  peer_report("round_trips_per_s", (double)pp_trips * 1e9 / (double)pp_elapsed_ns,
-              "trips/s");
+  peer_report("round_trips_per_s",
+              (double)pp_trips * 1e9 / (double)pp_elapsed_ns, "trips/s");
   peer_report("server_cpu_us_per_trip", (double)cpu / 1000 / (double)pp_trips,
               "us");
   return 0;
@@ -665,9 +688,12 @@ static const struct {
   const char *name;
   int (*run)(void);
 } workloads[] = {
-    {"loop_count", peer_loop_count},   {"million_timers", peer_million_timers},
-    {"timer_churn", peer_timer_churn}, {"pipe_chain", peer_pipe_chain},
-    {"async_pummel", peer_async_pummel}, {"ping_pongs", peer_ping_pongs},
+    {"loop_count", peer_loop_count},
+    {"million_timers", peer_million_timers},
+    {"timer_churn", peer_timer_churn},
+    {"pipe_chain", peer_pipe_chain},
+    {"async_pummel", peer_async_pummel},
+    {"ping_pongs", peer_ping_pongs},
     {"timer_start", peer_timer_start},
     {"async_send_pending", peer_async_send_pending},
     {"loop_pingpong", peer_loop_pingpong},
@@ -704,7 +730,8 @@ int main(int argc, char **argv) {
       return usage();
     }
   }
-  for (size_t i = 0; workload_name && i < sizeof workloads / sizeof *workloads; i++)
+  for (size_t i = 0; workload_name && i < sizeof workloads / sizeof *workloads;
+       i++)
     if (strcmp(workload_name, workloads[i].name) == 0)
       run = workloads[i].run;
   if (!run)

@@ -163,7 +163,9 @@ static void pipe_setup(void) {
   rx_run(loop, RX_RUN_NOWAIT);
 }
 
-static void pipe_iterate(void) { rx_run(loop, RX_RUN_NOWAIT); }
+static void pipe_iterate(void) {
+  rx_run(loop, RX_RUN_NOWAIT);
+}
 
 int peer_pipe_chain(void) {
   if (loop_open() < 0)
@@ -330,7 +332,8 @@ int peer_async_send_pending(void) {
   rx_run(loop, RX_RUN_NOWAIT);
   rx_async_stop(loop, &w);
   rx_loop_free(loop);
-  return bad ? peer_fail("rx_async_send failed") : peer_asp_report(asp_callbacks);
+  return bad ? peer_fail("rx_async_send failed")
+             : peer_asp_report(asp_callbacks);
 }
 
 /* loop_pingpong: loop is a, lpp_b is b. */
