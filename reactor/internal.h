@@ -103,15 +103,12 @@ struct rx__op;
 enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
 
 #define RX__TAG_OP_MIN 4096u
-#define RX__TAG_IGNORE                                \
-  UINT64_C(2) /* io_uring: a request whose completion \
-                 is of no interest (POLL_REMOVE) */
-#define RX__TAG_WAKEFD                            \
-  UINT64_C(4) /* the doorbell: io_uring's READ of \
-                 loop->wakefd, epoll's registration */
-#define RX__TAG_MESSAGE                            \
-  UINT64_C(6) /* io_uring: a MSG_RING from another \
-                 loop */
+/* io_uring: a request whose completion is of no interest (POLL_REMOVE). */
+#define RX__TAG_IGNORE UINT64_C(2)
+/* The doorbell: io_uring's READ of loop->wakefd, epoll's registration. */
+#define RX__TAG_WAKEFD UINT64_C(4)
+/* io_uring: a MSG_RING from another loop. */
+#define RX__TAG_MESSAGE UINT64_C(6)
 
 /* 32 bits of generation, 31 of fd and the tag bit fill the 64. */
 _Static_assert(sizeof(int) == 4, "an fd is 31 bits in a poll tag");
