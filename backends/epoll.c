@@ -366,6 +366,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .fork = epoll_fork,
     .doorbell = epoll_doorbell,
     .wake_from = NULL,
-    .submit = NULL, /* ops are emulated on readiness (internal.h) */
+    .submit = NULL, /* ops are emulated on readiness (op.c) */
     .cancel = NULL,
+    .probe = NULL,
 };

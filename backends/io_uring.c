@@ -77,12 +77,22 @@
  *     first, so that a child with no fd to spare gets its number back; if
  *     no ring can be made, the loop holds none (ring_fd -1), and neither
  *     waits nor submits until a later iteration makes one.
+ *  l) Completion operations (op.c) are one SQE each, tagged with the op's
+ *     address (internal.h), sent with the wait's enter like every other
+ *     SQE: N ops submitted in one iteration cost one io_uring_enter().
+ *     The kinds the kernel has are probed once (IORING_REGISTER_PROBE);
+ *     the core emulates the others on readiness. A cancel is an
+ *     ASYNC_CANCEL by tag; the op still posts its own final completion
+ *     (-ECANCELED, or its result when it was done first), which keeps
+ *     the rule of one final callback. Completions are copied out of the
+ *     CQ ring before any callback runs (reap()).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -107,6 +117,7 @@ struct rx_uring {
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
+  uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
   bool disabled;       /* made with R_DISABLED, enabled by the first wait */
   bool rearm_doorbell; /* the doorbell READ could not be queued */
   bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
@@ -118,6 +129,52 @@ struct rx_uring {
 
 static inline struct rx_uring *backend_of(rx_loop *loop) {
   return (struct rx_uring *)(void *)loop;
+}
+
+/* Note l): the io_uring opcode of each op kind. */
+static const uint8_t opcodes[RX__OP_NKINDS] = {
+    [RX__OP_READ] = IORING_OP_READ,
+    [RX__OP_WRITE] = IORING_OP_WRITE,
+    [RX__OP_READV] = IORING_OP_READV,
+    [RX__OP_WRITEV] = IORING_OP_WRITEV,
+    [RX__OP_RECV] = IORING_OP_RECV,
+    [RX__OP_SEND] = IORING_OP_SEND,
+    [RX__OP_RECVMSG] = IORING_OP_RECVMSG,
+    [RX__OP_SENDMSG] = IORING_OP_SENDMSG,
+    [RX__OP_ACCEPT] = IORING_OP_ACCEPT,
+    [RX__OP_ACCEPT_MULTI] = IORING_OP_ACCEPT,
+    [RX__OP_CONNECT] = IORING_OP_CONNECT,
+    [RX__OP_SHUTDOWN] = IORING_OP_SHUTDOWN,
+    [RX__OP_POLL] = IORING_OP_POLL_ADD,
+    [RX__OP_NOP] = IORING_OP_NOP,
+    [RX__OP_CLOSE] = IORING_OP_CLOSE,
+};
+
+/* The op kinds the kernel has (note l), less those named in RX_URING_NO_OPS
+ * (a comma-separated list of kind numbers, or "all"): the tests mask kinds
+ * to check that their emulation gives the same results. */
+static uint32_t probe_ops(const struct io_uring_probe *probe) {
+  uint32_t kinds = 0;
+  for (unsigned k = 1; probe != NULL && k < RX__OP_NKINDS; k++)
+    if (opcodes[k] != 0 || k == RX__OP_NOP)
+      if (io_uring_opcode_supported(probe, opcodes[k]))
+        kinds |= UINT32_C(1) << k;
+  /* Multishot accept: 5.19, the kernel that has IORING_OP_SOCKET. */
+  if (probe == NULL || !io_uring_opcode_supported(probe, IORING_OP_SOCKET))
+    kinds &= ~(UINT32_C(1) << RX__OP_ACCEPT_MULTI);
+  const char *mask = getenv("RX_URING_NO_OPS");
+  if (mask != NULL && strcmp(mask, "all") == 0)
+    return 0;
+  while (mask != NULL && *mask != '\0') {
+    char *end;
+    unsigned long k = strtoul(mask, &end, 10);
+    if (end == mask)
+      break;
+    if (k < 32)
+      kinds &= ~(UINT32_C(1) << k);
+    mask = *end == ',' ? end + 1 : end;
+  }
+  return kinds;
 }
 
 /* Tries the setup flags of note e), best first. */
@@ -151,6 +208,7 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
     struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
     be->msg_ring = probe != NULL &&
                    io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    be->op_kinds = probe_ops(probe);
     if (probe != NULL)
       io_uring_free_probe(probe);
     return 0;
@@ -311,12 +369,29 @@ static void complete_internal(struct rx_uring *be, uint64_t ud) {
   rx__doorbell(&be->loop);
 }
 
-static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
+/* A completion of an op (note l): to the core, which calls back. */
+static void complete_op(struct rx_uring *be, rx_op *op, int res,
+                        unsigned cflags) {
+  if (op->_kind == RX__OP_POLL && res >= 0)
+    res = poll_revents(res) & (int)op->_len;
+  rx__op_complete(&be->loop, op, res,
+                  (cflags & IORING_CQE_F_MORE) ? RX_OP_F_MORE : 0);
+}
+
+/* A CQE, as reap() copies it out of the ring. */
+struct cqe {
+  uint64_t ud;
+  int32_t res;
+  uint32_t flags;
+};
+
+static void complete(struct rx_uring *be, const struct cqe *cqe) {
   rx_loop *loop = &be->loop;
-  uint64_t ud = io_uring_cqe_get_data64(cqe);
+  uint64_t ud = cqe->ud;
   if (rx__tag_kind(ud) != RX__TAG_KIND_POLL) {
-    /* No op is submitted yet (rx__uring_ops.submit is NULL). */
-    if (rx__tag_kind(ud) == RX__TAG_KIND_INTERNAL)
+    if (rx__tag_kind(ud) == RX__TAG_KIND_OP)
+      complete_op(be, rx__tag_to_op(ud), cqe->res, cqe->flags);
+    else
       complete_internal(be, ud);
     return;
   }
@@ -346,16 +421,35 @@ static void complete(struct rx_uring *be, const struct io_uring_cqe *cqe) {
     rx__io_event(loop, fd, poll_revents(cqe->res));
 }
 
+/* Reaps what the ring holds, a batch at a time: each batch is copied out
+ * and the ring advanced before any of it is handled, because an op's
+ * callback runs from here and may run the loop again (a nested rx_run()
+ * reaps the same ring). */
+#define REAP_BATCH 32
 static unsigned reap(struct rx_uring *be) {
-  struct io_uring_cqe *cqe;
-  unsigned head, n = 0;
-  io_uring_for_each_cqe(&be->ring, head, cqe) {
-    complete(be, cqe);
-    n++;
+  unsigned total = 0;
+  for (;;) {
+    struct cqe batch[REAP_BATCH];
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&be->ring, head, cqe) {
+      batch[n].ud = io_uring_cqe_get_data64(cqe);
+      batch[n].res = cqe->res;
+      batch[n].flags = cqe->flags;
+      if (++n == REAP_BATCH)
+        break;
+    }
+    if (n == 0)
+      break;
+    io_uring_cq_advance(&be->ring, n);
+    be->loop.m.completions += n;
+    total += n;
+    for (unsigned i = 0; i < n; i++)
+      complete(be, &batch[i]);
+    if (n < REAP_BATCH)
+      break;
   }
-  io_uring_cq_advance(&be->ring, n);
-  be->loop.m.completions += n;
-  return n;
+  return total;
 }
 
 /* Note e): the thread that first runs the loop becomes the ring's one
@@ -571,6 +665,99 @@ static void uring_flush(rx_loop *loop) {
   }
 }
 
+/* Note l): one SQE for `op`, tagged with its address. A write that the
+ * core resubmits after a short write goes on from where it stopped. */
+static int uring_submit(rx_loop *loop, rx_op *op) {
+  struct rx_uring *be = backend_of(loop);
+  if (be->ring.ring_fd < 0)
+    return -EBADF; /* no ring after a failed fork rebuild */
+  /* Note e): a full SQ is submitted, which a disabled ring refuses; ops
+   * are submitted on the loop's thread, which may enable it. */
+  int rc;
+  if (be->disabled && (rc = enable_ring(be)) < 0)
+    return rc;
+  struct io_uring_sqe *sqe = get_sqe(be);
+  if (sqe == NULL)
+    return -EBUSY;
+  int fd = op->_fd;
+  uint64_t off = op->_off;
+  if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT)
+    off += op->_done;
+  char *p = op->_p;
+  switch (op->_kind) {
+  case RX__OP_READ:
+    io_uring_prep_read(sqe, fd, p, op->_len, off);
+    break;
+  case RX__OP_WRITE:
+    io_uring_prep_write(sqe, fd, p + op->_done, op->_len - op->_done, off);
+    break;
+  case RX__OP_READV:
+    io_uring_prep_readv(sqe, fd, op->_p, op->_len, off);
+    break;
+  case RX__OP_WRITEV:
+    io_uring_prep_writev(sqe, fd, op->_p, op->_len, off);
+    break;
+  case RX__OP_RECV:
+    io_uring_prep_recv(sqe, fd, p, op->_len, (int)op->_uflg);
+    break;
+  case RX__OP_SEND:
+    io_uring_prep_send(sqe, fd, p + op->_done, op->_len - op->_done,
+                       (int)op->_uflg);
+    break;
+  case RX__OP_RECVMSG:
+    io_uring_prep_recvmsg(sqe, fd, op->_p, op->_uflg);
+    break;
+  case RX__OP_SENDMSG:
+    io_uring_prep_sendmsg(sqe, fd, op->_p, op->_uflg);
+    break;
+  case RX__OP_ACCEPT:
+    io_uring_prep_accept(sqe, fd, op->_p, (socklen_t *)(uintptr_t)op->_off,
+                         (int)op->_uflg);
+    break;
+  case RX__OP_ACCEPT_MULTI:
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, (int)op->_uflg);
+    break;
+  case RX__OP_CONNECT:
+    io_uring_prep_connect(sqe, fd, op->_p, op->_len);
+    break;
+  case RX__OP_SHUTDOWN:
+    io_uring_prep_shutdown(sqe, fd, (int)op->_len);
+    break;
+  case RX__OP_POLL:
+    io_uring_prep_poll_add(sqe, fd,
+                           ((op->_len & RX_READ) ? POLLIN : 0) |
+                               ((op->_len & RX_WRITE) ? POLLOUT : 0));
+    break;
+  case RX__OP_NOP:
+    io_uring_prep_nop(sqe);
+    break;
+  case RX__OP_CLOSE:
+    io_uring_prep_close(sqe, fd);
+    break;
+  default:
+    io_uring_prep_nop(sqe); /* never: the core asks only for probed kinds */
+    break;
+  }
+  io_uring_sqe_set_data64(sqe, rx__tag_op(op));
+  return 0;
+}
+
+/* Note l): an ASYNC_CANCEL of the op's tag. Its own result is of no
+ * interest: the op completes either way, with -ECANCELED or its result. */
+static void uring_cancel(rx_loop *loop, rx_op *op) {
+  struct rx_uring *be = backend_of(loop);
+  struct io_uring_sqe *sqe = get_sqe(be);
+  if (sqe == NULL)
+    return;
+  io_uring_prep_cancel64(sqe, rx__tag_op(op), 0);
+  io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+  sqe->flags |= be->sqe_flags;
+}
+
+static bool uring_probe(rx_loop *loop, unsigned kind) {
+  return (backend_of(loop)->op_kinds >> kind) & 1;
+}
+
 const struct rx_backend_ops rx__uring_ops = {
     .name = "io_uring",
     .create = uring_create,
@@ -582,6 +769,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .fork = uring_fork,
     .doorbell = uring_doorbell,
     .wake_from = uring_wake_from,
-    .submit = NULL, /* ops are emulated on readiness (internal.h) */
-    .cancel = NULL,
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+    .probe = uring_probe,
 };

@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 /* Not API: the private types the watcher structs below embed by value. */
@@ -123,6 +124,7 @@ typedef struct rx_periodic rx_periodic;
 typedef struct rx_fork rx_fork;
 typedef struct rx_child rx_child;
 typedef struct rx_stat rx_stat;
+typedef struct rx_op rx_op;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -138,6 +140,9 @@ typedef void (*rx_periodic_cb)(rx_loop *loop, rx_periodic *w, int revents);
 typedef void (*rx_fork_cb)(rx_loop *loop, rx_fork *w, int revents);
 typedef void (*rx_child_cb)(rx_loop *loop, rx_child *w, int revents);
 typedef void (*rx_stat_cb)(rx_loop *loop, rx_stat *w, int revents);
+/* A completion operation's callback: `res` is the kernel's result unchanged
+ * (bytes, a new fd, 0, or a negative errno), `flags` RX_OP_F_* below. */
+typedef void (*rx_op_cb)(rx_loop *loop, rx_op *op, int res, unsigned flags);
 /* Returns the next wall-clock time (ns since the epoch) at which `w` fires,
  * at or after `now`; must not call into the loop. */
 typedef int64_t (*rx_reschedule_fn)(rx_periodic *w, int64_t now);
@@ -260,6 +265,32 @@ struct rx_task {
   rx_task_fn fn;
   void *data;
   unsigned _queued; /* atomic: set from the post until `fn` starts */
+};
+
+/* A completion operation (rx_op_read() and friends, below): caller-owned,
+ * like a watcher, and at most 128 bytes. rx allocates nothing to submit,
+ * complete or cancel one. Between its submission and its final callback
+ * the op is rx's (do not touch or free it); from the final callback on it
+ * is the caller's again, and may be freed or submitted anew inside that
+ * callback. `data` is the caller's. The other fields are private. */
+struct rx_op {
+  struct rx__tw_entry _ent; /* the fd's queue, the done list, or the wheel */
+  rx_loop *_loop;           /* while submitted */
+  rx_op_cb _cb;
+  void *data;
+  int32_t _fd;
+  uint8_t _kind;
+  uint8_t _state;
+  uint16_t _oflags;
+  void *_p;       /* buffer, iovec array, msghdr or address */
+  uint32_t _len;  /* length, iovec count, address length, how, events */
+  uint32_t _uflg; /* MSG_* / SOCK_* / SPLICE_F_* flags */
+  uint64_t _off;  /* file offset, or the accept address length pointer */
+  uint64_t _off2; /* splice: the output offset */
+  int32_t _fd2;   /* splice: the output fd */
+  uint32_t _done; /* bytes written so far (writes complete in full) */
+  int64_t _ts[2]; /* io_uring: the timespec of a timeout */
+  int64_t _spare[2];
 };
 
 /* Called by rx_loop_free(), before anything is torn down: the last chance
@@ -776,6 +807,90 @@ RX_EXPORT int rx_loop_post(rx_loop *loop, rx_task *task);
  * instead of an eventfd write; so a callback that then blocks for long
  * delays it. Outside rx_run() it is rx_loop_post(). */
 RX_EXPORT int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task);
+
+/* ---------------------------------------------------------------------------
+ * Completion operations: the kernel does the read, the write, the accept.
+ * On io_uring each op is one request, and the ops submitted during an
+ * iteration go to the kernel with the next wait, in one io_uring_enter().
+ * On epoll (and for an op the kernel lacks) rx emulates it: the fd is
+ * watched for the readiness the op needs (one registration per fd, shared
+ * with its rx_io watchers), and the syscall is made when it is ready. Both
+ * give the same results. See docs/guide.md, "Completion operations".
+ *
+ * Each call submits `op` and returns 0, or a negative errno and leaves the
+ * op the caller's (no callback): -EINVAL for bad arguments, -EBUSY for an
+ * op already submitted, -EBADF for a negative fd or one being closed
+ * through rx_op_close(). The callback never runs inside the call.
+ *
+ * Exactly one final callback per submitted op: its result, -ECANCELED, or
+ * its real result when a cancel came too late. A multishot op first gives
+ * zero or more callbacks with RX_OP_F_MORE, then its final one without.
+ * Callbacks run in the wait step of an iteration, before the watchers'.
+ * While submitted, an op keeps rx_run() going, as an active watcher does.
+ *
+ * Per-fd order: reads (read, readv, recv, recvmsg, accept) of one fd run
+ * one at a time in submission order, and so do writes (write, writev,
+ * send, sendmsg, connect, shutdown). A write completes only when all of its
+ * bytes are written (rx submits the rest after a short write), or with the
+ * bytes written before an error (the error itself if none was), so the
+ * writes of one fd never interleave.
+ * rx_op_writev() and rx_op_sendmsg() may modify the iovec array while the
+ * op runs. poll is not ordered. */
+enum {
+  RX_OP_F_MORE = 0x1, /* a multishot op: more callbacks follow */
+};
+
+RX_EXPORT int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf,
+                         unsigned len, int64_t offset, rx_op_cb cb);
+RX_EXPORT int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf,
+                          unsigned len, int64_t offset, rx_op_cb cb);
+/* offset -1: the file position (and for a socket or pipe), as read(2). */
+RX_EXPORT int rx_op_readv(rx_loop *loop, rx_op *op, int fd,
+                          const struct iovec *iov, int iovcnt, int64_t offset,
+                          rx_op_cb cb);
+RX_EXPORT int rx_op_writev(rx_loop *loop, rx_op *op, int fd, struct iovec *iov,
+                           int iovcnt, int64_t offset, rx_op_cb cb);
+RX_EXPORT int rx_op_recv(rx_loop *loop, rx_op *op, int fd, void *buf,
+                         unsigned len, int flags, rx_op_cb cb);
+RX_EXPORT int rx_op_send(rx_loop *loop, rx_op *op, int fd, const void *buf,
+                         unsigned len, int flags, rx_op_cb cb);
+RX_EXPORT int rx_op_recvmsg(rx_loop *loop, rx_op *op, int fd,
+                            struct msghdr *msg, int flags, rx_op_cb cb);
+RX_EXPORT int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd,
+                            struct msghdr *msg, int flags, rx_op_cb cb);
+/* res: the new connection's fd (flags: SOCK_NONBLOCK, SOCK_CLOEXEC). An
+ * accept that completes after its cancel closes that fd itself and gives
+ * -ECANCELED. addr and addrlen may be NULL. */
+RX_EXPORT int rx_op_accept(rx_loop *loop, rx_op *op, int fd,
+                           struct sockaddr *addr, socklen_t *addrlen, int flags,
+                           rx_op_cb cb);
+/* One fd per callback, with RX_OP_F_MORE, until cancelled or an error. */
+RX_EXPORT int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd,
+                                     int flags, rx_op_cb cb);
+RX_EXPORT int rx_op_connect(rx_loop *loop, rx_op *op, int fd,
+                            const struct sockaddr *addr, socklen_t addrlen,
+                            rx_op_cb cb);
+RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
+                             rx_op_cb cb);
+/* res: the RX_READ / RX_WRITE bits of `events` that are ready (RX_READ
+ * also for a hang-up or an error). One-shot. */
+RX_EXPORT int rx_op_poll(rx_loop *loop, rx_op *op, int fd, int events,
+                         rx_op_cb cb);
+/* Completes with 0 in the next wait step. */
+RX_EXPORT int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb);
+/* Cancels every op of `fd` and stops its rx_io watchers; once each op has
+ * retired (its final callback is queued), closes the fd and completes with
+ * close's result. The number is reused only after no op can touch the
+ * file: the peer sees the close in the same iteration. Until then, new ops
+ * on `fd` are refused with -EBADF. */
+RX_EXPORT int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb);
+/* Asks for the end of a submitted op: 0 (its final callback follows, with
+ * -ECANCELED or its real result), -ENOENT if it is not submitted on this
+ * loop, -EALREADY if its cancel was asked already. */
+RX_EXPORT int rx_op_cancel(rx_loop *loop, rx_op *op);
+/* 1 while the op is submitted (from its submission to its final callback),
+ * else 0. */
+RX_EXPORT int rx_op_active(const rx_op *op);
 
 /* ---------------------------------------------------------------------------
  * Watcher state, for every watcher type. Priority may only change while the

@@ -93,13 +93,10 @@ enum {
  *                32..63; an event whose generation is not the fd's current
  *                one is stale.
  *   even, >= RX__TAG_OP_MIN
- *                a pointer to a struct rx__op (aligned to at least 2, so
- *                even); nothing submits ops yet (rx_backend_ops.submit).
+ *                a pointer to an rx_op (aligned to 8, so even).
  *   even, below RX__TAG_OP_MIN
  *                internal requests, RX__TAG_* below; no pointer is that
  *                small (the first page is never mapped). */
-struct rx__op;
-
 enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
 
 #define RX__TAG_OP_MIN 4096u
@@ -132,13 +129,72 @@ static inline uint32_t rx__tag_gen(uint64_t tag) {
   return (uint32_t)(tag >> 32);
 }
 
-static inline uint64_t rx__tag_op(const struct rx__op *op) {
+static inline uint64_t rx__tag_op(const rx_op *op) {
   return (uint64_t)(uintptr_t)op;
 }
 
-static inline struct rx__op *rx__tag_to_op(uint64_t tag) {
-  return (struct rx__op *)(uintptr_t)tag;
+static inline rx_op *rx__tag_to_op(uint64_t tag) {
+  return (rx_op *)(uintptr_t)tag;
 }
+
+/* Completion operations (op.c). An op's kind, in rx_op._kind. */
+enum rx__op_kind {
+  RX__OP_NONE,
+  RX__OP_READ,
+  RX__OP_WRITE,
+  RX__OP_READV,
+  RX__OP_WRITEV,
+  RX__OP_RECV,
+  RX__OP_SEND,
+  RX__OP_RECVMSG,
+  RX__OP_SENDMSG,
+  RX__OP_ACCEPT,
+  RX__OP_ACCEPT_MULTI,
+  RX__OP_CONNECT,
+  RX__OP_SHUTDOWN,
+  RX__OP_SPLICE,
+  RX__OP_POLL,
+  RX__OP_TIMEOUT,
+  RX__OP_NOP,
+  RX__OP_CLOSE,
+  RX__OP_NKINDS
+};
+
+/* rx_op._state: where the op is. */
+enum {
+  RX__OPS_IDLE = 0, /* the caller's */
+  RX__OPS_QUEUED,   /* behind another op of its fd and direction */
+  RX__OPS_ARMED,    /* with the kernel (io_uring), or waiting for
+                       readiness (emulated); on its fd's queue */
+  RX__OPS_DONE,     /* on loop->ops_done, result in _done/_fd2 */
+  RX__OPS_CLOSING,  /* a close op waiting for its fd's ops to retire */
+};
+
+/* rx_op._oflags. */
+enum {
+  RX__OPF_CANCEL = 0x1,  /* rx_op_cancel() or a close asked for its end */
+  RX__OPF_KERNEL = 0x2,  /* submitted to the backend (not emulated) */
+  RX__OPF_ONESHOT = 0x4, /* a multishot op whose kernel request ended */
+};
+
+/* An fd's ops (op.c), in loop->opfds: three FIFO queues, the head of
+ * each direction the one op in flight. */
+enum { RX__Q_READ, RX__Q_WRITE, RX__Q_FREE, RX__NQ };
+struct rx__opfd {
+  struct rx__link q[RX__NQ];
+  rx_op *closer;  /* the close op waiting for the others */
+  uint32_t nops;  /* ops on the queues */
+  uint8_t want;   /* emulation: the readiness the queue heads need */
+  uint8_t ready;  /* emulation: readiness seen, not yet acted on */
+  uint8_t listed; /* emulation: on loop->ops_ready */
+};
+
+void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
+void rx__ops_ready(rx_loop *loop, int fd, int revents);
+void rx__ops_run(rx_loop *loop);
+uint8_t rx__ops_want(const rx_loop *loop, int fd);
+void rx__ops_free(rx_loop *loop);
+int rx__ops_loop_init(rx_loop *loop);
 
 struct rx_backend_ops {
   const char *name;
@@ -182,14 +238,15 @@ struct rx_backend_ops {
    * backend has no such path. */
   int (*wake_from)(rx_loop *from, rx_loop *to);
   /* Operations (a read, a write, an accept) done by the kernel rather than
-   * on readiness. `submit` queues `op` for the kernel, tagged rx__tag_op(op)
-   * (so, aligned to at least 2); `cancel` asks for the end of an op
-   * submitted and not yet completed. Both return 0 or -errno. NULL: the
-   * backend has no ops of its own, and the core emulates each op on
-   * readiness (a poll of its fd, then the syscall). Both backends leave
-   * them NULL for now. */
-  int (*submit)(rx_loop *loop, struct rx__op *op);
-  int (*cancel)(rx_loop *loop, struct rx__op *op);
+   * on readiness (op.c). `submit` queues `op` for the kernel, tagged
+   * rx__tag_op(op); its completions go to rx__op_complete(). `cancel` asks
+   * for the end of a submitted op; the op still completes through
+   * rx__op_complete() (a close is an op of kind RX__OP_CLOSE). `probe` says
+   * whether the backend does ops of kind RX__OP_* itself. NULL submit: the core
+   * emulates every op on readiness (a poll of its fd, then the syscall). */
+  int (*submit)(rx_loop *loop, rx_op *op);
+  void (*cancel)(rx_loop *loop, rx_op *op);
+  bool (*probe)(rx_loop *loop, unsigned kind);
 };
 
 /* A backend's create: the kernel refused the memory it asked for (locked
@@ -310,6 +367,16 @@ struct rx_loop {
   int clockfd; /* -1 until the first periodic starts */
   rx_io clockwatch;
   int nsignals; /* signal numbers this loop watches */
+
+  /* Completion operations (op.c). */
+  struct rx__opfd *opfds; /* indexed by fd, grown on demand */
+  int nopfds;
+  struct rx__link ops_done; /* ops whose final callback is due */
+  int *ops_ready;           /* emulation: fds with readiness to act on */
+  int nops_ready;
+  unsigned ops_due;      /* ops_done entries plus ops_ready fds: no blocking */
+  unsigned ops_inflight; /* submitted ops, until their final callback */
+  unsigned ops_kernel;   /* of which the backend holds */
 };
 
 /* What a fork leaves a loop to do in the child (loop.c, after_fork()), in
@@ -434,6 +501,12 @@ void rx__free(void *ptr, size_t size);
 void rx__io_event(rx_loop *loop, int fd, int revents);
 void rx__io_error(rx_loop *loop, int fd);
 void rx__fds_renew_all(rx_loop *loop);
+/* io.c, for op.c: the fd's entry exists (0 or -errno); the fd's interest
+ * is the watchers' and its emulated ops' again; its watchers stop and the
+ * kernel lets go of it (rx_io_close() but the close). */
+int rx__fd_reserve(rx_loop *loop, int fd);
+void rx__fd_sync(rx_loop *loop, int fd);
+void rx__io_release(rx_loop *loop, int fd);
 
 /* The fd entry of a watched fd, or NULL if fd is outside the table. */
 static inline struct rx__fd *rx__fd_get(rx_loop *loop, int fd) {

@@ -116,8 +116,8 @@ static void fd_changed(rx_loop *loop, int fd, struct rx__fd *f) {
   loop->changes[loop->nchanges++] = fd;
 }
 
-static uint8_t union_of(const struct rx__fd *f) {
-  uint8_t want = 0;
+static uint8_t union_of(const rx_loop *loop, int fd, const struct rx__fd *f) {
+  uint8_t want = rx__ops_want(loop, fd);
   for (const rx_io *w = f->head; w != NULL; w = w->_next)
     want |= (uint8_t)(w->_w.flags & RX__F_EVENTS);
   return want;
@@ -147,8 +147,10 @@ int rx_io_start(rx_loop *loop, rx_io *w) {
     return rc;
   struct rx__fd *f = &loop->fds[w->fd];
   /* Edge and level triggering are per fd in the kernel: all watchers of one
-   * fd must agree. */
+   * fd must agree, and emulated ops (op.c) are level-triggered. */
   if (f->head != NULL && ((f->want ^ (uint8_t)events) & RX_ET))
+    return -EINVAL;
+  if ((events & RX_ET) && rx__ops_want(loop, w->fd) != 0)
     return -EINVAL;
   if (w->_next == w)
     f->flags |= RX__FD_RENEW;
@@ -177,9 +179,22 @@ int rx_io_stop(rx_loop *loop, rx_io *w) {
   w->_next = NULL;
   w->_w.flags &= ~RX__F_ACTIVE;
   loop->activecnt -= rx__counted(&w->_w);
-  f->want = union_of(f);
+  f->want = union_of(loop, w->fd, f);
   fd_changed(loop, w->fd, f);
   return 0;
+}
+
+void rx__io_release(rx_loop *loop, int fd) {
+  struct rx__fd *f = rx__fd_get(loop, fd);
+  if (f == NULL)
+    return;
+  while (f->head != NULL)
+    rx_io_stop(loop, f->head);
+  /* Now, not at the next flush: the peer sees the close at once. In a
+   * forked child not yet rebuilt, the kernel state is the parent's: the
+   * rebuild registers only fds that have watchers. */
+  if (f->want == 0 && !rx__fork_pending(loop))
+    loop->ops->release(loop, fd);
 }
 
 int rx_io_close(rx_loop *loop, int fd) {
@@ -187,17 +202,21 @@ int rx_io_close(rx_loop *loop, int fd) {
     return -EINVAL;
   if (fd < 0)
     return -EBADF;
-  struct rx__fd *f = rx__fd_get(loop, fd);
-  if (f != NULL) {
-    while (f->head != NULL)
-      rx_io_stop(loop, f->head);
-    /* Now, not at the next flush: the peer sees the close at once. In a
-     * forked child not yet rebuilt, the kernel state is the parent's: the
-     * rebuild registers only fds that have watchers. */
-    if (!rx__fork_pending(loop))
-      loop->ops->release(loop, fd);
-  }
+  rx__io_release(loop, fd);
   return close(fd) == 0 ? 0 : -errno;
+}
+
+int rx__fd_reserve(rx_loop *loop, int fd) {
+  return fd < loop->nfds ? 0 : grow_fds(loop, fd);
+}
+
+void rx__fd_sync(rx_loop *loop, int fd) {
+  struct rx__fd *f = &loop->fds[fd];
+  uint8_t want = union_of(loop, fd, f);
+  if (want != f->want) {
+    f->want = want;
+    fd_changed(loop, fd, f);
+  }
 }
 
 /* Feeds `revents` to every watcher of `fd` that asked for any of it. */
@@ -210,6 +229,8 @@ void rx__io_event(rx_loop *loop, int fd, int revents) {
     if (got != 0)
       rx__feed(loop, rx__w(w), got);
   }
+  if (fd < loop->nopfds)
+    rx__ops_ready(loop, fd, revents);
 }
 
 /* The kernel refused `fd` (closed or never valid): every watcher of it is
@@ -225,6 +246,9 @@ void rx__io_error(rx_loop *loop, int fd) {
     rx_io_stop(loop, w);
     rx__feed(loop, rx__w(w), RX_ERROR | events);
   }
+  /* Emulated ops make their syscall, which gives them the error. */
+  if (fd < loop->nopfds)
+    rx__ops_ready(loop, fd, RW);
 }
 
 /* A backend lost its kernel state (a fork, an epoll set rebuilt): forget

@@ -280,7 +280,8 @@ static const struct {
   void (*free)(rx_loop *loop);
 } kinds[] = {
     {rx__cleanup_loop_init, rx__cleanup_free},
-    {rx__cross_init, rx__cross_free}, /* posted tasks, the doorbell */
+    {rx__ops_loop_init, rx__ops_free}, /* while the backend still waits */
+    {rx__cross_init, rx__cross_free},  /* posted tasks, the doorbell */
     {rx__async_loop_init, rx__async_free},
     {rx__embed_loop_init, rx__embed_free},
     {rx__fork_loop_init, rx__fork_free},
@@ -733,7 +734,8 @@ static void feed_idles(rx_loop *loop) {
  * non-blocking. */
 static int64_t wait_timeout(rx_loop *loop, int mode) {
   if ((mode & RX_RUN_NOWAIT) || loop->pendingcnt > 0 || loop->idlecnt > 0 ||
-      loop->activecnt <= 0 || loop->break_how != RX_BREAK_CANCEL)
+      loop->ops_due > 0 || loop->activecnt <= 0 ||
+      loop->break_how != RX_BREAK_CANCEL)
     return 0;
   int64_t next = rx__tw_next(&loop->wheel);
   int64_t periodic = rx__periodic_timeout(loop);
@@ -864,7 +866,7 @@ static inline int busy_poll(rx_loop *loop, int64_t *timeout, int64_t *quiet) {
   int rc = loop->ops->wait(loop, 0);
   if (rc < 0)
     return rc;
-  if (loop->pendingcnt > 0 ||
+  if (loop->pendingcnt > 0 || loop->ops_due > 0 ||
       rx__cross_poll(loop, *timeout > 0 && *timeout < loop->poll_window
                                ? *timeout
                                : loop->poll_window))
@@ -942,6 +944,8 @@ int rx_run(rx_loop *loop, int mode) {
 
     if ((rc = wait_step(loop, mode)) < 0)
       break;
+    if (loop->ops_due > 0)
+      rx__ops_run(loop);
 
     rx__timer_expire(loop);
     if (loop->nperiodics > 0)

@@ -1,0 +1,840 @@
+/*
+ * op.c - completion operations: the core's half.
+ *
+ * An op is caller-owned (rx.h). The core keeps, per fd, three FIFO queues
+ * in loop->opfds: reads, writes, and the ops that are not ordered (poll).
+ * Only the head of the read queue and the head of the write queue are ever
+ * armed, so that the reads of one fd run in submission order, and so do its
+ * writes; an op that retires arms the next. A write is done when all of it
+ * is written: after a short write the rest is submitted again, before the
+ * next write of the fd is armed, so writes never interleave.
+ *
+ * Armed, an op is either the backend's (loop->ops->submit, when the backend
+ * does its kind: io_uring) and comes back through rx__op_complete(), or
+ * emulated here: the fd's registration (io.c's table, shared with rx_io
+ * watchers, so one per fd) gets the readiness the queue heads need, and
+ * when the backend reports it (rx__ops_ready()) rx__ops_run() makes the
+ * syscall. Writes are tried at once when their fd has no write before
+ * them: the socket buffer usually has room, which saves a registration and
+ * a wait. Reads are not: an idle connection costs no syscall.
+ *
+ * Exactly one final callback per submission. An op that retires without a
+ * kernel completion (cancelled while queued, emulated, refused at arming)
+ * goes to loop->ops_done with its result, and its callback runs in the
+ * wait step (rx__ops_run()), never inside the call that retired it.
+ * Kernel completions call back at once, from the backend's reap.
+ *
+ * Close (rx_op_close()): the fd's watchers are stopped and its poll
+ * released (io.c), its ops are cancelled, and when the last one has
+ * retired the close is made (by the kernel on io_uring, in the same
+ * batch as the cancellations' results allow). New ops on the fd are
+ * refused until then.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RW (RX_READ | RX_WRITE)
+/* Emulated reads of one fd per readiness report, and fds of a multishot
+ * accept: a bound, so that one busy fd cannot starve the others. */
+#define EMU_BURST 64
+
+static rx_op *op_of(struct rx__link *link) {
+  return rx__container_of(link, rx_op, _ent.link);
+}
+
+static int queue_of(unsigned kind) {
+  switch (kind) {
+  case RX__OP_READ:
+  case RX__OP_READV:
+  case RX__OP_RECV:
+  case RX__OP_RECVMSG:
+  case RX__OP_ACCEPT:
+  case RX__OP_ACCEPT_MULTI:
+    return RX__Q_READ;
+  case RX__OP_WRITE:
+  case RX__OP_WRITEV:
+  case RX__OP_SEND:
+  case RX__OP_SENDMSG:
+  case RX__OP_CONNECT:
+  case RX__OP_SHUTDOWN:
+    return RX__Q_WRITE;
+  default:
+    return RX__Q_FREE;
+  }
+}
+
+static bool is_write(unsigned kind) {
+  return kind == RX__OP_WRITE || kind == RX__OP_WRITEV || kind == RX__OP_SEND ||
+         kind == RX__OP_SENDMSG;
+}
+
+static bool makes_fd(unsigned kind) {
+  return kind == RX__OP_ACCEPT || kind == RX__OP_ACCEPT_MULTI;
+}
+
+/* ---------------------------------------------------------------------------
+ * The fd table of ops.
+ */
+
+int rx__ops_loop_init(rx_loop *loop) {
+  rx__list_init(&loop->ops_done);
+  return 0;
+}
+
+/* Grows loop->opfds (and ops_ready, never longer) to cover `fd`. The
+ * queues are circular lists whose heads live in the table: after the move,
+ * their first and last ops point back at the new heads. */
+static int grow(rx_loop *loop, int fd) {
+  int n = loop->nopfds > 0 ? loop->nopfds : 64;
+  while (n <= fd)
+    n = n > INT32_MAX / 2 ? fd + 1 : n * 2;
+  struct rx__opfd *t = rx__alloc(sizeof(*t) * (size_t)n);
+  int *ready = rx__alloc(sizeof(*ready) * (size_t)n);
+  if (t == NULL || ready == NULL) {
+    rx__free(t, sizeof(*t) * (size_t)n);
+    rx__free(ready, sizeof(*ready) * (size_t)n);
+    return -ENOMEM;
+  }
+  memset(t, 0, sizeof(*t) * (size_t)n);
+  for (int i = 0; i < n; i++) {
+    struct rx__opfd *o = &t[i];
+    if (i < loop->nopfds)
+      *o = loop->opfds[i];
+    for (int q = 0; q < RX__NQ; q++) {
+      if (i >= loop->nopfds || rx__list_empty(&loop->opfds[i].q[q])) {
+        rx__list_init(&o->q[q]);
+      } else {
+        o->q[q].next->prev = &o->q[q];
+        o->q[q].prev->next = &o->q[q];
+      }
+    }
+  }
+  if (loop->nops_ready > 0)
+    memcpy(ready, loop->ops_ready, sizeof(*ready) * (size_t)loop->nops_ready);
+  rx__free(loop->opfds, sizeof(*t) * (size_t)loop->nopfds);
+  rx__free(loop->ops_ready, sizeof(*ready) * (size_t)loop->nopfds);
+  loop->opfds = t;
+  loop->ops_ready = ready;
+  loop->nopfds = n;
+  return 0;
+}
+
+static struct rx__opfd *opfd(rx_loop *loop, int fd) {
+  return fd >= 0 && fd < loop->nopfds ? &loop->opfds[fd] : NULL;
+}
+
+/* Whether the backend does ops of `kind` itself. */
+static bool by_kernel(rx_loop *loop, unsigned kind) {
+  return loop->ops->submit != NULL && loop->ops->probe(loop, kind);
+}
+
+/* ---------------------------------------------------------------------------
+ * Emulation: the readiness each armed op needs, kept in the fd's
+ * registration.
+ */
+
+static uint8_t need(const rx_op *op) {
+  if (op->_oflags & RX__OPF_KERNEL)
+    return 0;
+  switch (op->_kind) {
+  case RX__OP_POLL:
+    return (uint8_t)op->_len;
+  case RX__OP_SHUTDOWN:
+    return 0;
+  case RX__OP_CONNECT:
+  case RX__OP_WRITE:
+  case RX__OP_WRITEV:
+  case RX__OP_SEND:
+  case RX__OP_SENDMSG:
+    return RX_WRITE;
+  default:
+    return RX_READ;
+  }
+}
+
+uint8_t rx__ops_want(const rx_loop *loop, int fd) {
+  return fd >= 0 && fd < loop->nopfds ? loop->opfds[fd].want : 0;
+}
+
+/* Recomputes what the fd's armed emulated ops need, and hands a change to
+ * io.c, which merges it with the watchers' interest. */
+static void sync_want(rx_loop *loop, int fd) {
+  struct rx__opfd *o = &loop->opfds[fd];
+  uint8_t want = 0;
+  for (int q = RX__Q_READ; q <= RX__Q_WRITE; q++)
+    if (!rx__list_empty(&o->q[q]))
+      want |= need(op_of(o->q[q].next));
+  for (struct rx__link *l = o->q[RX__Q_FREE].next; l != &o->q[RX__Q_FREE];
+       l = l->next)
+    want |= need(op_of(l));
+  if (want != o->want) {
+    o->want = want;
+    rx__fd_sync(loop, fd);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Retiring: an op leaves its fd's queue (arming the next), then either
+ * calls back now (a kernel completion) or waits on loop->ops_done.
+ */
+
+static void arm(rx_loop *loop, rx_op *op);
+static void close_now(rx_loop *loop, rx_op *op);
+static void closed(rx_loop *loop, rx_op *op);
+
+static void leave_fd(rx_loop *loop, rx_op *op) {
+  int fd = op->_fd;
+  struct rx__opfd *o = &loop->opfds[fd];
+  int q = queue_of(op->_kind);
+  bool head = o->q[q].next == &op->_ent.link;
+  rx__list_unlink(&op->_ent.link);
+  o->nops--;
+  if (head && q != RX__Q_FREE && !rx__list_empty(&o->q[q])) {
+    rx_op *next = op_of(o->q[q].next);
+    if (next->_state == RX__OPS_QUEUED)
+      arm(loop, next);
+  }
+  if (o->nops == 0 && o->closer != NULL && o->closer->_state == RX__OPS_CLOSING)
+    close_now(loop, o->closer);
+  else if (loop->ops->submit == NULL || o->want != 0)
+    sync_want(loop, fd);
+}
+
+/* The op is the caller's again; `res` goes to its callback. */
+static void give_back(rx_loop *loop, rx_op *op, int res, unsigned flags) {
+  op->_state = RX__OPS_IDLE;
+  op->_oflags = 0;
+  op->_loop = NULL;
+  loop->ops_inflight--;
+  loop->activecnt--;
+  op->_cb(loop, op, res, flags);
+}
+
+/* Retires `op` now, its callback in the next wait step. */
+static void defer(rx_loop *loop, rx_op *op, int res) {
+  if (op->_fd >= 0 && op->_kind != RX__OP_CLOSE)
+    leave_fd(loop, op);
+  op->_state = RX__OPS_DONE;
+  op->_spare[0] = res;
+  rx__list_push(&loop->ops_done, &op->_ent.link);
+  loop->ops_due++;
+}
+
+/* A write's progress: `n` more bytes written. The iovec array of writev
+ * and sendmsg is advanced in place past what is written. */
+static void advance(rx_op *op, unsigned n) {
+  op->_done += n;
+  if (op->_kind != RX__OP_WRITEV && op->_kind != RX__OP_SENDMSG)
+    return;
+  struct msghdr *msg = op->_kind == RX__OP_SENDMSG ? op->_p : NULL;
+  struct iovec *iov = msg != NULL ? msg->msg_iov : op->_p;
+  size_t cnt = msg != NULL ? msg->msg_iovlen : op->_len;
+  while (cnt > 0 && n >= iov->iov_len) {
+    n -= (unsigned)iov->iov_len;
+    iov++;
+    cnt--;
+  }
+  if (cnt > 0) {
+    iov->iov_base = (char *)iov->iov_base + n;
+    iov->iov_len -= n;
+  }
+  if (msg != NULL) {
+    msg->msg_iov = iov;
+    msg->msg_iovlen = cnt;
+  } else {
+    op->_p = iov;
+    op->_len = (uint32_t)cnt;
+  }
+}
+
+/* Bytes of a write still to go. */
+static size_t left(const rx_op *op) {
+  if (op->_kind == RX__OP_WRITE || op->_kind == RX__OP_SEND)
+    return op->_len - op->_done;
+  const struct msghdr *msg = op->_kind == RX__OP_SENDMSG ? op->_p : NULL;
+  const struct iovec *iov = msg != NULL ? msg->msg_iov : op->_p;
+  size_t cnt = msg != NULL ? msg->msg_iovlen : op->_len, sum = 0;
+  for (size_t i = 0; i < cnt; i++)
+    sum += iov[i].iov_len;
+  return sum;
+}
+
+/* A completion from the backend. */
+void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
+  bool cancelled = (op->_oflags & RX__OPF_CANCEL) != 0;
+  if (makes_fd(op->_kind) && res >= 0 && cancelled) {
+    close(res); /* nobody will take it */
+    if (flags & RX_OP_F_MORE)
+      return;
+    res = -ECANCELED;
+  }
+  if (flags & RX_OP_F_MORE) {
+    op->_cb(loop, op, res, RX_OP_F_MORE);
+    return;
+  }
+  if (op->_kind == RX__OP_CLOSE) {
+    loop->ops_kernel--;
+    closed(loop, op);
+    give_back(loop, op, res, 0);
+    return;
+  }
+  if (is_write(op->_kind)) {
+    if (res > 0) {
+      advance(op, (unsigned)res);
+      if (!cancelled && left(op) > 0 && loop->ops->submit(loop, op) == 0)
+        return; /* the rest, still first in its fd's write queue */
+    }
+    if (op->_done > 0)
+      res = (int)op->_done;
+  }
+  loop->ops_kernel--;
+  if (op->_fd >= 0)
+    leave_fd(loop, op);
+  give_back(loop, op, res, 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Emulated syscalls. Each returns the result as the kernel would give it,
+ * or -EAGAIN to wait for readiness.
+ */
+
+static int sys(ssize_t rc) {
+  return rc >= 0 ? (int)rc : -errno;
+}
+
+static int emu_try(rx_op *op) {
+  int fd = op->_fd;
+  int64_t off = (int64_t)op->_off;
+  switch (op->_kind) {
+  case RX__OP_READ:
+    return sys(off < 0 ? read(fd, op->_p, op->_len)
+                       : pread(fd, op->_p, op->_len, off));
+  case RX__OP_READV:
+    return sys(off < 0 ? readv(fd, op->_p, (int)op->_len)
+                       : preadv(fd, op->_p, (int)op->_len, off));
+  case RX__OP_WRITE: {
+    const char *p = (const char *)op->_p + op->_done;
+    size_t n = op->_len - op->_done;
+    return sys(off < 0 ? write(fd, p, n) : pwrite(fd, p, n, off + op->_done));
+  }
+  case RX__OP_WRITEV:
+    return sys(off < 0 ? writev(fd, op->_p, (int)op->_len)
+                       : pwritev(fd, op->_p, (int)op->_len, off + op->_done));
+  case RX__OP_RECV:
+    return sys(recv(fd, op->_p, op->_len, (int)op->_uflg | MSG_DONTWAIT));
+  case RX__OP_SEND:
+    return sys(send(fd, (const char *)op->_p + op->_done, op->_len - op->_done,
+                    (int)op->_uflg | MSG_DONTWAIT));
+  case RX__OP_RECVMSG:
+    return sys(recvmsg(fd, op->_p, (int)op->_uflg | MSG_DONTWAIT));
+  case RX__OP_SENDMSG:
+    return sys(sendmsg(fd, op->_p, (int)op->_uflg | MSG_DONTWAIT));
+  case RX__OP_ACCEPT:
+    return sys(
+        accept4(fd, op->_p, (socklen_t *)(uintptr_t)op->_off, (int)op->_uflg));
+  case RX__OP_ACCEPT_MULTI:
+    return sys(accept4(fd, NULL, NULL, (int)op->_uflg));
+  case RX__OP_CONNECT:
+    if (op->_done == 0) {
+      op->_done = 1; /* under way: the result is SO_ERROR, once writable */
+      int rc = sys(connect(fd, op->_p, op->_len));
+      return rc == -EINPROGRESS ? -EAGAIN : rc;
+    } else {
+      int err = 0;
+      socklen_t len = sizeof(err);
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return -errno;
+      return -err;
+    }
+  case RX__OP_SHUTDOWN:
+    return sys(shutdown(fd, (int)op->_len));
+  default:
+    return -EINVAL;
+  }
+}
+
+/* What an emulated attempt did. */
+enum { EMU_WAIT, EMU_RETIRED, EMU_MORE };
+
+/* One emulated attempt at `op`, the head of its queue. A write goes on
+ * until all of it is written or the fd is full. The final callback runs
+ * now, or, with `later` (inside a submitting call), in the wait step; *res
+ * is the result. */
+static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
+  int r;
+  for (;;) {
+    r = emu_try(op);
+    if (!is_write(op->_kind) || r <= 0)
+      break;
+    advance(op, (unsigned)r);
+    if (left(op) == 0)
+      break;
+  }
+  if (r == -EAGAIN || r == -EWOULDBLOCK) {
+    bool asked = (op->_kind == RX__OP_RECV || op->_kind == RX__OP_SEND) &&
+                 (op->_uflg & MSG_DONTWAIT);
+    if (!asked)
+      return EMU_WAIT;
+  }
+  *res = r;
+  if (op->_kind == RX__OP_ACCEPT_MULTI && r >= 0) {
+    op->_cb(loop, op, r, RX_OP_F_MORE);
+    return EMU_MORE;
+  }
+  if (is_write(op->_kind) && op->_done > 0)
+    *res = r = (int)op->_done;
+  if (op->_kind == RX__OP_CONNECT)
+    op->_done = 0;
+  if (later) {
+    defer(loop, op, r);
+  } else {
+    leave_fd(loop, op);
+    give_back(loop, op, r, 0);
+  }
+  return EMU_RETIRED;
+}
+
+/* Readiness reported for an fd with emulated ops (io.c). */
+void rx__ops_ready(rx_loop *loop, int fd, int revents) {
+  struct rx__opfd *o = opfd(loop, fd);
+  if (o == NULL || o->want == 0)
+    return;
+  o->ready |= (uint8_t)revents;
+  if (!o->listed) {
+    o->listed = 1;
+    loop->ops_ready[loop->nops_ready++] = fd;
+    loop->ops_due++;
+  }
+}
+
+/* The first poll op of the fd that `ready` satisfies, or NULL. */
+static rx_op *ready_poll(struct rx__opfd *o, int ready) {
+  for (struct rx__link *l = o->q[RX__Q_FREE].next; l != &o->q[RX__Q_FREE];
+       l = l->next) {
+    rx_op *op = op_of(l);
+    if (op->_kind == RX__OP_POLL && !(op->_oflags & RX__OPF_KERNEL) &&
+        (ready & (int)op->_len) != 0)
+      return op;
+  }
+  return NULL;
+}
+
+/* The queues of a ready fd: polls, then reads, then writes. A callback may
+ * change the queues (and move the table): each step looks afresh. */
+static void emu_fd(rx_loop *loop, int fd, int ready) {
+  rx_op *op;
+  for (int n = 0;
+       n < EMU_BURST && (op = ready_poll(&loop->opfds[fd], ready)) != NULL;
+       n++) {
+    leave_fd(loop, op);
+    give_back(loop, op, ready & (int)op->_len, 0);
+  }
+  for (int q = RX__Q_READ; q <= RX__Q_WRITE; q++) {
+    if (!(ready & (q == RX__Q_READ ? RX_READ : RX_WRITE)))
+      continue;
+    for (int n = 0; n < EMU_BURST; n++) {
+      struct rx__opfd *o = &loop->opfds[fd];
+      if (rx__list_empty(&o->q[q]))
+        break;
+      op = op_of(o->q[q].next);
+      if (op->_state != RX__OPS_ARMED || (op->_oflags & RX__OPF_KERNEL))
+        break;
+      unsigned kind = op->_kind, len = op->_len;
+      int res = 0, step = emu_step(loop, op, false, &res);
+      if (step == EMU_WAIT)
+        break;
+      /* Read on only after a read that filled its buffer: the next would
+       * most likely find nothing. */
+      if (step == EMU_RETIRED && q == RX__Q_READ &&
+          !((kind == RX__OP_READ || kind == RX__OP_RECV) && res == (int)len &&
+            len > 0))
+        break;
+    }
+  }
+}
+
+/* The wait step's share (loop.c): ready fds of emulated ops, then the
+ * final callbacks due. Callbacks that submit ops add to the lists: only
+ * what was there on entry runs now, the rest in the next iteration. */
+void rx__ops_run(rx_loop *loop) {
+  int n = loop->nops_ready;
+  for (int i = 0; i < n; i++) {
+    int fd = loop->ops_ready[i];
+    struct rx__opfd *o = &loop->opfds[fd];
+    int ready = o->ready;
+    o->ready = 0;
+    o->listed = 0;
+    loop->ops_due--;
+    emu_fd(loop, fd, ready);
+  }
+  /* Fds listed by the callbacks above move to the front. */
+  loop->nops_ready -= n;
+  if (loop->nops_ready > 0)
+    memmove(loop->ops_ready, loop->ops_ready + n,
+            sizeof(*loop->ops_ready) * (size_t)loop->nops_ready);
+  struct rx__link done = {NULL, NULL};
+  rx__list_init(&done);
+  rx__list_splice(&done, &loop->ops_done);
+  while (!rx__list_empty(&done)) {
+    rx_op *op = op_of(rx__list_shift(&done));
+    loop->ops_due--;
+    int res = (int)op->_spare[0];
+    if (op->_kind == RX__OP_CLOSE) {
+      res = close(op->_fd) == 0 ? 0 : -errno;
+      closed(loop, op);
+    }
+    give_back(loop, op, res, 0);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Arming and submitting.
+ */
+
+static void arm(rx_loop *loop, rx_op *op) {
+  op->_state = RX__OPS_ARMED;
+  if (by_kernel(loop, op->_kind)) {
+    op->_oflags |= RX__OPF_KERNEL;
+    int rc = loop->ops->submit(loop, op);
+    if (rc == 0) {
+      loop->ops_kernel++;
+      return;
+    }
+    op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+    defer(loop, op, rc);
+    return;
+  }
+  if (op->_kind == RX__OP_NOP) {
+    defer(loop, op, 0);
+    return;
+  }
+  /* Writes, connect and shutdown are tried at once: they seldom wait. Their
+   * callback still runs in the wait step. */
+  int res;
+  if (queue_of(op->_kind) == RX__Q_WRITE &&
+      emu_step(loop, op, true, &res) == EMU_RETIRED)
+    return;
+  sync_want(loop, op->_fd);
+}
+
+/* Common checks and bookkeeping of every rx_op_*() call. */
+static int begin(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb) {
+  if (loop == NULL || op == NULL || cb == NULL)
+    return -EINVAL;
+  if (op->_state != RX__OPS_IDLE || op->_loop != NULL)
+    return -EBUSY;
+  if (loop->freeing)
+    return -ECANCELED;
+  if (kind != RX__OP_NOP && kind != RX__OP_TIMEOUT) {
+    if (fd < 0)
+      return -EBADF;
+    int rc;
+    if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
+      return rc;
+    if (loop->opfds[fd].closer != NULL)
+      return -EBADF;
+    /* Emulated ops need the fd in the watcher table, level-triggered. */
+    if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
+      return rc;
+  }
+  op->_kind = (uint8_t)kind;
+  op->_cb = cb;
+  op->_fd = fd;
+  op->_oflags = 0;
+  op->_done = 0;
+  return 0;
+}
+
+static int submit(rx_loop *loop, rx_op *op) {
+  op->_loop = loop;
+  loop->ops_inflight++;
+  loop->activecnt++;
+  if (op->_kind == RX__OP_NOP || op->_kind == RX__OP_TIMEOUT) {
+    op->_fd = -1;
+    arm(loop, op);
+    return 0;
+  }
+  struct rx__opfd *o = &loop->opfds[op->_fd];
+  int q = queue_of(op->_kind);
+  bool first = q == RX__Q_FREE || rx__list_empty(&o->q[q]);
+  rx__list_push(&o->q[q], &op->_ent.link);
+  o->nops++;
+  if (first) {
+    arm(loop, op);
+  } else {
+    op->_state = RX__OPS_QUEUED;
+  }
+  return 0;
+}
+
+#define BEGIN(kind)                          \
+  do {                                       \
+    int rc_ = begin(loop, op, fd, kind, cb); \
+    if (rc_ != 0)                            \
+      return rc_;                            \
+  } while (0)
+
+int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
+               int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  BEGIN(RX__OP_READ);
+  op->_p = buf;
+  op->_len = len;
+  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
+  return submit(loop, op);
+}
+
+int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
+                int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  BEGIN(RX__OP_WRITE);
+  op->_p = (void *)(uintptr_t)buf;
+  op->_len = len;
+  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
+  return submit(loop, op);
+}
+
+static int check_iov(const struct iovec *iov, int iovcnt) {
+  return (iov == NULL && iovcnt > 0) || iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL
+                                                                       : 0;
+}
+
+int rx_op_readv(rx_loop *loop, rx_op *op, int fd, const struct iovec *iov,
+                int iovcnt, int64_t offset, rx_op_cb cb) {
+  if (check_iov(iov, iovcnt) != 0)
+    return -EINVAL;
+  BEGIN(RX__OP_READV);
+  op->_p = (void *)(uintptr_t)iov;
+  op->_len = (uint32_t)iovcnt;
+  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
+  return submit(loop, op);
+}
+
+int rx_op_writev(rx_loop *loop, rx_op *op, int fd, struct iovec *iov,
+                 int iovcnt, int64_t offset, rx_op_cb cb) {
+  if (check_iov(iov, iovcnt) != 0)
+    return -EINVAL;
+  BEGIN(RX__OP_WRITEV);
+  op->_p = iov;
+  op->_len = (uint32_t)iovcnt;
+  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
+  return submit(loop, op);
+}
+
+int rx_op_recv(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
+               int flags, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  BEGIN(RX__OP_RECV);
+  op->_p = buf;
+  op->_len = len;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_send(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
+               int flags, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  BEGIN(RX__OP_SEND);
+  op->_p = (void *)(uintptr_t)buf;
+  op->_len = len;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_recvmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
+                  int flags, rx_op_cb cb) {
+  if (msg == NULL)
+    return -EINVAL;
+  BEGIN(RX__OP_RECVMSG);
+  op->_p = msg;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
+                  int flags, rx_op_cb cb) {
+  if (msg == NULL)
+    return -EINVAL;
+  BEGIN(RX__OP_SENDMSG);
+  op->_p = msg;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+#define ACCEPT_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
+
+int rx_op_accept(rx_loop *loop, rx_op *op, int fd, struct sockaddr *addr,
+                 socklen_t *addrlen, int flags, rx_op_cb cb) {
+  if ((flags & ~ACCEPT_FLAGS) != 0 || (addr != NULL && addrlen == NULL))
+    return -EINVAL;
+  BEGIN(RX__OP_ACCEPT);
+  op->_p = addr;
+  op->_off = (uint64_t)(uintptr_t)addrlen;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd, int flags,
+                           rx_op_cb cb) {
+  if ((flags & ~ACCEPT_FLAGS) != 0)
+    return -EINVAL;
+  BEGIN(RX__OP_ACCEPT_MULTI);
+  op->_p = NULL;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_connect(rx_loop *loop, rx_op *op, int fd, const struct sockaddr *addr,
+                  socklen_t addrlen, rx_op_cb cb) {
+  if (addr == NULL)
+    return -EINVAL;
+  BEGIN(RX__OP_CONNECT);
+  op->_p = (void *)(uintptr_t)addr;
+  op->_len = addrlen;
+  return submit(loop, op);
+}
+
+int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how, rx_op_cb cb) {
+  if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+    return -EINVAL;
+  BEGIN(RX__OP_SHUTDOWN);
+  op->_len = (uint32_t)how;
+  return submit(loop, op);
+}
+
+int rx_op_poll(rx_loop *loop, rx_op *op, int fd, int events, rx_op_cb cb) {
+  if ((events & RW) == 0 || (events & ~RW) != 0)
+    return -EINVAL;
+  BEGIN(RX__OP_POLL);
+  op->_len = (uint32_t)events;
+  return submit(loop, op);
+}
+
+int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb) {
+  int fd = -1;
+  BEGIN(RX__OP_NOP);
+  return submit(loop, op);
+}
+
+/* ---------------------------------------------------------------------------
+ * Cancel and close.
+ */
+
+int rx_op_cancel(rx_loop *loop, rx_op *op) {
+  if (loop == NULL || op == NULL)
+    return -EINVAL;
+  if (op->_loop != loop || op->_state == RX__OPS_IDLE)
+    return -ENOENT;
+  if ((op->_oflags & RX__OPF_CANCEL) || op->_state == RX__OPS_DONE ||
+      op->_state == RX__OPS_CLOSING || op->_kind == RX__OP_CLOSE)
+    return -EALREADY;
+  op->_oflags |= RX__OPF_CANCEL;
+  if (op->_state == RX__OPS_ARMED && (op->_oflags & RX__OPF_KERNEL)) {
+    loop->ops->cancel(loop, op);
+    return 0;
+  }
+  /* Queued, or emulated: nothing is under way in the kernel. A write in
+   * part written reports what it wrote. */
+  int res = is_write(op->_kind) && op->_done > 0 ? (int)op->_done : -ECANCELED;
+  defer(loop, op, res);
+  return 0;
+}
+
+/* Every op of the fd has retired: the close itself, by the kernel, or in
+ * the wait step (rx__ops_run()). The fd refuses new ops until the close's
+ * final callback. The close op was counted as submitted by rx_op_close(). */
+static void close_now(rx_loop *loop, rx_op *op) {
+  int fd = op->_fd;
+  sync_want(loop, fd);
+  op->_state = RX__OPS_ARMED;
+  if (by_kernel(loop, RX__OP_CLOSE)) {
+    op->_oflags |= RX__OPF_KERNEL;
+    if (loop->ops->submit(loop, op) == 0) {
+      loop->ops_kernel++;
+      return;
+    }
+    op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+  }
+  op->_state = RX__OPS_DONE;
+  rx__list_push(&loop->ops_done, &op->_ent.link);
+  loop->ops_due++;
+}
+
+/* A close's end: the number is free for new ops. */
+static void closed(rx_loop *loop, rx_op *op) {
+  struct rx__opfd *o = opfd(loop, op->_fd);
+  if (o != NULL && o->closer == op)
+    o->closer = NULL;
+}
+
+int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb) {
+  BEGIN(RX__OP_CLOSE);
+  struct rx__opfd *o = &loop->opfds[fd];
+  /* The watchers go first, and the kernel's poll with them. */
+  rx__io_release(loop, fd);
+  op->_loop = loop;
+  op->_state = RX__OPS_CLOSING;
+  loop->ops_inflight++;
+  loop->activecnt++;
+  o->closer = op;
+  for (int q = 0; q < RX__NQ; q++) {
+    /* Cancelling a queued op retires it, which may arm the next: take them
+     * from the back, so that nothing queued is armed just to be
+     * cancelled. */
+    struct rx__link *l = o->q[q].prev;
+    while (l != &o->q[q]) {
+      rx_op *x = op_of(l);
+      l = l->prev;
+      if (!(x->_oflags & RX__OPF_CANCEL))
+        rx_op_cancel(loop, x);
+    }
+  }
+  if (o->nops == 0 && op->_state == RX__OPS_CLOSING)
+    close_now(loop, op);
+  return 0;
+}
+
+int rx_op_active(const rx_op *op) {
+  return op != NULL && op->_state != RX__OPS_IDLE;
+}
+
+/* ---------------------------------------------------------------------------
+ * rx_loop_free(): every op ends, with its final callback, before the loop
+ * goes. Kernel requests are cancelled and reaped (the kernel may write into
+ * their buffers until then); a bounded number of waits, so that a kernel
+ * that never answers cannot hang the free.
+ */
+void rx__ops_free(rx_loop *loop) {
+  for (int fd = 0; fd < loop->nopfds; fd++) {
+    struct rx__opfd *o = &loop->opfds[fd];
+    for (int q = 0; q < RX__NQ; q++) {
+      struct rx__link *l = o->q[q].prev;
+      while (l != &o->q[q]) {
+        rx_op *x = op_of(l);
+        l = l->prev;
+        if (!(x->_oflags & RX__OPF_CANCEL))
+          rx_op_cancel(loop, x);
+      }
+    }
+  }
+  for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++)
+    loop->ops->wait(loop, RX_MSEC(1));
+  while (loop->ops_due > 0 || !rx__list_empty(&loop->ops_done))
+    rx__ops_run(loop);
+  rx__free(loop->opfds, sizeof(*loop->opfds) * (size_t)loop->nopfds);
+  rx__free(loop->ops_ready, sizeof(*loop->ops_ready) * (size_t)loop->nopfds);
+  loop->opfds = NULL;
+  loop->ops_ready = NULL;
+  loop->nopfds = 0;
+}
