@@ -57,6 +57,8 @@ static int queue_of(unsigned kind) {
   case RX__OP_RECVMSG:
   case RX__OP_ACCEPT:
   case RX__OP_ACCEPT_MULTI:
+  case RX__OP_RECV_POOL:
+  case RX__OP_RECV_MULTI:
     return RX__Q_READ;
   case RX__OP_WRITE:
   case RX__OP_WRITEV:
