@@ -6,6 +6,7 @@
  * rx_io_start and rx_io_stop are wrapped (-Wl,--wrap) to count the calls
  * the service makes into the loop, so that a lazy interest flip can be
  * shown to cost none; the loop's metrics show it costs the kernel nothing.
+ * calloc is wrapped to fail on purpose.
  */
 #include "helpers.h"
 
@@ -30,6 +31,19 @@ int __wrap_rx_io_start(rx_loop *loop, rx_io *w) {
 int __wrap_rx_io_stop(rx_loop *loop, rx_io *w) {
   io_stops++;
   return __real_rx_io_stop(loop, w);
+}
+
+/* calloc is wrapped too: the service allocates with it, and a test makes
+ * the `calloc_fail_in`-th call from now fail (0: none). */
+static int calloc_fail_in;
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size) {
+  if (calloc_fail_in > 0 && --calloc_fail_in == 0)
+    return NULL;
+  return __real_calloc(n, size);
 }
 
 static int atomic_get(const int *p) {
@@ -379,6 +393,101 @@ static void test_lazy_flip_costs_nothing(void **state) {
   assert_true(h.calls > 0);
   assert_int_equal(h.events, RX_IDS_WRITE);
   assert_int_equal(rx_ids_free(ids), 0);
+  rxt_close_pair(sv);
+}
+
+/* Allocation failures: -ENOMEM, nothing registered, no id spent, and the
+ * service as usable as before. */
+static void test_out_of_memory(void **state) {
+  (void)state;
+  rx_ids *ids = NULL;
+  calloc_fail_in = 1;
+  assert_int_equal(rx_ids_new(&ids, rxt.loop), -ENOMEM);
+  assert_null(ids);
+  ids = new_ids(rxt.loop);
+  int sv[2];
+  rxt_pair(sv);
+  struct rec r = {.ids = ids};
+  calloc_fail_in = 1; /* the entry */
+  assert_int_equal(
+      rx_ids_add_handle(ids, sv[0], RX_IDS_WRITE, rec_handle, &r, rec_free),
+      -ENOMEM);
+  calloc_fail_in = 1;
+  assert_int_equal(rx_ids_add_timeout(ids, 0, rec_timeout, &r, rec_free),
+                   -ENOMEM);
+  /* The table's first buckets, then its growth at the 17th handle. */
+  calloc_fail_in = 2;
+  assert_int_equal(
+      rx_ids_add_handle(ids, sv[0], RX_IDS_WRITE, rec_handle, &r, rec_free),
+      -ENOMEM);
+  calloc_fail_in = 0;
+  int first = rx_ids_add_handle(ids, sv[0], 0, rec_handle, &r, rec_free);
+  assert_int_equal(first, 1);
+  for (int i = 2; i <= 16; i++)
+    assert_int_equal(rx_ids_add_handle(ids, sv[0], 0, rec_handle, &r, rec_free),
+                     i);
+  calloc_fail_in = 2;
+  assert_int_equal(rx_ids_add_handle(ids, sv[0], 0, rec_handle, &r, rec_free),
+                   -ENOMEM);
+  calloc_fail_in = 0;
+  r.id = rx_ids_add_handle(ids, sv[0], RX_IDS_WRITE, rec_handle, &r, rec_free);
+  assert_int_equal(r.id, 17);
+  for (int i = 1; i <= 16; i++)
+    assert_int_equal(rx_ids_update_handle(ids, i, 0), 0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_true(r.calls > 0);
+  assert_int_equal(rx_ids_free(ids), 0);
+  assert_int_equal(r.freed, 17); /* one per successful add */
+  rxt_close_pair(sv);
+}
+
+struct caller {
+  rx_ids *ids;
+  int handle;
+  int timeout; /* out: the id of the timeout added */
+  int rc;
+  struct rec *t;
+};
+
+static void *call_thread(void *arg) {
+  struct caller *c = arg;
+  rxt_sleep_ns(RX_MSEC(30)); /* let the loop fall asleep */
+  c->rc = rx_ids_update_handle(c->ids, c->handle, RX_IDS_WRITE);
+  c->t->id = c->timeout =
+      rx_ids_add_timeout(c->ids, 5, rec_timeout, c->t, rec_free);
+  return NULL;
+}
+
+/* Calls from another thread wake a loop asleep with nothing else to wake
+ * it (no timer): an interest change and a new timeout both take effect. */
+static void test_calls_from_thread_wake_the_loop(void **state) {
+  (void)state;
+  rx_ids *ids = new_ids(rxt.loop);
+  int sv[2];
+  rxt_pair(sv);
+  struct rec h = {.ids = ids}, t = {.ids = ids};
+  /* Writable, but only READ is wanted: the loop sleeps. */
+  h.id = rx_ids_add_handle(ids, sv[0], RX_IDS_READ, rec_handle, &h, rec_free);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(h.calls, 0);
+  struct caller c = {.ids = ids, .handle = h.id, .t = &t};
+  t.id = -1;
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, call_thread, &c), 0);
+  int64_t end = rxt_clock() + WATCHDOG;
+  while (h.calls == 0 && rxt_clock() < end)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  pthread_join(th, NULL);
+  assert_int_equal(c.rc, 0);
+  assert_int_equal(h.events, RX_IDS_WRITE);
+  assert_true(c.timeout > 0);
+  /* The handle stays writable, so the loop spins until the timeout. */
+  while (t.calls == 0 && rxt_clock() < end)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  assert_true(t.calls > 0);
+  assert_int_equal(rx_ids_free(ids), 0);
+  assert_int_equal(h.freed, 1);
+  assert_int_equal(t.freed, 1);
   rxt_close_pair(sv);
 }
 
@@ -760,6 +869,8 @@ int main(void) {
       RXT_TEST(test_remove_from_thread),
       RXT_TEST(test_handle_error),
       RXT_TEST(test_lazy_flip_costs_nothing),
+      RXT_TEST(test_out_of_memory),
+      RXT_TEST(test_calls_from_thread_wake_the_loop),
       RXT_TEST(test_timeouts_never_early),
       RXT_TEST(test_timeout_zero_disable_restart),
       RXT_TEST(test_ff_paths),
