@@ -193,7 +193,10 @@ static void wake(rx_ids *ids) {
  * The loop's side: callbacks and apply(). Loop thread only.
  */
 
-static void restart_timer(rx_ids *ids, struct ent *e) {
+/* Restarts a timeout's period from now. `*fresh`: the loop's clock was
+ * already refreshed after the call that asked for this (apply() refreshes
+ * it once for its whole batch). */
+static void restart_timer(rx_ids *ids, struct ent *e, int *fresh) {
   rx_timer_stop(ids->loop, &e->u.t.timer);
   if (e->u.t.ms < 0)
     return;
@@ -204,8 +207,11 @@ static void restart_timer(rx_ids *ids, struct ent *e) {
     return;
   }
   /* Measured from now, not from the loop's cached time, which may be a
-   * whole dispatch old: the period never starts before this call. */
-  rx_now_update(ids->loop);
+   * whole dispatch old: the period never starts before the call. */
+  if (!*fresh) {
+    rx_now_update(ids->loop);
+    *fresh = 1;
+  }
   rx_timer_set(&e->u.t.timer, RX_MSEC(e->u.t.ms), 0);
   rx_timer_start(ids->loop, &e->u.t.timer);
 }
@@ -256,6 +262,7 @@ static void finish(rx_ids *ids, struct ent *dead) {
 static void apply(rx_ids *ids) {
   for (;;) {
     struct ent *dead = NULL, **dead_end = &dead;
+    int fresh = 0;
     pthread_mutex_lock(&ids->lock);
     ids->owner = pthread_self();
     struct ent *e = ids->work;
@@ -277,7 +284,7 @@ static void apply(rx_ids *ids) {
         sync_handle(ids, e);
       } else if (e->u.t.restart) {
         e->u.t.restart = 0;
-        restart_timer(ids, e);
+        restart_timer(ids, e, &fresh);
       }
       e = next;
     }
@@ -347,7 +354,8 @@ static void timeout_fired(rx_loop *loop, rx_timer *w, int revents) {
       e->u.t.restart = 1;
       queue(ids, e);
     } else {
-      restart_timer(ids, e);
+      int fresh = 0;
+      restart_timer(ids, e, &fresh);
     }
   }
   pthread_mutex_unlock(&ids->lock);
