@@ -15,9 +15,11 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc liburing-dev g++ libcmocka-dev \
 libjemalloc-dev"
 # Wanted but not required: libvirt's development files build the libvirt
-# adapter (adapters/libvirt) and its tests. Installed with the rest when
-# root; otherwise only named, and those tests skip.
-OPTIONAL="libvirt-dev"
+# adapter (adapters/libvirt) and its tests, whose throw-away libvirtd comes
+# with libvirt-daemon (virsh, in libvirt-clients, for looking at it by hand).
+# Installed with the rest when root; otherwise only named, and those tests
+# skip.
+OPTIONAL="libvirt-dev libvirt-daemon libvirt-clients"
 case "${1:-}" in
 # `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
 # nothing else does: the fuzz replay tests build with gcc.

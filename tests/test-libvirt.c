@@ -11,7 +11,17 @@
  * for a while, and write every lifecycle callback they received, in order,
  * to a pipe. The two transcripts must be the same, and hold what the
  * script does.
+ *
+ * Then a throw-away libvirtd (its own configuration and unix socket in a
+ * temporary directory, LIBVIRT_DRIVER_DIR at an empty directory so that
+ * only the built-in test driver loads, stopped by pid) is reached by
+ * test+unix:// from a child on rx: events arrive over the socket; with
+ * keepalive (interval 1 s, count 3) an idle connection stays up for 10 s;
+ * SIGSTOP on the daemon closes the connection for keepalive within 4 s plus
+ * one interval; SIGTERM delivers the close callback. Without libvirtd
+ * (Debian: libvirt-daemon) those tests skip.
  */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,9 +31,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -265,6 +279,282 @@ static void test_same_callbacks_as_default_loop(void **state) {
   assert_null(strstr(under_rx, "off the loop"));
 }
 
+/* ---------------------------------------------------------------------------
+ * A throw-away libvirtd.
+ */
+
+#define LIBVIRTD "/usr/sbin/libvirtd"
+
+static struct {
+  char dir[64];
+  char sock[96];
+  char uri[160];
+  pid_t pid;
+} daemon_;
+
+static void rm_tree(const char *dir) {
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static int socket_ready(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  if (fd >= 0)
+    close(fd);
+  return ok;
+}
+
+/* Starts libvirtd; skips the test when it is not installed. */
+static void daemon_start(void) {
+  if (access(LIBVIRTD, X_OK) != 0) {
+    printf("SKIP: no %s: install libvirt-daemon (scripts/deps.sh does as "
+           "root)\n",
+           LIBVIRTD);
+    skip();
+  }
+  snprintf(daemon_.dir, sizeof(daemon_.dir), "/tmp/rx-libvirtd.XXXXXX");
+  assert_non_null(mkdtemp(daemon_.dir));
+  char conf[128], drivers[128], text[512];
+  snprintf(conf, sizeof(conf), "%s/libvirtd.conf", daemon_.dir);
+  snprintf(drivers, sizeof(drivers), "%s/drivers", daemon_.dir);
+  assert_int_equal(mkdir(drivers, 0700), 0);
+  snprintf(daemon_.sock, sizeof(daemon_.sock), "%s/libvirt-sock", daemon_.dir);
+  snprintf(daemon_.uri, sizeof(daemon_.uri), "test+unix:///default?socket=%s",
+           daemon_.sock);
+  int n = snprintf(text, sizeof(text),
+                   "unix_sock_dir = \"%s\"\n"
+                   "unix_sock_rw_perms = \"0700\"\n"
+                   "auth_unix_rw = \"none\"\n"
+                   "auth_unix_ro = \"none\"\n"
+                   "log_outputs = \"3:file:%s/log\"\n",
+                   daemon_.dir, daemon_.dir);
+  FILE *f = fopen(conf, "w");
+  assert_non_null(f);
+  assert_int_equal(fwrite(text, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  fflush(NULL);
+  daemon_.pid = fork();
+  assert_true(daemon_.pid >= 0);
+  if (daemon_.pid == 0) {
+    char pidfile[128];
+    snprintf(pidfile, sizeof(pidfile), "%s/pid", daemon_.dir);
+    setenv("LIBVIRT_DRIVER_DIR", drivers, 1);
+    if (chdir(daemon_.dir) != 0)
+      _exit(127);
+    execl(LIBVIRTD, "libvirtd", "--config", conf, "--pid-file", pidfile,
+          (char *)NULL);
+    _exit(127);
+  }
+  int64_t end = clock_ns() + 20000000000;
+  while (!socket_ready(daemon_.sock)) {
+    int status;
+    if (waitpid(daemon_.pid, &status, WNOHANG) == daemon_.pid)
+      fail_msg("libvirtd exited (status %d); see %s/log", status, daemon_.dir);
+    if (clock_ns() > end)
+      fail_msg("libvirtd's socket %s never answered", daemon_.sock);
+    usleep(20000);
+  }
+}
+
+static void daemon_stop(void) {
+  if (daemon_.pid > 0) {
+    kill(daemon_.pid, SIGCONT);
+    kill(daemon_.pid, SIGKILL);
+    waitpid(daemon_.pid, NULL, 0);
+    daemon_.pid = 0;
+  }
+  if (daemon_.dir[0] != '\0') {
+    rm_tree(daemon_.dir);
+    daemon_.dir[0] = '\0';
+  }
+}
+
+static int daemon_teardown(void **state) {
+  (void)state;
+  daemon_stop();
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Connections to it, from a child on rx.
+ */
+
+static struct {
+  int closed; /* close callbacks */
+  int reason; /* of the last one */
+  int64_t closed_at;
+} conn_state;
+
+static void on_close(virConnectPtr conn, int reason, void *opaque) {
+  (void)conn;
+  (void)opaque;
+  conn_state.closed++;
+  conn_state.reason = reason;
+  conn_state.closed_at = clock_ns();
+}
+
+static void stop_timer(rx_loop *l, rx_timer *w, int revents) {
+  (void)l;
+  (void)revents;
+  *(int *)w->data = 1;
+}
+
+/* Runs the rx loop for `ms`, or until *until becomes non-zero. */
+static void run_for(int ms, const int *until) {
+  int expired = 0;
+  rx_timer guard;
+  rx_timer_init(&guard, stop_timer, RX_MSEC(ms), 0);
+  guard.data = &expired;
+  rx_now_update(loop);
+  rx_timer_start(loop, &guard);
+  while (!expired && (until == NULL || !*until))
+    rx_run(loop, RX_RUN_ONCE);
+  rx_timer_stop(loop, &guard);
+}
+
+/* Opens the daemon's URI on a fresh rx loop, with keepalive (1 s, 3) and
+ * the close callback: the connection, or NULL with a message. */
+static virConnectPtr open_on_rx(void) {
+  tr.loop_thread = pthread_self();
+  mode = MODE_RX;
+  if (rx_loop_new(&loop, NULL) != 0 || rx_libvirt_register(loop, NULL) != 0)
+    return NULL;
+  virConnectPtr conn = virConnectOpen(daemon_.uri);
+  if (conn == NULL) {
+    fprintf(stderr, "virConnectOpen(%s): %s\n", daemon_.uri,
+            virGetLastErrorMessage());
+    return NULL;
+  }
+  if (virConnectSetKeepAlive(conn, 1, 3) != 0 ||
+      virConnectRegisterCloseCallback(conn, on_close, NULL, NULL) != 0) {
+    fprintf(stderr, "keepalive or close callback: %s\n",
+            virGetLastErrorMessage());
+    return NULL;
+  }
+  return conn;
+}
+
+/* Runs `scenario` in a child (libvirt's registration is per process). */
+static void in_child(int (*scenario)(void)) {
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int rc = scenario();
+    fflush(NULL);
+    _exit(rc);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+#define CHECK(cond)                                                         \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      fprintf(stderr, "%s:%d: %s failed (%s)\n", __FILE__, __LINE__, #cond, \
+              virGetLastErrorMessage());                                    \
+      return 1;                                                             \
+    }                                                                       \
+  } while (0)
+
+static int events_over_socket(void) {
+  virConnectPtr conn = open_on_rx();
+  CHECK(conn != NULL);
+  CHECK(virConnectDomainEventRegisterAny(
+            conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+            VIR_DOMAIN_EVENT_CALLBACK(lifecycle), NULL, NULL) >= 0);
+  virDomainPtr dom = virDomainLookupByName(conn, "test");
+  CHECK(dom != NULL);
+  CHECK(virDomainSuspend(dom) == 0);
+  CHECK(virDomainResume(dom) == 0);
+  int two = 0;
+  int64_t end = clock_ns() + 10000000000;
+  while (tr.events < 2 && clock_ns() < end)
+    run_for(50, &two);
+  printf("over the socket:\n%s", tr.text);
+  CHECK(strcmp(tr.text, "test 3 0\ntest 4 0\n") == 0);
+  CHECK(tr.wrong_thread == 0);
+  virDomainFree(dom);
+  CHECK(virConnectClose(conn) >= 0);
+  return 0;
+}
+
+static void test_events_over_socket(void **state) {
+  (void)state;
+  daemon_start();
+  in_child(events_over_socket);
+}
+
+static int keepalive_idle(void) {
+  virConnectPtr conn = open_on_rx();
+  CHECK(conn != NULL);
+  run_for(10000, &conn_state.closed);
+  CHECK(conn_state.closed == 0);
+  CHECK(virConnectIsAlive(conn) == 1);
+  CHECK(virConnectClose(conn) >= 0);
+  return 0;
+}
+
+static void test_keepalive_idle_stays_up(void **state) {
+  (void)state;
+  daemon_start();
+  in_child(keepalive_idle);
+}
+
+static int keepalive_stopped_daemon(void) {
+  virConnectPtr conn = open_on_rx();
+  CHECK(conn != NULL);
+  run_for(200, NULL);
+  int64_t stopped = clock_ns();
+  CHECK(kill(daemon_.pid, SIGSTOP) == 0);
+  run_for(15000, &conn_state.closed);
+  kill(daemon_.pid, SIGCONT);
+  CHECK(conn_state.closed == 1);
+  CHECK(conn_state.reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE);
+  int64_t took = conn_state.closed_at - stopped;
+  printf("closed for keepalive %.2f s after SIGSTOP\n", (double)took / 1e9);
+  /* 4 s (interval 1 s x (count 3 + 1)) plus one interval; and one more
+   * second for a busy machine. */
+  CHECK(took <= 6000000000);
+  virConnectClose(conn);
+  return 0;
+}
+
+static void test_keepalive_closes_on_stopped_daemon(void **state) {
+  (void)state;
+  daemon_start();
+  in_child(keepalive_stopped_daemon);
+}
+
+static int terminated_daemon(void) {
+  virConnectPtr conn = open_on_rx();
+  CHECK(conn != NULL);
+  run_for(200, NULL);
+  CHECK(kill(daemon_.pid, SIGTERM) == 0);
+  run_for(10000, &conn_state.closed);
+  CHECK(conn_state.closed == 1);
+  printf("closed after SIGTERM, reason %d\n", conn_state.reason);
+  /* libvirt reports a read error or the end of file, depending on how the
+   * daemon's exit reaches the socket; not the keepalive. */
+  CHECK(conn_state.reason == VIR_CONNECT_CLOSE_REASON_EOF ||
+        conn_state.reason == VIR_CONNECT_CLOSE_REASON_ERROR);
+  virConnectClose(conn);
+  return 0;
+}
+
+static void test_close_callback_on_sigterm(void **state) {
+  (void)state;
+  daemon_start();
+  in_child(terminated_daemon);
+}
+
 int main(void) {
   /* The test driver is part of libvirt0 itself; nothing else is needed. */
   virConnectPtr probe = NULL;
@@ -282,6 +572,12 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_callbacks_as_default_loop),
+      cmocka_unit_test_teardown(test_events_over_socket, daemon_teardown),
+      cmocka_unit_test_teardown(test_keepalive_idle_stays_up, daemon_teardown),
+      cmocka_unit_test_teardown(test_keepalive_closes_on_stopped_daemon,
+                                daemon_teardown),
+      cmocka_unit_test_teardown(test_close_callback_on_sigterm,
+                                daemon_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
