@@ -13,7 +13,8 @@
  * both from 1, as libvirt does.
  *
  * Threads: the six add/update/remove functions may be called from any
- * thread, and from inside any callback (an entry may remove itself). On
+ * thread (not from a signal handler: they take a mutex), and from inside
+ * any callback (an entry may remove itself). On
  * the loop's thread they take effect before the loop next waits; from
  * another thread they wake the loop. Either way the id is returned at once,
  * and once a remove has returned, the entry's callback is never started
