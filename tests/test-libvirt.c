@@ -309,6 +309,8 @@ static int socket_ready(const char *path) {
   return ok;
 }
 
+static void daemon_launch(void);
+
 /* Starts libvirtd; skips the test when it is not installed. */
 static void daemon_start(void) {
   if (access(LIBVIRTD, X_OK) != 0) {
@@ -337,6 +339,16 @@ static void daemon_start(void) {
   assert_non_null(f);
   assert_int_equal(fwrite(text, 1, (size_t)n, f), (size_t)n);
   fclose(f);
+  daemon_launch();
+}
+
+/* Starts libvirtd in the directory daemon_start() made (again, after it
+ * was stopped: the same socket, the same URI) and waits for its socket. */
+static void daemon_launch(void) {
+  char conf[128], drivers[128];
+  snprintf(conf, sizeof(conf), "%s/libvirtd.conf", daemon_.dir);
+  snprintf(drivers, sizeof(drivers), "%s/drivers", daemon_.dir);
+  unlink(daemon_.sock);
   fflush(NULL);
   daemon_.pid = fork();
   assert_true(daemon_.pid >= 0);
@@ -555,6 +567,103 @@ static void test_close_callback_on_sigterm(void **state) {
   in_child(terminated_daemon);
 }
 
+/* ---------------------------------------------------------------------------
+ * examples/rx-virt-events against the daemon, which is stopped and started
+ * again: it prints the events of both lives and reconnects in between.
+ * Run by examples/meson.build, with the program's path in RXT_VIRT_EVENTS.
+ */
+
+/* How many times `what` occurs in the file `path`. */
+static int occurrences(const char *path, const char *what) {
+  static char buf[65536];
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  int count = 0;
+  for (const char *p = buf; (p = strstr(p, what)) != NULL; p += strlen(what))
+    count++;
+  return count;
+}
+
+static int wait_for(const char *path, const char *what, int count) {
+  int64_t end = clock_ns() + 20000000000;
+  while (occurrences(path, what) < count && clock_ns() < end)
+    usleep(20000);
+  return occurrences(path, what) >= count;
+}
+
+/* Suspends the daemon's domain "test" from a child that runs no loop. */
+static void suspend_test_domain(void) {
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    virConnectPtr c = virConnectOpen(daemon_.uri);
+    virDomainPtr d = c != NULL ? virDomainLookupByName(c, "test") : NULL;
+    int rc = d != NULL ? virDomainSuspend(d) : -1;
+    if (rc < 0)
+      fprintf(stderr, "suspend: %s\n", virGetLastErrorMessage());
+    _exit(rc < 0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_example_reconnects(void **state) {
+  (void)state;
+  const char *prog = getenv("RXT_VIRT_EVENTS");
+  if (prog == NULL)
+    skip();
+  daemon_start();
+  char out[128], err[128];
+  snprintf(out, sizeof(out), "%s/events.out", daemon_.dir);
+  snprintf(err, sizeof(err), "%s/events.err", daemon_.dir);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    if (freopen(out, "w", stdout) == NULL || freopen(err, "w", stderr) == NULL)
+      _exit(127);
+    execl(prog, prog, "--interval", "1", "--count", "3", "--seconds", "60",
+          daemon_.uri, (char *)NULL);
+    _exit(127);
+  }
+  const char *suspended = "event 'lifecycle' for domain 'test': Suspended";
+  int ok = wait_for(err, "connected to", 1);
+  if (ok) {
+    suspend_test_domain();
+    ok = wait_for(out, suspended, 1);
+  }
+  if (ok) {
+    /* The daemon's end, then a new one on the same socket. */
+    kill(daemon_.pid, SIGTERM);
+    waitpid(daemon_.pid, NULL, 0);
+    daemon_.pid = 0;
+    ok = wait_for(err, "connection closed", 1);
+  }
+  if (ok) {
+    daemon_launch();
+    ok = wait_for(err, "connected to", 2);
+  }
+  if (ok) {
+    suspend_test_domain(); /* the new daemon's "test" runs again */
+    ok = wait_for(out, suspended, 2);
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  if (!ok) {
+    char cmd[320];
+    snprintf(cmd, sizeof(cmd), "cat '%s' '%s'", out, err);
+    if (system(cmd) != 0)
+      fprintf(stderr, "cannot show %s\n", out);
+    fail_msg("rx-virt-events did not see both lives of the daemon");
+  }
+}
+
 int main(void) {
   /* The test driver is part of libvirt0 itself; nothing else is needed. */
   virConnectPtr probe = NULL;
@@ -569,6 +678,12 @@ int main(void) {
     printf("SKIP: libvirt's test driver cannot be opened (install "
            "libvirt0 and libvirt-dev)\n");
     return 77;
+  }
+  if (getenv("RXT_VIRT_EVENTS") != NULL) {
+    const struct CMUnitTest example[] = {
+        cmocka_unit_test_teardown(test_example_reconnects, daemon_teardown),
+    };
+    return cmocka_run_group_tests(example, NULL, NULL);
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_callbacks_as_default_loop),
