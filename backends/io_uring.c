@@ -156,8 +156,9 @@ static const uint8_t opcodes[RX__OP_NKINDS] = {
 };
 
 /* The op kinds the kernel has (note l), less those named in RX_URING_NO_OPS
- * (a comma-separated list of kind numbers, or "all"): the tests mask kinds
- * to check that their emulation gives the same results. */
+ * (a comma-separated list of kind names, as rx_op_support() gives them, or
+ * "all"): the tests mask kinds to check that their emulation gives the
+ * same results. */
 static uint32_t probe_ops(const struct io_uring_probe *probe) {
   uint32_t kinds = 0;
   for (unsigned k = 1; probe != NULL && k < RX__OP_NKINDS; k++)
@@ -176,13 +177,12 @@ static uint32_t probe_ops(const struct io_uring_probe *probe) {
   if (mask != NULL && strcmp(mask, "all") == 0)
     return 0;
   while (mask != NULL && *mask != '\0') {
-    char *end;
-    unsigned long k = strtoul(mask, &end, 10);
-    if (end == mask)
-      break;
-    if (k < 32)
+    size_t len = strcspn(mask, ",");
+    int k = rx__op_kind_named(mask, len);
+    if (k > 0)
       kinds &= ~(UINT32_C(1) << k);
-    mask = *end == ',' ? end + 1 : end;
+    mask += len;
+    mask += *mask == ',';
   }
   return kinds;
 }
@@ -771,7 +771,8 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     break;
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI:
-    if (op->_kind == RX__OP_RECV_MULTI)
+    if (op->_kind == RX__OP_RECV_MULTI &&
+        (be->op_kinds & UINT32_C(1) << RX__OP_RECV_MULTI))
       io_uring_prep_recv_multishot(sqe, fd, NULL, 0, (int)op->_uflg);
     else
       io_uring_prep_recv(sqe, fd, NULL, op->_len, (int)op->_uflg);

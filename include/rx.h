@@ -934,6 +934,10 @@ RX_EXPORT int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb);
  * -ECANCELED or its real result), -ENOENT if it is not submitted on this
  * loop, -EALREADY if its cancel was asked already. */
 RX_EXPORT int rx_op_cancel(rx_loop *loop, rx_op *op);
+/* Which ops the kernel does and which rx emulates on this loop: "all by
+ * the kernel", "all emulated (epoll)", or "emulated: " and the names of
+ * the kinds that the kernel lacks (probed once, when the loop was made). */
+RX_EXPORT const char *rx_op_support(const rx_loop *loop);
 /* 1 while the op is submitted (from its submission to its final callback),
  * else 0. */
 RX_EXPORT int rx_op_active(const rx_op *op);

@@ -152,7 +152,6 @@ enum rx__op_kind {
   RX__OP_ACCEPT_MULTI,
   RX__OP_CONNECT,
   RX__OP_SHUTDOWN,
-  RX__OP_SPLICE,
   RX__OP_POLL,
   RX__OP_TIMEOUT,
   RX__OP_NOP,
@@ -200,6 +199,7 @@ struct rx_pool {
   uint8_t *held;          /* per id: the caller holds it */
   struct rx__link parked; /* ops waiting for a buffer */
   unsigned users;         /* ops submitted with the pool */
+  uint32_t puts;          /* buffers given back so far */
 };
 
 /* An fd's ops (op.c), in loop->opfds: three FIFO queues, the head of
@@ -215,6 +215,8 @@ struct rx__opfd {
 };
 
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
+/* The kind called `name` (len bytes: "recv", "accept_multishot"), or -1. */
+int rx__op_kind_named(const char *name, size_t len);
 void rx__ops_ready(rx_loop *loop, int fd, int revents);
 void rx__ops_run(rx_loop *loop);
 uint8_t rx__ops_want(const rx_loop *loop, int fd);
@@ -414,6 +416,7 @@ struct rx_loop {
   unsigned ops_kernel;    /* of which the backend holds */
   unsigned ops_timed;     /* deadlines in op_wheel */
   struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
+  char ops_support[256];  /* rx_op_support() */
 };
 
 /* What a fork leaves a loop to do in the child (loop.c, after_fork()), in

@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -85,7 +86,65 @@ static bool makes_fd(unsigned kind) {
  * The fd table of ops.
  */
 
+/* The names of the kinds, for rx_op_support(). */
+static const char *const kind_names[RX__OP_NKINDS] = {
+    [RX__OP_READ] = "read",
+    [RX__OP_WRITE] = "write",
+    [RX__OP_READV] = "readv",
+    [RX__OP_WRITEV] = "writev",
+    [RX__OP_RECV] = "recv",
+    [RX__OP_SEND] = "send",
+    [RX__OP_RECVMSG] = "recvmsg",
+    [RX__OP_SENDMSG] = "sendmsg",
+    [RX__OP_ACCEPT] = "accept",
+    [RX__OP_ACCEPT_MULTI] = "accept_multishot",
+    [RX__OP_CONNECT] = "connect",
+    [RX__OP_SHUTDOWN] = "shutdown",
+    [RX__OP_POLL] = "poll",
+    [RX__OP_TIMEOUT] = "timeout",
+    [RX__OP_NOP] = "nop",
+    [RX__OP_CLOSE] = "close",
+    [RX__OP_RECV_POOL] = "recv_pool",
+    [RX__OP_RECV_MULTI] = "recv_multishot",
+};
+
+static bool by_kernel(rx_loop *loop, unsigned kind);
+
+int rx__op_kind_named(const char *name, size_t len) {
+  for (unsigned k = 1; k < RX__OP_NKINDS; k++)
+    if (strlen(kind_names[k]) == len && memcmp(kind_names[k], name, len) == 0)
+      return (int)k;
+  return -1;
+}
+
+static void describe(rx_loop *loop) {
+  char *buf = loop->ops_support;
+  size_t cap = sizeof(loop->ops_support), n = 0;
+  unsigned native = 0, total = 0;
+  for (unsigned k = 1; k < RX__OP_NKINDS; k++) {
+    total++;
+    native += by_kernel(loop, k);
+  }
+  if (native == total) {
+    snprintf(buf, cap, "all by the kernel");
+    return;
+  }
+  if (native == 0) {
+    snprintf(buf, cap, "all emulated (%s)", loop->ops->name);
+    return;
+  }
+  n = (size_t)snprintf(buf, cap, "emulated:");
+  for (unsigned k = 1; k < RX__OP_NKINDS && n < cap; k++)
+    if (!by_kernel(loop, k))
+      n += (size_t)snprintf(buf + n, cap - n, " %s", kind_names[k]);
+}
+
+const char *rx_op_support(const rx_loop *loop) {
+  return loop != NULL ? loop->ops_support : NULL;
+}
+
 int rx__ops_loop_init(rx_loop *loop) {
+  describe(loop);
   rx__list_init(&loop->ops_done);
   rx__list_init(&loop->ops_nofd);
   rx__list_init(&loop->pools);
@@ -149,10 +208,12 @@ static bool is_pool(unsigned kind) {
  * pool the kernel picks from. A timeout on a manual clock is the wheel's:
  * the kernel's clock does not stand still. */
 static bool op_by_kernel(rx_loop *loop, const rx_op *op) {
-  if (!by_kernel(loop, op->_kind))
-    return false;
+  /* A pool the kernel picks from is the kernel's alone: a multishot recv
+   * the kernel lacks is then one recv after another (rx__op_complete()). */
   if (is_pool(op->_kind))
     return ((const rx_pool *)op->_p)->bgid >= 0;
+  if (!by_kernel(loop, op->_kind))
+    return false;
   if (op->_kind == RX__OP_TIMEOUT)
     return !(loop->flags & RX_LOOP_MANUAL_CLOCK);
   return true;
@@ -190,6 +251,10 @@ static int to_kernel(rx_loop *loop, rx_op *op) {
   if ((op->_oflags & RX__OPF_TIMED) && !(loop->flags & RX_LOOP_MANUAL_CLOCK))
     op->_t.k.at = timed_del(loop, op);
   op->_oflags |= RX__OPF_KERNEL;
+  /* A pool op notes how many buffers had come back when it left: an
+   * -ENOBUFS that a later return may have raced is retried, not parked. */
+  if (is_pool(op->_kind))
+    op->_res = (int32_t)((rx_pool *)op->_p)->puts;
   int rc = loop->ops->submit(loop, op);
   if (rc == 0) {
     loop->ops_kernel++;
@@ -368,6 +433,21 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
       return;
     res = -ECANCELED;
   }
+  /* A multishot op whose kernel request ended with a result (one-shot
+   * requests standing in for a multishot the kernel lacks, or a multishot
+   * the kernel ended itself): the caller still gets a result with MORE,
+   * and the op goes on. */
+  if (!(flags & RX_OP_F_MORE) && !cancelled &&
+      ((op->_kind == RX__OP_RECV_MULTI && res > 0) ||
+       (op->_kind == RX__OP_ACCEPT_MULTI && res >= 0))) {
+    loop->ops_kernel--;
+    op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+    int rc = to_kernel(loop, op);
+    op->_cb(loop, op, res, flags | RX_OP_F_MORE);
+    if (rc != 0)
+      defer(loop, op, rc);
+    return;
+  }
   if (flags & RX_OP_F_MORE) {
     op->_cb(loop, op, res, flags);
     return;
@@ -381,6 +461,13 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   }
   /* The pool ran dry: wait for a buffer, unseen by the caller. */
   if (res == -ENOBUFS && is_pool(op->_kind) && !cancelled) {
+    rx_pool *pool = op->_p;
+    if ((uint32_t)op->_res != pool->puts) {
+      int rc = to_kernel(loop, op); /* a buffer came back meanwhile */
+      if (rc != 0)
+        defer(loop, op, rc);
+      return;
+    }
     if (op->_oflags & RX__OPF_DEADLINE)
       timed_add(loop, op, op->_t.k.at);
     park(loop, op);
@@ -1055,6 +1142,7 @@ static void pool_take(rx_pool *pool, unsigned id) {
 static void pool_give(rx_pool *pool, unsigned id) {
   rx_loop *loop = pool->loop;
   pool->held[id] = 0;
+  pool->puts++;
   if (pool->bgid >= 0)
     loop->ops->pool_put(loop, pool, id);
   else

@@ -87,6 +87,16 @@ static void test_bad_input(void **state) {
                    -EINVAL);
   assert_int_equal(rx_op_cancel(rxt.loop, &r.op), -ENOENT);
   assert_int_equal(rx_op_active(&r.op), 0);
+  assert_null(rx_op_support(NULL));
+  const char *support = rx_op_support(rxt.loop);
+  print_message("ops: %s\n", support);
+  const char *mask = getenv("RX_URING_NO_OPS");
+  if (!rxt_is_uring(rxt.loop) || (mask != NULL && strcmp(mask, "all") == 0))
+    assert_non_null(strstr(support, "all emulated"));
+  else if (mask != NULL) /* the mixed run of tests/meson.build */
+    assert_string_equal(support, "emulated: recv send accept recv_multishot");
+  else
+    assert_string_equal(support, "all by the kernel");
   /* Submitted twice: refused, and the first submission is unharmed. */
   assert_int_equal(rx_op_nop(rxt.loop, &r.op, rec_cb), 0);
   assert_int_equal(rx_op_nop(rxt.loop, &r.op, rec_cb), -EBUSY);
@@ -100,6 +110,26 @@ static void test_bad_input(void **state) {
   assert_int_equal(rx_op_recv(rxt.loop, &r.op, 1000, buf, 4, 0, rec_cb), 0);
   run_until_final(&r, 1);
   assert_int_equal(r.res, -EBADF);
+}
+
+/* Emulated ops are level-triggered: an RX_ET watcher and emulated ops on
+ * one fd refuse each other. */
+static void test_et_watchers_and_ops(void **state) {
+  (void)state;
+  if (rxt_is_uring(rxt.loop) && getenv("RX_URING_NO_OPS") == NULL)
+    return; /* the kernel's ops need no registration: nothing to refuse */
+  int sv[2];
+  rxt_pair(sv);
+  struct rec r = {0};
+  char in[4];
+  rx_io w;
+  rx_io_init(&w, NULL, sv[1], RX_READ | RX_ET);
+  assert_int_equal(rx_op_recv(rxt.loop, &r.op, sv[1], in, 4, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 1);
+  assert_int_equal(rx_io_start(rxt.loop, &w), -EINVAL);
+  assert_int_equal(rx_op_cancel(rxt.loop, &r.op), 0);
+  run_until_final(&r, 1);
+  rxt_close_pair(sv);
 }
 
 static void test_nop_not_inside_call(void **state) {
@@ -935,6 +965,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_bad_input),
       RXT_TEST(test_nop_not_inside_call),
+      RXT_TEST(test_et_watchers_and_ops),
       RXT_TEST(test_send_recv),
       RXT_TEST(test_cancel_pending_recv),
       RXT_TEST(test_cancel_race),
