@@ -30,7 +30,8 @@
  * every post after it (FIFO per producer holds for every listener); the
  * backlog drains as soon as that listener frees a slot. Each post the loop
  * finishes decrements `inflight` and, if a poster sleeps in
- * rx_bus_post_wait(), wakes one: one wake-up per freed slot.
+ * rx_bus_post_wait(), owes it a wake-up: one per freed slot, all those of
+ * one pass of the loop made by one futex call from the kick.
  *
  * The sleep handshake (rx_bus_post_wait() and finish_post()) is Dekker's:
  * the poster increments `sleepers` and then reads `inflight`; the loop
@@ -62,8 +63,8 @@
 #define NAME_MAX_LEN 255
 
 struct rx_event {
-  rx_task task;          /* first: rx_bus_post()'s hop through the queue */
-  rx_bus *post_bus;      /* while posted */
+  rx_task task;     /* first: rx_bus_post()'s hop through the queue */
+  rx_bus *post_bus; /* while posted */
   rx_event *backlog_next;
   unsigned posted; /* atomic: 1 from rx_bus_post() until delivered */
   unsigned refs;   /* atomic */
@@ -131,6 +132,7 @@ struct rx_bus {
   uint64_t posted, post_refused, post_sleeps, post_wakeups;
   /* The loop's own. */
   uint64_t published, post_failed;
+  uint64_t wakes_due; /* sleeping posters owed a wake-up (flush_wakes()) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -302,17 +304,35 @@ static int deliver(rx_bus *bus, rx_event *ev, rx_listener **blocker) {
   return 0;
 }
 
+/* Wakes the sleeping posters the loop owes a wake-up, one per slot freed
+ * while they slept, in one futex call: the loop does it once per pass (from
+ * the kick), not once per event. */
+static void flush_wakes(rx_bus *bus) {
+  if (bus->wakes_due == 0)
+    return;
+  unsigned n = bus->wakes_due > INT_MAX ? INT_MAX : (unsigned)bus->wakes_due;
+  __atomic_fetch_add(&bus->post_wakeups, bus->wakes_due, __ATOMIC_RELAXED);
+  bus->wakes_due = 0;
+  __atomic_fetch_add(&bus->wake_seq, 1, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, &bus->wake_seq, FUTEX_WAKE_PRIVATE, (int)n, NULL, NULL, 0);
+}
+
 /* A post is done with: delivered, or refused by a FAIL listener, or dropped.
- * Frees its slot of the post limit and wakes one sleeping poster. */
-static void finish_post(rx_bus *bus, rx_event *ev) {
+ * Frees its slot of the post limit and owes a sleeping poster a wake-up.
+ * `here`: on the loop's thread (else the wake-up is made at once). */
+static void finish_post(rx_bus *bus, rx_event *ev, int here) {
   /* Release: what the loop did with the event happens before a new post
    * of it from another thread. */
   __atomic_store_n(&ev->posted, 0, __ATOMIC_RELEASE);
   __atomic_fetch_sub(&bus->inflight, 1, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&bus->sleepers, __ATOMIC_SEQ_CST) != 0) {
-    __atomic_fetch_add(&bus->wake_seq, 1, __ATOMIC_SEQ_CST);
-    syscall(SYS_futex, &bus->wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    __atomic_fetch_add(&bus->post_wakeups, 1, __ATOMIC_RELAXED);
+    if (here) {
+      bus->wakes_due++;
+      kick(bus);
+    } else {
+      __atomic_fetch_add(&bus->wake_seq, 1, __ATOMIC_SEQ_CST);
+      syscall(SYS_futex, &bus->wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
   }
   rx_event_unref(ev);
 }
@@ -348,7 +368,7 @@ static void drain_backlog(rx_bus *bus) {
     if (bus->backlog_head == NULL)
       bus->backlog_tail = NULL;
     bus->backlog_len--;
-    finish_post(bus, ev);
+    finish_post(bus, ev, 1);
   }
   if (bus->backlog_head == NULL)
     bus->blocker = NULL;
@@ -541,10 +561,9 @@ int rx_bus_remove(rx_bus *bus, rx_listener *l) {
 }
 
 rx_listener *rx_bus_default(rx_bus *bus) {
-  return bus != NULL ? bus->first != NULL && bus->first->is_default
-                           ? bus->first
-                           : NULL
-                     : NULL;
+  return bus != NULL
+             ? bus->first != NULL && bus->first->is_default ? bus->first : NULL
+             : NULL;
 }
 
 int rx_bus_set_default(rx_bus *bus, int on) {
@@ -702,6 +721,7 @@ static void on_kick(rx_loop *loop, rx_check *w, int revents) {
   rx_bus *bus = w->data;
   bus->kicked = 0;
   bus->in_kick++;
+  flush_wakes(bus);
   /* The waiters woken so far; those woken by their callbacks go on a new
    * list, for the next kick. */
   rx_bus_waiter *wt = bus->ready_head;
@@ -744,8 +764,8 @@ int rx_bus_new(rx_bus **busp, rx_loop *loop, const struct rx_bus_options *o) {
   }
   bus->loop = loop;
   bus->owner = pthread_self();
-  bus->post_limit =
-      o != NULL && o->post_limit != 0 ? o->post_limit : POST_LIMIT;
+  bus->post_limit = o != NULL && o->post_limit != 0 ? o->post_limit
+                                                    : POST_LIMIT;
   rx_check_init(&bus->kick, on_kick);
   bus->kick.data = bus;
   rx_bus_add(bus, def);
@@ -776,6 +796,7 @@ int rx_bus_free(rx_bus *bus) {
     w->_next = NULL;
     w->_ready = 0;
   }
+  flush_wakes(bus);
   rx_clear_pending(bus->loop, &bus->kick);
   free(bus);
   return 0;
@@ -854,7 +875,7 @@ static void post_arrived(rx_loop *loop, rx_task *task) {
   }
   if (rc == -ENOBUFS)
     bus->post_failed++;
-  finish_post(bus, ev);
+  finish_post(bus, ev, 1);
 }
 
 /* Takes one of the post limit's slots, never overshooting the limit. */
@@ -884,7 +905,7 @@ static int post(rx_bus *bus, rx_event *ev) {
   rc = rx_loop_post(bus->loop, &ev->task);
   if (rc != 0) {
     /* The loop never saw it: give the slot back as the loop would. */
-    finish_post(bus, ev);
+    finish_post(bus, ev, 0);
     return rc;
   }
   __atomic_fetch_add(&bus->posted, 1, __ATOMIC_RELAXED);
@@ -930,6 +951,7 @@ int rx_bus_metrics(const rx_bus *bus, struct rx_bus_metrics *m) {
   m->post_refused = __atomic_load_n(&bus->post_refused, __ATOMIC_RELAXED);
   m->post_sleeps = __atomic_load_n(&bus->post_sleeps, __ATOMIC_RELAXED);
   m->post_wakeups = __atomic_load_n(&bus->post_wakeups, __ATOMIC_RELAXED);
+  m->post_sleeping = __atomic_load_n(&bus->sleepers, __ATOMIC_RELAXED);
   m->post_failed = bus->post_failed;
   m->inflight = __atomic_load_n(&bus->inflight, __ATOMIC_RELAXED);
   m->backlog = bus->backlog_len;

@@ -179,6 +179,12 @@ static void bus_side_done(rx_dispatcher *d) {
 static void pump(rx_dispatcher *d) {
   size_t moved = 0;
   rx_event *ev;
+  /* A get answers into room it saw when it was asked: take it back before
+   * filling that room here. */
+  if (d->get_pending) {
+    rx_listener_cancel_get(d->l);
+    d->get_pending = 0;
+  }
   while (ring_used(d) < d->qcap && rx_listener_try_get(d->l, &ev) == 0) {
     size_t t = d->tail;
     d->ring[t % d->qcap] = ev;

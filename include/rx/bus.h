@@ -117,9 +117,9 @@ struct rx_listener_options {
   size_t n_names;
   rx_listener_filter_fn filter; /* after the names; NULL: accept */
   void *filter_data;
-  size_t capacity; /* FIFO; 0: 256 */
-  int policy;      /* RX_BUS_DROP_OLDEST ... RX_BUS_BLOCK */
-  size_t history;  /* history ring; 0: none */
+  size_t capacity;   /* FIFO; 0: 256 */
+  int policy;        /* RX_BUS_DROP_OLDEST ... RX_BUS_BLOCK */
+  size_t history;    /* history ring; 0: none */
   rx_listener_cb cb; /* consume by callback; NULL: pull (try_get, get) */
   void *data;        /* for cb */
 };
@@ -151,8 +151,7 @@ RX_SERVICES_EXPORT int rx_bus_set_default(rx_bus *bus, int on);
  * (clearing them) and returns fn's result. If one cannot be added, those
  * already added are removed and its error returned; fn does not run. */
 RX_SERVICES_EXPORT int rx_bus_listen(rx_bus *bus, rx_listener *const *ls,
-                                     size_t n, int (*fn)(void *arg),
-                                     void *arg);
+                                     size_t n, int (*fn)(void *arg), void *arg);
 
 /* Takes the oldest queued event: 0 and *ev (a reference for the caller), or
  * -EAGAIN when empty. Frees a slot (see RX_BUS_BLOCK). */
@@ -169,8 +168,7 @@ RX_SERVICES_EXPORT int rx_listener_cancel_get(rx_listener *l);
  * with its reference (NULL each: unreffed). Returns how many. The history
  * stays. */
 RX_SERVICES_EXPORT long rx_listener_clear(rx_listener *l,
-                                          void (*each)(rx_event *ev,
-                                                       void *arg),
+                                          void (*each)(rx_event *ev, void *arg),
                                           void *arg);
 /* The history: events accepted since the listener was made, the last
  * `history` of them. Entry `i` (0 = oldest) borrowed, or NULL. */
@@ -180,12 +178,12 @@ RX_SERVICES_EXPORT rx_event *rx_listener_history(const rx_listener *l,
 RX_SERVICES_EXPORT rx_bus *rx_listener_bus(const rx_listener *l);
 
 struct rx_listener_metrics {
-  size_t depth;          /* queued now */
-  size_t high_water;     /* most ever queued */
+  size_t depth;      /* queued now */
+  size_t high_water; /* most ever queued */
   size_t capacity;
-  uint64_t accepted;     /* taken into the FIFO */
-  uint64_t consumed;     /* taken out by a callback, get or try_get */
-  uint64_t cleared;      /* drained by clear or remove */
+  uint64_t accepted;       /* taken into the FIFO */
+  uint64_t consumed;       /* taken out by a callback, get or try_get */
+  uint64_t cleared;        /* drained by clear or remove */
   uint64_t dropped_oldest; /* RX_BUS_DROP_OLDEST */
   uint64_t dropped_new;    /* RX_BUS_DROP_NEW */
   uint64_t failed;         /* RX_BUS_FAIL: publishes it made fail */
@@ -240,14 +238,15 @@ RX_SERVICES_EXPORT int rx_bus_post(rx_bus *bus, rx_event *ev);
 RX_SERVICES_EXPORT int rx_bus_post_wait(rx_bus *bus, rx_event *ev);
 
 struct rx_bus_metrics {
-  uint64_t published; /* publishes and posts delivered */
-  uint64_t posted;    /* posts taken (any thread) */
-  uint64_t post_refused;  /* posts refused with -EAGAIN (limit reached) */
-  uint64_t post_sleeps;   /* times rx_bus_post_wait() slept */
-  uint64_t post_wakeups;  /* sleeping posters woken, one per freed slot */
-  uint64_t post_failed;   /* posts a full RX_BUS_FAIL listener refused */
-  size_t inflight;        /* posts on their way now */
-  size_t backlog;         /* of them, held by a full RX_BUS_BLOCK listener */
+  uint64_t published;    /* publishes and posts delivered */
+  uint64_t posted;       /* posts taken (any thread) */
+  uint64_t post_refused; /* posts refused with -EAGAIN (limit reached) */
+  uint64_t post_sleeps;  /* times rx_bus_post_wait() slept */
+  size_t post_sleeping;  /* posters asleep in it now */
+  uint64_t post_wakeups; /* sleeping posters woken, one per freed slot */
+  uint64_t post_failed;  /* posts a full RX_BUS_FAIL listener refused */
+  size_t inflight;       /* posts on their way now */
+  size_t backlog;        /* of them, held by a full RX_BUS_BLOCK listener */
   size_t listeners;
 };
 RX_SERVICES_EXPORT int rx_bus_metrics(const rx_bus *bus,
@@ -271,7 +270,7 @@ struct rx_bus_error {
 };
 
 struct rx_dispatcher_options {
-  size_t capacity; /* its listener's FIFO (policy RX_BUS_BLOCK); 0: 1024 */
+  size_t capacity;    /* its listener's FIFO (policy RX_BUS_BLOCK); 0: 1024 */
   rx_loop *processor; /* the loop that runs the handlers, on its own thread;
                          NULL: the bus's loop */
   size_t queue;       /* with a processor: the bounded queue between the
@@ -297,10 +296,9 @@ RX_SERVICES_EXPORT int rx_dispatcher_start(rx_dispatcher *d);
  * between the loops) is handled first; else dropped, counted. On the bus's
  * thread; with a processor, the drain completes on the processor's loop and
  * `done` (may be NULL) runs on the bus's loop when it has. */
-RX_SERVICES_EXPORT int rx_dispatcher_stop(rx_dispatcher *d, int drop,
-                                          void (*done)(rx_dispatcher *d,
-                                                       void *arg),
-                                          void *arg);
+RX_SERVICES_EXPORT int
+rx_dispatcher_stop(rx_dispatcher *d, int drop,
+                   void (*done)(rx_dispatcher *d, void *arg), void *arg);
 /* Frees a stopped dispatcher (-EBUSY while running or draining). */
 RX_SERVICES_EXPORT int rx_dispatcher_free(rx_dispatcher *d);
 
