@@ -57,12 +57,12 @@ static int default_on;
 static rx_loop *loop;
 static int got_id, got_calls;
 
-#define CHECK(c)                                                       \
-  do {                                                                 \
-    if (!(c)) {                                                        \
+#define CHECK(c)                                                        \
+  do {                                                                  \
+    if (!(c)) {                                                         \
       fprintf(stderr, "fuzz_bus: %s:%d: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                         \
-    }                                                                  \
+      abort();                                                          \
+    }                                                                   \
   } while (0)
 
 static int id_of(const rx_event *ev) {
@@ -148,8 +148,8 @@ static void publish(rx_bus *bus, int name) {
   if (nev == NEV)
     return;
   int id = nev++;
-  CHECK(rx_event_new(&ev_of[id], names[name], 1, (void *)(uintptr_t)id,
-                     NULL) == 0);
+  CHECK(rx_event_new(&ev_of[id], names[name], 1, (void *)(uintptr_t)id, NULL) ==
+        0);
   ev_name[id] = name;
   struct model *fail = NULL, *block = NULL;
   for (int i = 0; i <= NL; i++) {
