@@ -161,13 +161,16 @@ static void publish(rx_bus *bus, int name) {
     if (x->policy == RX_BUS_BLOCK && block == NULL)
       block = x;
   }
-  int want = 0;
-  if (fail != NULL) {
-    fail->failed++;
-    want = -ENOBUFS;
-  } else if (block != NULL) {
-    block->blocked++;
-    want = -EAGAIN;
+  int want = fail != NULL ? -ENOBUFS : block != NULL ? -EAGAIN : 0;
+  /* Every full listener that refuses counts it. */
+  for (int i = 0; want != 0 && i <= NL; i++) {
+    struct model *x = &m[i];
+    if (!x->on || !wants(x, name) || x->n < x->cap)
+      continue;
+    if (want == -ENOBUFS && x->policy == RX_BUS_FAIL)
+      x->failed++;
+    if (want == -EAGAIN && x->policy == RX_BUS_BLOCK)
+      x->blocked++;
   }
   CHECK(rx_bus_publish(bus, ev_of[id]) == want);
   if (want != 0)

@@ -289,13 +289,20 @@ static int deliver(rx_bus *bus, rx_event *ev, rx_listener **blocker) {
         block = l;
     }
   }
-  if (fail != NULL) {
-    fail->m.failed++;
-    return -ENOBUFS;
-  }
-  if (block != NULL) {
+  if (fail != NULL || block != NULL) {
+    /* Each full listener that refuses counts it: FAIL ones when any is
+     * there (the publish fails), else BLOCK ones (the publisher waits). */
+    int policy = fail != NULL ? RX_BUS_FAIL : RX_BUS_BLOCK;
+    for (rx_listener *l = bus->first; l != NULL; l = l->next) {
+      if (l->match_seq != seq || l->depth != l->cap || l->policy != policy)
+        continue;
+      if (policy == RX_BUS_FAIL)
+        l->m.failed++;
+      else
+        l->m.blocked++;
+    }
     *blocker = block;
-    return -EAGAIN;
+    return fail != NULL ? -ENOBUFS : -EAGAIN;
   }
   for (rx_listener *l = bus->first; l != NULL; l = l->next)
     if (l->match_seq == seq)
@@ -345,7 +352,6 @@ static void backlog_push(rx_bus *bus, rx_event *ev) {
     bus->backlog_head = ev;
   bus->backlog_tail = ev;
   bus->backlog_len++;
-  bus->blocker->m.blocked++;
 }
 
 /* Delivers the backlog in order until a full BLOCK listener holds its head
@@ -445,7 +451,9 @@ int rx_listener_new(rx_listener **lp, const struct rx_listener_options *o) {
     free(l);
     return -ENOMEM;
   }
-  char *s = (char *)(l->names + o->n_names);
+  /* The strings follow the table (no table: no names, and no pointer
+   * arithmetic on NULL). */
+  char *s = l->names != NULL ? (char *)(l->names + o->n_names) : NULL;
   for (size_t i = 0; i < o->n_names; i++) {
     size_t len = strlen(o->names[i]);
     memcpy(s, o->names[i], len + 1);
@@ -810,10 +818,7 @@ int rx_bus_publish(rx_bus *bus, rx_event *ev) {
   if (bus == NULL || ev == NULL)
     return -EINVAL;
   rx_listener *blocker = NULL;
-  int rc = deliver(bus, ev, &blocker);
-  if (rc == -EAGAIN)
-    blocker->m.blocked++;
-  return rc;
+  return deliver(bus, ev, &blocker);
 }
 
 int rx_bus_publish_wait(rx_bus *bus, rx_event *ev, rx_bus_waiter *w) {
@@ -825,7 +830,6 @@ int rx_bus_publish_wait(rx_bus *bus, rx_event *ev, rx_bus_waiter *w) {
   int rc = deliver(bus, ev, &blocker);
   if (rc != -EAGAIN)
     return rc;
-  blocker->m.blocked++;
   w->_next = NULL;
   w->_on = blocker;
   if (blocker->wait_tail != NULL)
@@ -863,6 +867,8 @@ static void post_arrived(rx_loop *loop, rx_task *task) {
   rx_event *ev = (rx_event *)(void *)task;
   rx_bus *bus = ev->post_bus;
   if (bus->backlog_head != NULL) {
+    /* Held behind the others by the same full listener. */
+    bus->blocker->m.blocked++;
     backlog_push(bus, ev);
     return;
   }

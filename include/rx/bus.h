@@ -186,10 +186,12 @@ struct rx_listener_metrics {
   uint64_t cleared;        /* drained by clear or remove */
   uint64_t dropped_oldest; /* RX_BUS_DROP_OLDEST */
   uint64_t dropped_new;    /* RX_BUS_DROP_NEW */
-  uint64_t failed;         /* RX_BUS_FAIL: publishes it made fail */
-  uint64_t blocked;        /* RX_BUS_BLOCK: publishes it found full */
-  size_t waiting;          /* publishers waiting for it now */
-  uint64_t wakeups;        /* waiting publishers woken (one per slot) */
+  uint64_t failed;         /* RX_BUS_FAIL: publishes it made fail (each full
+                              FAIL listener that wanted the event counts it) */
+  uint64_t blocked; /* RX_BUS_BLOCK: publishes it made wait (unless a FAIL
+                       listener failed them), posts it held */
+  size_t waiting;   /* publishers waiting for it now */
+  uint64_t wakeups; /* waiting publishers woken (one per slot) */
 };
 RX_SERVICES_EXPORT int rx_listener_metrics(const rx_listener *l,
                                            struct rx_listener_metrics *m);
