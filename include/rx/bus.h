@@ -72,7 +72,8 @@ struct rx_bus_options {
                               delivered, at most; 0: 4096 */
 };
 
-/* Makes a bus on `loop` (`opts` may be NULL). -EINVAL, -ENOMEM. */
+/* Makes a bus on `loop` (`opts` may be NULL), on the thread that runs the
+ * loop (rx_bus_post_wait() refuses that thread). -EINVAL, -ENOMEM. */
 RX_SERVICES_EXPORT int rx_bus_new(rx_bus **bus, rx_loop *loop,
                                   const struct rx_bus_options *opts);
 /* Removes every listener (clearing them, as rx_bus_remove()) and frees the
