@@ -736,6 +736,49 @@ static void test_post_blocked_woken_per_slot(void **state) {
   assert_int_equal(rx_bus_free(bus), 0);
 }
 
+/* rx_bus_post() from the loop's own thread: one trip at a time per event,
+ * the limit, and a full FAIL listener that makes a post go nowhere. */
+static void test_post_rules(void **state) {
+  struct rxt *t = *state;
+  rx_bus *bus;
+  struct rx_bus_options bo = {.post_limit = 2};
+  assert_int_equal(rx_bus_new(&bus, t->loop, &bo), 0);
+  rx_listener *l = mklistener(NULL, 0, 1, RX_BUS_FAIL, 0);
+  rx_listener *other = mklistener(NULL, 0, 8, RX_BUS_DROP_NEW, 0);
+  assert_int_equal(rx_bus_add(bus, l), 0);
+  assert_int_equal(rx_bus_add(bus, other), 0);
+  rx_event *a = mkev("a", NULL), *b = mkev("b", NULL), *c = mkev("c", NULL);
+  assert_int_equal(rx_bus_post(bus, a), 0);
+  assert_int_equal(rx_bus_post(bus, a), -EBUSY); /* still on its way */
+  assert_int_equal(rx_bus_post(bus, b), 0);
+  assert_int_equal(rx_bus_post(bus, c), -EAGAIN); /* the limit */
+  assert_int_equal(depth(l), 0); /* nothing before the loop runs */
+  rx_event_unref(a);             /* the bus holds its own reference */
+  rxt_run_nowait(t->loop, 2);
+  /* a went to both; b found the FAIL listener full: it went nowhere. */
+  assert_int_equal(depth(l), 1);
+  assert_int_equal(depth(other), 1);
+  struct rx_bus_metrics bm;
+  rx_bus_metrics(bus, &bm);
+  assert_int_equal(bm.posted, 2);
+  assert_int_equal(bm.post_refused, 1);
+  assert_int_equal(bm.post_failed, 1);
+  assert_int_equal(bm.inflight, 0);
+  struct rx_listener_metrics lm;
+  rx_listener_metrics(l, &lm);
+  assert_int_equal(lm.failed, 1);
+  assert_int_equal(rx_event_refs(b), 1);
+  /* Delivered: it may travel again. */
+  assert_int_equal(rx_bus_post(bus, b), 0);
+  rxt_run_nowait(t->loop, 2);
+  assert_int_equal(rx_bus_post(NULL, c), -EINVAL);
+  rx_event_unref(b);
+  rx_event_unref(c);
+  rx_listener_free(l);
+  rx_listener_free(other);
+  assert_int_equal(rx_bus_free(bus), 0);
+}
+
 /* 4 producers x PRODUCER_N events to 3 filtered listeners. */
 #define PRODUCERS 4
 
@@ -1113,6 +1156,7 @@ int main(void) {
       RXT_TEST(test_flood_drop_new),
       RXT_TEST(test_flood_fail),
       RXT_TEST(test_flood_block),
+      RXT_TEST(test_post_rules),
       RXT_TEST(test_post_blocked_woken_per_slot),
       RXT_TEST(test_producers),
       RXT_TEST(test_chain_stops_at_false),
