@@ -40,7 +40,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop
+FUZZ_TARGETS = timerwheel mpsc loop bus
 
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled -Dexamples=false
@@ -148,7 +148,7 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; [ $$t = loop ] && bes="io_uring epoll"; \
+	  bes=x; case $$t in loop|bus) bes="io_uring epoll";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
 	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \

@@ -31,7 +31,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 /* Not API: the private types the watcher structs below embed by value. */
@@ -126,6 +125,11 @@ typedef struct rx_child rx_child;
 typedef struct rx_stat rx_stat;
 typedef struct rx_op rx_op;
 typedef struct rx_pool rx_pool;
+/* The ops' system types, by name only: rx.h includes no socket header. An
+ * address length is a socklen_t, which is unsigned int on Linux. */
+struct iovec;
+struct msghdr;
+struct sockaddr;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -882,13 +886,13 @@ RX_EXPORT int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd,
  * accept that completes after its cancel closes that fd itself and gives
  * -ECANCELED. addr and addrlen may be NULL. */
 RX_EXPORT int rx_op_accept(rx_loop *loop, rx_op *op, int fd,
-                           struct sockaddr *addr, socklen_t *addrlen, int flags,
+                           struct sockaddr *addr, unsigned *addrlen, int flags,
                            rx_op_cb cb);
 /* One fd per callback, with RX_OP_F_MORE, until cancelled or an error. */
 RX_EXPORT int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd,
                                      int flags, rx_op_cb cb);
 RX_EXPORT int rx_op_connect(rx_loop *loop, rx_op *op, int fd,
-                            const struct sockaddr *addr, socklen_t addrlen,
+                            const struct sockaddr *addr, unsigned addrlen,
                             rx_op_cb cb);
 RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
                              rx_op_cb cb);

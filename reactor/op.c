@@ -902,7 +902,7 @@ int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
 #define ACCEPT_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
 
 int rx_op_accept(rx_loop *loop, rx_op *op, int fd, struct sockaddr *addr,
-                 socklen_t *addrlen, int flags, rx_op_cb cb) {
+                 unsigned *addrlen, int flags, rx_op_cb cb) {
   if ((flags & ~ACCEPT_FLAGS) != 0 || (addr != NULL && addrlen == NULL))
     return -EINVAL;
   BEGIN(RX__OP_ACCEPT);
@@ -923,7 +923,7 @@ int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd, int flags,
 }
 
 int rx_op_connect(rx_loop *loop, rx_op *op, int fd, const struct sockaddr *addr,
-                  socklen_t addrlen, rx_op_cb cb) {
+                  unsigned addrlen, rx_op_cb cb) {
   if (addr == NULL)
     return -EINVAL;
   BEGIN(RX__OP_CONNECT);
