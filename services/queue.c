@@ -823,3 +823,68 @@ int rx_queue_wait_empty(rx_queue *q, rx_subqueue *sq, rx_queue_waiter *w) {
   kick(q);
   return 0;
 }
+
+/* ---------------------------------------------------------------------------
+ * Posting from other threads. The producer's side touches only `p` and the
+ * immutable `sq->q->loop`; everything else happens in the posted task, on
+ * the loop's thread. `_posted` keeps a post from being handed over twice:
+ * the exchange that sets it is acquire, pairing with the release store
+ * that clears it on the loop, so that a producer that sees it clear (and
+ * then rewrites the post) comes after the loop's last read of the fields
+ * it was given. The loop reads what it needs before that store: from then
+ * on the post is the producer's again, as an rx_task is once its function
+ * has started.
+ */
+
+static void post_settle(rx_queue_task *p, rx_queue *q, int rc) {
+  rx_queue_task_cb done = p->done;
+  __atomic_store_n(&p->_posted, 0, __ATOMIC_RELEASE);
+  if (done != NULL)
+    done(q, p, rc);
+}
+
+static int post_push(rx_queue_task *p) {
+  int wait = (p->flags & RX_QUEUE_TASK_WAIT) != 0;
+  int keyed = (p->flags & RX_QUEUE_TASK_KEY) != 0;
+  return push(p->sq, keyed, p->key, p->item, wait ? &p->_w : NULL);
+}
+
+/* Room for a post that waited: push now, or wait again if another push
+ * took the room first. */
+static void post_room(rx_queue *q, rx_subqueue *sq, rx_queue_waiter *w) {
+  (void)sq;
+  rx_queue_task *p =
+      (rx_queue_task *)(void *)((char *)w - offsetof(rx_queue_task, _w));
+  int rc = post_push(p);
+  if (rc != -EAGAIN)
+    post_settle(p, q, rc);
+}
+
+static void post_run(rx_loop *loop, rx_task *t) {
+  (void)loop;
+  rx_queue_task *p = (rx_queue_task *)(void *)t;
+  rx_queue *q = p->sq->q;
+  rx_queue_waiter_init(&p->_w, post_room);
+  int rc = post_push(p);
+  if (rc == -EAGAIN && (p->flags & RX_QUEUE_TASK_WAIT))
+    return; /* registered: post_room() goes on */
+  post_settle(p, q, rc);
+}
+
+int rx_queue_post(rx_queue_task *p) {
+  if (p == NULL || p->sq == NULL ||
+      (p->flags & ~(unsigned)(RX_QUEUE_TASK_KEY | RX_QUEUE_TASK_WAIT)))
+    return -EINVAL;
+  if (__atomic_exchange_n(&p->_posted, 1, __ATOMIC_ACQUIRE) != 0)
+    return -EBUSY;
+  p->_task.fn = post_run;
+  p->_task.data = p;
+  int rc = rx_loop_post(p->sq->q->loop, &p->_task);
+  if (rc < 0)
+    __atomic_store_n(&p->_posted, 0, __ATOMIC_RELEASE);
+  return rc;
+}
+
+int rx_queue_task_pending(const rx_queue_task *p) {
+  return p != NULL && __atomic_load_n(&p->_posted, __ATOMIC_ACQUIRE) != 0;
+}

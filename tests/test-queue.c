@@ -9,6 +9,8 @@
  */
 #include "helpers.h"
 
+#include <sched.h>
+
 #include "rx/queue.h"
 
 #define MAXREC 4096
@@ -684,6 +686,129 @@ static void test_alloc_failure(void **state) {
   }
 }
 
+/* ---------------------------------------------------------------------------
+ * Pushing from other threads: four producers post through a sub-queue
+ * whose limit is far below what they send, each post waiting for room.
+ * Every item arrives once, in post order per producer, and each post's
+ * `done` runs once per post. Also built under ThreadSanitizer.
+ */
+
+#define PRODUCERS 4
+#define PER_PRODUCER 20000
+#define POSTS 8 /* posts each producer cycles through */
+
+struct producer {
+  pthread_t thread;
+  rx_subqueue *sq;
+  int id;
+  rx_queue_task post[POSTS];
+};
+
+static void *produce(void *arg) {
+  struct producer *pr = arg;
+  for (int i = 0; i < PER_PRODUCER; i++) {
+    rx_queue_task *p = &pr->post[i % POSTS];
+    while (rx_queue_task_pending(p))
+      sched_yield();
+    p->sq = pr->sq;
+    p->item = ITEM(((uintptr_t)pr->id << 24) | (uintptr_t)i);
+    p->flags = RX_QUEUE_TASK_WAIT | RX_QUEUE_TASK_KEY;
+    p->key = (uint64_t)pr->id;
+    int rc = rx_queue_post(p);
+    if (rc != 0) {
+      fprintf(stderr, "rx_queue_post: %d\n", rc);
+      abort();
+    }
+  }
+  return NULL;
+}
+
+static int posts_done, posts_failed;
+static int next_seq[PRODUCERS];
+static long got;
+
+static void post_done(rx_queue *q, rx_queue_task *p, int rc) {
+  (void)q;
+  (void)p;
+  posts_done++;
+  posts_failed += rc != 0;
+}
+
+static void consume_posted(rx_queue *q, rx_subqueue *sq, void *item) {
+  (void)q;
+  (void)sq;
+  uintptr_t v = (uintptr_t)item;
+  int id = (int)(v >> 24), seq = (int)(v & 0xffffff);
+  if (id >= PRODUCERS || seq != next_seq[id])
+    fail_msg("producer %d: item %d, expected %d", id, seq,
+             id < PRODUCERS ? next_seq[id] : -1);
+  next_seq[id]++;
+  got++;
+}
+
+static void test_post_threads(void **state) {
+  (void)state;
+  static struct producer pr[PRODUCERS];
+  memset(pr, 0, sizeof(pr));
+  memset(next_seq, 0, sizeof(next_seq));
+  posts_done = posts_failed = 0;
+  got = 0;
+  rx_queue *q = NULL;
+  struct rx_queue_options o = {0};
+  o.consume = consume_posted;
+  o.budget = 16;
+  o.allocator = &rxt_allocator;
+  assert_int_equal(rx_queue_new(&q, rxt.loop, &o), 0);
+  rx_subqueue *sq = NULL;
+  struct rx_subqueue_options so = {0, 32, RX_SUBQUEUE_KEYED};
+  assert_int_equal(rx_subqueue_new(q, &sq, &so), 0);
+  /* Bad input, and a post that is still out. */
+  rx_queue_task bad = {0};
+  assert_int_equal(rx_queue_post(NULL), -EINVAL);
+  assert_int_equal(rx_queue_post(&bad), -EINVAL);
+  bad.sq = sq;
+  bad.flags = 0x80;
+  assert_int_equal(rx_queue_post(&bad), -EINVAL);
+  bad.flags = 0;
+  bad.done = post_done;
+  assert_int_equal(rx_queue_post(&bad), 0);
+  assert_true(rx_queue_task_pending(&bad));
+  assert_int_equal(rx_queue_post(&bad), -EBUSY);
+  assert_int_equal(rx_queue_task_pending(NULL), 0);
+  drain();
+  assert_false(rx_queue_task_pending(&bad));
+  assert_int_equal(posts_done, 1);
+  assert_int_equal(got, 1);
+  next_seq[0] = 0; /* the item was NULL: producer 0, seq 0 */
+  got = 0;
+  posts_done = 0;
+
+  for (int i = 0; i < PRODUCERS; i++) {
+    pr[i].sq = sq;
+    pr[i].id = i;
+    for (int j = 0; j < POSTS; j++)
+      pr[i].post[j].done = post_done;
+    assert_int_equal(pthread_create(&pr[i].thread, NULL, produce, &pr[i]), 0);
+  }
+  rx_ref(rxt.loop); /* posted tasks alone do not keep the loop waiting */
+  int64_t t0 = rxt_clock();
+  while (got < (long)PRODUCERS * PER_PRODUCER && rxt_clock() - t0 < RX_SEC(60))
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  rx_unref(rxt.loop);
+  for (int i = 0; i < PRODUCERS; i++)
+    assert_int_equal(pthread_join(pr[i].thread, NULL), 0);
+  drain();
+  rxt_assert_eq(got, (long)PRODUCERS * PER_PRODUCER);
+  rxt_assert_eq(posts_done, PRODUCERS * PER_PRODUCER);
+  assert_int_equal(posts_failed, 0);
+  struct rx_queue_stats st;
+  assert_int_equal(rx_subqueue_stats(sq, &st), 0);
+  rxt_assert_le(st.high_water, 32);
+  rxt_assert_eq(st.depth, 0);
+  rxt_assert_eq(st.waiting, 0);
+  assert_int_equal(rx_queue_free(q), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_strict_priority),
@@ -698,6 +823,7 @@ int main(void) {
       RXT_TEST(test_reentrancy),
       RXT_TEST(test_bad_input),
       RXT_TEST(test_alloc_failure),
+      RXT_TEST(test_post_threads),
   };
   const char *b = rxt_env_backend();
   char name[64];

@@ -18,8 +18,8 @@
  * Conventions are rx.h's: 0 or a count on success, a negative errno on
  * failure, NULL accepted everywhere (-EINVAL, or nothing for a void
  * function). Threads: a queue belongs to its loop's thread, and every
- * function here must be called there. To push from another thread, post an
- * rx_task (rx_loop_post()) whose function pushes; docs/queue.md shows how.
+ * function here must be called there, except rx_queue_post(), which any
+ * thread may call to push through the loop's lock-free task queue.
  */
 #ifndef RX_QUEUE_H
 #define RX_QUEUE_H
@@ -153,6 +153,43 @@ RX_EXPORT int rx_queue_waiter_active(const rx_queue_waiter *w);
  * -EBUSY for a `w` already registered. */
 RX_EXPORT int rx_queue_wait_empty(rx_queue *q, rx_subqueue *sq,
                                   rx_queue_waiter *w);
+
+/* A push from any thread (rx_queue_post()), caller-owned like rx_task.
+ * Set `sq`, `item`, `key` (with RX_QUEUE_TASK_KEY), `flags`, `done` and
+ * `data` before posting; the queue allocates nothing for it. */
+typedef struct rx_queue_task rx_queue_task;
+/* Runs on the loop once the push is settled: `rc` is rx_queue_push()'s
+ * result (0: accepted). From the moment it starts, the task may be posted
+ * again (from any thread) or freed, as an rx_task once its `fn` started. */
+typedef void (*rx_queue_task_cb)(rx_queue *q, rx_queue_task *p, int rc);
+enum {
+  RX_QUEUE_TASK_KEY = 0x1,  /* rx_queue_push_key() with `key` */
+  RX_QUEUE_TASK_WAIT = 0x2, /* when full, wait for room and push then:
+                               `done` runs once the item is in */
+};
+struct rx_queue_task {
+  rx_task _task;
+  rx_queue_waiter _w;
+  rx_subqueue *sq;
+  void *item;
+  uint64_t key;
+  unsigned flags;
+  rx_queue_task_cb done; /* may be NULL */
+  void *data;
+  unsigned _posted; /* atomic: set from the post until `done` starts */
+};
+/* Thread-safe: hands `p` to the loop of `p->sq`'s queue (rx_loop_post(),
+ * lock-free), where its item is pushed; posts from one thread are pushed
+ * in post order (a waiting post keeps its place among the sub-queue's
+ * waiters). 0; -EINVAL for a NULL argument, a NULL `sq` or an unknown flag;
+ * -EBUSY while `p` is posted and its `done` has not started;
+ * rx_loop_post()'s other errors. `sq` must stay alive until `done` has
+ * run: freeing it unregisters a waiting task, whose `done` then never
+ * runs. */
+RX_EXPORT int rx_queue_post(rx_queue_task *p);
+/* Thread-safe: whether `p` is posted and its `done` has not started (its
+ * fields must not be changed meanwhile). */
+RX_EXPORT int rx_queue_task_pending(const rx_queue_task *p);
 
 /* Fills `s`: 0, or -EINVAL. */
 RX_EXPORT int rx_queue_stats(const rx_queue *q, struct rx_queue_stats *s);
