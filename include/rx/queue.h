@@ -111,11 +111,13 @@ RX_EXPORT int rx_queue_set_limit(rx_queue *q, size_t limit);
 /* Changes the per-iteration budget (0 = 64). */
 RX_EXPORT int rx_queue_set_budget(rx_queue *q, unsigned budget);
 
-/* Adds a sub-queue. -EINVAL for a bad flag, -ENOMEM. */
+/* Adds a sub-queue (`opts` may be NULL: priority 0, no limit, plain).
+ * -EINVAL for a NULL argument or an unknown flag; -ENOMEM. */
 RX_EXPORT int rx_subqueue_new(rx_queue *q, rx_subqueue **sq,
                               const struct rx_subqueue_options *opts);
 /* Removes a sub-queue: its items go to `drop`, its waiters are
- * unregistered without a call. */
+ * unregistered without a call. -EBUSY from a drop callback of its own
+ * clear or free. */
 RX_EXPORT int rx_subqueue_free(rx_subqueue *sq);
 /* As rx_queue_set_limit(), for one sub-queue. */
 RX_EXPORT int rx_subqueue_set_limit(rx_subqueue *sq, size_t limit);
@@ -139,7 +141,9 @@ RX_EXPORT int rx_queue_push_key(rx_subqueue *sq, uint64_t key, void *item,
  * not NULL) *sq set; -EAGAIN when no item can be given out (empty, or all
  * blocked). Counts against no budget. */
 RX_EXPORT int rx_queue_pop(rx_queue *q, void **item, rx_subqueue **sq);
-/* Throws away the items of `sq` (to `drop`, counted); returns how many. */
+/* Throws away the items of `sq` (to `drop`, counted); returns how many,
+ * or -EINVAL, or -EBUSY from a drop callback of its own clear or free. A
+ * drop callback that pushes into `sq` does not prolong the clear. */
 RX_EXPORT long rx_subqueue_clear(rx_subqueue *sq);
 
 /* Sets a waiter's callback and clears its state. */
