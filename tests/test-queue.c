@@ -723,7 +723,7 @@ static void *produce(void *arg) {
   return NULL;
 }
 
-static int posts_done, posts_failed;
+static int posts_done, posts_failed, last_rc;
 static int next_seq[PRODUCERS];
 static long got;
 
@@ -732,6 +732,7 @@ static void post_done(rx_queue *q, rx_queue_task *p, int rc) {
   (void)p;
   posts_done++;
   posts_failed += rc != 0;
+  last_rc = rc;
 }
 
 static void consume_posted(rx_queue *q, rx_subqueue *sq, void *item) {
@@ -779,9 +780,43 @@ static void test_post_threads(void **state) {
   assert_false(rx_queue_task_pending(&bad));
   assert_int_equal(posts_done, 1);
   assert_int_equal(got, 1);
-  next_seq[0] = 0; /* the item was NULL: producer 0, seq 0 */
+  got = 0; /* the item was NULL: producer 0, seq 0 */
+  /* Into a full sub-queue: refused at once, or, waiting, pushed once there
+   * is room; a key for a plain sub-queue is refused. */
+  rx_subqueue *one = NULL;
+  struct rx_subqueue_options oneo = {5, 1, 0};
+  assert_int_equal(rx_subqueue_new(q, &one, &oneo), 0);
+  assert_int_equal(rx_subqueue_block(one), 0);
+  assert_int_equal(rx_queue_push(one, ITEM(1), NULL), 0);
+  bad.sq = one;
+  bad.item = ITEM(2);
+  assert_int_equal(rx_queue_post(&bad), 0);
+  drain();
+  assert_int_equal(posts_done, 2);
+  assert_int_equal(last_rc, -EAGAIN);
+  bad.flags = RX_QUEUE_TASK_KEY;
+  assert_int_equal(rx_queue_post(&bad), 0);
+  drain();
+  assert_int_equal(posts_done, 3);
+  assert_int_equal(last_rc, -EINVAL);
+  bad.flags = RX_QUEUE_TASK_WAIT;
+  assert_int_equal(rx_queue_post(&bad), 0);
+  drain();
+  assert_true(rx_queue_task_pending(&bad));
+  assert_int_equal(posts_done, 3);
+  struct rx_queue_stats ost;
+  assert_int_equal(rx_subqueue_stats(one, &ost), 0);
+  rxt_assert_eq(ost.waiting, 1);
+  assert_int_equal(rx_subqueue_unblock(one), 0);
+  drain();
+  assert_false(rx_queue_task_pending(&bad));
+  assert_int_equal(posts_done, 4);
+  assert_int_equal(last_rc, 0);
+  assert_int_equal(got, 2); /* the first item and the waiting task's */
+  assert_int_equal(rx_subqueue_free(one), 0);
+  memset(next_seq, 0, sizeof(next_seq));
   got = 0;
-  posts_done = 0;
+  posts_done = posts_failed = 0;
 
   for (int i = 0; i < PRODUCERS; i++) {
     pr[i].sq = sq;
