@@ -40,7 +40,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus
+FUZZ_TARGETS = timerwheel mpsc loop bus queue
 
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled -Dexamples=false
@@ -137,9 +137,9 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop once per backend) on a scratch copy of its
-# corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the inputs that
-# reach new coverage features. That is still hundreds of small files on a
+# for FUZZ_SECONDS (fuzz_loop and fuzz_queue once per backend) on a scratch
+# copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the
+# inputs that reach new coverage features. That is still hundreds of small files on a
 # first run: pick a few before committing. A crash stops make, and its input
 # is left in $(FUZZ_BUILD)/fuzz/<target>-crash-*.
 fuzz:
@@ -148,7 +148,7 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; case $$t in loop|bus) bes="io_uring epoll";; esac; \
+	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
 	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \
