@@ -45,6 +45,7 @@ static void rec_cb(rx_loop *loop, rx_op *op, int res, unsigned flags) {
 static void run_until_final(struct rec *r, int n) {
   int done = 0;
   for (int i = 0; i < 2000 && !done; i++) {
+    rxt_assert_verified(rxt.loop);
     assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
     done = 1;
     for (int k = 0; k < n; k++)
