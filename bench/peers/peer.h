@@ -77,7 +77,10 @@
  *                   trip, and the server thread's system calls per round
  *                   trip (a perf counter on the raw_syscalls:sys_enter
  *                   tracepoint for that thread alone, when the kernel lets
- *                   the process open one; the metric is left out if not).
+ *                   the process open one; the metric is left out if not),
+ *                   and the client thread's CPU us per round trip (the
+ *                   same client for every server: what a faster server
+ *                   cannot take off a round trip).
  *
  * --ops runs the completion-operation variant of a workload, in a library
  * that has one (rx: rx_op_*); the rows then name the library "<library>-ops"

@@ -534,7 +534,7 @@ int peer_lpp_end(void) {
 
 static int pp_listen_fd = -1, pp_accepted, pp_sysfd = -1;
 static uint16_t pp_port;
-static uint64_t pp_cpu0, pp_trips, pp_elapsed_ns, pp_sys0;
+static uint64_t pp_cpu0, pp_trips, pp_elapsed_ns, pp_sys0, pp_client_cpu;
 static const char *pp_error;
 
 static void nodelay(int fd) {
@@ -636,7 +636,7 @@ static void *pp_client(void *arg) {
     epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
   }
   uint64_t start = peer_now_ns(), end = start + (uint64_t)(P.pp_seconds * 1e9);
-  uint64_t now = start, trips = 0;
+  uint64_t now = start, trips = 0, cpu0 = peer_thread_cpu_ns();
   for (int i = 0; i < n; i++)
     if (send(fds[i], msg, (size_t)P.pp_size, MSG_NOSIGNAL) == P.pp_size)
       outstanding++;
@@ -654,6 +654,7 @@ static void *pp_client(void *arg) {
       sending = 0;
       pp_trips = trips;
       pp_elapsed_ns = now - start;
+      pp_client_cpu = peer_thread_cpu_ns() - cpu0;
     }
     for (int j = 0; j < k; j++) {
       int i = (int)evs[j].data.u32;
@@ -731,6 +732,11 @@ int peer_pp_end(void) {
               (double)pp_trips * 1e9 / (double)pp_elapsed_ns, "trips/s");
   peer_report("server_cpu_us_per_trip", (double)cpu / 1000 / (double)pp_trips,
               "us");
+  /* The two threads pass the messages back and forth: the rate is at most
+   * 1 / (server + client CPU per trip) when neither waits for the other
+   * to be scheduled. */
+  peer_report("client_cpu_us_per_trip",
+              (double)pp_client_cpu / 1000 / (double)pp_trips, "us");
   if (pp_sysfd >= 0) {
     peer_report("server_syscalls_per_trip", (double)sys / (double)pp_trips,
                 "syscalls");

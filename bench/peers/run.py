@@ -213,6 +213,9 @@ METRICS = {
     "callbacks": Metric(True, "async callbacks delivered"),
     "round_trips_per_s": Metric(True, "round trips per second"),
     "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
+    "client_cpu_us_per_trip": Metric(
+        False, "client thread CPU us per round trip (the same client for "
+        "every server)"),
     "server_syscalls_per_trip": Metric(
         False, "system calls of the server thread per round trip"),
     "send_ns": Metric(False, "CPU ns per send"),
