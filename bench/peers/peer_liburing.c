@@ -108,6 +108,7 @@ struct conn {
   int closing;
   int live;       /* requests in flight */
   int sending[2]; /* buffer k's send is in flight */
+  int len[2];     /* and its length */
   char buf[2][4096];
 };
 
@@ -134,6 +135,7 @@ static void queue_send(struct conn *c, int k, unsigned len) {
   io_uring_prep_send(sqe, c->fd, c->buf[k], len, MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | (REQ_SEND0 + k));
   c->sending[k] = 1;
+  c->len[k] = (int)len;
   c->live++;
 }
 
@@ -203,13 +205,16 @@ static void on_recv(struct conn *c, int res) {
 }
 
 /* 64-byte messages on loopback are sent whole; a short send is counted as
- * a failure rather than finished, which would only add code both servers
- * would need alike. */
+ * a failure rather than finished (rx finishes it: the 64 bytes never come
+ * to that). */
 static void on_send(struct conn *c, int k, int res) {
   c->sending[k] = 0;
-  if (res < 0 || c->closing)
+  if (c->closing) {
+    /* nothing more for this connection */
+  } else if (res != c->len[k]) {
+    bad |= res >= 0; /* an error: the client says what went wrong */
     c->closing = 1;
-  else if (c->recv_waits && c->cur == k) {
+  } else if (c->recv_waits && c->cur == k) {
     c->recv_waits = 0;
     queue_recv(c);
   }

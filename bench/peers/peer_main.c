@@ -793,7 +793,7 @@ static int usage(void) {
           peer_library);
   for (size_t i = 0; i < sizeof workloads / sizeof *workloads; i++)
     fprintf(stderr, " %s", workloads[i].name);
-  fprintf(stderr, "\n");
+  fprintf(stderr, "\n--ops (completion operations): pipe_chain, ping_pongs\n");
   return 2;
 }
 

@@ -446,7 +446,7 @@ static void pp_close(rx_loop *l, struct pp_conn *c) {
   c->close.data = c;
   if (rx_op_close(l, &c->close, c->fd, pp_closed_cb) == 0) {
     c->live++;
-  } else { /* called from a callback of c: its pp_put() frees c */
+  } else { /* the caller's pp_put(), or pp_accept_cb(), frees c */
     pp_bad = 1;
     close(c->fd);
   }
@@ -454,10 +454,12 @@ static void pp_close(rx_loop *l, struct pp_conn *c) {
 
 static void pp_recv_next(rx_loop *l, struct pp_conn *c) {
   if (rx_op_recv(l, &c->recv, c->fd, c->buf[c->cur], sizeof c->buf[0], 0,
-                 pp_recv_cb) == 0)
+                 pp_recv_cb) == 0) {
     c->live++;
-  else
+  } else {
+    pp_bad = 1;
     pp_close(l, c);
+  }
 }
 
 static void pp_sent_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
@@ -483,17 +485,19 @@ static void pp_recv_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
   }
   int k = c->cur;
   if (rx_op_send(l, &c->send[k], c->fd, c->buf[k], (unsigned)res, MSG_NOSIGNAL,
-                 pp_sent_cb) == 0)
+                 pp_sent_cb) == 0) {
     c->live++;
-  else
+  } else {
+    pp_bad = 1;
     pp_close(l, c);
+  }
   c->cur = k ^ 1;
-  if (c->closing)
-    ;
-  else if (rx_op_active(&c->send[c->cur]))
-    c->recv_waits = 1;
-  else
-    pp_recv_next(l, c);
+  if (!c->closing) {
+    if (rx_op_active(&c->send[c->cur]))
+      c->recv_waits = 1;
+    else
+      pp_recv_next(l, c);
+  }
   pp_put(c);
 }
 
@@ -508,6 +512,8 @@ static void pp_accept_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
       c->cur = c->recv_waits = c->closing = c->live = 0;
       c->recv.data = c->send[0].data = c->send[1].data = c;
       pp_recv_next(l, c);
+      if (c->live == 0) /* neither the recv nor the close was submitted */
+        free(c);
     }
   }
   if (flags & RX_OP_F_MORE) {
@@ -562,7 +568,7 @@ static void pipe_sent_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
 static void pipe_got_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
   (void)flags;
   int i = (int)(op - pipe_recv);
-  if (res != 1) {
+  if (res != 1) { /* -ECANCELED by the setup, or a failure */
     pipe_bad |= res != -ECANCELED;
     pipe_live--;
     return;
