@@ -99,8 +99,9 @@
  *                   in ops.
  *
  * A library without ops fails on --ops (peer_main.c's weak defaults). The
- * raw liburing executable, peer_liburing, has only ping_pongs: the floor of
- * a completion-based echo server, with rx's ring setup flags.
+ * raw liburing executable, peer_liburing, has only ping_pongs and
+ * pipe_chain, written as rx's --ops variants are, with rx's ring setup
+ * flags: the floor for them.
  *
  * A watchdog (alarm) ends a run that hangs, with exit status 3.
  */

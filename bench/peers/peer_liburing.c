@@ -17,7 +17,14 @@
  *     submits what the last batch's completions queued and waits for the
  *     next, then every completion in the ring is handled.
  *
- * Only ping_pongs exists here; every other workload fails.
+ * pipe_chain is rx's pipe_chain --ops the same way: a one-byte RECV kept
+ * in flight on every read end, a SEND per byte forwarded; the setup cancels
+ * every recv (ASYNC_CANCEL by user_data), reaps until all are final and
+ * queues them again; an iteration submits what is queued and reaps, entering
+ * the kernel only when there is something to submit or the kernel flags
+ * task work (IORING_SQ_TASKRUN), as rx's non-blocking iteration does.
+ *
+ * Only ping_pongs and pipe_chain exist here; every other workload fails.
  */
 #include "peer.h"
 
@@ -68,7 +75,7 @@ const char *peer_setup(void) {
 }
 
 static int only_ping_pongs(void) {
-  return peer_fail("peer_liburing has only ping_pongs");
+  return peer_fail("peer_liburing has only ping_pongs and pipe_chain");
 }
 
 int peer_loop_count(void) {
@@ -78,9 +85,6 @@ int peer_million_timers(void) {
   return only_ping_pongs();
 }
 int peer_timer_churn(void) {
-  return only_ping_pongs();
-}
-int peer_pipe_chain(void) {
   return only_ping_pongs();
 }
 int peer_async_pummel(void) {
@@ -259,6 +263,110 @@ int peer_ping_pongs(void) {
   rc = peer_pp_end();
   io_uring_queue_exit(&ring);
   if (bad && rc == 0)
+    return peer_fail("a request failed");
+  return rc;
+}
+
+/* pipe_chain. user_data: pair << 2 | request (0: a cancel, ignored). */
+enum { PIPE_RECV = 1, PIPE_SEND = 2 };
+
+static char *pipe_byte, *pipe_sending;
+static int pipe_live, pipe_bad;
+
+static void pipe_queue_recv(int i) {
+  struct io_uring_sqe *sqe = sqe_get();
+  io_uring_prep_recv(sqe, peer_pipe_fd[2 * i], &pipe_byte[i], 1, 0);
+  io_uring_sqe_set_data64(sqe, (uint64_t)i << 2 | PIPE_RECV);
+  pipe_live++;
+}
+
+static void pipe_complete(uint64_t ud, int res) {
+  int i = (int)(ud >> 2);
+  if ((ud & 3) == PIPE_SEND) {
+    pipe_sending[i] = 0;
+    pipe_bad |= res != 1;
+    return;
+  }
+  if ((ud & 3) != PIPE_RECV)
+    return;
+  pipe_live--;
+  if (res != 1) { /* -ECANCELED by the setup, or a failure */
+    pipe_bad |= res != -ECANCELED;
+    return;
+  }
+  int w = peer_pipe_forward(i);
+  if (w >= 0) {
+    if (pipe_sending[w]) { /* as in peer_rx.c: never seen */
+      pipe_bad |= send(peer_pipe_fd[2 * w + 1], "e", 1, MSG_NOSIGNAL) != 1;
+    } else {
+      struct io_uring_sqe *sqe = sqe_get();
+      io_uring_prep_send(sqe, peer_pipe_fd[2 * w + 1], "e", 1, MSG_NOSIGNAL);
+      io_uring_sqe_set_data64(sqe, (uint64_t)w << 2 | PIPE_SEND);
+      pipe_sending[w] = 1;
+    }
+  }
+  pipe_queue_recv(i);
+}
+
+static void pipe_iterate(void) {
+  unsigned kflags = IO_URING_READ_ONCE(*ring.sq.kflags);
+  if (io_uring_sq_ready(&ring) > 0)
+    io_uring_submit_and_get_events(&ring);
+  else if (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))
+    io_uring_get_events(&ring);
+  /* Copied out first: the completions queue SQEs, and a full SQ is
+   * submitted on the spot. */
+  for (;;) {
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    uint64_t ud[64];
+    int res[64];
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      ud[n] = io_uring_cqe_get_data64(cqe);
+      res[n] = cqe->res;
+      if (++n == 64)
+        break;
+    }
+    if (n == 0)
+      break;
+    io_uring_cq_advance(&ring, n);
+    for (unsigned k = 0; k < n; k++)
+      pipe_complete(ud[k], res[k]);
+  }
+}
+
+static void pipe_setup(void) {
+  if (pipe_live > 0) {
+    for (int i = 0; i < P.pipes; i++) {
+      struct io_uring_sqe *sqe = sqe_get();
+      io_uring_prep_cancel64(sqe, (uint64_t)i << 2 | PIPE_RECV, 0);
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+    for (uint64_t spins = 0; pipe_live > 0 && spins < 10000000; spins++)
+      pipe_iterate();
+  }
+  for (int i = 0; i < P.pipes; i++)
+    pipe_queue_recv(i);
+  pipe_iterate();
+}
+
+int peer_pipe_chain(void) {
+  if (ring_open() < 0)
+    return peer_fail("cannot make the ring");
+  pipe_byte = calloc((size_t)P.pipes, 1);
+  pipe_sending = calloc((size_t)P.pipes, 1);
+  if (!pipe_byte || !pipe_sending || peer_pipe_open() < 0) {
+    free(pipe_byte);
+    free(pipe_sending);
+    io_uring_queue_exit(&ring);
+    return peer_fail("setup failed");
+  }
+  int rc = peer_pipe_drive(pipe_setup, pipe_iterate);
+  io_uring_queue_exit(&ring); /* ends what is in flight */
+  peer_pipe_close();
+  free(pipe_byte);
+  free(pipe_sending);
+  if (pipe_bad && rc == 0)
     return peer_fail("a request failed");
   return rc;
 }

@@ -9,9 +9,9 @@ Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
 each library in its own executable peer_<library>. ping_pongs and pipe_chain
 also run on rx's completion operations (peer_rx --ops: the columns "rx
-io_uring ops" and "rx epoll ops", rows of library rx-ops), and ping_pongs on
-plain liburing (peer_liburing, the column "liburing": the floor of a
-completion-based echo server, rx's ring flags, no library in between). The
+io_uring ops" and "rx epoll ops", rows of library rx-ops), and on plain
+liburing (peer_liburing, the column "liburing": the same requests with rx's
+ring flags and no library in between, the floor for rx's ops). The
 ops and liburing columns are not peers: the best peer is the best of libev,
 libuv and libevent, and each rx column, ops or readiness, gets its ratio to
 it. A (workload, column) cell is one process per repetition. The repetitions are
@@ -154,8 +154,8 @@ COLUMNS = [
            peer=False),
     Column("rx epoll ops", "rx-ops", (("RX_BACKEND", "epoll"),), "epoll",
            program="rx", args=("--ops",), only=OPS_WORKLOADS, peer=False),
-    Column("liburing", "liburing", backend="io_uring",
-           only=("ping_pongs",), peer=False),
+    Column("liburing", "liburing", backend="io_uring", only=OPS_WORKLOADS,
+           peer=False),
     Column("libev", "libev"),
     Column("libuv", "libuv"),
     Column("libevent", "libevent"),
@@ -777,6 +777,8 @@ def floor_notes(results, workload):
     """The rx io_uring columns over the raw liburing server, per metric."""
     notes = []
     for metric in results.metrics.get(workload, []):
+        if metric.startswith("client_"):
+            continue  # the same client for every server
         base = results.get(workload, FLOOR, metric)
         if base is None or not base.median:
             continue
@@ -786,8 +788,8 @@ def floor_notes(results, workload):
             if mine is not None:
                 parts.append("%s %.3gx" % (label, mine.median / base.median))
         if parts:
-            notes.append("- `%s` over %s (rx's cost over a server written "
-                         "on plain liburing): %s"
+            notes.append("- `%s` over %s (rx's cost over the same "
+                         "requests on plain liburing): %s"
                          % (metric, FLOOR, ", ".join(parts)))
     return notes
 
@@ -845,8 +847,8 @@ def write_report(out, facts, results, missing, plots, micro):
               "(the ops targets on rx io_uring ops); rx epoll's ratios are "
               "shown for information. The ops columns are rx's completion "
               "operations (rx_op_*) running the same workload; liburing is "
-              "an echo server on plain liburing with rx's ring flags, the "
-              "floor for rx's; neither is a peer.", ""]
+              "the same requests on plain liburing with rx's ring flags, "
+              "the floor for rx's ops; neither is a peer.", ""]
     lines += summary_section(results, verdicts, missing)
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
