@@ -819,11 +819,13 @@ static int uring_pool_new(rx_loop *loop, rx_pool *pool) {
   }
   pool->bgid = be->next_bgid++;
   pool->ring = mem;
-  int mask = io_uring_buf_ring_mask(pool->count);
+  /* Every buffer nobody holds (after a fork, the caller may hold some). */
+  int mask = io_uring_buf_ring_mask(pool->count), n = 0;
   for (unsigned i = 0; i < pool->count; i++)
-    io_uring_buf_ring_add(br, pool->mem + (size_t)i * pool->size, pool->size,
-                          (unsigned short)i, mask, (int)i);
-  io_uring_buf_ring_advance(br, (int)pool->count);
+    if (!pool->held[i])
+      io_uring_buf_ring_add(br, pool->mem + (size_t)i * pool->size, pool->size,
+                            (unsigned short)i, mask, n++);
+  io_uring_buf_ring_advance(br, n);
   return 0;
 }
 

@@ -179,6 +179,7 @@ enum {
                              deadline asked for its end */
   RX__OPF_KERNEL = 0x2,   /* with the backend (not emulated) */
   RX__OPF_DEADLINE = 0x4, /* this submission has a deadline */
+  RX__OPF_FORKED = 0x10,  /* under way at a fork: ends in the child */
   RX__OPF_TIMED = 0x8,    /* the deadline is in loop->op_wheel (_t.ent);
                              with the kernel, it is in _t.k */
 };
@@ -222,6 +223,7 @@ void rx__ops_run(rx_loop *loop);
 uint8_t rx__ops_want(const rx_loop *loop, int fd);
 void rx__ops_free(rx_loop *loop);
 void rx__ops_expire(rx_loop *loop);
+void rx__ops_forked(rx_loop *loop);
 int rx__ops_loop_init(rx_loop *loop);
 
 struct rx_backend_ops {

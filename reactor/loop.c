@@ -815,6 +815,7 @@ static int rebuild(rx_loop *loop) {
   if ((rc = loop->ops->fork(loop)) != 0)
     return rc;
   loop->postfork &= ~(unsigned)RX__FORK_KERNEL;
+  rx__ops_forked(loop);
   __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_RELAXED);
   return 0;
 }

@@ -1261,3 +1261,65 @@ int rx_op_recv_multishot(rx_loop *loop, rx_op *op, int fd, rx_pool *pool,
                          int flags, rx_op_cb cb) {
   return pool_op(loop, op, fd, pool, flags, RX__OP_RECV_MULTI, cb);
 }
+
+/* ---------------------------------------------------------------------------
+ * After a fork, in the child (loop.c, once the backend has a kernel state
+ * of its own). The requests the kernel held are the parent ring's, which
+ * goes on with them in the parent; so in the child every op under way at
+ * the fork ends with -ECANCELED, on every backend alike (the ops queued
+ * behind them go on in the child, as do parked ones). Pools the kernel
+ * picked from get a ring of the child's own, holding the buffers nobody
+ * holds.
+ */
+/* Marks the ops of `list` under way at the fork (mark), or ends the marked
+ * ones, looking afresh after each: ending one may arm the next. */
+static void fork_mark(struct rx__link *list) {
+  for (struct rx__link *l = list->next; l != list; l = l->next) {
+    rx_op *op = op_of(l);
+    if (op->_state == RX__OPS_ARMED && op->_kind != RX__OP_CLOSE)
+      op->_oflags |= RX__OPF_FORKED;
+  }
+}
+
+static void fork_cancel(rx_loop *loop, struct rx__link *list) {
+  struct rx__link *l = list->next;
+  while (l != list) {
+    rx_op *op = op_of(l);
+    if (!(op->_oflags & RX__OPF_FORKED)) {
+      l = l->next;
+      continue;
+    }
+    op->_oflags &= (uint16_t)~RX__OPF_FORKED;
+    if (op->_oflags & RX__OPF_KERNEL) {
+      op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+      loop->ops_kernel--;
+    }
+    defer(loop, op, -ECANCELED);
+    l = list->next;
+  }
+}
+
+void rx__ops_forked(rx_loop *loop) {
+  struct rx__link *l;
+  for (l = loop->pools.next; l != &loop->pools; l = l->next) {
+    rx_pool *pool = rx__container_of(l, rx_pool, link);
+    if (pool->bgid < 0)
+      continue;
+    loop->ops->pool_free(loop, pool); /* the parent's ring: unmapped */
+    if (loop->ops->pool_new(loop, pool) != 0) {
+      pool->bgid = -1; /* emulated from here on */
+      pool->nfree = 0;
+      for (unsigned i = pool->count; i-- > 0;)
+        if (!pool->held[i])
+          pool->free[pool->nfree++] = (uint16_t)i;
+    }
+  }
+  fork_mark(&loop->ops_nofd);
+  for (int fd = 0; fd < loop->nopfds; fd++)
+    for (int q = 0; q < RX__NQ; q++)
+      fork_mark(&loop->opfds[fd].q[q]);
+  fork_cancel(loop, &loop->ops_nofd);
+  for (int fd = 0; fd < loop->nopfds; fd++)
+    for (int q = 0; q < RX__NQ; q++)
+      fork_cancel(loop, &loop->opfds[fd].q[q]);
+}

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #include "internal.h"
 
@@ -964,6 +965,65 @@ static void test_idle_connections_rss(void **state) {
   }
 }
 
+/* After a fork, the child's ops under way end with -ECANCELED (the
+ * parent's ring goes on with them in the parent), the ops queued behind
+ * them go on, and pools work in the child; the parent's ops are untouched. */
+static void test_fork(void **state) {
+  (void)state;
+  int sv[2];
+  rxt_pair(sv);
+  struct rec r = {0}, q = {0};
+  char in[4], in2[4];
+  rx_pool *pool;
+  assert_int_equal(rx_pool_new(rxt.loop, &pool, 4, 16), 0);
+  assert_int_equal(rx_op_recv(rxt.loop, &r.op, sv[1], in, 1, 0, rec_cb), 0);
+  assert_int_equal(rx_op_recv(rxt.loop, &q.op, sv[1], in2, 1, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 2);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    rx_loop_fork(rxt.loop);
+    for (int i = 0; i < 100 && r.finals == 0; i++)
+      if (rx_run(rxt.loop, RX_RUN_NOWAIT) < 0)
+        _exit(10);
+    if (r.finals != 1 || r.res != -ECANCELED || q.finals != 0)
+      _exit(11);
+    /* q, queued behind r, is armed now; cancel it, then a pool recv on a
+     * socket of the child's own. */
+    if (rx_op_cancel(rxt.loop, &q.op) != 0)
+      _exit(12);
+    int cv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, cv) != 0)
+      _exit(13);
+    struct pooled p;
+    memset(&p, 0, sizeof(p));
+    p.pool = pool;
+    if (rx_op_recv_pool(rxt.loop, &p.op, cv[1], pool, 0, pooled_cb) != 0 ||
+        write(cv[0], "kid", 3) != 3)
+      _exit(14);
+    for (int i = 0; i < 1000 && p.finals == 0; i++)
+      if (rx_run(rxt.loop, RX_RUN_ONCE) < 0)
+        _exit(15);
+    if (p.res != 3 || q.finals != 1)
+      _exit(16);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  /* The parent's recvs are still there. */
+  assert_int_equal(r.calls + q.calls, 0);
+  rxt_send(sv[0], 'p');
+  run_until_final(&r, 1);
+  assert_int_equal(r.res, 1);
+  assert_int_equal(in[0], 'p');
+  assert_int_equal(rx_op_cancel(rxt.loop, &q.op), 0);
+  run_until_final(&q, 1);
+  assert_int_equal(rx_pool_free(pool), 0);
+  rxt_close_pair(sv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_bad_input),
@@ -987,6 +1047,7 @@ int main(void) {
       RXT_TEST(test_pool_recv),
       RXT_TEST(test_pool_starved),
       RXT_TEST_NOLOOP(test_idle_connections_rss),
+      RXT_TEST(test_fork),
   };
   const char *filter = getenv("RXT_TEST_FILTER");
   if (filter != NULL && *filter != '\0')
