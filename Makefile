@@ -1,7 +1,8 @@
 # Makefile - the short way in: installs what is missing, then drives meson.
 #
-#   make demo    build the echo server demo alone, run it on io_uring, then
-#                on epoll
+#   make demo    build the echo servers and their client alone, then load
+#                each server on io_uring and on epoll for DEMO_SECONDS and
+#                print one table
 #   make test    the format check, every test on both backends, then again
 #                under ASan+UBSan; one test installs into a scratch prefix
 #                (tests/install.sh)
@@ -102,15 +103,15 @@ test-valgrind: build
 	JOBS=$(JOBS) sh scripts/valgrind.sh $(BUILD)
 
 # Only the demo is compiled: the tests, benchmarks and fuzz replays are
-# `make build`'s. If the kernel refuses io_uring, the first run says so and
-# uses epoll.
+# `make build`'s. echo-client starts each server once per backend (io_uring,
+# then epoll) and loads it for DEMO_SECONDS; if the kernel refuses io_uring,
+# it says so and runs the epoll rows alone.
+DEMO = $(BUILD)/examples
 demo: deps
 	$(call setup,$(BUILD),)
-	$(BUILD_CMD) -C $(BUILD) examples/echo
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
+	$(BUILD_CMD) -C $(BUILD) examples/echo examples/echo-ops examples/echo-client
+	$(DEMO)/echo-client --seconds $(DEMO_SECONDS) --server $(DEMO)/echo \
+	  --server $(DEMO)/echo-ops --server "$(DEMO)/echo --threads 2"
 
 # Every (workload, library) pair of bench/peers as its own process, several
 # times, interleaved; then the google-benchmark micro benchmarks. See
