@@ -160,6 +160,8 @@ static void on_failed(rx_loop *loop, rx_task *task) {
 
 static void server_fail(struct server *s, const char *what, int err) {
   fprintf(stderr, "echo: %s: %s\n", what, rx_strerror(err));
+  if (s->has_failed)
+    return; /* its task may still be posted */
   s->has_failed = true;
   if (s == &servers[0]) {
     stop_all();
