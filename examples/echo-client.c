@@ -237,6 +237,7 @@ static double run_load(in_port_t port, pid_t server) {
   clients = calloc((size_t)nconns, sizeof(*clients));
   phase = LOAD;
   round_trips = 0;
+  rx_break(loop, RX_BREAK_CANCEL); /* one a failed run may have left */
   for (int i = 0; clients != NULL && i < nconns; i++) {
     clients[i].rd.fd = -1;
     clients[i].index = i;
@@ -257,6 +258,8 @@ static double run_load(in_port_t port, pid_t server) {
   if (!failed && (rc = rx_run(loop, RX_RUN_DEFAULT)) < 0)
     fail("rx_run", rc);
   double secs = (double)(rx_now(loop) - start) / 1e9;
+  if (!failed && round_trips == 0)
+    fail("no round trip completed", 0);
 
   if (!failed && server > 0) {
     phase = DRAIN;

@@ -176,12 +176,12 @@ static void on_accept(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   (void)loop;
   (void)op;
   if (res >= 0) {
-    struct conn *c = stopping ? NULL : malloc(sizeof(*c));
+    /* An op is zeroed before its first submission (there is no init). */
+    struct conn *c = stopping ? NULL : calloc(1, sizeof(*c));
     if (c == NULL) {
       close(res); /* no op has it yet: a plain close */
     } else {
       c->fd = res;
-      c->closing = false;
       c->recv.data = c->send.data = c->close.data = c;
       c->next = conns;
       c->pprev = &conns;
