@@ -401,14 +401,17 @@ static void usage(FILE *to) {
           "  --size B        message size in bytes (default 64)\n");
 }
 
-/* A number option in (0, max], or -1 after saying what it wants. */
+/* A number option in (0, max], whole but for --seconds, or -1 after
+ * saying what it wants. */
 static double num_arg(const char *name, double max) {
   char *end;
   errno = 0;
   double n = strtod(optarg, &end);
-  if (errno != 0 || end == optarg || *end != '\0' || !(n > 0 && n <= max)) {
-    fprintf(stderr, "echo-client: --%s wants a number in (0, %.0f]\n", name,
-            max);
+  bool whole = strcmp(name, "seconds") != 0;
+  if (errno != 0 || end == optarg || *end != '\0' || !(n > 0 && n <= max) ||
+      (whole && n != (double)(long)n)) {
+    fprintf(stderr, "echo-client: --%s wants %s in (0, %.0f]\n", name,
+            whole ? "an integer" : "a number", max);
     return -1;
   }
   return n;

@@ -278,7 +278,8 @@ int main(int argc, char **argv) {
             listen_fd < 0 ? "listen on 127.0.0.1" : "rx_loop_new",
             rx_strerror(rc));
     if (listen_fd >= 0 && rc == -EINVAL)
-      fprintf(stderr, "echo-ops: the backend is io_uring or epoll\n");
+      fprintf(stderr,
+              "echo-ops: --backend or $RX_BACKEND: io_uring or epoll\n");
     return 1;
   }
   printf("echo-ops: listening on 127.0.0.1:%u (%s: %s)\n", (unsigned)bound,

@@ -372,7 +372,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "echo: %s: %s\n",
               fd < 0 ? "listen on 127.0.0.1" : "rx_loop_new", rx_strerror(rc));
       if (fd >= 0 && rc == -EINVAL)
-        fprintf(stderr, "echo: the backend is io_uring or epoll\n");
+        fprintf(stderr, "echo: --backend or $RX_BACKEND: io_uring or epoll\n");
       return 1; /* the kernel closes what was opened */
     }
     s->listen_fd = fd;
