@@ -18,11 +18,13 @@
  * ops submitted during an iteration go with its wait in one
  * io_uring_enter(); on epoll rx makes the same calls when the fd is ready.
  *
- * Ownership: an op is the loop's from its submission to its final callback
- * (a callback without RX_OP_F_MORE), and exactly one final callback comes.
- * So a connection is freed only when none of its ops is active. Closing is
- * rx_op_close(): it cancels the fd's recv or send (whose final callback
- * then comes with -ECANCELED), and only then closes the fd.
+ * Ownership: an op is zero before its first submission (calloc; ops have
+ * no init call), the loop's from each submission to its final callback (a
+ * callback without RX_OP_F_MORE, exactly one), and the program's again in
+ * that callback. So a connection is freed only when none of its ops is
+ * active. Closing is rx_op_close(): it cancels the fd's recv or send (whose
+ * final callback then comes with -ECANCELED, or its result if it was done
+ * first), and only then closes the fd.
  *
  * Exit status: 0 after a signal, 1 on an error, 2 on a usage error.
  */
