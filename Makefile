@@ -44,8 +44,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = timerwheel mpsc loop bus
 
 # The examples too: their tests run the echo servers, which ASan and LSan
-# then check (a leak makes a server's exit status, which the test checks,
-# 23). A build-asan/ configured before keeps its own options.
+# then check (a leak makes the server's exit status, which the tests check,
+# 1). A build-asan/ configured before keeps its own options.
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled
 
