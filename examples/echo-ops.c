@@ -18,8 +18,8 @@
  * ops submitted during an iteration go with its wait in one
  * io_uring_enter(); on epoll rx makes the same calls when the fd is ready.
  *
- * Ownership: an op is zero before its first submission (calloc; ops have
- * no init call), the loop's from each submission to its final callback (a
+ * Ownership: an op is made ready by rx_op_init() before its first
+ * submission, is the loop's from each submission to its final callback (a
  * callback without RX_OP_F_MORE, exactly one), and the program's again in
  * that callback. So a connection is freed only when none of its ops is
  * active. Closing is rx_op_close(): it cancels the fd's recv or send (whose
@@ -178,12 +178,15 @@ static void on_accept(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   (void)loop;
   (void)op;
   if (res >= 0) {
-    /* An op is zeroed before its first submission (there is no init). */
-    struct conn *c = stopping ? NULL : calloc(1, sizeof(*c));
+    struct conn *c = stopping ? NULL : malloc(sizeof(*c));
     if (c == NULL) {
       close(res); /* no op has it yet: a plain close */
     } else {
       c->fd = res;
+      c->closing = false;
+      rx_op_init(&c->recv);
+      rx_op_init(&c->send);
+      rx_op_init(&c->close);
       c->recv.data = c->send.data = c->close.data = c;
       c->next = conns;
       c->pprev = &conns;
@@ -295,6 +298,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "echo-ops: rx_signal_start: %s\n", rx_strerror(rc));
     return 1;
   }
+  rx_op_init(&accept_op);
+  rx_op_init(&listen_close);
   if (accept_start() < 0)
     return 1;
   if ((rc = rx_run(loop, RX_RUN_DEFAULT)) < 0) { /* until stop() is done */
