@@ -1,7 +1,8 @@
 # Makefile - the short way in: installs what is missing, then drives meson.
 #
-#   make demo    build the echo server demo alone, run it on io_uring, then
-#                on epoll
+#   make demo    build the echo servers and their client alone, then load
+#                each server on io_uring and on epoll for DEMO_SECONDS and
+#                print one table
 #   make test    the format check, every test on both backends, then again
 #                under ASan+UBSan; one test installs into a scratch prefix
 #                (tests/install.sh)
@@ -44,8 +45,11 @@ COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = timerwheel mpsc loop bus queue
 
+# The examples too: their tests run the echo servers, which ASan and LSan
+# then check (a leak makes the server's exit status, which the tests check,
+# 1). A build-asan/ configured before keeps its own options.
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
-            -Dbench=disabled -Dexamples=false
+            -Dbench=disabled
 
 # $(call setup,DIR,OPTIONS): `meson setup DIR OPTIONS`, unless DIR is already
 # configured. A directory whose setup failed half-way is set up afresh.
@@ -104,15 +108,15 @@ test-valgrind: build
 	JOBS=$(JOBS) sh scripts/valgrind.sh $(BUILD)
 
 # Only the demo is compiled: the tests, benchmarks and fuzz replays are
-# `make build`'s. If the kernel refuses io_uring, the first run says so and
-# uses epoll.
+# `make build`'s. echo-client starts each server once per backend (io_uring,
+# then epoll) and loads it for DEMO_SECONDS; if the kernel refuses io_uring,
+# it says so and runs the epoll rows alone.
+DEMO = $(BUILD)/examples
 demo: deps
 	$(call setup,$(BUILD),)
-	$(BUILD_CMD) -C $(BUILD) examples/echo
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
+	$(BUILD_CMD) -C $(BUILD) examples/echo examples/echo-ops examples/echo-client
+	$(DEMO)/echo-client --seconds $(DEMO_SECONDS) --server $(DEMO)/echo \
+	  --server $(DEMO)/echo-ops --server "$(DEMO)/echo --threads 2"
 
 # Every (workload, library) pair of bench/peers as its own process, several
 # times, interleaved; then the google-benchmark micro benchmarks. See
