@@ -931,8 +931,8 @@ RX_EXPORT int rx_op_recv_multishot(rx_loop *loop, rx_op *op, int fd,
 /* Cancels every op of `fd` and stops its rx_io watchers; once each op has
  * retired (its final callback is queued), closes the fd and completes with
  * close's result. The number is reused only after no op can touch the
- * file: the peer sees the close in the same iteration. Until then, new ops
- * on `fd` are refused with -EBADF. */
+ * file: the peer sees the close in the same iteration. Until the close is
+ * under way, new ops on `fd` are refused with -EBADF. */
 RX_EXPORT int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb);
 /* Asks for the end of a submitted op: 0 (its final callback follows, with
  * -ECANCELED or its real result), -ENOENT if it is not submitted on this

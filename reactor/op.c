@@ -319,13 +319,20 @@ static void arm(rx_loop *loop, rx_op *op);
 static void close_now(rx_loop *loop, rx_op *op);
 static void closed(rx_loop *loop, rx_op *op);
 
-static void leave_fd(rx_loop *loop, rx_op *op) {
-  int fd = op->_fd;
-  struct rx__opfd *o = &loop->opfds[fd];
-  int q = queue_of(op->_kind);
-  bool head = o->q[q].next == &op->_ent.link;
+/* An op leaves its fd's queue in two halves: unqueue() takes it off, and
+ * requeue() then arms the next op of that direction, or the fd's close once
+ * its last op is gone. defer() puts the op on the done list in between, so
+ * that its callback comes before the close's. */
+static bool unqueue(rx_loop *loop, rx_op *op) {
+  struct rx__opfd *o = &loop->opfds[op->_fd];
+  bool head = o->q[queue_of(op->_kind)].next == &op->_ent.link;
   rx__list_unlink(&op->_ent.link);
   o->nops--;
+  return head;
+}
+
+static void requeue(rx_loop *loop, int fd, int q, bool head) {
+  struct rx__opfd *o = &loop->opfds[fd];
   if (head && q != RX__Q_FREE && !rx__list_empty(&o->q[q])) {
     rx_op *next = op_of(o->q[q].next);
     if (next->_state == RX__OPS_QUEUED)
@@ -335,6 +342,11 @@ static void leave_fd(rx_loop *loop, rx_op *op) {
     close_now(loop, o->closer);
   else if (loop->ops->submit == NULL || o->want != 0)
     sync_want(loop, fd);
+}
+
+static void leave_fd(rx_loop *loop, rx_op *op) {
+  bool head = unqueue(loop, op);
+  requeue(loop, op->_fd, queue_of(op->_kind), head);
 }
 
 /* The op is the caller's again; `res` goes to its callback. */
@@ -358,14 +370,17 @@ static void defer(rx_loop *loop, rx_op *op, int res) {
     timed_del(loop, op);
   if (op->_state == RX__OPS_PARKED)
     rx__list_unlink(&op->_u.park);
-  if (op->_fd >= 0 && op->_kind != RX__OP_CLOSE)
-    leave_fd(loop, op);
+  bool on_fd = op->_fd >= 0 && op->_kind != RX__OP_CLOSE, head = false;
+  if (on_fd)
+    head = unqueue(loop, op);
   else if (op->_fd < 0)
     rx__list_unlink(&op->_ent.link); /* from loop->ops_nofd */
   op->_state = RX__OPS_DONE;
   op->_res = res;
   rx__list_push(&loop->ops_done, &op->_ent.link);
   loop->ops_due++;
+  if (on_fd)
+    requeue(loop, op->_fd, queue_of(op->_kind), head);
 }
 
 /* A write's progress: `n` more bytes written. The iovec array of writev
@@ -989,6 +1004,9 @@ static void close_now(rx_loop *loop, rx_op *op) {
     op->_oflags |= RX__OPF_KERNEL;
     if (loop->ops->submit(loop, op) == 0) {
       loop->ops_kernel++;
+      /* The kernel may close the fd at any submission from now on, and the
+       * number then names the next file opened: no longer refused. */
+      closed(loop, op);
       return;
     }
     op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
