@@ -700,18 +700,30 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     op->_t.k.ts[0] = left / 1000000000;
     op->_t.k.ts[1] = left % 1000000000;
   }
-  /* An op and its linked timeout go in one submission: never split by a
-   * full ring (note h). */
-  if (linked && io_uring_sq_space_left(&be->ring) < 2) {
+  /* An op with a poll before it or a linked timeout after it: one chain,
+   * never split by a full ring (note h). */
+  bool pollfirst = (op->_oflags & RX__OPF_POLLFIRST) != 0;
+  unsigned need = 1u + linked + pollfirst;
+  if (need > 1 && io_uring_sq_space_left(&be->ring) < need) {
     loop->m.enters++;
     io_uring_submit(&be->ring);
-    if (io_uring_sq_space_left(&be->ring) < 2)
+    if (io_uring_sq_space_left(&be->ring) < need)
       return -EBUSY;
   }
-  struct io_uring_sqe *sqe = get_sqe(be);
+  struct io_uring_sqe *sqe;
+  int fd = op->_fd;
+  if (pollfirst) {
+    op->_oflags &= (uint16_t)~RX__OPF_POLLFIRST;
+    sqe = get_sqe(be);
+    bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
+               op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
+    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
+    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
+  }
+  sqe = get_sqe(be);
   if (sqe == NULL)
     return -EBUSY;
-  int fd = op->_fd;
   uint64_t off = op->_u.off;
   if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT)
     off += op->_done;

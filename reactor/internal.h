@@ -175,13 +175,14 @@ enum {
 
 /* rx_op._oflags. */
 enum {
-  RX__OPF_CANCEL = 0x1,   /* rx_op_cancel(), a close or a manual-clock
-                             deadline asked for its end */
-  RX__OPF_KERNEL = 0x2,   /* with the backend (not emulated) */
-  RX__OPF_DEADLINE = 0x4, /* this submission has a deadline */
-  RX__OPF_FORKED = 0x10,  /* under way at a fork: ends in the child */
-  RX__OPF_TIMED = 0x8,    /* the deadline is in loop->op_wheel (_t.ent);
-                             with the kernel, it is in _t.k */
+  RX__OPF_CANCEL = 0x1,     /* rx_op_cancel(), a close or a manual-clock
+                               deadline asked for its end */
+  RX__OPF_KERNEL = 0x2,     /* with the backend (not emulated) */
+  RX__OPF_DEADLINE = 0x4,   /* this submission has a deadline */
+  RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
+  RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
+  RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
+                               with the kernel, it is in _t.k */
 };
 
 /* A buffer pool (op.c): `count` buffers of `size` bytes in one block. The

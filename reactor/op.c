@@ -488,6 +488,18 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
     park(loop, op);
     return;
   }
+  /* io_uring gives -EAGAIN for a nonblocking file when it ran the request
+   * in a worker (read-write ops, sendmsg, recvmsg): the emulation would wait
+   * for readiness, and so does this op, behind a poll of its fd. */
+  if (res == -EAGAIN && !cancelled && !(op->_uflg & MSG_DONTWAIT) &&
+      queue_of(op->_kind) != RX__Q_FREE && !makes_fd(op->_kind) &&
+      !is_pool(op->_kind)) {
+    op->_oflags |= RX__OPF_POLLFIRST;
+    int rc = to_kernel(loop, op);
+    if (rc == 0)
+      return;
+    res = rc;
+  }
   /* A cancel by the deadline's linked timeout. */
   if (res == -ECANCELED && !cancelled && (op->_oflags & RX__OPF_DEADLINE))
     res = -ETIMEDOUT;
