@@ -835,24 +835,13 @@ static int submit(rx_loop *loop, rx_op *op) {
       return rc_;                            \
   } while (0)
 
-int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
-               int64_t offset, rx_op_cb cb) {
-  if (buf == NULL && len > 0)
-    return -EINVAL;
-  BEGIN(RX__OP_READ);
-  op->_p = buf;
+/* The data ops: their arguments checked by the caller, then one shape. */
+static int data_op(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb,
+                   const void *p, unsigned len, int flags, int64_t offset) {
+  BEGIN(kind);
+  op->_p = (void *)(uintptr_t)p;
   op->_len = len;
-  op->_u.off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
-}
-
-int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
-                int64_t offset, rx_op_cb cb) {
-  if (buf == NULL && len > 0)
-    return -EINVAL;
-  BEGIN(RX__OP_WRITE);
-  op->_p = (void *)(uintptr_t)buf;
-  op->_len = len;
+  op->_uflg = (uint32_t)flags;
   op->_u.off = (uint64_t)(offset < 0 ? -1 : offset);
   return submit(loop, op);
 }
@@ -862,68 +851,62 @@ static int check_iov(const struct iovec *iov, int iovcnt) {
                                                                        : 0;
 }
 
+int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
+               int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  return data_op(loop, op, fd, RX__OP_READ, cb, buf, len, 0, offset);
+}
+
+int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
+                int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  return data_op(loop, op, fd, RX__OP_WRITE, cb, buf, len, 0, offset);
+}
+
 int rx_op_readv(rx_loop *loop, rx_op *op, int fd, const struct iovec *iov,
                 int iovcnt, int64_t offset, rx_op_cb cb) {
   if (check_iov(iov, iovcnt) != 0)
     return -EINVAL;
-  BEGIN(RX__OP_READV);
-  op->_p = (void *)(uintptr_t)iov;
-  op->_len = (uint32_t)iovcnt;
-  op->_u.off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_READV, cb, iov, (unsigned)iovcnt, 0,
+                 offset);
 }
 
 int rx_op_writev(rx_loop *loop, rx_op *op, int fd, struct iovec *iov,
                  int iovcnt, int64_t offset, rx_op_cb cb) {
   if (check_iov(iov, iovcnt) != 0)
     return -EINVAL;
-  BEGIN(RX__OP_WRITEV);
-  op->_p = iov;
-  op->_len = (uint32_t)iovcnt;
-  op->_u.off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_WRITEV, cb, iov, (unsigned)iovcnt, 0,
+                 offset);
 }
 
 int rx_op_recv(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
                int flags, rx_op_cb cb) {
   if (buf == NULL && len > 0)
     return -EINVAL;
-  BEGIN(RX__OP_RECV);
-  op->_p = buf;
-  op->_len = len;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_RECV, cb, buf, len, flags, -1);
 }
 
 int rx_op_send(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
                int flags, rx_op_cb cb) {
   if (buf == NULL && len > 0)
     return -EINVAL;
-  BEGIN(RX__OP_SEND);
-  op->_p = (void *)(uintptr_t)buf;
-  op->_len = len;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_SEND, cb, buf, len, flags, -1);
 }
 
 int rx_op_recvmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
                   int flags, rx_op_cb cb) {
   if (msg == NULL)
     return -EINVAL;
-  BEGIN(RX__OP_RECVMSG);
-  op->_p = msg;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_RECVMSG, cb, msg, 0, flags, -1);
 }
 
 int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
                   int flags, rx_op_cb cb) {
   if (msg == NULL)
     return -EINVAL;
-  BEGIN(RX__OP_SENDMSG);
-  op->_p = msg;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_SENDMSG, cb, msg, 0, flags, -1);
 }
 
 #define ACCEPT_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
