@@ -42,13 +42,13 @@ typedef struct rx_qmp rx_qmp;
  * client, in order. OOB commands do not count. */
 #define RX_QMP_MAX_INFLIGHT 8
 
-/* Called once per rx_qmp_connect(): 0 when the connection is ready for
- * commands (greeting read, capabilities negotiated), else a negative errno
- * (rx_qmp_error() says what failed): -ETIMEDOUT (the connect timeout passed:
- * no socket, no greeting or no answer to qmp_capabilities), -EPROTO (not a
- * QMP greeting, or negotiation refused), -ECONNRESET (the peer closed),
+/* Called once per rx_qmp_connect() that returned 0: 0 when the connection is
+ * ready for commands (greeting read, capabilities negotiated), else a negative
+ * errno (rx_qmp_error() says what failed): -ETIMEDOUT (the connect timeout
+ * passed: no socket, no greeting or no answer to qmp_capabilities), -EPROTO
+ * (not a QMP greeting, or negotiation refused), -ECONNRESET (the peer closed),
  * -ECANCELED (rx_qmp_disconnect() or rx_qmp_free()), or the errno of
- * socket() or connect(). */
+ * socket() or connect() on a retry. */
 typedef void (*rx_qmp_ready_cb)(rx_qmp *q, int status, void *data);
 
 /* A command's answer, exactly once per accepted command:
@@ -90,7 +90,10 @@ RX_QMP_EXPORT void rx_qmp_free(rx_qmp *q);
  * accepts, then the greeting is read and the capabilities negotiated; the
  * ready callback says how it went. Also the one call that reconnects after
  * a disconnect (listeners on the bus are untouched by either). -EISCONN
- * while connecting or connected, -EINVAL, -ESHUTDOWN while being freed. */
+ * while connecting or connected, -EINVAL, -ESHUTDOWN while being freed, or
+ * the errno of a first socket() or connect() that no retry can mend (e.g.
+ * -EACCES, -ENOTSOCK; ENOENT and ECONNREFUSED are retried): the ready
+ * callback is not called then, and rx_qmp_error() says what failed. */
 RX_QMP_EXPORT int rx_qmp_connect(rx_qmp *q);
 /* Closes the connection now (never half-closes it): pending commands
  * complete with -ECANCELED. 0, or -ENOTCONN when there was none. */
