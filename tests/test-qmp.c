@@ -485,10 +485,35 @@ static void *fake_main(void *arg) {
   json_int_t id = read_id(fd, "qmp_capabilities");
   if (id < 0)
     goto out;
+  if (f->script == 2) {
+    /* Negotiation refused; the client closes. */
+    snprintf(buf, sizeof buf,
+             "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+             "\"no\"}, \"id\": %lld}\n",
+             (long long)id);
+    if (write_str(fd, buf))
+      goto out;
+    f->result = read(fd, buf, sizeof buf) <= 0 ? 0 : -2;
+    goto out;
+  }
   snprintf(buf, sizeof buf, "{\"return\": {}, \"id\": %lld}\r\n",
            (long long)id);
   if (write_str(fd, buf))
     goto out;
+  if (f->script == 3) {
+    /* Two answers in one write; the client frees itself in the first. */
+    json_int_t a = read_id(fd, "one"), b = read_id(fd, "two");
+    if (a < 0 || b < 0)
+      goto out;
+    snprintf(buf, sizeof buf,
+             "{\"return\": 1, \"id\": %lld}\n{\"return\": 2, \"id\": "
+             "%lld}\n",
+             (long long)a, (long long)b);
+    if (write_str(fd, buf))
+      goto out;
+    f->result = read(fd, buf, sizeof buf) <= 0 ? 0 : -2;
+    goto out;
+  }
   if (f->script == 0) {
     /* Two commands answered in reverse order, between them an unknown id,
      * an answer without one, garbage and an empty line. */
@@ -645,6 +670,60 @@ static void test_fake_limit(void **state) {
   rx_qmp_free(q);
 }
 
+/* Negotiation refused: the ready callback says so, nothing is left. */
+static void test_fake_refused(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  struct fake f;
+  rx_qmp *q;
+  struct ans a = {0};
+
+  fake_start(&f, 2);
+  struct rx_qmp_options o = {.path = f.sock, .ready = ready_cb};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  ready_done = 0;
+  assert_int_equal(rx_qmp_connect(q), 0);
+  assert_int_equal(rx_qmp_execute(q, "early", NULL, ans_cb, &a), 0);
+  assert_true(rxt_run_until(loop, &ready_done, LIMIT));
+  assert_int_equal(ready_status, -EPROTO);
+  assert_non_null(strstr(rx_qmp_error(q), "negotiation refused: GenericError"));
+  assert_int_equal(a.done, 1);
+  assert_int_equal(a.status, -EPROTO);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_IDLE);
+  fake_stop(&f);
+  rx_qmp_free(q);
+}
+
+/* A client freed inside an answer's callback: the other pending command
+ * completes with -ECANCELED inside the free, and the rest of the read is
+ * not touched (ASan checks the memory). */
+static int freed_in_cb;
+static void free_cb(rx_qmp *q, int status, json_t *value, void *data) {
+  (void)value;
+  (void)data;
+  freed_in_cb = status == 0 ? 1 : -1;
+  rx_qmp_free(q);
+}
+
+static void test_fake_free_in_callback(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  struct fake f;
+  rx_qmp *q;
+  struct ans two = {0};
+
+  fake_start(&f, 3);
+  struct rx_qmp_options o = {.path = f.sock, .ready = ready_cb};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  connect_ready(loop, q);
+  freed_in_cb = 0;
+  assert_int_equal(rx_qmp_execute(q, "one", NULL, free_cb, NULL), 0);
+  assert_int_equal(rx_qmp_execute(q, "two", NULL, ans_cb, &two), 0);
+  assert_true(rxt_run_until(loop, &freed_in_cb, LIMIT));
+  assert_int_equal(freed_in_cb, 1);
+  assert_int_equal(two.done, 1);
+  assert_int_equal(two.status, -ECANCELED);
+  fake_stop(&f);
+}
+
 int main(void) {
   const char *b = rxt_env_backend();
   char name[128];
@@ -655,9 +734,13 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      RXT_TEST(test_commands),        RXT_TEST(test_inflight_kill_reconnect),
-      RXT_TEST(test_connect_timeout), RXT_TEST(test_fake_framing),
+      RXT_TEST(test_commands),
+      RXT_TEST(test_inflight_kill_reconnect),
+      RXT_TEST(test_connect_timeout),
+      RXT_TEST(test_fake_framing),
       RXT_TEST(test_fake_limit),
+      RXT_TEST(test_fake_refused),
+      RXT_TEST(test_fake_free_in_callback),
   };
   snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default");
   return cmocka_run_group_tests_name(name, tests, NULL, NULL);
