@@ -178,6 +178,31 @@ static void disc_get_cb(rx_listener *l, rx_event *ev, int status, void *data) {
  * Against QEMU.
  */
 
+/* The statuses of one job, in order. */
+struct job_rec {
+  char status[16][16];
+  int n;
+  int done; /* "null" seen */
+};
+
+static int job_filter(const rx_event *ev, void *data) {
+  json_t *d = json_object_get(rx_event_payload(ev), "data");
+  const char *id = json_string_value(json_object_get(d, "id"));
+  return id != NULL && strcmp(id, data) == 0;
+}
+
+static void job_cb(rx_listener *l, rx_event *ev, void *data) {
+  struct job_rec *r = data;
+  (void)l;
+  const char *st = json_string_value(
+      json_object_get(json_object_get(rx_event_payload(ev), "data"), "status"));
+  if (st == NULL || r->n == 16)
+    return;
+  snprintf(r->status[r->n++], sizeof r->status[0], "%s", st);
+  if (strcmp(st, "null") == 0)
+    r->done = 1;
+}
+
 static const char *const ALL[] = {"STOP", "RESUME", "RESET", "SHUTDOWN",
                                   RX_QMP_DISCONNECTED};
 static const char *const STOPS[] = {"STOP"};
@@ -252,6 +277,44 @@ static void test_commands(void **state) {
   assert_int_equal(rx_qmp_metrics(q, &m), 0);
   assert_true(m.longest_line > 50000);
 
+  /* A backup job between two null-co nodes: its JOB_STATUS_CHANGE events,
+   * taken by a listener whose filter looks into the payload, from created
+   * to null in order. */
+  struct job_rec job = {0};
+  struct rx_listener_options jo = {
+      .names = (const char *const[]){"JOB_STATUS_CHANGE"},
+      .n_names = 1,
+      .filter = job_filter,
+      .filter_data = "j1",
+      .capacity = 64,
+      .cb = job_cb,
+      .data = &job};
+  rx_listener *jobs;
+  assert_int_equal(rx_listener_new(&jobs, &jo), 0);
+  assert_int_equal(rx_bus_add(bus, jobs), 0);
+  args = json_pack("{s:s, s:s, s:i}", "driver", "null-co", "node-name", "src",
+                   "size", 1 << 20);
+  assert_int_equal(run_cmd(loop, q, "blockdev-add", args, &a), 0);
+  json_decref(args);
+  args = json_pack("{s:s, s:s, s:i}", "driver", "null-co", "node-name", "dst",
+                   "size", 1 << 20);
+  assert_int_equal(run_cmd(loop, q, "blockdev-add", args, &a), 0);
+  json_decref(args);
+  args = json_pack("{s:s, s:s, s:s, s:s}", "job-id", "j1", "device", "src",
+                   "target", "dst", "sync", "full");
+  assert_int_equal(run_cmd(loop, q, "blockdev-backup", args, &a), 0);
+  json_decref(args);
+  assert_true(rxt_run_until(loop, &job.done, LIMIT));
+  /* created running [paused running] waiting pending concluded null */
+  assert_true(job.n >= 7);
+  assert_string_equal(job.status[0], "created");
+  assert_string_equal(job.status[1], "running");
+  assert_string_equal(job.status[job.n - 4], "waiting");
+  assert_string_equal(job.status[job.n - 3], "pending");
+  assert_string_equal(job.status[job.n - 2], "concluded");
+  assert_string_equal(job.status[job.n - 1], "null");
+  rx_listener_free(jobs);
+
   /* quit: its answer, SHUTDOWN, then the end (EOF or ECONNRESET), which a
    * listener waiting for the disconnect hears. */
   rx_listener *disc = listener((const char *const[]){RX_QMP_DISCONNECTED}, 1);
@@ -272,7 +335,7 @@ static void test_commands(void **state) {
   assert_int_equal(rx_qmp_metrics(q, &m), 0);
   assert_int_equal(m.unknown, 0);
   assert_int_equal(m.bad_lines, 0);
-  assert_int_equal(m.events, 4);
+  assert_int_equal(m.events, 4 + job.n + 1); /* + BLOCK_JOB_COMPLETED */
   assert_int_equal(m.inflight, 0);
   assert_true(m.buffer <= (1u << 20)); /* shrunk after the schema */
 
