@@ -7,13 +7,16 @@
  * 70 ms) and stopped by pid. The tests cover: negotiation (OOB when
  * offered); stop, cont, query-status, system_reset, an unknown command and
  * quit, each answered as QEMU does, with every listener on the bus getting
- * exactly its events in order; query-qmp-schema (one line of about 200
- * KB); more commands than may be in flight, all matched, plus an OOB one;
- * SIGKILL with commands pending (every one completes with an error, a
- * waiting listener is woken by the disconnect); a reconnect to a fresh
- * QEMU that keeps the listeners. The fake server (a thread on a unix
- * socket) answers out of order, sends an unknown id, garbage, a 12 MB line
- * under the default limit, and a line over a small limit.
+ * exactly its events in order; a backup job between two null-co nodes and
+ * its JOB_STATUS_CHANGE events, picked by a filter on the job's id;
+ * query-qmp-schema (one line of about 200 KB); more commands than may be in
+ * flight, all matched, plus an OOB one; SIGKILL with commands pending (every
+ * one completes with an error, a waiting listener is woken by the disconnect);
+ * a reconnect to a fresh QEMU that keeps the listeners. The fake server (a
+ * thread on a unix socket) answers out of order, sends an unknown id, garbage,
+ * a 12 MB line under the default limit, a line over a small limit, refuses the
+ * negotiation, and answers twice in one write to a client that frees
+ * itself in the first answer's callback.
  *
  * Without qemu-system-x86_64 (Debian: qemu-system-x86) the program exits 77
  * (SKIP) and names the package.
