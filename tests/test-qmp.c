@@ -280,6 +280,23 @@ static void test_commands(void **state) {
   assert_int_equal(rx_qmp_metrics(q, &m), 0);
   assert_true(m.longest_line > 50000);
 
+  /* A file descriptor passed with getfd (SCM_RIGHTS): QEMU knows it by its
+   * name until closefd. */
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0);
+  args = json_pack("{s:s}", "fdname", "p0");
+  assert_int_equal(rx_qmp_execute_fd(q, "getfd", args, -1, ans_cb, &a), -EBADF);
+  ans_clear(&a);
+  assert_int_equal(rx_qmp_execute_fd(q, "getfd", args, pfd[0], ans_cb, &a), 0);
+  assert_true(rxt_run_until(loop, &a.done, LIMIT));
+  assert_int_equal(a.status, 0);
+  assert_int_equal(run_cmd(loop, q, "closefd", args, &a), 0);
+  assert_int_equal(run_cmd(loop, q, "closefd", args, &a), -EREMOTEIO);
+  assert_int_equal(run_cmd(loop, q, "getfd", args, &a), -EREMOTEIO); /* no fd */
+  json_decref(args);
+  close(pfd[0]);
+  close(pfd[1]);
+
   /* A backup job between two null-co nodes: its JOB_STATUS_CHANGE events,
    * taken by a listener whose filter looks into the payload, from created
    * to null in order. */

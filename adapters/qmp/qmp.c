@@ -35,6 +35,7 @@ struct cmd {
   size_t len;
   json_int_t id;
   int oob;
+  int fd; /* passed with the command (SCM_RIGHTS), or -1; ours */
   rx_qmp_cb cb;
   void *data;
 };
@@ -87,6 +88,8 @@ static void payload_free(void *p) {
 }
 
 static void cmd_free(struct cmd *c) {
+  if (c->fd >= 0)
+    close(c->fd);
   free(c->text);
   free(c);
 }
@@ -249,13 +252,65 @@ static int append_out(rx_qmp *q, const char *s, size_t len) {
   return 0;
 }
 
+static void pump(rx_qmp *q);
+
 static void wio_cb(rx_loop *loop, rx_io *w, int revents) {
   rx_qmp *q = w->data;
   (void)loop;
   (void)revents;
   enter(q);
-  flush_out(q);
+  /* A command with an fd may wait for the buffer to be written. */
+  if (flush_out(q) == 0 && q->woff == q->wlen && q->n_waiting > 0 &&
+      !q->freeing)
+    pump(q);
   leave(q);
+}
+
+/* Sends command `c` with its fd: the fd goes with the first byte, what the
+ * socket does not take now is buffered. 1 sent, 0 try later, < 0 the
+ * connection ended. */
+static int send_fd(rx_qmp *q, struct cmd *c) {
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct iovec iov = {.iov_base = c->text, .iov_len = c->len};
+  struct msghdr mh = {.msg_iov = &iov,
+                      .msg_iovlen = 1,
+                      .msg_control = u.buf,
+                      .msg_controllen = sizeof u.buf};
+  struct cmsghdr *cm;
+  ssize_t n;
+
+  memset(&u, 0, sizeof u);
+  cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
+  do
+    n = sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    close(c->fd);
+    c->fd = -1;
+    if ((size_t)n < c->len && append_out(q, c->text + n, c->len - (size_t)n)) {
+      seterr(q, "out of memory for a command to %s", q->addr.sun_path);
+      teardown(q, -ENOMEM);
+      return -ENOMEM;
+    }
+    return 1;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    rx_io_start(q->loop, &q->wio);
+    return 0;
+  }
+  if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+    return 0; /* the reader will see the end */
+  seterr(q, "cannot send a file descriptor to %s: %s", q->addr.sun_path,
+         strerror(n < 0 ? errno : EIO));
+  teardown(q, n < 0 ? -errno : -EIO);
+  return -EIO;
 }
 
 /* Moves commands from waiting to in flight: every OOB one, in-band ones
@@ -271,8 +326,20 @@ static void pump(rx_qmp *q) {
       pp = &c->next;
       continue;
     }
-    if (append_out(q, c->text, c->len) < 0)
+    if (c->fd >= 0) {
+      /* What is buffered goes first; then the command with its fd. */
+      unsigned epoch = q->epoch;
+      if (q->woff < q->wlen && (flush_out(q) < 0 || q->epoch != epoch))
+        return;
+      wrote = 0;
+      if (q->woff < q->wlen)
+        return; /* wio_cb pumps again */
+      int r = send_fd(q, c);
+      if (r <= 0)
+        return;
+    } else if (append_out(q, c->text, c->len) < 0) {
       break; /* try again with the next answer */
+    }
     *pp = c->next;
     if (q->waiting_tail == &c->next)
       q->waiting_tail = pp;
@@ -303,6 +370,7 @@ static struct cmd *make_cmd(rx_qmp *q, const char *name, json_t *args, int oob,
 
   if (c == NULL)
     return NULL;
+  c->fd = -1;
   c->id = ++q->next_id;
   o = json_pack("{s:s, s:I}", oob ? "exec-oob" : "execute", name, "id",
                 (json_int_t)c->id);
@@ -332,7 +400,7 @@ static struct cmd *make_cmd(rx_qmp *q, const char *name, json_t *args, int oob,
   return c;
 }
 
-static int submit(rx_qmp *q, const char *name, json_t *args, int oob,
+static int submit(rx_qmp *q, const char *name, json_t *args, int oob, int fd,
                   rx_qmp_cb cb, void *data) {
   struct cmd *c;
 
@@ -348,6 +416,15 @@ static int submit(rx_qmp *q, const char *name, json_t *args, int oob,
   c = make_cmd(q, name, args, oob, cb, data);
   if (c == NULL)
     return -ENOMEM;
+  if (fd >= 0) {
+    c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (c->fd < 0) {
+      int e = errno;
+      c->fd = -1;
+      cmd_free(c);
+      return -e;
+    }
+  }
   *q->waiting_tail = c;
   q->waiting_tail = &c->next;
   q->n_waiting++;
@@ -357,12 +434,19 @@ static int submit(rx_qmp *q, const char *name, json_t *args, int oob,
 
 int rx_qmp_execute(rx_qmp *q, const char *cmd, json_t *args, rx_qmp_cb cb,
                    void *data) {
-  return submit(q, cmd, args, 0, cb, data);
+  return submit(q, cmd, args, 0, -1, cb, data);
+}
+
+int rx_qmp_execute_fd(rx_qmp *q, const char *cmd, json_t *args, int fd,
+                      rx_qmp_cb cb, void *data) {
+  if (fd < 0)
+    return -EBADF;
+  return submit(q, cmd, args, 0, fd, cb, data);
 }
 
 int rx_qmp_execute_oob(rx_qmp *q, const char *cmd, json_t *args, rx_qmp_cb cb,
                        void *data) {
-  return submit(q, cmd, args, 1, cb, data);
+  return submit(q, cmd, args, 1, -1, cb, data);
 }
 
 /* ---------------------------------------------------------------------------

@@ -106,6 +106,13 @@ RX_QMP_EXPORT int rx_qmp_disconnect(rx_qmp *q);
  * -ENOMEM. */
 RX_QMP_EXPORT int rx_qmp_execute(rx_qmp *q, const char *cmd,
                                  struct json_t *args, rx_qmp_cb cb, void *data);
+/* The same, passing file descriptor `fd` with the command (SCM_RIGHTS), as
+ * QEMU's getfd and add-fd expect: the client sends a duplicate and closes
+ * it once sent (or when the command ends unsent); the caller keeps `fd`.
+ * -EBADF for a bad fd, or the error of duplicating it. */
+RX_QMP_EXPORT int rx_qmp_execute_fd(rx_qmp *q, const char *cmd,
+                                    struct json_t *args, int fd, rx_qmp_cb cb,
+                                    void *data);
 /* The same, out of band ("exec-oob"): sent at once, past the in-band
  * limit. -ENOTSUP unless OOB was negotiated (rx_qmp_oob()). */
 RX_QMP_EXPORT int rx_qmp_execute_oob(rx_qmp *q, const char *cmd,
