@@ -17,9 +17,12 @@ libjemalloc-dev"
 # Wanted but not required: libvirt's development files build the libvirt
 # adapter (adapters/libvirt) and its tests, whose throw-away libvirtd comes
 # with libvirt-daemon (virsh, in libvirt-clients, for looking at it by hand).
+# jansson's development files build the QMP client (adapters/qmp), whose
+# tests talk to a real QEMU (qemu-system-x86, started with -machine none).
 # Installed with the rest when root; otherwise only named, and those tests
 # skip.
-OPTIONAL="libvirt-dev libvirt-daemon libvirt-clients"
+OPTIONAL="libvirt-dev libvirt-daemon libvirt-clients libjansson-dev \
+qemu-system-x86"
 case "${1:-}" in
 # `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
 # nothing else does: the fuzz replay tests build with gcc.
