@@ -3,6 +3,7 @@
 
     python3 bench/peers/run.py --bin <builddir>/bench/peers --out <dir>
                                [--quick] [--reps N] [--micro <builddir>]
+                               [--only WORKLOAD,...]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
@@ -66,6 +67,8 @@ class Workload:
     name: str          # as the report shows it
     args: tuple        # the executable's arguments (before --quick)
     about: str         # one line for the report
+    prefix: str = "peer_"  # its executables are <prefix><library>
+    labels: tuple = ()     # its columns; () the event loops' (LOOPS)
 
     @property
     def printed(self):
@@ -105,6 +108,21 @@ WORKLOADS = [
     Workload("loop_pingpong", ("loop_pingpong",),
              "Two loops on two threads bounce one message with the "
              "library's cross-thread wake-up"),
+    # The event bus (bench/peers/bus.h) against what a program would use
+    # instead: its own executables, bus_<library>, and its own columns.
+    Workload("bus_4x3", ("bus_4x3",),
+             "The event bus: 4 producer threads publish events named "
+             "bus.ev0-3 in turn to 3 subscribers that take 1/4, 1/2 and "
+             "3/4 of them by name, nothing dropped; first as fast as "
+             "they can (events/s), then paced at 100,000 events/s "
+             "(publish-to-handler latency). rx: rx_bus_post_wait() to a "
+             "bus on one loop thread, callback listeners; zeromq: an "
+             "XPUB socket per producer (ZMQ_XPUB_NODROP), a SUB socket "
+             "per subscriber on its own thread, inproc, topic prefixes; "
+             "mutex+condvar: a bounded ring, one consumer thread running "
+             "3 name filters",
+             prefix="bus_", labels=("rx io_uring", "rx epoll", "zeromq",
+                                    "mutex+condvar")),
 ]
 
 
@@ -114,10 +132,6 @@ class Column:
     library: str       # the executable is peer_<library>
     env: tuple = ()    # (name, value) pairs for the process
     backend: str = ""  # the backend the process must report ("" = any)
-
-    @property
-    def exe(self):
-        return "peer_" + self.library
 
     @property
     def slug(self):
@@ -130,9 +144,37 @@ COLUMNS = [
     Column("libev", "libev"),
     Column("libuv", "libuv"),
     Column("libevent", "libevent"),
+    Column("zeromq", "zmq"),
+    Column("mutex+condvar", "mutex"),
 ]
 RX_COLUMNS = [c.label for c in COLUMNS if c.library == "rx"]
 PEERS = [c.label for c in COLUMNS if c.library != "rx"]
+# The event loops' columns: those of every workload that names none.
+LOOPS = ("rx io_uring", "rx epoll", "libev", "libuv", "libevent")
+
+
+ALL_WORKLOADS = list(WORKLOADS)  # WORKLOADS less what --only leaves out
+
+
+def workload_of(name):
+    return next(w for w in ALL_WORKLOADS if w.name == name)
+
+
+def columns_of(workload):
+    """The columns of a workload (a Workload or its name), in COLUMNS'
+    order."""
+    if isinstance(workload, str):
+        workload = workload_of(workload)
+    labels = workload.labels or LOOPS
+    return [c for c in COLUMNS if c.label in labels]
+
+
+def peers_of(workload):
+    return [c.label for c in columns_of(workload) if c.library != "rx"]
+
+
+def exe_of(workload, column):
+    return workload.prefix + column.library
 
 # Variables that change how a library picks its backend or threads: the
 # peers run with their defaults, whatever the caller's environment holds.
@@ -181,6 +223,15 @@ METRICS = {
     "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
     "send_ns": Metric(False, "CPU ns per send"),
     "cpu_ns_per_trip": Metric(False, "CPU ns per round trip, both threads"),
+    "events_per_s": Metric(True, "events published and handled per second"),
+    "cpu_ns_per_event": Metric(False, "process CPU ns per event, every "
+                               "thread"),
+    "lat_p50_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, median"),
+    "lat_p99_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, 99th percentile"),
+    "lat_max_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, worst"),
 }
 
 
@@ -236,7 +287,8 @@ def run_process(run, bindir, logdir, quick, timeout):
     """Runs one cell once; fills in run (status, rows or why it failed).
     The log holds the command, the process's stderr and how it ended (and
     its stdout if it failed)."""
-    cmd = [str(bindir / run.column.exe), *run.workload.args]
+    cmd = [str(bindir / exe_of(run.workload, run.column)),
+           *run.workload.args]
     if quick:
         cmd.append("--quick")
     run.log = logdir / ("%s-%s-rep%d.log" % (run.workload.name,
@@ -319,7 +371,7 @@ def clock(seconds):
     return "%d:%02d" % divmod(int(seconds), 60)
 
 
-def run_all(bindir, logdir, columns, reps, quick, runs):
+def run_all(bindir, logdir, columns, have, reps, quick, runs):
     """Every cell of every rep, appended to runs as each one ends (so that
     an interrupt leaves the runs done so far)."""
     timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
@@ -331,7 +383,8 @@ def run_all(bindir, logdir, columns, reps, quick, runs):
             progress("[rep %d/%d] %s so far, about %s to go"
                      % (rep, reps, clock(spent), clock(left)))
         for w, workload in enumerate(WORKLOADS, 1):
-            for column in rotated(columns, rep):
+            mine = [c for c in columns if (workload.name, c.label) in have]
+            for column in rotated(mine, rep):
                 run = Run(workload, column, rep)
                 progress("[rep %d/%d] workload %d/%d %s: %s ..."
                          % (rep, reps, w, len(WORKLOADS), workload.name,
@@ -478,7 +531,8 @@ def write_runs(runs, out):
 
 def best_peer(results, workload, metric):
     """(label, median) of the best peer, or (None, None)."""
-    have = [(label, results.get(workload, label, metric)) for label in PEERS]
+    have = [(label, results.get(workload, label, metric))
+            for label in peers_of(workload)]
     have = [(label, s.median) for label, s in have if s is not None]
     if not have:
         return None, None
@@ -560,7 +614,10 @@ def all_verdicts(results, micro):
     the micro benchmarks did)."""
     meds = micro.medians if micro is not None else None
     verdicts = []
+    ran = [w.name for w in WORKLOADS]
     for t in TARGETS:
+        if t.bench == "peers" and t.workload not in ran:
+            continue  # left out by --only
         for label in t.columns:
             v = (evaluate(results, t, label) if t.bench == "peers"
                  else evaluate_micro(meds, t, label))
@@ -627,7 +684,7 @@ def rx_version():
 def peer_versions():
     """{package: version} of the Debian packages of the peers."""
     text = command_output(["dpkg-query", "-W", "-f=${Package} ${Version}\n",
-                           "libev4", "libuv1", "libevent-2.1-7"])
+                           "libev4", "libuv1", "libevent-2.1-7", "libzmq5"])
     return dict(line.split(" ", 1) for line in text.splitlines()
                 if " " in line)
 
@@ -661,12 +718,13 @@ def host_facts(args, reps, wall, results, interrupted):
 
 def metric_row(results, workload, metric, verdicts):
     """One table row: the columns, the ratios, the targets, the verdicts."""
-    unit = next(results.get(workload, c.label, metric).unit for c in COLUMNS
+    unit = next(results.get(workload, c.label, metric).unit
+                for c in columns_of(workload)
                 if results.get(workload, c.label, metric))
     cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
                                 if higher_is_better(metric, unit)
                                 else "lower is better")]
-    for column in COLUMNS:
+    for column in columns_of(workload):
         s = results.get(workload, column.label, metric)
         cells.append("–" if s is None else "%s [%s–%s]" % (
             fmt(s.median), fmt(s.lo), fmt(s.hi)))
@@ -693,7 +751,7 @@ def workload_section(results, workload, verdicts, plots):
     if not metrics:
         lines += ["No results.", ""]
     else:
-        head = (["metric"] + [c.label for c in COLUMNS]
+        head = (["metric"] + [c.label for c in columns_of(workload)]
                 + ["%s / best peer" % label for label in RX_COLUMNS]
                 + ["target", "verdict"])
         lines += ["| " + " | ".join(head) + " |",
@@ -760,7 +818,8 @@ def summary_section(results, verdicts, missing):
 def write_report(out, facts, results, missing, plots, micro):
     """Writes report.md; returns the verdicts of the targets."""
     verdicts = all_verdicts(results, micro)
-    lines = ["# Peer benchmark: rx, libev, libuv, libevent", ""]
+    lines = ["# Peer benchmark: rx, libev, libuv, libevent; the event bus, "
+             "ZeroMQ, a mutex+condvar queue", ""]
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
@@ -779,7 +838,8 @@ def write_report(out, facts, results, missing, plots, micro):
 # The plots, with gnuplot.
 
 COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
-          "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f"}
+          "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f",
+          "zeromq": "#8064a2", "mutex+condvar": "#7f7f7f"}
 
 
 def gnuplot_terminal():
@@ -797,7 +857,7 @@ def plot_data(results, workload, metric):
     """gnuplot data rows: x, median, min, max, color and the median as the
     report writes it, for every column with results."""
     rows = []
-    for x, column in enumerate(COLUMNS):
+    for x, column in enumerate(columns_of(workload)):
         s = results.get(workload, column.label, metric)
         if s is not None:
             rows.append('%d %r %r %r 0x%s "%s"' % (
@@ -809,6 +869,7 @@ def plot_data(results, workload, metric):
 def plot_script(results, workload, terminal, path):
     """The gnuplot commands of one workload's plot (terminal: PNG or SVG)."""
     metrics = results.metrics.get(workload, [])
+    columns = columns_of(workload)
     cols = min(len(metrics), 4)
     rows = math.ceil(len(metrics) / cols)
     size = (max(380 * cols, 520), 340 * rows + 30)
@@ -819,10 +880,10 @@ def plot_script(results, workload, terminal, path):
              "set style fill solid 0.85 border -1",
              "set boxwidth 0.7", "set key off", "set grid ytics",
              "set bmargin 4",
-             "set xrange [-0.6:%g]" % (len(COLUMNS) - 0.4),
+             "set xrange [-0.6:%g]" % (len(columns) - 0.4),
              "set xtics (%s) scale 0" % ", ".join(
                  '"%s" %d' % (c.label.replace(" ", "\\n"), x)
-                 for x, c in enumerate(COLUMNS)),
+                 for x, c in enumerate(columns)),
              "set multiplot layout %d,%d title '%s: median over the reps, "
              "error bars min to max'" % (rows, cols, workload)]
     for i, metric in enumerate(metrics):
@@ -834,7 +895,7 @@ def plot_script(results, workload, terminal, path):
 def plot_panel(results, workload, metric, index):
     """One metric's panel: a bar per column, min-max bars, median labels."""
     stats = [s for s in (results.get(workload, c.label, metric)
-                         for c in COLUMNS) if s is not None]
+                         for c in columns_of(workload)) if s is not None]
     unit = stats[0].unit
     top = max(s.hi for s in stats) or 1.0
     better = "higher" if higher_is_better(metric, unit) else "lower"
@@ -977,6 +1038,8 @@ def parse_args():
     p.add_argument("--reps", type=int,
                    help="reps per cell (default %d, --quick %d)"
                         % (DEFAULT_REPS, QUICK_REPS))
+    p.add_argument("--only", metavar="WORKLOAD[,WORKLOAD...]",
+                   help="run only these workloads (e.g. bus_4x3)")
     p.add_argument("--micro", type=Path, metavar="BUILDDIR",
                    help="also run the google-benchmark micro benchmarks of "
                         "BUILDDIR/bench")
@@ -985,16 +1048,32 @@ def parse_args():
         p.error("--reps must be at least 1")
     if not args.bin.is_dir():
         p.error("--bin %s is not a directory" % args.bin)
+    if args.only:
+        names = args.only.split(",")
+        unknown = [n for n in names if n not in [w.name for w in WORKLOADS]]
+        if unknown:
+            p.error("--only: no workload %s" % ", ".join(unknown))
+        WORKLOADS[:] = [w for w in WORKLOADS if w.name in names]
     if args.micro is not None and not args.micro.is_dir():
         p.error("--micro %s is not a directory" % args.micro)
     return args
 
 
 def present_columns(bindir):
-    """The columns whose executable is there, and the missing ones."""
-    have = [c for c in COLUMNS if os.access(bindir / c.exe, os.X_OK)]
-    missing = sorted({c.exe for c in COLUMNS} - {c.exe for c in have})
-    return have, missing
+    """The columns with an executable there, the (workload, column label)
+    pairs that have theirs, and the missing executables."""
+    have, wanted = set(), set()
+    for w in WORKLOADS:
+        for c in columns_of(w):
+            wanted.add(exe_of(w, c))
+            if os.access(bindir / exe_of(w, c), os.X_OK):
+                have.add((w.name, c.label))
+    columns = [c for c in COLUMNS if any(lab == c.label for _, lab in have)]
+    present = {exe_of(workload_of(w), next(c for c in COLUMNS
+                                           if c.label == lab))
+               for w, lab in have}
+    missing = sorted(wanted - present)
+    return columns, have, missing
 
 
 def fresh_outdir(out):
@@ -1011,9 +1090,10 @@ def main():
     args = parse_args()
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
-    columns, missing = present_columns(bindir)
+    columns, have, missing = present_columns(bindir)
     if not columns:
-        progress("%s: no peer_* executables in %s" % (sys.argv[0], bindir))
+        progress("%s: no peer_* or bus_* executables in %s"
+                 % (sys.argv[0], bindir))
         return 2
     for exe in missing:
         progress("%s is missing from %s: its cells stay empty" % (exe, bindir))
@@ -1021,7 +1101,7 @@ def main():
 
     began, runs, interrupted = time.monotonic(), [], False
     try:
-        run_all(bindir, out / "logs", columns, reps, args.quick, runs)
+        run_all(bindir, out / "logs", columns, have, reps, args.quick, runs)
     except KeyboardInterrupt:
         interrupted = True
         progress("\ninterrupted: reporting the %d runs done" % len(runs))
