@@ -9,13 +9,17 @@
  * dropped) and a FIFO of 4096; the default listener is off. Each callback
  * calls bus_handle(); the last one breaks the loop.
  *
- * The backend is rx's usual choice, which $RX_BACKEND overrides.
+ * The backend is rx's usual choice, which $RX_BACKEND overrides. The loop
+ * keeps rx's default busy poll; BUS_RX_BUSY_POLL=<ns> sets it
+ * (rx_set_busy_poll(), 0: off) for experiments, and stderr says how often
+ * a producer slept in rx_bus_post_wait().
  */
 #include "bus.h"
 #include "rx.h"
 #include "rx/bus.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 const char bus_library[] = "rx";
 
@@ -72,6 +76,8 @@ int bus_run(void) {
   int rc = rx_loop_new(&loop, NULL);
   if (rc < 0)
     return bus_fail(rx_strerror(rc));
+  if (getenv("BUS_RX_BUSY_POLL") != NULL)
+    rx_set_busy_poll(loop, atoll(getenv("BUS_RX_BUSY_POLL")));
   if (rx_bus_new(&bus, loop, NULL) != 0)
     return bus_fail("rx_bus_new");
   rx_bus_set_default(bus, 0);
@@ -95,6 +101,10 @@ int bus_run(void) {
     if (rx_run(loop, RX_RUN_DEFAULT) < 0)
       return bus_fail("rx_run");
   rc = bus_join_producers();
+  struct rx_bus_metrics m;
+  rx_bus_metrics(bus, &m);
+  fprintf(stderr, "bus_rx: posted %llu, post_wait slept %llu times\n",
+          (unsigned long long)m.posted, (unsigned long long)m.post_sleeps);
   rx_unref(loop);
   rx_run(loop, RX_RUN_NOWAIT);
   for (int s = 0; s < BUS_SUBS; s++)

@@ -182,7 +182,7 @@ SCRUB_ENV = ("RX_BACKEND", "LIBEV_FLAGS", "UV_THREADPOOL_SIZE",
              "UV_USE_IO_URING", "EVENT_NOEPOLL", "EVENT_NOSELECT",
              "EVENT_NOPOLL", "EVENT_NODEVPOLL", "EVENT_NOKQUEUE",
              "EVENT_EPOLL_USE_CHANGELIST", "EVENT_PRECISE_TIMER",
-             "EVENT_SHOW_METHOD")
+             "EVENT_SHOW_METHOD", "BUS_RX_BUSY_POLL")
 
 DEFAULT_REPS, QUICK_REPS = 5, 2
 # A safety net above the executables' own watchdog (exit status 3).
