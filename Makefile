@@ -9,8 +9,10 @@
 #   make test-valgrind  every test of build/ under valgrind (memcheck)
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
-#                libuv, libevent) and rx's micro benchmarks; the report,
-#                CSV and plots land in build/bench/ (QUICK=1: < 2 min)
+#                libuv, libevent; rx's completion ops and an echo server
+#                on plain liburing beside them) and rx's micro
+#                benchmarks; the report, CSV and plots land in
+#                build/bench/ (QUICK=1: < 2 min)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
 #   make coverage  line and branch coverage of include/, reactor/ and

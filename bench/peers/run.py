@@ -3,12 +3,21 @@
 
     python3 bench/peers/run.py --bin <builddir>/bench/peers --out <dir>
                                [--quick] [--reps N] [--micro <builddir>]
-                               [--only WORKLOAD,...]
+                               [--workload NAME ...]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
-each library in its own executable peer_<library>. A (workload, library,
-backend) cell is one process per repetition. The repetitions are
+each library in its own executable peer_<library>. ping_pongs and pipe_chain
+also run on rx's completion operations (peer_rx --ops: the columns "rx
+io_uring ops" and "rx epoll ops", rows of library rx-ops), and on plain
+liburing (peer_liburing, the column "liburing": the same requests with rx's
+ring flags and no library in between, the floor for rx's ops). The
+ops and liburing columns are not peers: the best peer is the best of libev,
+libuv and libevent, and each rx column, ops or readiness, gets its ratio to
+it. bus_4x3 (the event bus, bench/peers/bus.h) runs on its own
+executables, bus_rx (the rx columns), bus_zmq ("zeromq") and bus_mutex
+("mutex+condvar"), its peers. A (workload, column) cell is one process per
+repetition. The repetitions are
 interleaved: rep 1 runs every cell once, then rep 2, and so on, so that a
 burst of someone else's load on a shared machine falls on all libraries
 alike instead of on whichever ran at the time. Within a rep the order of the
@@ -67,8 +76,10 @@ class Workload:
     name: str          # as the report shows it
     args: tuple        # the executable's arguments (before --quick)
     about: str         # one line for the report
-    prefix: str = "peer_"  # its executables are <prefix><library>
-    labels: tuple = ()     # its columns; () the event loops' (LOOPS)
+    prefix: str = ""   # its executables are <prefix><library> (else the
+                       # columns' own, peer_<library>)
+    labels: tuple = () # the columns that run it (else every column whose
+                       # `only` allows it)
 
     @property
     def printed(self):
@@ -88,7 +99,9 @@ WORKLOADS = [
              "deadlines"),
     Workload("pipe_chain_1000", ("pipe_chain", "--pipes", "1000"),
              "The chain of libevent's test/bench.c, 1000 socket pairs: "
-             "re-register every watcher, then pass 1000 bytes along"),
+             "re-register every watcher, then pass 1000 bytes along (rx "
+             "ops: a recv op per read end, a send op per byte; the setup "
+             "cancels and resubmits every recv)"),
     Workload("pipe_chain_9000", ("pipe_chain", "--pipes", "9000"),
              "The same with 9000 socket pairs"),
     Workload("async_pummel", ("async_pummel",),
@@ -96,7 +109,8 @@ WORKLOADS = [
              "can; the loop must see the last send"),
     Workload("ping_pongs", ("ping_pongs",),
              "A TCP echo server on the loop, a client thread bouncing "
-             "messages over loopback connections"),
+             "messages over loopback connections (rx ops: accept, recv and "
+             "send ops; liburing: the same server on plain liburing)"),
     Workload("timer_start_10000", ("timer_start", "--timers", "10000"),
              "Batches of 4096 starts of fresh timers (due in 1-60 s) on a "
              "loop holding 10,000 active timers, stopped between batches"),
@@ -129,52 +143,68 @@ WORKLOADS = [
 @dataclass(frozen=True)
 class Column:
     label: str         # the report's column: "rx io_uring", "libev", ...
-    library: str       # the executable is peer_<library>
+    library: str       # the library its rows name ("rx", "rx-ops", ...)
     env: tuple = ()    # (name, value) pairs for the process
     backend: str = ""  # the backend the process must report ("" = any)
+    program: str = ""  # the executable is peer_<program or library>
+    args: tuple = ()   # after the workload's own arguments
+    only: tuple = ()   # the workloads it runs (empty: all)
+    peer: bool = True  # one of the peers rx is compared with
+
+    @property
+    def exe(self):
+        return "peer_" + (self.program or self.library)
 
     @property
     def slug(self):
         return self.label.replace(" ", "-")
 
+    def runs(self, workload):
+        w = next((w for w in ALL_WORKLOADS if w.name == workload), None)
+        if w is not None and w.labels:
+            return self.label in w.labels
+        return not self.only or workload in self.only
+
+
+# The workloads with a completion-operation variant (peer.h, --ops).
+OPS_WORKLOADS = ("pipe_chain_1000", "pipe_chain_9000", "ping_pongs")
 
 COLUMNS = [
-    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring"),
-    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll"),
+    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring",
+           peer=False),
+    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll",
+           peer=False),
+    Column("rx io_uring ops", "rx-ops", (("RX_BACKEND", "io_uring"),),
+           "io_uring", program="rx", args=("--ops",), only=OPS_WORKLOADS,
+           peer=False),
+    Column("rx epoll ops", "rx-ops", (("RX_BACKEND", "epoll"),), "epoll",
+           program="rx", args=("--ops",), only=OPS_WORKLOADS, peer=False),
+    Column("liburing", "liburing", backend="io_uring", only=OPS_WORKLOADS,
+           peer=False),
+    # The event bus's peers (bus_4x3 alone).
+    Column("zeromq", "zmq", only=("bus_4x3",)),
+    Column("mutex+condvar", "mutex", only=("bus_4x3",)),
     Column("libev", "libev"),
     Column("libuv", "libuv"),
     Column("libevent", "libevent"),
-    Column("zeromq", "zmq"),
-    Column("mutex+condvar", "mutex"),
 ]
-RX_COLUMNS = [c.label for c in COLUMNS if c.library == "rx"]
-PEERS = [c.label for c in COLUMNS if c.library != "rx"]
-# The event loops' columns: those of every workload that names none.
-LOOPS = ("rx io_uring", "rx epoll", "libev", "libuv", "libevent")
+RX_COLUMNS = [c.label for c in COLUMNS if c.library.startswith("rx")]
+PEERS = [c.label for c in COLUMNS if c.peer]
 
 
-ALL_WORKLOADS = list(WORKLOADS)  # WORKLOADS less what --only leaves out
-
-
-def workload_of(name):
-    return next(w for w in ALL_WORKLOADS if w.name == name)
-
-
-def columns_of(workload):
-    """The columns of a workload (a Workload or its name), in COLUMNS'
-    order."""
-    if isinstance(workload, str):
-        workload = workload_of(workload)
-    labels = workload.labels or LOOPS
-    return [c for c in COLUMNS if c.label in labels]
-
-
-def peers_of(workload):
-    return [c.label for c in columns_of(workload) if c.library != "rx"]
+ALL_WORKLOADS = list(WORKLOADS)  # WORKLOADS less what --workload leaves out
 
 
 def exe_of(workload, column):
-    return workload.prefix + column.library
+    """The executable of a (workload, column) cell."""
+    if workload.prefix:
+        return workload.prefix + (column.program or column.library)
+    return column.exe
+
+
+def columns_of(workload):
+    """The columns that run a workload (by name), in report order."""
+    return [c for c in COLUMNS if c.runs(workload)]
 
 # Variables that change how a library picks its backend or threads: the
 # peers run with their defaults, whatever the caller's environment holds.
@@ -221,6 +251,11 @@ METRICS = {
     "callbacks": Metric(True, "async callbacks delivered"),
     "round_trips_per_s": Metric(True, "round trips per second"),
     "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
+    "client_cpu_us_per_trip": Metric(
+        False, "client thread CPU us per round trip (the same client for "
+        "every server)"),
+    "server_syscalls_per_trip": Metric(
+        False, "system calls of the server thread per round trip"),
     "send_ns": Metric(False, "CPU ns per send"),
     "cpu_ns_per_trip": Metric(False, "CPU ns per round trip, both threads"),
     "events_per_s": Metric(True, "events published and handled per second"),
@@ -287,8 +322,8 @@ def run_process(run, bindir, logdir, quick, timeout):
     """Runs one cell once; fills in run (status, rows or why it failed).
     The log holds the command, the process's stderr and how it ended (and
     its stdout if it failed)."""
-    cmd = [str(bindir / exe_of(run.workload, run.column)),
-           *run.workload.args]
+    cmd = [str(bindir / exe_of(run.workload, run.column)), *run.workload.args,
+           *run.column.args]
     if quick:
         cmd.append("--quick")
     run.log = logdir / ("%s-%s-rep%d.log" % (run.workload.name,
@@ -371,7 +406,7 @@ def clock(seconds):
     return "%d:%02d" % divmod(int(seconds), 60)
 
 
-def run_all(bindir, logdir, columns, have, reps, quick, runs):
+def run_all(bindir, logdir, columns, cells, reps, quick, runs):
     """Every cell of every rep, appended to runs as each one ends (so that
     an interrupt leaves the runs done so far)."""
     timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
@@ -383,8 +418,10 @@ def run_all(bindir, logdir, columns, have, reps, quick, runs):
             progress("[rep %d/%d] %s so far, about %s to go"
                      % (rep, reps, clock(spent), clock(left)))
         for w, workload in enumerate(WORKLOADS, 1):
-            mine = [c for c in columns if (workload.name, c.label) in have]
-            for column in rotated(mine, rep):
+            for column in rotated(columns, rep):
+                if (not column.runs(workload.name)
+                        or (workload.name, column.label) not in cells):
+                    continue
                 run = Run(workload, column, rep)
                 progress("[rep %d/%d] workload %d/%d %s: %s ..."
                          % (rep, reps, w, len(WORKLOADS), workload.name,
@@ -471,7 +508,7 @@ class Results:
     def keys(self):
         """(workload, column, metric) in report order."""
         for workload in WORKLOADS:
-            for column in COLUMNS:
+            for column in columns_of(workload.name):
                 for metric in self.metrics.get(workload.name, []):
                     key = (workload.name, column.label, metric)
                     if key in self.stats:
@@ -531,8 +568,8 @@ def write_runs(runs, out):
 
 def best_peer(results, workload, metric):
     """(label, median) of the best peer, or (None, None)."""
-    have = [(label, results.get(workload, label, metric))
-            for label in peers_of(workload)]
+    have = [(label, results.get(workload, label, metric)) for label in PEERS
+            if label in [c.label for c in columns_of(workload)]]
     have = [(label, s.median) for label, s in have if s is not None]
     if not have:
         return None, None
@@ -617,7 +654,7 @@ def all_verdicts(results, micro):
     ran = [w.name for w in WORKLOADS]
     for t in TARGETS:
         if t.bench == "peers" and t.workload not in ran:
-            continue  # left out by --only
+            continue  # left out by --workload
         for label in t.columns:
             v = (evaluate(results, t, label) if t.bench == "peers"
                  else evaluate_micro(meds, t, label))
@@ -718,18 +755,18 @@ def host_facts(args, reps, wall, results, interrupted):
 
 def metric_row(results, workload, metric, verdicts):
     """One table row: the columns, the ratios, the targets, the verdicts."""
-    unit = next(results.get(workload, c.label, metric).unit
-                for c in columns_of(workload)
+    unit = next(results.get(workload, c.label, metric).unit for c in COLUMNS
                 if results.get(workload, c.label, metric))
+    columns = columns_of(workload)
     cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
                                 if higher_is_better(metric, unit)
                                 else "lower is better")]
-    for column in columns_of(workload):
+    for column in columns:
         s = results.get(workload, column.label, metric)
         cells.append("–" if s is None else "%s [%s–%s]" % (
             fmt(s.median), fmt(s.lo), fmt(s.hi)))
     best, _ = best_peer(results, workload, metric)
-    for label in RX_COLUMNS:
+    for label in rx_labels(workload):
         r = ratio(results, workload, label, metric)
         cells.append("–" if r is None else "%.3gx (%s)" % (r, best))
     mine = [v for v in verdicts if v.target.workload == workload
@@ -737,9 +774,15 @@ def metric_row(results, workload, metric, verdicts):
     cells.append("<br>".join(dict.fromkeys(v.target.text() for v in mine))
                  or "–")
     cells.append("<br>".join(
-        ("%s: " % v.column if len(v.target.columns) > 1 else "") + v.text()
+        ("%s: " % v.column if len(v.target.columns) > 1
+         or v.column != "rx io_uring" else "") + v.text()
         for v in mine) or "–")
     return "| " + " | ".join(cells) + " |"
+
+
+def rx_labels(workload):
+    """The rx columns of a workload, each of which gets a ratio column."""
+    return [c.label for c in columns_of(workload) if c.label in RX_COLUMNS]
 
 
 def workload_section(results, workload, verdicts, plots):
@@ -751,8 +794,9 @@ def workload_section(results, workload, verdicts, plots):
     if not metrics:
         lines += ["No results.", ""]
     else:
-        head = (["metric"] + [c.label for c in columns_of(workload)]
-                + ["%s / best peer" % label for label in RX_COLUMNS]
+        head = (["metric"] + [c.label for c in columns_of(workload.name)]
+                + ["%s / best peer" % label
+                   for label in rx_labels(workload.name)]
                 + ["target", "verdict"])
         lines += ["| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
@@ -776,11 +820,39 @@ def log_link(run):
     return "logs/" + run.log.name
 
 
+# The floor a column is measured against, beside the best peer: the echo
+# server on plain liburing.
+FLOOR = "liburing"
+
+
+def floor_notes(results, workload):
+    """The rx io_uring columns over the raw liburing server, per metric."""
+    notes = []
+    for metric in results.metrics.get(workload, []):
+        if metric.startswith("client_"):
+            continue  # the same client for every server
+        base = results.get(workload, FLOOR, metric)
+        if base is None or not base.median:
+            continue
+        parts = []
+        for label in ("rx io_uring ops", "rx io_uring"):
+            mine = results.get(workload, label, metric)
+            if mine is not None:
+                parts.append("%s %.3gx" % (label, mine.median / base.median))
+        if parts:
+            notes.append("- `%s` over %s (rx's cost over the same "
+                         "requests on plain liburing): %s"
+                         % (metric, FLOOR, ", ".join(parts)))
+    return notes
+
+
 def workload_notes(results, workload):
-    """Failed runs of the workload, and early timers of the peers."""
+    """Failed runs of the workload, the ratios to the liburing floor, and
+    early timers of the peers."""
     notes = ["- %s rep %d failed: %s ([log](%s))"
              % (r.column.label, r.rep, r.why, log_link(r))
              for r in results.failures(workload.name)]
+    notes += floor_notes(results, workload.name)
     for label in PEERS:
         s = results.get(workload.name, label, "early")
         if s is not None and s.hi > 0:
@@ -794,7 +866,8 @@ def summary_section(results, verdicts, missing):
     failed = results.failures()
     missed = [v for v in verdicts if not v.met]
     lines = ["## Summary", "",
-             "Targets (on rx io_uring; ratios of medians of the same run): "
+             "Targets (on rx io_uring, the ops targets on rx io_uring ops; "
+             "ratios of medians of the same run): "
              "%d met, %d missed. Failed runs: %d."
              % (len(verdicts) - len(missed), len(missed), len(failed)), ""]
     if missing:
@@ -823,8 +896,12 @@ def write_report(out, facts, results, missing, plots, micro):
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
-              "from the same run. The targets are checked on rx io_uring; "
-              "rx epoll's ratios are shown for information.", ""]
+              "from the same run. The targets are checked on rx io_uring "
+              "(the ops targets on rx io_uring ops); rx epoll's ratios are "
+              "shown for information. The ops columns are rx's completion "
+              "operations (rx_op_*) running the same workload; liburing is "
+              "the same requests on plain liburing with rx's ring flags, "
+              "the floor for rx's ops; neither is a peer.", ""]
     lines += summary_section(results, verdicts, missing)
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
@@ -838,8 +915,10 @@ def write_report(out, facts, results, missing, plots, micro):
 # The plots, with gnuplot.
 
 COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
+          "rx io_uring ops": "#163f73", "rx epoll ops": "#3d7fb8",
+          "liburing": "#7f7f7f",
           "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f",
-          "zeromq": "#8064a2", "mutex+condvar": "#7f7f7f"}
+          "zeromq": "#8064a2", "mutex+condvar": "#4bacc6"}
 
 
 def gnuplot_terminal():
@@ -869,7 +948,6 @@ def plot_data(results, workload, metric):
 def plot_script(results, workload, terminal, path):
     """The gnuplot commands of one workload's plot (terminal: PNG or SVG)."""
     metrics = results.metrics.get(workload, [])
-    columns = columns_of(workload)
     cols = min(len(metrics), 4)
     rows = math.ceil(len(metrics) / cols)
     size = (max(380 * cols, 520), 340 * rows + 30)
@@ -880,10 +958,10 @@ def plot_script(results, workload, terminal, path):
              "set style fill solid 0.85 border -1",
              "set boxwidth 0.7", "set key off", "set grid ytics",
              "set bmargin 4",
-             "set xrange [-0.6:%g]" % (len(columns) - 0.4),
+             "set xrange [-0.6:%g]" % (len(columns_of(workload)) - 0.4),
              "set xtics (%s) scale 0" % ", ".join(
                  '"%s" %d' % (c.label.replace(" ", "\\n"), x)
-                 for x, c in enumerate(columns)),
+                 for x, c in enumerate(columns_of(workload))),
              "set multiplot layout %d,%d title '%s: median over the reps, "
              "error bars min to max'" % (rows, cols, workload)]
     for i, metric in enumerate(metrics):
@@ -895,7 +973,7 @@ def plot_script(results, workload, terminal, path):
 def plot_panel(results, workload, metric, index):
     """One metric's panel: a bar per column, min-max bars, median labels."""
     stats = [s for s in (results.get(workload, c.label, metric)
-                         for c in columns_of(workload)) if s is not None]
+                         for c in COLUMNS) if s is not None]
     unit = stats[0].unit
     top = max(s.hi for s in stats) or 1.0
     better = "higher" if higher_is_better(metric, unit) else "lower"
@@ -1038,8 +1116,9 @@ def parse_args():
     p.add_argument("--reps", type=int,
                    help="reps per cell (default %d, --quick %d)"
                         % (DEFAULT_REPS, QUICK_REPS))
-    p.add_argument("--only", metavar="WORKLOAD[,WORKLOAD...]",
-                   help="run only these workloads (e.g. bus_4x3)")
+    p.add_argument("--workload", action="append", metavar="NAME",
+                   choices=[w.name for w in WORKLOADS],
+                   help="run only this workload (may be repeated)")
     p.add_argument("--micro", type=Path, metavar="BUILDDIR",
                    help="also run the google-benchmark micro benchmarks of "
                         "BUILDDIR/bench")
@@ -1048,12 +1127,6 @@ def parse_args():
         p.error("--reps must be at least 1")
     if not args.bin.is_dir():
         p.error("--bin %s is not a directory" % args.bin)
-    if args.only:
-        names = args.only.split(",")
-        unknown = [n for n in names if n not in [w.name for w in WORKLOADS]]
-        if unknown:
-            p.error("--only: no workload %s" % ", ".join(unknown))
-        WORKLOADS[:] = [w for w in WORKLOADS if w.name in names]
     if args.micro is not None and not args.micro.is_dir():
         p.error("--micro %s is not a directory" % args.micro)
     return args
@@ -1061,19 +1134,17 @@ def parse_args():
 
 def present_columns(bindir):
     """The columns with an executable there, the (workload, column label)
-    pairs that have theirs, and the missing executables."""
-    have, wanted = set(), set()
+    cells that have theirs, and the missing executables."""
+    cells, wanted, present = set(), set(), set()
     for w in WORKLOADS:
-        for c in columns_of(w):
-            wanted.add(exe_of(w, c))
-            if os.access(bindir / exe_of(w, c), os.X_OK):
-                have.add((w.name, c.label))
-    columns = [c for c in COLUMNS if any(lab == c.label for _, lab in have)]
-    present = {exe_of(workload_of(w), next(c for c in COLUMNS
-                                           if c.label == lab))
-               for w, lab in have}
-    missing = sorted(wanted - present)
-    return columns, have, missing
+        for c in columns_of(w.name):
+            exe = exe_of(w, c)
+            wanted.add(exe)
+            if os.access(bindir / exe, os.X_OK):
+                cells.add((w.name, c.label))
+                present.add(exe)
+    have = [c for c in COLUMNS if any(lab == c.label for _, lab in cells)]
+    return have, cells, sorted(wanted - present)
 
 
 def fresh_outdir(out):
@@ -1088,9 +1159,11 @@ def fresh_outdir(out):
 
 def main():
     args = parse_args()
+    if args.workload:
+        WORKLOADS[:] = [w for w in WORKLOADS if w.name in args.workload]
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
-    columns, have, missing = present_columns(bindir)
+    columns, cells, missing = present_columns(bindir)
     if not columns:
         progress("%s: no peer_* or bus_* executables in %s"
                  % (sys.argv[0], bindir))
@@ -1101,7 +1174,8 @@ def main():
 
     began, runs, interrupted = time.monotonic(), [], False
     try:
-        run_all(bindir, out / "logs", columns, have, reps, args.quick, runs)
+        run_all(bindir, out / "logs", columns, cells, reps, args.quick,
+                runs)
     except KeyboardInterrupt:
         interrupted = True
         progress("\ninterrupted: reporting the %d runs done" % len(runs))

@@ -105,7 +105,7 @@ struct rx_queue_stats {
 /* Makes a queue on `loop`. -EINVAL for a NULL argument, a priority out of
  * range or an allocator with a function missing; -ENOMEM. */
 RX_SERVICES_EXPORT int rx_queue_new(rx_queue **q, rx_loop *loop,
-                           const struct rx_queue_options *opts);
+                                    const struct rx_queue_options *opts);
 /* Frees the queue and its sub-queues: each item goes to `drop`, waiters
  * are unregistered without a call. -EBUSY, nothing done, from inside one of
  * the queue's callbacks. */
@@ -120,7 +120,7 @@ RX_SERVICES_EXPORT int rx_queue_set_budget(rx_queue *q, unsigned budget);
 /* Adds a sub-queue (`opts` may be NULL: priority 0, no limit, plain).
  * -EINVAL for a NULL argument or an unknown flag; -ENOMEM. */
 RX_SERVICES_EXPORT int rx_subqueue_new(rx_queue *q, rx_subqueue **sq,
-                              const struct rx_subqueue_options *opts);
+                                       const struct rx_subqueue_options *opts);
 /* Removes a sub-queue: its items go to `drop`, its waiters are
  * unregistered without a call. -EBUSY from a drop callback of its own
  * clear or free. */
@@ -138,11 +138,12 @@ RX_SERVICES_EXPORT int rx_subqueue_blocked(const rx_subqueue *sq);
  * (if not NULL) then registered to run once there is room for `sq` (a `w`
  * already waiting for `sq` stays registered, once); -EBUSY, when refused,
  * for a `w` registered on something else; -ENOMEM. */
-RX_SERVICES_EXPORT int rx_queue_push(rx_subqueue *sq, void *item, rx_queue_waiter *w);
+RX_SERVICES_EXPORT int rx_queue_push(rx_subqueue *sq, void *item,
+                                     rx_queue_waiter *w);
 /* As rx_queue_push(), into the lane of `key` of a keyed sub-queue; -EINVAL
  * for a sub-queue that is not keyed. */
-RX_SERVICES_EXPORT int rx_queue_push_key(rx_subqueue *sq, uint64_t key, void *item,
-                                rx_queue_waiter *w);
+RX_SERVICES_EXPORT int rx_queue_push_key(rx_subqueue *sq, uint64_t key,
+                                         void *item, rx_queue_waiter *w);
 /* Takes the next item as the consumer would get it: 0 with *item and (if
  * not NULL) *sq set; -EAGAIN when no item can be given out (empty, or all
  * blocked). Counts against no budget. */
@@ -153,7 +154,8 @@ RX_SERVICES_EXPORT int rx_queue_pop(rx_queue *q, void **item, rx_subqueue **sq);
 RX_SERVICES_EXPORT long rx_subqueue_clear(rx_subqueue *sq);
 
 /* Sets a waiter's callback and clears its state. */
-RX_SERVICES_EXPORT void rx_queue_waiter_init(rx_queue_waiter *w, rx_queue_waiter_cb cb);
+RX_SERVICES_EXPORT void rx_queue_waiter_init(rx_queue_waiter *w,
+                                             rx_queue_waiter_cb cb);
 /* Unregisters `w` without a call; 0 also when it was not registered. */
 RX_SERVICES_EXPORT int rx_queue_waiter_cancel(rx_queue_waiter *w);
 /* Whether `w` is registered. */
@@ -162,7 +164,7 @@ RX_SERVICES_EXPORT int rx_queue_waiter_active(const rx_queue_waiter *w);
  * queue) holds no item; at the next iteration if it is empty already.
  * -EBUSY for a `w` already registered. */
 RX_SERVICES_EXPORT int rx_queue_wait_empty(rx_queue *q, rx_subqueue *sq,
-                                  rx_queue_waiter *w);
+                                           rx_queue_waiter *w);
 
 /* A push from any thread (rx_queue_post()), caller-owned like rx_task.
  * Set `sq`, `item`, `key` (with RX_QUEUE_TASK_KEY), `flags`, `done` and
@@ -202,9 +204,10 @@ RX_SERVICES_EXPORT int rx_queue_post(rx_queue_task *p);
 RX_SERVICES_EXPORT int rx_queue_task_pending(const rx_queue_task *p);
 
 /* Fills `s`: 0, or -EINVAL. */
-RX_SERVICES_EXPORT int rx_queue_stats(const rx_queue *q, struct rx_queue_stats *s);
+RX_SERVICES_EXPORT int rx_queue_stats(const rx_queue *q,
+                                      struct rx_queue_stats *s);
 RX_SERVICES_EXPORT int rx_subqueue_stats(const rx_subqueue *sq,
-                                struct rx_queue_stats *s);
+                                         struct rx_queue_stats *s);
 
 #ifdef __cplusplus
 }
