@@ -91,6 +91,8 @@ int bus_join_producers(void);
 int bus_handle(int sub, int topic, int producer, uint64_t seq, uint64_t ts);
 /* 1 once every subscriber has had all its events. */
 int bus_all_done(void);
+/* The events the producers publish in this phase, all together. */
+uint64_t bus_events(void);
 
 /* Payload packing shared by the implementations that carry one word. */
 static inline uint64_t bus_pack(int topic, int producer, uint64_t seq) {

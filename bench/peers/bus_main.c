@@ -131,6 +131,10 @@ int bus_handle(int sub, int topic, int producer, uint64_t seq, uint64_t ts) {
   return 1;
 }
 
+uint64_t bus_events(void) {
+  return BUS_PRODUCERS * per_producer;
+}
+
 int bus_all_done(void) {
   return atomic_load(&subs_done) == BUS_SUBS;
 }

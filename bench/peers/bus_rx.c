@@ -20,6 +20,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 const char bus_library[] = "rx";
 
@@ -97,14 +98,22 @@ int bus_run(void) {
   rx_ref(loop); /* posts alone do not keep rx_run() going */
   if (bus_start_producers() < 0)
     return -1;
+  struct timespec c0, c1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
   while (!bus_all_done())
     if (rx_run(loop, RX_RUN_DEFAULT) < 0)
       return bus_fail("rx_run");
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
   rc = bus_join_producers();
   struct rx_bus_metrics m;
   rx_bus_metrics(bus, &m);
-  fprintf(stderr, "bus_rx: posted %llu, post_wait slept %llu times\n",
-          (unsigned long long)m.posted, (unsigned long long)m.post_sleeps);
+  fprintf(stderr,
+          "bus_rx: posted %llu, post_wait slept %llu times, the loop's "
+          "thread %.1f CPU ns per event\n",
+          (unsigned long long)m.posted, (unsigned long long)m.post_sleeps,
+          ((double)(c1.tv_sec - c0.tv_sec) * 1e9 +
+           (double)(c1.tv_nsec - c0.tv_nsec)) /
+              (double)bus_events());
   rx_unref(loop);
   rx_run(loop, RX_RUN_NOWAIT);
   for (int s = 0; s < BUS_SUBS; s++)
