@@ -30,9 +30,10 @@ fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
 # `deps.sh coverage` (make coverage) also needs gcovr.
 coverage) PKGS="$PKGS gcovr" ;;
 # `deps.sh bench` (make bench): google-benchmark for the micro benchmarks,
-# the peer libraries (libev, libuv, libevent), and gnuplot for the plots.
+# the peer libraries (libev, libuv, libevent), ZeroMQ for the event bus's
+# comparison (bench/bus), and gnuplot for the plots.
 bench) PKGS="$PKGS libbenchmark-dev libev-dev libuv1-dev libevent-dev \
-gnuplot-nox" ;;
+libzmq3-dev gnuplot-nox" ;;
 # `deps.sh valgrind` (scripts/valgrind.sh) also needs valgrind.
 valgrind) PKGS="$PKGS valgrind" ;;
 # `deps.sh format` (make format, make format-check, run by make test):

@@ -69,6 +69,7 @@ struct rx_event {
   unsigned posted; /* atomic: 1 from rx_bus_post() until delivered */
   unsigned refs;   /* atomic */
   uint32_t hash;
+  uint32_t len; /* of name */
   int64_t time;
   void *payload;
   rx_event_free_fn free_payload;
@@ -77,6 +78,7 @@ struct rx_event {
 
 struct name_ent {
   uint32_t hash;
+  uint32_t len;
   const char *s;
 };
 
@@ -125,14 +127,18 @@ struct rx_bus {
   size_t backlog_len;
   rx_listener *blocker; /* the full listener the backlog waits for */
   size_t post_limit;
-  /* Shared with posting threads; atomic. */
-  size_t inflight;
-  unsigned sleepers;
-  unsigned wake_seq; /* the futex word */
-  uint64_t posted, post_refused, post_sleeps, post_wakeups;
   /* The loop's own. */
   uint64_t published, post_failed;
   uint64_t wakes_due; /* sleeping posters owed a wake-up (flush_wakes()) */
+  /* Shared with posting threads; atomic. A cache line of their own, so
+   * that the loop's writes above do not take it from the posters (and the
+   * counters a post updates come with the `inflight` it has just taken). */
+  _Alignas(64) size_t inflight;
+  unsigned sleepers;
+  unsigned wake_seq; /* the futex word */
+  uint64_t posted, post_refused, post_sleeps, post_wakeups;
+  char shared_end[64 - sizeof(size_t) - 2 * sizeof(unsigned) -
+                  4 * sizeof(uint64_t)];
 };
 
 /* ---------------------------------------------------------------------------
@@ -165,6 +171,7 @@ int rx_event_new(rx_event **ev, const char *name, int64_t time, void *payload,
   memset(e, 0, sizeof(*e));
   memcpy(e->name, name, len + 1);
   e->hash = name_hash(e->name);
+  e->len = (uint32_t)len;
   e->time = time != 0 ? time : now_ns();
   e->payload = payload;
   e->free_payload = free_payload;
@@ -184,8 +191,12 @@ void rx_event_unref(rx_event *ev) {
   if (ev == NULL)
     return;
   /* Release so that every holder's use happens before the free, acquire on
-   * the last so that the free sees them all. */
-  if (__atomic_sub_fetch(&ev->refs, 1, __ATOMIC_ACQ_REL) != 0)
+   * the last so that the free sees them all. The sole holder (a count of 1
+   * that it holds: no other thread can take a reference then) frees without
+   * the read-modify-write; the acquire load still orders the other
+   * holders' releases before the free. */
+  if (__atomic_load_n(&ev->refs, __ATOMIC_ACQUIRE) != 1 &&
+      __atomic_sub_fetch(&ev->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   if (ev->free_payload != NULL)
     ev->free_payload(ev->payload);
@@ -241,17 +252,20 @@ static void history_add(rx_listener *l, rx_event *ev) {
   }
 }
 
-static void accept(rx_listener *l, rx_event *ev) {
+/* Queues `ev` in `l`: 1, or 0 when `l` dropped it (RX_BUS_DROP_NEW). The
+ * caller adds the references of those that took it (deliver()). */
+static int accept(rx_listener *l, rx_event *ev) {
   if (l->depth == l->cap) {
     if (l->policy == RX_BUS_DROP_NEW) {
       l->m.dropped_new++;
-      return;
+      return 0;
     }
     /* RX_BUS_DROP_OLDEST: FAIL and BLOCK never get here (deliver()). */
     rx_event_unref(fifo_pop(l));
     l->m.dropped_oldest++;
   }
-  l->fifo[(l->head + l->depth) % l->cap] = rx_event_ref(ev);
+  size_t tail = l->head + l->depth;
+  l->fifo[tail >= l->cap ? tail - l->cap : tail] = ev;
   l->depth++;
   if (l->depth > l->m.high_water)
     l->m.high_water = l->depth;
@@ -259,13 +273,15 @@ static void accept(rx_listener *l, rx_event *ev) {
   history_add(l, ev);
   if (l->cb != NULL || l->get_pending)
     kick(l->bus);
+  return 1;
 }
 
 static int matches(const rx_listener *l, const rx_event *ev) {
   if (l->n_names != 0) {
     size_t i;
     for (i = 0; i < l->n_names; i++)
-      if (l->names[i].hash == ev->hash && strcmp(l->names[i].s, ev->name) == 0)
+      if (l->names[i].hash == ev->hash && l->names[i].len == ev->len &&
+          memcmp(l->names[i].s, ev->name, ev->len) == 0)
         break;
     if (i == l->n_names)
       return 0;
@@ -273,9 +289,15 @@ static int matches(const rx_listener *l, const rx_event *ev) {
   return l->filter == NULL || l->filter(ev, l->filter_data) != 0;
 }
 
-/* The two passes (see the top of the file). On -EAGAIN, *blocker is the
- * first full RX_BUS_BLOCK listener that wants `ev`. */
-static int deliver(rx_bus *bus, rx_event *ev, rx_listener **blocker) {
+/* The two passes (see the top of the file). Returns how many listeners
+ * took `ev` (>= 0), or a negative errno; on -EAGAIN, *blocker is the first
+ * full RX_BUS_BLOCK listener that wants `ev`. The listeners' references
+ * are added at the end in one atomic add, which the caller's reference
+ * keeps from reaching zero meanwhile. With `own` (a post's delivery) the
+ * caller's reference is the first listener's, so that an event taken by n
+ * listeners costs one add of n - 1, none for one; if none took it, it
+ * stays the caller's. */
+static int deliver(rx_bus *bus, rx_event *ev, rx_listener **blocker, int own) {
   uint64_t seq = ++bus->seq;
   rx_listener *fail = NULL, *block = NULL;
   for (rx_listener *l = bus->first; l != NULL; l = l->next) {
@@ -304,11 +326,15 @@ static int deliver(rx_bus *bus, rx_event *ev, rx_listener **blocker) {
     *blocker = block;
     return fail != NULL ? -ENOBUFS : -EAGAIN;
   }
+  int taken = 0;
   for (rx_listener *l = bus->first; l != NULL; l = l->next)
     if (l->match_seq == seq)
-      accept(l, ev);
+      taken += accept(l, ev);
+  /* Relaxed: the caller's reference orders it (as rx_event_ref()). */
+  if (taken > own)
+    __atomic_fetch_add(&ev->refs, (unsigned)(taken - own), __ATOMIC_RELAXED);
   bus->published++;
-  return 0;
+  return taken;
 }
 
 /* Wakes the sleeping posters the loop owes a wake-up, one per slot freed
@@ -326,8 +352,9 @@ static void flush_wakes(rx_bus *bus) {
 
 /* A post is done with: delivered, or refused by a FAIL listener, or dropped.
  * Frees its slot of the post limit and owes a sleeping poster a wake-up.
- * `here`: on the loop's thread (else the wake-up is made at once). */
-static void finish_post(rx_bus *bus, rx_event *ev, int here) {
+ * `here`: on the loop's thread (else the wake-up is made at once).
+ * `delivered`: deliver() took the post's reference (else it goes here). */
+static void finish_post(rx_bus *bus, rx_event *ev, int here, int delivered) {
   /* Release: what the loop did with the event happens before a new post
    * of it from another thread. */
   __atomic_store_n(&ev->posted, 0, __ATOMIC_RELEASE);
@@ -341,7 +368,8 @@ static void finish_post(rx_bus *bus, rx_event *ev, int here) {
       syscall(SYS_futex, &bus->wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     }
   }
-  rx_event_unref(ev);
+  if (!delivered)
+    rx_event_unref(ev);
 }
 
 static void backlog_push(rx_bus *bus, rx_event *ev) {
@@ -363,7 +391,7 @@ static void drain_backlog(rx_bus *bus) {
   while (bus->backlog_head != NULL) {
     rx_event *ev = bus->backlog_head;
     rx_listener *blocker = NULL;
-    int rc = deliver(bus, ev, &blocker);
+    int rc = deliver(bus, ev, &blocker, 1);
     if (rc == -EAGAIN) {
       bus->blocker = blocker;
       break;
@@ -374,7 +402,7 @@ static void drain_backlog(rx_bus *bus) {
     if (bus->backlog_head == NULL)
       bus->backlog_tail = NULL;
     bus->backlog_len--;
-    finish_post(bus, ev, 1);
+    finish_post(bus, ev, 1, rc > 0);
   }
   if (bus->backlog_head == NULL)
     bus->blocker = NULL;
@@ -459,6 +487,7 @@ int rx_listener_new(rx_listener **lp, const struct rx_listener_options *o) {
     memcpy(s, o->names[i], len + 1);
     l->names[i].s = s;
     l->names[i].hash = name_hash(s);
+    l->names[i].len = (uint32_t)len;
     s += len + 1;
   }
   l->n_names = o->n_names;
@@ -756,9 +785,11 @@ static void on_kick(rx_loop *loop, rx_check *w, int revents) {
 int rx_bus_new(rx_bus **busp, rx_loop *loop, const struct rx_bus_options *o) {
   if (busp == NULL || loop == NULL)
     return -EINVAL;
-  rx_bus *bus = calloc(1, sizeof(*bus));
+  /* Aligned for the posters' cache line (sizeof is a multiple of it). */
+  rx_bus *bus = aligned_alloc(_Alignof(rx_bus), sizeof(*bus));
   if (bus == NULL)
     return -ENOMEM;
+  memset(bus, 0, sizeof(*bus));
   struct rx_listener_options lo = {0};
   lo.capacity = o != NULL && o->default_capacity != 0 ? o->default_capacity
                                                       : DEFAULT_CAPACITY;
@@ -818,7 +849,8 @@ int rx_bus_publish(rx_bus *bus, rx_event *ev) {
   if (bus == NULL || ev == NULL)
     return -EINVAL;
   rx_listener *blocker = NULL;
-  return deliver(bus, ev, &blocker);
+  int rc = deliver(bus, ev, &blocker, 0);
+  return rc < 0 ? rc : 0;
 }
 
 int rx_bus_publish_wait(rx_bus *bus, rx_event *ev, rx_bus_waiter *w) {
@@ -827,9 +859,9 @@ int rx_bus_publish_wait(rx_bus *bus, rx_event *ev, rx_bus_waiter *w) {
   if (w->_on != NULL || w->_ready)
     return -EBUSY;
   rx_listener *blocker = NULL;
-  int rc = deliver(bus, ev, &blocker);
+  int rc = deliver(bus, ev, &blocker, 0);
   if (rc != -EAGAIN)
-    return rc;
+    return rc < 0 ? rc : 0;
   w->_next = NULL;
   w->_on = blocker;
   if (blocker->wait_tail != NULL)
@@ -873,7 +905,7 @@ static void post_arrived(rx_loop *loop, rx_task *task) {
     return;
   }
   rx_listener *blocker = NULL;
-  int rc = deliver(bus, ev, &blocker);
+  int rc = deliver(bus, ev, &blocker, 1);
   if (rc == -EAGAIN) {
     bus->blocker = blocker;
     backlog_push(bus, ev);
@@ -881,7 +913,7 @@ static void post_arrived(rx_loop *loop, rx_task *task) {
   }
   if (rc == -ENOBUFS)
     bus->post_failed++;
-  finish_post(bus, ev, 1);
+  finish_post(bus, ev, 1, rc > 0);
 }
 
 /* Takes one of the post limit's slots, never overshooting the limit. */
@@ -911,7 +943,7 @@ static int post(rx_bus *bus, rx_event *ev) {
   rc = rx_loop_post(bus->loop, &ev->task);
   if (rc != 0) {
     /* The loop never saw it: give the slot back as the loop would. */
-    finish_post(bus, ev, 0);
+    finish_post(bus, ev, 0, 0);
     return rc;
   }
   __atomic_fetch_add(&bus->posted, 1, __ATOMIC_RELAXED);

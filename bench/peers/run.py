@@ -14,7 +14,10 @@ liburing (peer_liburing, the column "liburing": the same requests with rx's
 ring flags and no library in between, the floor for rx's ops). The
 ops and liburing columns are not peers: the best peer is the best of libev,
 libuv and libevent, and each rx column, ops or readiness, gets its ratio to
-it. A (workload, column) cell is one process per repetition. The repetitions are
+it. bus_4x3 (the event bus, bench/peers/bus.h) runs on its own
+executables, bus_rx (the rx columns), bus_zmq ("zeromq") and bus_mutex
+("mutex+condvar"), its peers. A (workload, column) cell is one process per
+repetition. The repetitions are
 interleaved: rep 1 runs every cell once, then rep 2, and so on, so that a
 burst of someone else's load on a shared machine falls on all libraries
 alike instead of on whichever ran at the time. Within a rep the order of the
@@ -73,6 +76,10 @@ class Workload:
     name: str          # as the report shows it
     args: tuple        # the executable's arguments (before --quick)
     about: str         # one line for the report
+    prefix: str = ""   # its executables are <prefix><library> (else the
+                       # columns' own, peer_<library>)
+    labels: tuple = () # the columns that run it (else every column whose
+                       # `only` allows it)
 
     @property
     def printed(self):
@@ -115,6 +122,21 @@ WORKLOADS = [
     Workload("loop_pingpong", ("loop_pingpong",),
              "Two loops on two threads bounce one message with the "
              "library's cross-thread wake-up"),
+    # The event bus (bench/peers/bus.h) against what a program would use
+    # instead: its own executables, bus_<library>, and its own columns.
+    Workload("bus_4x3", ("bus_4x3",),
+             "The event bus: 4 producer threads publish events named "
+             "bus.ev0-3 in turn to 3 subscribers that take 1/4, 1/2 and "
+             "3/4 of them by name, nothing dropped; first as fast as "
+             "they can (events/s), then paced at 100,000 events/s "
+             "(publish-to-handler latency). rx: rx_bus_post_wait() to a "
+             "bus on one loop thread, callback listeners; zeromq: an "
+             "XPUB socket per producer (ZMQ_XPUB_NODROP), a SUB socket "
+             "per subscriber on its own thread, inproc, topic prefixes; "
+             "mutex+condvar: a bounded ring, one consumer thread running "
+             "3 name filters",
+             prefix="bus_", labels=("rx io_uring", "rx epoll", "zeromq",
+                                    "mutex+condvar")),
 ]
 
 
@@ -138,6 +160,9 @@ class Column:
         return self.label.replace(" ", "-")
 
     def runs(self, workload):
+        w = next((w for w in ALL_WORKLOADS if w.name == workload), None)
+        if w is not None and w.labels:
+            return self.label in w.labels
         return not self.only or workload in self.only
 
 
@@ -156,12 +181,25 @@ COLUMNS = [
            program="rx", args=("--ops",), only=OPS_WORKLOADS, peer=False),
     Column("liburing", "liburing", backend="io_uring", only=OPS_WORKLOADS,
            peer=False),
+    # The event bus's peers (bus_4x3 alone).
+    Column("zeromq", "zmq", only=("bus_4x3",)),
+    Column("mutex+condvar", "mutex", only=("bus_4x3",)),
     Column("libev", "libev"),
     Column("libuv", "libuv"),
     Column("libevent", "libevent"),
 ]
 RX_COLUMNS = [c.label for c in COLUMNS if c.library.startswith("rx")]
 PEERS = [c.label for c in COLUMNS if c.peer]
+
+
+ALL_WORKLOADS = list(WORKLOADS)  # WORKLOADS less what --workload leaves out
+
+
+def exe_of(workload, column):
+    """The executable of a (workload, column) cell."""
+    if workload.prefix:
+        return workload.prefix + (column.program or column.library)
+    return column.exe
 
 
 def columns_of(workload):
@@ -174,7 +212,7 @@ SCRUB_ENV = ("RX_BACKEND", "LIBEV_FLAGS", "UV_THREADPOOL_SIZE",
              "UV_USE_IO_URING", "EVENT_NOEPOLL", "EVENT_NOSELECT",
              "EVENT_NOPOLL", "EVENT_NODEVPOLL", "EVENT_NOKQUEUE",
              "EVENT_EPOLL_USE_CHANGELIST", "EVENT_PRECISE_TIMER",
-             "EVENT_SHOW_METHOD")
+             "EVENT_SHOW_METHOD", "BUS_RX_BUSY_POLL")
 
 DEFAULT_REPS, QUICK_REPS = 5, 2
 # A safety net above the executables' own watchdog (exit status 3).
@@ -220,6 +258,15 @@ METRICS = {
         False, "system calls of the server thread per round trip"),
     "send_ns": Metric(False, "CPU ns per send"),
     "cpu_ns_per_trip": Metric(False, "CPU ns per round trip, both threads"),
+    "events_per_s": Metric(True, "events published and handled per second"),
+    "cpu_ns_per_event": Metric(False, "process CPU ns per event, every "
+                               "thread"),
+    "lat_p50_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, median"),
+    "lat_p99_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, 99th percentile"),
+    "lat_max_us": Metric(False, "publish-to-handler latency at 100,000 "
+                         "events/s, worst"),
 }
 
 
@@ -275,7 +322,7 @@ def run_process(run, bindir, logdir, quick, timeout):
     """Runs one cell once; fills in run (status, rows or why it failed).
     The log holds the command, the process's stderr and how it ended (and
     its stdout if it failed)."""
-    cmd = [str(bindir / run.column.exe), *run.workload.args,
+    cmd = [str(bindir / exe_of(run.workload, run.column)), *run.workload.args,
            *run.column.args]
     if quick:
         cmd.append("--quick")
@@ -359,7 +406,7 @@ def clock(seconds):
     return "%d:%02d" % divmod(int(seconds), 60)
 
 
-def run_all(bindir, logdir, columns, reps, quick, runs):
+def run_all(bindir, logdir, columns, cells, reps, quick, runs):
     """Every cell of every rep, appended to runs as each one ends (so that
     an interrupt leaves the runs done so far)."""
     timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
@@ -372,7 +419,8 @@ def run_all(bindir, logdir, columns, reps, quick, runs):
                      % (rep, reps, clock(spent), clock(left)))
         for w, workload in enumerate(WORKLOADS, 1):
             for column in rotated(columns, rep):
-                if not column.runs(workload.name):
+                if (not column.runs(workload.name)
+                        or (workload.name, column.label) not in cells):
                     continue
                 run = Run(workload, column, rep)
                 progress("[rep %d/%d] workload %d/%d %s: %s ..."
@@ -520,7 +568,8 @@ def write_runs(runs, out):
 
 def best_peer(results, workload, metric):
     """(label, median) of the best peer, or (None, None)."""
-    have = [(label, results.get(workload, label, metric)) for label in PEERS]
+    have = [(label, results.get(workload, label, metric)) for label in PEERS
+            if label in [c.label for c in columns_of(workload)]]
     have = [(label, s.median) for label, s in have if s is not None]
     if not have:
         return None, None
@@ -602,7 +651,10 @@ def all_verdicts(results, micro):
     the micro benchmarks did)."""
     meds = micro.medians if micro is not None else None
     verdicts = []
+    ran = [w.name for w in WORKLOADS]
     for t in TARGETS:
+        if t.bench == "peers" and t.workload not in ran:
+            continue  # left out by --workload
         for label in t.columns:
             v = (evaluate(results, t, label) if t.bench == "peers"
                  else evaluate_micro(meds, t, label))
@@ -669,7 +721,7 @@ def rx_version():
 def peer_versions():
     """{package: version} of the Debian packages of the peers."""
     text = command_output(["dpkg-query", "-W", "-f=${Package} ${Version}\n",
-                           "libev4", "libuv1", "libevent-2.1-7"])
+                           "libev4", "libuv1", "libevent-2.1-7", "libzmq5"])
     return dict(line.split(" ", 1) for line in text.splitlines()
                 if " " in line)
 
@@ -839,7 +891,8 @@ def summary_section(results, verdicts, missing):
 def write_report(out, facts, results, missing, plots, micro):
     """Writes report.md; returns the verdicts of the targets."""
     verdicts = all_verdicts(results, micro)
-    lines = ["# Peer benchmark: rx, libev, libuv, libevent", ""]
+    lines = ["# Peer benchmark: rx, libev, libuv, libevent; the event bus, "
+             "ZeroMQ, a mutex+condvar queue", ""]
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
@@ -864,7 +917,8 @@ def write_report(out, facts, results, missing, plots, micro):
 COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
           "rx io_uring ops": "#163f73", "rx epoll ops": "#3d7fb8",
           "liburing": "#7f7f7f",
-          "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f"}
+          "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f",
+          "zeromq": "#8064a2", "mutex+condvar": "#4bacc6"}
 
 
 def gnuplot_terminal():
@@ -1079,10 +1133,18 @@ def parse_args():
 
 
 def present_columns(bindir):
-    """The columns whose executable is there, and the missing ones."""
-    have = [c for c in COLUMNS if os.access(bindir / c.exe, os.X_OK)]
-    missing = sorted({c.exe for c in COLUMNS} - {c.exe for c in have})
-    return have, missing
+    """The columns with an executable there, the (workload, column label)
+    cells that have theirs, and the missing executables."""
+    cells, wanted, present = set(), set(), set()
+    for w in WORKLOADS:
+        for c in columns_of(w.name):
+            exe = exe_of(w, c)
+            wanted.add(exe)
+            if os.access(bindir / exe, os.X_OK):
+                cells.add((w.name, c.label))
+                present.add(exe)
+    have = [c for c in COLUMNS if any(lab == c.label for _, lab in cells)]
+    return have, cells, sorted(wanted - present)
 
 
 def fresh_outdir(out):
@@ -1101,9 +1163,10 @@ def main():
         WORKLOADS[:] = [w for w in WORKLOADS if w.name in args.workload]
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
-    columns, missing = present_columns(bindir)
+    columns, cells, missing = present_columns(bindir)
     if not columns:
-        progress("%s: no peer_* executables in %s" % (sys.argv[0], bindir))
+        progress("%s: no peer_* or bus_* executables in %s"
+                 % (sys.argv[0], bindir))
         return 2
     for exe in missing:
         progress("%s is missing from %s: its cells stay empty" % (exe, bindir))
@@ -1111,7 +1174,8 @@ def main():
 
     began, runs, interrupted = time.monotonic(), [], False
     try:
-        run_all(bindir, out / "logs", columns, reps, args.quick, runs)
+        run_all(bindir, out / "logs", columns, cells, reps, args.quick,
+                runs)
     except KeyboardInterrupt:
         interrupted = True
         progress("\ninterrupted: reporting the %d runs done" % len(runs))
