@@ -11,8 +11,9 @@
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
 #                libuv, libevent; rx's completion ops and an echo server
-#                on plain liburing beside them) and rx's micro
-#                benchmarks; the report, CSV and plots land in
+#                on plain liburing beside them), libvirt's event API on rx
+#                and on libvirt's loop (when libvirt-dev is installed) and
+#                rx's micro benchmarks; the report, CSV and plots land in
 #                build/bench/ (QUICK=1: < 2 min)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
@@ -118,8 +119,9 @@ demo: deps
 	$(DEMO)/echo-client --seconds $(DEMO_SECONDS) --server $(DEMO)/echo \
 	  --server $(DEMO)/echo-ops --server "$(DEMO)/echo --threads 2"
 
-# Every (workload, library) pair of bench/peers as its own process, several
-# times, interleaved; then the google-benchmark micro benchmarks. See
+# Every (workload, library) pair of bench/peers and of bench/virt (built
+# only with libvirt's development files) as its own process, several times,
+# interleaved; then the google-benchmark micro benchmarks. See
 # docs/benchmarks.md.
 bench:
 	@sh scripts/deps.sh bench
@@ -127,7 +129,8 @@ bench:
 	  -Dbench=enabled -Dtests=false -Dexamples=false)
 	$(BUILD_CMD) -C $(BENCH_BUILD)
 	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
-	  --out $(BUILD)/bench --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
+	  --virt $(BENCH_BUILD)/bench/virt --out $(BUILD)/bench \
+	  --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
 
 # Every test of `make test` on a build instrumented for gcov, then gcovr's
 # summary for the library's own sources (tests, examples and benchmarks

@@ -2,8 +2,10 @@
 
 Every target rx's benchmarks check is a row of TARGETS: the workload, the
 metric, what rx is compared with, the bound, and which benchmark measures it
-("peers": bench/peers, run by bench/peers/run.py; "micro": rx's own
-google-benchmark runs, bench_rx by bench/run.sh, read by bench/micro.py).
+("peers": bench/peers, run by bench/peers/run.py; "virt": bench/virt,
+libvirt's event API on rx and on libvirt's default loop, run by
+bench/peers/run.py --virt; "micro": rx's own google-benchmark runs,
+bench_rx by bench/run.sh, read by bench/micro.py).
 bench/peers/run.py checks them all and writes the verdicts into
 build/bench/report.md; bench/micro.py checks the "micro" rows in its own
 table too. docs/benchmarks.md explains them.
@@ -33,7 +35,7 @@ class Target:
     reduce: str = "median"   # for "value": "median", "min" or "max"
     no_failures: bool = False  # a failed run of the column misses it
     label: str = ""    # the report's words for it, if not the default
-    bench: str = "peers"     # "peers" or "micro"
+    bench: str = "peers"     # "peers", "virt" or "micro"
 
     def text(self):
         if self.label:
@@ -100,4 +102,24 @@ TARGETS = [
     # user writes), so the bound is a rate.
     Target("post_throughput/1", "tasks_per_s", "value", ">=", 20.0,
            label="rx ≥ 20M tasks/s", bench="micro"),
+    # libvirt's event API (issue 18): rx registered with
+    # rx_libvirt_register() against virEventRegisterDefaultImpl(), both
+    # called through libvirt's public functions with 1,000 handles and
+    # 1,000 timeouts registered. The calls alone, and with the work each
+    # loop deferred to its next iteration.
+    Target("virt_update", "update_handle_ns", "libvirt", "<=", 0.1,
+           bench="virt"),
+    Target("virt_update", "update_timeout_ns", "libvirt", "<=", 0.1,
+           bench="virt"),
+    Target("virt_update", "update_handle_loop_ns", "libvirt", "<=", 0.1,
+           bench="virt"),
+    Target("virt_update", "update_timeout_loop_ns", "libvirt", "<=", 0.1,
+           bench="virt"),
+    # A correctness check on both backends: no libvirt timeout fires before
+    # its period has passed since the previous fire (libvirt's own loop's
+    # early fires are reported, with no target).
+    Target("virt_timers", "early", "value", "<=", 0,
+           RX_COLUMNS, reduce="max",
+           label="0 in every rep (correctness: no timeout fires early)",
+           bench="virt"),
 ]

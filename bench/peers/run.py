@@ -4,6 +4,7 @@
     python3 bench/peers/run.py --bin <builddir>/bench/peers --out <dir>
                                [--quick] [--reps N] [--micro <builddir>]
                                [--workload NAME ...]
+                               [--virt <builddir>/bench/virt]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
@@ -24,6 +25,11 @@ alike instead of on whichever ran at the time. Within a rep the order of the
 libraries rotates from one rep to the next, so that no library always runs
 right after the same other one.
 
+With --virt, the same reps also run bench/virt's workloads (libvirt's event
+API through libvirt's public functions) on rx (virt_rx, on io_uring and on
+epoll) and on libvirt's default implementation (virt_libvirt); the report
+gives them a section of their own, with the ratio of rx to libvirt.
+
 A process prints CSV rows "workload,library,backend,metric,value,unit" on
 stdout; its stderr goes to <out>/logs/. The outputs:
 
@@ -34,6 +40,7 @@ stdout; its stderr goes to <out>/logs/. The outputs:
   <out>/report.md        host facts, one table per workload with the ratio
                          of rx to the best peer, the targets and verdicts
   <out>/plots/           one plot per workload (PNG and SVG), with gnuplot
+  <out>/plots/virt_*     the same for bench/virt's workloads (--virt)
   <out>/micro/           with --micro: rx's own micro benchmarks,
                          bench/run.sh's table (run.txt) and the JSON of its
                          google-benchmark runs
@@ -150,10 +157,11 @@ class Column:
     args: tuple = ()   # after the workload's own arguments
     only: tuple = ()   # the workloads it runs (empty: all)
     peer: bool = True  # one of the peers rx is compared with
+    prefix: str = "peer_"  # the executable's, before program or library
 
     @property
     def exe(self):
-        return "peer_" + (self.program or self.library)
+        return self.prefix + (self.program or self.library)
 
     @property
     def slug(self):
@@ -204,7 +212,46 @@ def exe_of(workload, column):
 
 def columns_of(workload):
     """The columns that run a workload (by name), in report order."""
+    if workload in {w.name for w in VIRT_WORKLOADS}:
+        return VIRT_COLUMNS
     return [c for c in COLUMNS if c.runs(workload)]
+
+
+# bench/virt (--virt): libvirt's six event functions, called through
+# libvirt's public API, on rx and on libvirt's default implementation (its
+# GLib loop), each a process of its own since libvirt's registration is for
+# the whole process. Their workloads print "virt_<argument>".
+VIRT_WORKLOADS = [
+    Workload("virt_update", ("update",),
+             "virEventUpdateHandle (events to 0 and back) and "
+             "virEventUpdateTimeout (a new period, then the same again) on "
+             "each of 1,000 handles and 1,000 timeouts, from a timeout "
+             "callback on the loop's thread while the loop runs"),
+    Workload("virt_timers", ("timers",),
+             "1,000 timeouts with periods of 1-100 ms (and 1,000 idle "
+             "handles) firing for a few seconds: lateness of each fire "
+             "after the previous one, early fires counted"),
+]
+VIRT_COLUMNS = [
+    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring",
+           peer=False, prefix="virt_"),
+    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll",
+           peer=False, prefix="virt_"),
+    Column("libvirt", "libvirt", prefix="virt_"),
+]
+# Every column label once, in report order.
+ALL_COLUMNS = COLUMNS + [c for c in VIRT_COLUMNS
+                         if c.label not in {k.label for k in COLUMNS}]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Workloads, the columns that run them, and where their executables
+    are."""
+    workloads: list
+    columns: list
+    bindir: Path
+    cells: set = None  # the (workload, column label) pairs to run (None: all)
 
 # Variables that change how a library picks its backend or threads: the
 # peers run with their defaults, whatever the caller's environment holds.
@@ -267,6 +314,23 @@ METRICS = {
                          "events/s, 99th percentile"),
     "lat_max_us": Metric(False, "publish-to-handler latency at 100,000 "
                          "events/s, worst"),
+    "update_handle_ns": Metric(
+        False, "ns per virEventUpdateHandle call, the calls alone"),
+    "update_timeout_ns": Metric(
+        False, "ns per virEventUpdateTimeout call, the calls alone"),
+    "update_handle_loop_ns": Metric(
+        False, "loop thread CPU ns per virEventUpdateHandle call, with the "
+        "work the loop deferred (less an idle round's)"),
+    "update_timeout_loop_ns": Metric(
+        False, "loop thread CPU ns per virEventUpdateTimeout call, with the "
+        "work the loop deferred (less an idle round's)"),
+    "idle_round_us": Metric(
+        False, "loop thread CPU us of a round without updates: one wait and "
+        "wake-up of a loop holding 1,000 handles and 1,000 timeouts"),
+    "fires": Metric(True, "timeout callbacks run"),
+    "late_p50_us": Metric(False, "median lateness of a fire"),
+    "late_p99_us": Metric(False, "99th percentile of a fire's lateness"),
+    "early_max_us": Metric(False, "how early the earliest fire came"),
 }
 
 
@@ -406,9 +470,9 @@ def clock(seconds):
     return "%d:%02d" % divmod(int(seconds), 60)
 
 
-def run_all(bindir, logdir, columns, cells, reps, quick, runs):
-    """Every cell of every rep, appended to runs as each one ends (so that
-    an interrupt leaves the runs done so far)."""
+def run_all(suites, logdir, reps, quick, runs):
+    """Every cell of every suite in every rep, appended to runs as each one
+    ends (so that an interrupt leaves the runs done so far)."""
     timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
     began = time.monotonic()
     for rep in range(1, reps + 1):
@@ -417,16 +481,19 @@ def run_all(bindir, logdir, columns, cells, reps, quick, runs):
             left = spent / (rep - 1) * (reps - rep + 1)
             progress("[rep %d/%d] %s so far, about %s to go"
                      % (rep, reps, clock(spent), clock(left)))
-        for w, workload in enumerate(WORKLOADS, 1):
-            for column in rotated(columns, rep):
+        todo = [(workload, suite) for suite in suites
+                for workload in suite.workloads]
+        for w, (workload, suite) in enumerate(todo, 1):
+            for column in rotated(suite.columns, rep):
                 if (not column.runs(workload.name)
-                        or (workload.name, column.label) not in cells):
+                        or (suite.cells is not None and
+                            (workload.name, column.label) not in suite.cells)):
                     continue
                 run = Run(workload, column, rep)
                 progress("[rep %d/%d] workload %d/%d %s: %s ..."
-                         % (rep, reps, w, len(WORKLOADS), workload.name,
+                         % (rep, reps, w, len(todo), workload.name,
                             column.label), end=" ")
-                run_process(run, bindir, logdir, quick, timeout)
+                run_process(run, suite.bindir, logdir, quick, timeout)
                 report_run(run)
                 runs.append(run)
 
@@ -507,7 +574,7 @@ class Results:
 
     def keys(self):
         """(workload, column, metric) in report order."""
-        for workload in WORKLOADS:
+        for workload in WORKLOADS + VIRT_WORKLOADS:
             for column in columns_of(workload.name):
                 for metric in self.metrics.get(workload.name, []):
                     key = (workload.name, column.label, metric)
@@ -525,7 +592,7 @@ def csv_number(value):
 
 
 def library_of(label):
-    return next(c.library for c in COLUMNS if c.label == label)
+    return next(c.library for c in ALL_COLUMNS if c.label == label)
 
 
 def write_csvs(results, out):
@@ -646,18 +713,21 @@ def evaluate_micro(meds, target, label):
     return Verdict(target, label, value, target.met(value))
 
 
-def all_verdicts(results, micro):
+def all_verdicts(results, micro, virt):
     """The verdicts of every target that ran (the micro targets only when
-    the micro benchmarks did)."""
+    the micro benchmarks did, the virt targets only when bench/virt was
+    built and asked for)."""
     meds = micro.medians if micro is not None else None
     verdicts = []
     ran = [w.name for w in WORKLOADS]
     for t in TARGETS:
         if t.bench == "peers" and t.workload not in ran:
             continue  # left out by --workload
+        if t.bench == "virt" and not virt:
+            continue
         for label in t.columns:
-            v = (evaluate(results, t, label) if t.bench == "peers"
-                 else evaluate_micro(meds, t, label))
+            v = (evaluate_micro(meds, t, label) if t.bench == "micro"
+                 else evaluate(results, t, label))
             if v is not None:
                 verdicts.append(v)
     return verdicts
@@ -719,9 +789,11 @@ def rx_version():
 
 
 def peer_versions():
-    """{package: version} of the Debian packages of the peers."""
+    """{package: version} of the Debian packages of the peers (and of
+    libvirt and GLib, bench/virt's, when installed)."""
     text = command_output(["dpkg-query", "-W", "-f=${Package} ${Version}\n",
-                           "libev4", "libuv1", "libevent-2.1-7", "libzmq5"])
+                           "libev4", "libuv1", "libevent-2.1-7", "libzmq5",
+                           "libvirt0", "libglib2.0-0"])
     return dict(line.split(" ", 1) for line in text.splitlines()
                 if " " in line)
 
@@ -731,7 +803,8 @@ def host_facts(args, reps, wall, results, interrupted):
     libs = ["rx %s" % rx_version()] + ["%s %s" % kv for kv in
                                         versions.items()]
     backends = ", ".join("%s: %s" % (c.label, results.backend(c.label)
-                                     or "–") for c in COLUMNS)
+                                     or "–") for c in ALL_COLUMNS
+                         if c in COLUMNS or results.backend(c.label))
     return [
         "- Host: %s CPUs (%s), kernel %s" % (os.cpu_count(), cpu_model(),
                                              platform.release()),
@@ -862,6 +935,94 @@ def workload_notes(results, workload):
     return notes + [""] if notes else []
 
 
+# ---------------------------------------------------------------------------
+# bench/virt: libvirt's event API, rx against libvirt's default loop.
+
+
+def verdict_cells(workload, metric, verdicts):
+    """The target and verdict cells of a table row."""
+    mine = [v for v in verdicts if v.target.workload == workload
+            and v.target.metric == metric]
+    return [
+        "<br>".join(dict.fromkeys(v.target.text() for v in mine)) or "–",
+        "<br>".join(("%s: " % v.column if len(v.target.columns) > 1
+                     else "") + v.text() for v in mine) or "–"]
+
+
+def virt_metric_row(results, workload, metric, verdicts):
+    """One row of a bench/virt table: the columns, rx over libvirt, the
+    targets and verdicts."""
+    unit = next(results.get(workload, c.label, metric).unit
+                for c in VIRT_COLUMNS
+                if results.get(workload, c.label, metric))
+    cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
+                                if higher_is_better(metric, unit)
+                                else "lower is better")]
+    for column in VIRT_COLUMNS:
+        s = results.get(workload, column.label, metric)
+        cells.append("–" if s is None else "%s [%s–%s]" % (
+            fmt(s.median), fmt(s.lo), fmt(s.hi)))
+    for column in VIRT_COLUMNS:
+        if column.library == "rx":
+            r = ratio(results, workload, column.label, metric, "libvirt")
+            cells.append("–" if r is None else "%.3gx" % r)
+    return "| " + " | ".join(cells + verdict_cells(workload, metric,
+                                                    verdicts)) + " |"
+
+
+def virt_notes(results, workload):
+    """Failed runs, and libvirt's early fires."""
+    notes = ["- %s rep %d failed: %s ([log](%s))"
+             % (r.column.label, r.rep, r.why, log_link(r))
+             for r in results.failures(workload.name)]
+    early = results.get(workload.name, "libvirt", "early")
+    if early is not None and early.hi > 0:
+        worst = results.get(workload.name, "libvirt", "early_max_us")
+        notes.append(
+            "- libvirt fired up to %s timeouts early in a rep%s (reported, "
+            "no target): GLib starts a repeating timeout's next period "
+            "from the time its loop read before the dispatch, not from "
+            "when the callback ran, so a callback that runs late in a long "
+            "dispatch is followed by one less than a period after it"
+            % (fmt(early.hi), ", by up to %s us" % fmt(worst.hi)
+               if worst is not None else ""))
+    return notes + [""] if notes else []
+
+
+def virt_section(results, verdicts, plots):
+    lines = ["## libvirt's event API", "",
+             "bench/virt: libvirt's six event functions called through "
+             "libvirt's public API (virEventAddHandle(), "
+             "virEventUpdateHandle(), ...) with 1,000 handles and 1,000 "
+             "timeouts registered, on rx (rx_libvirt_register(), the loop "
+             "run by rx_run(); virt_rx) and on libvirt's default "
+             "implementation (virEventRegisterDefaultImpl(), run by "
+             "virEventRunDefaultImpl(): GLib's main loop in libvirt 9.0; "
+             "virt_libvirt), each in a process of its own. Ratios are "
+             "rx's median over libvirt's, from the same run; the targets "
+             "are checked on rx io_uring.", ""]
+    for workload in VIRT_WORKLOADS:
+        lines += ["### %s" % workload.name, "", workload.about + ".", ""]
+        metrics = results.metrics.get(workload.name, [])
+        if plots and metrics:
+            lines += ["![%s](plots/%s.png) ([svg](plots/%s.svg))"
+                      % ((workload.name,) * 3), ""]
+        if not metrics:
+            lines += ["No results.", ""]
+        else:
+            head = (["metric"] + [c.label for c in VIRT_COLUMNS]
+                    + ["%s / libvirt" % c.label for c in VIRT_COLUMNS
+                       if c.library == "rx"]
+                    + ["target", "verdict"])
+            lines += ["| " + " | ".join(head) + " |",
+                      "|" + "---|" * len(head)]
+            lines += [virt_metric_row(results, workload.name, m, verdicts)
+                      for m in metrics]
+            lines.append("")
+        lines += virt_notes(results, workload)
+    return lines
+
+
 def summary_section(results, verdicts, missing):
     failed = results.failures()
     missed = [v for v in verdicts if not v.met]
@@ -888,11 +1049,13 @@ def summary_section(results, verdicts, missing):
     return lines
 
 
-def write_report(out, facts, results, missing, plots, micro):
-    """Writes report.md; returns the verdicts of the targets."""
-    verdicts = all_verdicts(results, micro)
+def write_report(out, facts, results, missing, plots, micro, virt):
+    """Writes report.md; returns the verdicts of the targets. virt: whether
+    bench/virt's workloads ran."""
+    verdicts = all_verdicts(results, micro, virt)
     lines = ["# Peer benchmark: rx, libev, libuv, libevent; the event bus, "
-             "ZeroMQ, a mutex+condvar queue", ""]
+             "ZeroMQ, a mutex+condvar queue%s"
+             % ("; libvirt's event API" if virt else ""), ""]
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
@@ -905,6 +1068,8 @@ def write_report(out, facts, results, missing, plots, micro):
     lines += summary_section(results, verdicts, missing)
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
+    if virt:
+        lines += virt_section(results, verdicts, plots)
     if micro is not None:
         lines += micro_section(micro, verdicts)
     (out / "report.md").write_text("\n".join(lines))
@@ -918,7 +1083,8 @@ COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
           "rx io_uring ops": "#163f73", "rx epoll ops": "#3d7fb8",
           "liburing": "#7f7f7f",
           "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f",
-          "zeromq": "#8064a2", "mutex+condvar": "#4bacc6"}
+          "zeromq": "#8064a2", "mutex+condvar": "#4bacc6",
+          "libvirt": "#b0588f"}
 
 
 def gnuplot_terminal():
@@ -1000,7 +1166,7 @@ def make_plots(results, out):
         return False
     plotdir = out / "plots"
     plotdir.mkdir(exist_ok=True)
-    for workload in WORKLOADS:
+    for workload in WORKLOADS + VIRT_WORKLOADS:
         if not results.metrics.get(workload.name):
             continue
         for term, ext in ((terminal, "png"), ("svg", "svg")):
@@ -1117,11 +1283,15 @@ def parse_args():
                    help="reps per cell (default %d, --quick %d)"
                         % (DEFAULT_REPS, QUICK_REPS))
     p.add_argument("--workload", action="append", metavar="NAME",
-                   choices=[w.name for w in WORKLOADS],
+                   choices=[w.name for w in WORKLOADS + VIRT_WORKLOADS],
                    help="run only this workload (may be repeated)")
     p.add_argument("--micro", type=Path, metavar="BUILDDIR",
                    help="also run the google-benchmark micro benchmarks of "
                         "BUILDDIR/bench")
+    p.add_argument("--virt", type=Path, metavar="DIR",
+                   help="also run bench/virt's workloads (libvirt's event "
+                        "API on rx and on libvirt's loop), virt_rx and "
+                        "virt_libvirt in DIR (<builddir>/bench/virt)")
     args = p.parse_args()
     if args.reps is not None and args.reps < 1:
         p.error("--reps must be at least 1")
@@ -1147,6 +1317,29 @@ def present_columns(bindir):
     return have, cells, sorted(wanted - present)
 
 
+def virt_columns(virtdir):
+    """bench/virt's columns whose executable is in virtdir, and the missing
+    executables."""
+    have = [c for c in VIRT_COLUMNS if os.access(virtdir / c.exe, os.X_OK)]
+    missing = sorted({c.exe for c in VIRT_COLUMNS} - {c.exe for c in have})
+    return have, missing
+
+
+def virt_suite(virtdir, missing):
+    """bench/virt's suite, or None (and why, in missing) when its
+    executables were not built: libvirt's development files were not
+    installed, or --virt was not given."""
+    if virtdir is None:
+        return None
+    have, gone = virt_columns(virtdir.resolve())
+    if gone:
+        progress("%s missing from %s (libvirt-dev not installed?): no "
+                 "libvirt section" % (" and ".join(gone), virtdir))
+        missing += gone
+        return None
+    return Suite(VIRT_WORKLOADS, have, virtdir.resolve())
+
+
 def fresh_outdir(out):
     """Makes <out> and clears what an earlier run of this script left."""
     out.mkdir(parents=True, exist_ok=True)
@@ -1161,21 +1354,26 @@ def main():
     args = parse_args()
     if args.workload:
         WORKLOADS[:] = [w for w in WORKLOADS if w.name in args.workload]
+        VIRT_WORKLOADS[:] = [w for w in VIRT_WORKLOADS
+                             if w.name in args.workload]
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
     columns, cells, missing = present_columns(bindir)
-    if not columns:
+    virt = virt_suite(args.virt, missing) if VIRT_WORKLOADS else None
+    if not columns and (WORKLOADS or virt is None):
         progress("%s: no peer_* or bus_* executables in %s"
                  % (sys.argv[0], bindir))
         return 2
     for exe in missing:
         progress("%s is missing from %s: its cells stay empty" % (exe, bindir))
+    suites = [Suite(WORKLOADS, columns, bindir, cells)]
+    if virt is not None:
+        suites.append(virt)
     fresh_outdir(out)
 
     began, runs, interrupted = time.monotonic(), [], False
     try:
-        run_all(bindir, out / "logs", columns, cells, reps, args.quick,
-                runs)
+        run_all(suites, out / "logs", reps, args.quick, runs)
     except KeyboardInterrupt:
         interrupted = True
         progress("\ninterrupted: reporting the %d runs done" % len(runs))
@@ -1187,7 +1385,8 @@ def main():
     micro = (run_micro(args.micro.resolve(), out, args.quick)
              if args.micro is not None and not interrupted else None)
     facts = host_facts(args, reps, wall, results, interrupted)
-    verdicts = write_report(out, facts, results, missing, plots, micro)
+    verdicts = write_report(out, facts, results, missing, plots, micro,
+                            virt is not None)
 
     failed = results.failures()
     missed = sum(not v.met for v in verdicts)
