@@ -72,8 +72,8 @@ enum {
   DRIVER_MS = 20, /* the driver timeout's period in the update workload */
 };
 
-static int rounds = 40;              /* update: handle and timeout rounds */
-static double timers_seconds = 4.0;  /* timers: how long they run */
+static int rounds = 40;             /* update: handle and timeout rounds */
+static double timers_seconds = 4.0; /* timers: how long they run */
 static const char *workload = "";
 static char backend[32] = "glib";
 
@@ -311,7 +311,8 @@ static int run_update(void) {
   report("update_handle_ns",
          median_double(call_ns[KIND_HANDLES], n_call[KIND_HANDLES]), "ns/call");
   report("update_timeout_ns",
-         median_double(call_ns[KIND_TIMEOUTS], n_call[KIND_TIMEOUTS]), "ns/call");
+         median_double(call_ns[KIND_TIMEOUTS], n_call[KIND_TIMEOUTS]),
+         "ns/call");
   report("update_handle_loop_ns", (handles - idle) / (2 * N_HANDLES),
          "ns/call");
   report("update_timeout_loop_ns", (timeouts - idle) / (2 * N_TIMEOUTS),
@@ -368,8 +369,7 @@ static int run_timers(void) {
     if (timeout_id[i] <= 0)
       return fail("virEventAddTimeout failed");
   }
-  if (virEventAddTimeout((int)(timers_seconds * 1000), on_end, NULL, NULL) <=
-      0)
+  if (virEventAddTimeout((int)(timers_seconds * 1000), on_end, NULL, NULL) <= 0)
     return fail("virEventAddTimeout failed");
   impl_run();
   if (n_late == 0)
