@@ -401,8 +401,10 @@ static void complete(struct rx_uring *be, const struct cqe *cqe) {
   rx_loop *loop = &be->loop;
   uint64_t ud = cqe->ud;
   if (rx__tag_kind(ud) != RX__TAG_KIND_POLL) {
-    if (rx__tag_kind(ud) == RX__TAG_KIND_OP)
+    if (rx__tag_kind(ud) == RX__TAG_KIND_OP && (ud & 7) == 0)
       complete_op(be, rx__tag_to_op(ud), cqe->res, cqe->flags);
+    else if (rx__tag_kind(ud) == RX__TAG_KIND_OP)
+      return; /* the poll before an op (uring_submit()): the op reports */
     else
       complete_internal(be, ud);
     return;
@@ -712,13 +714,18 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   }
   struct io_uring_sqe *sqe;
   int fd = op->_fd;
+  op->_oflags &= (uint16_t)~RX__OPF_CHAINED;
   if (pollfirst) {
-    op->_oflags &= (uint16_t)~RX__OPF_POLLFIRST;
+    /* The poll's tag is the op's address + 4: rx_op_cancel() must reach
+     * it, since an op linked behind a poll is not found by its own tag
+     * until the poll fires. */
+    op->_oflags =
+        (uint16_t)((op->_oflags & ~RX__OPF_POLLFIRST) | RX__OPF_CHAINED);
     sqe = get_sqe(be);
     bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
                op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
     io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
-    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    io_uring_sqe_set_data64(sqe, rx__tag_op(op) + 4);
     sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
   }
   sqe = get_sqe(be);
@@ -863,12 +870,19 @@ static void uring_pool_free(rx_loop *loop, rx_pool *pool) {
  * interest: the op completes either way, with -ECANCELED or its result. */
 static void uring_cancel(rx_loop *loop, rx_op *op) {
   struct rx_uring *be = backend_of(loop);
-  struct io_uring_sqe *sqe = get_sqe(be);
-  if (sqe == NULL)
-    return;
-  io_uring_prep_cancel64(sqe, rx__tag_op(op), 0);
-  io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
-  sqe->flags |= be->sqe_flags;
+  /* Behind a poll (a retried -EAGAIN), the poll is cancelled, which ends
+   * the op linked to it with -ECANCELED; and the op itself, in case the
+   * poll has fired. */
+  uint64_t tags[2] = {rx__tag_op(op), rx__tag_op(op) + 4};
+  int n = (op->_oflags & RX__OPF_CHAINED) ? 2 : 1;
+  for (int i = n - 1; i >= 0; i--) {
+    struct io_uring_sqe *sqe = get_sqe(be);
+    if (sqe == NULL)
+      return;
+    io_uring_prep_cancel64(sqe, tags[i], 0);
+    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    sqe->flags |= be->sqe_flags;
+  }
 }
 
 static bool uring_probe(rx_loop *loop, unsigned kind) {

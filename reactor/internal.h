@@ -93,7 +93,8 @@ enum {
  *                32..63; an event whose generation is not the fd's current
  *                one is stale.
  *   even, >= RX__TAG_OP_MIN
- *                a pointer to an rx_op (aligned to 8, so even).
+ *                a pointer to an rx_op (aligned to 8), or on io_uring that
+ *                pointer + 4: the poll an op waits behind (io_uring.c).
  *   even, below RX__TAG_OP_MIN
  *                internal requests, RX__TAG_* below; no pointer is that
  *                small (the first page is never mapped). */
@@ -181,6 +182,7 @@ enum {
   RX__OPF_DEADLINE = 0x4,   /* this submission has a deadline */
   RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
   RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
+  RX__OPF_CHAINED = 0x40,   /* io_uring: it was, the poll tagged op + 4 */
   RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
                                with the kernel, it is in _t.k */
 };
