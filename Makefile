@@ -40,7 +40,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop
+FUZZ_TARGETS = timerwheel mpsc loop ops
 
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
             -Dbench=disabled -Dexamples=false
@@ -149,14 +149,18 @@ fuzz:
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  bes=x; [ $$t = loop ] && bes="io_uring epoll"; \
+	  [ $$t = ops ] && bes="io_uring epoll io_uring-emulated"; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
 	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \
-	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer \
+	    mask=; [ $$be = io_uring-emulated ] && be=io_uring mask=all; \
+	    RX_BACKEND=$$be RX_URING_NO_OPS=$$mask \
+	      $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer \
 	      -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 	      -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/fuzz/$$t- \
 	      $$new fuzz/corpus/fuzz_$$t; \
-	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer -merge=1 \
+	    RX_BACKEND=$$be RX_URING_NO_OPS=$$mask \
+	      $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer -merge=1 \
 	      fuzz/corpus/fuzz_$$t $$new; \
 	  done; \
 	done
