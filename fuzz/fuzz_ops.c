@@ -9,7 +9,9 @@
  * caught: by ASan in the libFuzzer build; in the gcc replay build the
  * block is poisoned and kept until the end of the input. The fds ops run
  * on, called targets: three AF_UNIX stream socketpairs and a pipe (eight
- * ends), a listening TCP socket on 127.0.0.1 and two TCP client sockets.
+ * ends; the second socketpair and the pipe with buffers small enough for
+ * a few writes to fill), a listening TCP socket on 127.0.0.1 and two TCP
+ * client sockets.
  * A target closed through rx_op_close() may be opened again (a socketpair
  * once both its ends are closed): the kernel gives the same numbers back,
  * so a stale op meeting the new file would show.
@@ -361,6 +363,16 @@ static void reopen(int t) {
     else
       FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           0, sv) == 0);
+    /* Channel 1 and the pipe get small buffers, so that writes fill
+     * them: short writes, the rest resubmitted, writes queued behind it. */
+    if (c == 1) {
+      int small = 4096;
+      for (int i = 0; i < 2; i++)
+        FZ_CHECK(setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &small,
+                            sizeof(small)) == 0);
+    } else if (c == PIPE_CHAN) {
+      FZ_CHECK(fcntl(sv[1], F_SETPIPE_SZ, 4096) >= 0);
+    }
     targets[a].fd = sv[0];
     targets[b].fd = sv[1];
     return;
