@@ -47,7 +47,9 @@
  * input. The backend comes from $RX_BACKEND; RX_URING_NO_OPS=all makes
  * io_uring emulate every kind. Where every op is emulated (epoll, or that
  * mask), a settle also checks progress: a nop, a cancelled op and a close
- * end within a few non-blocking iterations.
+ * end within a few non-blocking iterations. FZ_TRACE=1 prints each step,
+ * submission and callback; FZ_OPS_TOLERATE names known failures to fuzz
+ * past (below, and fuzz/regress/fuzz_ops/README).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -186,10 +188,18 @@ static rx_loop *loop;
 static int strict; /* every op kind emulated: progress is checked */
 static int freeing;
 static int in_call; /* inside a submitting call */
-/* FZ_OPS_TOLERATE=close-order: a close's callback may come before the last
+/* FZ_OPS_TOLERATE (a comma-separated list) lets fuzzing go on past
+ * failures already known and reported.
+ * close-order: a close's callback may come before the last
  * final callback of its fd's ops (still before the run that made it
  * returns), so that fuzzing can go on past that known failure. */
 static int tolerate_close_order;
+/* FZ_OPS_TOLERATE=eagain: a read, readv, write or writev (the kinds io_uring
+ * runs through its read-write path) may end with -EAGAIN, or a write short
+ * of its length without a cause, as the kernel sometimes completes them on
+ * an O_NONBLOCK socket; fuzzing goes on past that known failure. */
+static int tolerate_eagain;
+static int trace; /* FZ_TRACE set: each step, submission and callback */
 static struct slot slots[NSLOT];
 static struct target targets[NTARGET];
 static struct dir dirs[NDIR];
@@ -236,6 +246,11 @@ static int write_ok(int kind, int t) {
   if (c == PIPE_CHAN)
     return (t & 1) == 1 && (kind == K_WRITE || kind == K_WRITEV);
   return 1;
+}
+
+static int rw_kind(int kind) {
+  return kind == K_READ || kind == K_READV || kind == K_WRITE ||
+         kind == K_WRITEV;
 }
 
 static uint8_t pattern(uint32_t wid, size_t j) {
@@ -469,7 +484,8 @@ static void check_result(struct slot *s, int res) {
       if (!(d->eof_ok || (res == -EAGAIN && s->dontwait)))
         fprintf(stderr, "read kind %d len %u on target %d: %d\n", s->kind,
                 s->len, t, res);
-      FZ_CHECK(d->eof_ok || (res == -EAGAIN && s->dontwait));
+      FZ_CHECK(d->eof_ok || (res == -EAGAIN && s->dontwait) ||
+               (res == -EAGAIN && tolerate_eagain && rw_kind(s->kind)));
     }
     break;
   case K_WRITE:
@@ -484,7 +500,8 @@ static void check_result(struct slot *s, int res) {
       if (res != (int)s->len && !cancelled && !d->broken && !s->dontwait)
         fprintf(stderr, "write kind %d len %u on target %d: %d\n", s->kind,
                 s->len, t, res);
-      FZ_CHECK(res == (int)s->len || cancelled || d->broken || s->dontwait);
+      FZ_CHECK(res == (int)s->len || cancelled || d->broken || s->dontwait ||
+               (tolerate_eagain && rw_kind(s->kind)));
     }
     break;
   case K_ACCEPT:
@@ -571,6 +588,10 @@ static void op_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
   struct blk *b = (struct blk *)(void *)op;
   struct slot *s = b->owner;
 
+  if (trace)
+    fprintf(stderr, "  callback slot %d kind %d: %d flags %#x\n",
+            s != NULL ? (int)(s - slots) : -1, s != NULL ? s->kind : -1, res,
+            flags);
   FZ_CHECK(l == loop);
   FZ_CHECK(in_call == 0); /* never inside a submitting call */
   FZ_CHECK(s != NULL && s->blk == b);
@@ -748,6 +769,10 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     break;
   }
   in_call--;
+  if (trace)
+    fprintf(stderr,
+            "  submit slot %d kind %d target %d fd %d len %u fl %#x: %d\n",
+            (int)(s - slots), kind, t, fd, len, fl, rc);
   if (rc != expect)
     fprintf(stderr, "submit kind %d on target %d (fd %d): %d, expected %d\n",
             kind, t, fd, rc, expect);
@@ -794,6 +819,8 @@ static void do_cancel(struct slot *s) {
   in_call++;
   int rc = rx_op_cancel(loop, &s->blk->op);
   in_call--;
+  if (trace)
+    fprintf(stderr, "  cancel slot %d: %d\n", (int)(s - slots), rc);
   if (!s->submitted) {
     FZ_CHECK(rc == -ENOENT);
     return;
@@ -861,6 +888,8 @@ static void setup(void) {
   }
   const char *tol = getenv("FZ_OPS_TOLERATE");
   tolerate_close_order = tol != NULL && strstr(tol, "close-order") != NULL;
+  tolerate_eagain = tol != NULL && strstr(tol, "eagain") != NULL;
+  trace = getenv("FZ_TRACE") != NULL;
   strict = strcmp(rx_backend_name(loop), "epoll") == 0 ||
            (mask != NULL && strcmp(mask, "all") == 0);
   freeing = 0;
@@ -929,7 +958,7 @@ static void step(struct fz_input *in) {
   uint8_t code = fz_u8(in);
   struct slot *s = &slots[fz_below(in, NSLOT)];
 
-  if (getenv("FZ_TRACE") != NULL)
+  if (trace)
     fprintf(stderr, "step %u slot %d\n", code % 10, (int)(s - slots));
   switch (code % 10) {
   case 0:
