@@ -137,7 +137,9 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop once per backend) on a scratch copy of its
+# for FUZZ_SECONDS (fuzz_loop once per backend, fuzz_ops also on io_uring
+# with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in the environment skips known
+# failures, fuzz/regress/fuzz_ops/README) on a scratch copy of its
 # corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the inputs that
 # reach new coverage features. That is still hundreds of small files on a
 # first run: pick a few before committing. A crash stops make, and its input
