@@ -11,7 +11,8 @@
  * on, called targets: three AF_UNIX stream socketpairs and a pipe (eight
  * ends; the second socketpair and the pipe with buffers small enough for
  * a few writes to fill), a listening TCP socket on 127.0.0.1 and two TCP
- * client sockets.
+ * client sockets. Two of them have fd numbers above 100 and 200, so that
+ * rx's per-fd table grows while other fds have ops queued.
  * A target closed through rx_op_close() may be opened again (a socketpair
  * once both its ends are closed): the kernel gives the same numbers back,
  * so a stale op meeting the new file would show.
@@ -358,6 +359,18 @@ static int tcp_socket(void) {
   return fd;
 }
 
+/* `fd`, moved to the first free number >= `min` (none if min < 0): the
+ * op table grows (and moves) when such an fd gets its first op while
+ * other fds have ops queued. */
+static int high(int fd, int min) {
+  if (min < 0)
+    return fd;
+  int n = fcntl(fd, F_DUPFD_CLOEXEC, min);
+  FZ_CHECK(n >= min);
+  FZ_CHECK(close(fd) == 0);
+  return n;
+}
+
 /* Opens target `t` again, if it is closed (a channel: both ends). */
 static void reopen(int t) {
   if (t < 0 || t >= NTARGET)
@@ -389,7 +402,7 @@ static void reopen(int t) {
       FZ_CHECK(fcntl(sv[1], F_SETPIPE_SZ, 4096) >= 0);
     }
     targets[a].fd = sv[0];
-    targets[b].fd = sv[1];
+    targets[b].fd = high(sv[1], c == 2 ? 100 : -1);
     return;
   }
   if (targets[t].fd >= 0 || targets[t].closing)
@@ -406,7 +419,7 @@ static void reopen(int t) {
     FZ_CHECK(listen(fd, 8) == 0);
     targets[t].fd = fd;
   } else {
-    targets[t].fd = tcp_socket();
+    targets[t].fd = high(tcp_socket(), t == T_CLIENT + 1 ? 200 : -1);
   }
 }
 
