@@ -145,6 +145,7 @@ struct slot {
   int kind;
   int target;     /* -1 for a nop */
   unsigned epoch; /* the target's, at submission */
+  int fd;         /* the target's fd, at submission */
   int dir;        /* a channel read or write: its direction, else -1 */
   size_t rec;     /* a channel write: its record in the direction */
   unsigned len;
@@ -200,6 +201,10 @@ static int tolerate_close_order;
  * of its length without a cause, as the kernel sometimes completes them on
  * an O_NONBLOCK socket; fuzzing goes on past that known failure. */
 static int tolerate_eagain;
+/* FZ_OPS_TOLERATE=close-reuse: an op on a new fd whose number the kernel
+ * took from a close op whose callback has not run yet may be refused with
+ * -EBADF. */
+static int tolerate_close_reuse;
 static int trace; /* FZ_TRACE set: each step, submission and callback */
 static struct slot slots[NSLOT];
 static struct target targets[NTARGET];
@@ -786,6 +791,10 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     fprintf(stderr,
             "  submit slot %d kind %d target %d fd %d len %u fl %#x: %d\n",
             (int)(s - slots), kind, t, fd, len, fl, rc);
+  if (rc == -EBADF && expect == 0 && tolerate_close_reuse)
+    for (int i = 0; i < NSLOT; i++)
+      if (slots[i].submitted && slots[i].kind == K_CLOSE && slots[i].fd == fd)
+        expect = -EBADF;
   if (rc != expect)
     fprintf(stderr, "submit kind %d on target %d (fd %d): %d, expected %d\n",
             kind, t, fd, rc, expect);
@@ -801,6 +810,7 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   s->submitted = 1;
   s->kind = kind;
   s->target = kind == K_NOP ? -1 : t;
+  s->fd = fd;
   s->epoch = kind == K_NOP ? 0 : targets[t].epoch;
   s->dir = dd;
   s->rec = rec;
@@ -902,6 +912,7 @@ static void setup(void) {
   const char *tol = getenv("FZ_OPS_TOLERATE");
   tolerate_close_order = tol != NULL && strstr(tol, "close-order") != NULL;
   tolerate_eagain = tol != NULL && strstr(tol, "eagain") != NULL;
+  tolerate_close_reuse = tol != NULL && strstr(tol, "close-reuse") != NULL;
   trace = getenv("FZ_TRACE") != NULL;
   strict = strcmp(rx_backend_name(loop), "epoll") == 0 ||
            (mask != NULL && strcmp(mask, "all") == 0);
