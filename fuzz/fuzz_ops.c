@@ -198,10 +198,10 @@ static uint64_t nsubmits;
  * final callback of its fd's ops (still before the run that made it
  * returns), so that fuzzing can go on past that known failure. */
 static int tolerate_close_order;
-/* FZ_OPS_TOLERATE=eagain: a read, readv, write or writev (the kinds io_uring
- * runs through its read-write path) may end with -EAGAIN, or a write short
- * of its length without a cause, as the kernel sometimes completes them on
- * an O_NONBLOCK socket; fuzzing goes on past that known failure. */
+/* FZ_OPS_TOLERATE=eagain: a read, readv, recvmsg, write, writev or sendmsg
+ * (eagain_kind()) may end with -EAGAIN, or a write short of its length
+ * without a cause, as io_uring sometimes completes them on an O_NONBLOCK
+ * socket; fuzzing goes on past that known failure. */
 static int tolerate_eagain;
 /* FZ_OPS_TOLERATE=close-reuse: an op on a new fd whose number the kernel
  * took from a close op whose callback has not run yet may be refused with
@@ -256,9 +256,12 @@ static int write_ok(int kind, int t) {
   return 1;
 }
 
-static int rw_kind(int kind) {
+/* The kinds whose kernel path honours the file's O_NONBLOCK when io_uring
+ * runs them in a worker (the read-write path, and ____sys_sendmsg() and
+ * ____sys_recvmsg()); IORING_OP_SEND and IORING_OP_RECV do not. */
+static int eagain_kind(int kind) {
   return kind == K_READ || kind == K_READV || kind == K_WRITE ||
-         kind == K_WRITEV;
+         kind == K_WRITEV || kind == K_SENDMSG || kind == K_RECVMSG;
 }
 
 static uint8_t pattern(uint32_t wid, size_t j) {
@@ -505,7 +508,7 @@ static void check_result(struct slot *s, int res) {
         fprintf(stderr, "read kind %d len %u on target %d: %d\n", s->kind,
                 s->len, t, res);
       FZ_CHECK(d->eof_ok || (res == -EAGAIN && s->dontwait) ||
-               (res == -EAGAIN && tolerate_eagain && rw_kind(s->kind)));
+               (res == -EAGAIN && tolerate_eagain && eagain_kind(s->kind)));
     }
     break;
   case K_WRITE:
@@ -521,7 +524,7 @@ static void check_result(struct slot *s, int res) {
         fprintf(stderr, "write kind %d len %u on target %d: %d\n", s->kind,
                 s->len, t, res);
       FZ_CHECK(res == (int)s->len || cancelled || d->broken || s->dontwait ||
-               (tolerate_eagain && rw_kind(s->kind)));
+               (tolerate_eagain && eagain_kind(s->kind)));
     }
     break;
   case K_ACCEPT:
