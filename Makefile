@@ -1,7 +1,8 @@
 # Makefile - the short way in: installs what is missing, then drives meson.
 #
-#   make demo    build the echo server demo alone, run it on io_uring, then
-#                on epoll
+#   make demo    build the echo servers and their client alone, then load
+#                each server on io_uring and on epoll for DEMO_SECONDS and
+#                print one table
 #   make test    the format check, every test on both backends, then again
 #                under ASan+UBSan; one test installs into a scratch prefix
 #                (tests/install.sh)
@@ -9,8 +10,10 @@
 #   make test-valgrind  every test of build/ under valgrind (memcheck)
 #   make build   configure build/ (once) and compile
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
-#                libuv, libevent) and rx's micro benchmarks; the report,
-#                CSV and plots land in build/bench/ (QUICK=1: < 2 min)
+#                libuv, libevent; rx's completion ops and an echo server
+#                on plain liburing beside them) and rx's micro
+#                benchmarks; the report, CSV and plots land in
+#                build/bench/ (QUICK=1: < 2 min)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
 #   make coverage  line and branch coverage of include/, reactor/ and
@@ -40,10 +43,13 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop ops
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops
 
+# The examples too: their tests run the echo servers, which ASan and LSan
+# then check (a leak makes the server's exit status, which the tests check,
+# 1). A build-asan/ configured before keeps its own options.
 ASAN_OPTS = -Db_sanitize=address,undefined -Db_lundef=false \
-            -Dbench=disabled -Dexamples=false
+            -Dbench=disabled
 
 # $(call setup,DIR,OPTIONS): `meson setup DIR OPTIONS`, unless DIR is already
 # configured. A directory whose setup failed half-way is set up afresh.
@@ -102,15 +108,15 @@ test-valgrind: build
 	JOBS=$(JOBS) sh scripts/valgrind.sh $(BUILD)
 
 # Only the demo is compiled: the tests, benchmarks and fuzz replays are
-# `make build`'s. If the kernel refuses io_uring, the first run says so and
-# uses epoll.
+# `make build`'s. echo-client starts each server once per backend (io_uring,
+# then epoll) and loads it for DEMO_SECONDS; if the kernel refuses io_uring,
+# it says so and runs the epoll rows alone.
+DEMO = $(BUILD)/examples
 demo: deps
 	$(call setup,$(BUILD),)
-	$(BUILD_CMD) -C $(BUILD) examples/echo
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS)
-	RX_BACKEND=io_uring $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
-	RX_BACKEND=epoll $(BUILD)/examples/echo --seconds $(DEMO_SECONDS) --threads 2
+	$(BUILD_CMD) -C $(BUILD) examples/echo examples/echo-ops examples/echo-client
+	$(DEMO)/echo-client --seconds $(DEMO_SECONDS) --server $(DEMO)/echo \
+	  --server $(DEMO)/echo-ops --server "$(DEMO)/echo --threads 2"
 
 # Every (workload, library) pair of bench/peers as its own process, several
 # times, interleaved; then the google-benchmark micro benchmarks. See
@@ -137,11 +143,12 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop once per backend, fuzz_ops also on io_uring
-# with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in the environment skips known
-# failures, fuzz/regress/fuzz_ops/README) on a scratch copy of its
-# corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the inputs that
-# reach new coverage features. That is still hundreds of small files on a
+# for FUZZ_SECONDS (fuzz_loop, fuzz_bus and fuzz_queue once per backend,
+# fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
+# the environment skips known failures, fuzz/regress/fuzz_ops/README) on a
+# scratch copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/
+# only the inputs that reach new coverage features. That is still hundreds
+# of small files on a
 # first run: pick a few before committing. A crash stops make, and its input
 # is left in $(FUZZ_BUILD)/fuzz/<target>-crash-*.
 fuzz:
@@ -150,8 +157,8 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; [ $$t = loop ] && bes="io_uring epoll"; \
-	  [ $$t = ops ] && bes="io_uring epoll io_uring-emulated"; \
+	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; \
+	    ops) bes="io_uring epoll io_uring-emulated";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
 	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \

@@ -369,4 +369,7 @@ const struct rx_backend_ops rx__epoll_ops = {
     .submit = NULL, /* ops are emulated on readiness (op.c) */
     .cancel = NULL,
     .probe = NULL,
+    .pool_new = NULL,
+    .pool_put = NULL,
+    .pool_free = NULL,
 };

@@ -95,6 +95,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -118,6 +119,7 @@ struct rx_uring {
   bool peek_ok;        /* the kernel flags pending task work (note f) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
+  uint16_t next_bgid;  /* note l): the next pool's buffer group */
   bool disabled;       /* made with R_DISABLED, enabled by the first wait */
   bool rearm_doorbell; /* the doorbell READ could not be queued */
   bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
@@ -148,31 +150,39 @@ static const uint8_t opcodes[RX__OP_NKINDS] = {
     [RX__OP_POLL] = IORING_OP_POLL_ADD,
     [RX__OP_NOP] = IORING_OP_NOP,
     [RX__OP_CLOSE] = IORING_OP_CLOSE,
+    [RX__OP_TIMEOUT] = IORING_OP_TIMEOUT,
+    [RX__OP_RECV_POOL] = IORING_OP_RECV,
+    [RX__OP_RECV_MULTI] = IORING_OP_RECV,
 };
 
 /* The op kinds the kernel has (note l), less those named in RX_URING_NO_OPS
- * (a comma-separated list of kind numbers, or "all"): the tests mask kinds
- * to check that their emulation gives the same results. */
+ * (a comma-separated list of kind names, as rx_op_support() gives them, or
+ * "all"): the tests mask kinds to check that their emulation gives the
+ * same results. */
 static uint32_t probe_ops(const struct io_uring_probe *probe) {
   uint32_t kinds = 0;
   for (unsigned k = 1; probe != NULL && k < RX__OP_NKINDS; k++)
     if (opcodes[k] != 0 || k == RX__OP_NOP)
       if (io_uring_opcode_supported(probe, opcodes[k]))
         kinds |= UINT32_C(1) << k;
-  /* Multishot accept: 5.19, the kernel that has IORING_OP_SOCKET. */
+  /* Multishot accept and provided buffer rings: 5.19, the kernel that has
+   * IORING_OP_SOCKET; multishot recv: 6.0, which has IORING_OP_SEND_ZC.
+   * Linked timeouts (deadlines) came with 5.5, long before. */
   if (probe == NULL || !io_uring_opcode_supported(probe, IORING_OP_SOCKET))
-    kinds &= ~(UINT32_C(1) << RX__OP_ACCEPT_MULTI);
+    kinds &=
+        ~(UINT32_C(1) << RX__OP_ACCEPT_MULTI | UINT32_C(1) << RX__OP_RECV_POOL);
+  if (probe == NULL || !io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
+    kinds &= ~(UINT32_C(1) << RX__OP_RECV_MULTI);
   const char *mask = getenv("RX_URING_NO_OPS");
   if (mask != NULL && strcmp(mask, "all") == 0)
     return 0;
   while (mask != NULL && *mask != '\0') {
-    char *end;
-    unsigned long k = strtoul(mask, &end, 10);
-    if (end == mask)
-      break;
-    if (k < 32)
+    size_t len = strcspn(mask, ",");
+    int k = rx__op_kind_named(mask, len);
+    if (k > 0)
       kinds &= ~(UINT32_C(1) << k);
-    mask = *end == ',' ? end + 1 : end;
+    mask += len;
+    mask += *mask == ',';
   }
   return kinds;
 }
@@ -374,8 +384,10 @@ static void complete_op(struct rx_uring *be, rx_op *op, int res,
                         unsigned cflags) {
   if (op->_kind == RX__OP_POLL && res >= 0)
     res = poll_revents(res) & (int)op->_len;
-  rx__op_complete(&be->loop, op, res,
-                  (cflags & IORING_CQE_F_MORE) ? RX_OP_F_MORE : 0);
+  unsigned flags = (cflags & IORING_CQE_F_MORE) ? RX_OP_F_MORE : 0;
+  if (cflags & IORING_CQE_F_BUFFER)
+    flags |= RX_OP_F_BUFFER | (cflags >> IORING_CQE_BUFFER_SHIFT) << 16;
+  rx__op_complete(&be->loop, op, res, flags);
 }
 
 /* A CQE, as reap() copies it out of the ring. */
@@ -676,11 +688,43 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   int rc;
   if (be->disabled && (rc = enable_ring(be)) < 0)
     return rc;
-  struct io_uring_sqe *sqe = get_sqe(be);
+  /* A deadline (and a timeout op) is a timespec the kernel reads when the
+   * SQE is submitted: the time left, from now. */
+  bool timed = (op->_oflags & (RX__OPF_DEADLINE | RX__OPF_TIMED)) ==
+               RX__OPF_DEADLINE; /* not left to the wheel (op.c) */
+  bool linked = timed && op->_kind != RX__OP_TIMEOUT;
+  if (timed) {
+    int64_t left = op->_t.k.at - rx__clock_now();
+    if (left <= 0)
+      return op->_kind == RX__OP_TIMEOUT ? -ETIME : -ETIMEDOUT;
+    op->_t.k.ts[0] = left / 1000000000;
+    op->_t.k.ts[1] = left % 1000000000;
+  }
+  /* An op with a poll before it or a linked timeout after it: one chain,
+   * never split by a full ring (note h). */
+  bool pollfirst = (op->_oflags & RX__OPF_POLLFIRST) != 0;
+  unsigned need = 1u + linked + pollfirst;
+  if (need > 1 && io_uring_sq_space_left(&be->ring) < need) {
+    loop->m.enters++;
+    io_uring_submit(&be->ring);
+    if (io_uring_sq_space_left(&be->ring) < need)
+      return -EBUSY;
+  }
+  struct io_uring_sqe *sqe;
+  int fd = op->_fd;
+  if (pollfirst) {
+    op->_oflags &= (uint16_t)~RX__OPF_POLLFIRST;
+    sqe = get_sqe(be);
+    bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
+               op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
+    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
+    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
+  }
+  sqe = get_sqe(be);
   if (sqe == NULL)
     return -EBUSY;
-  int fd = op->_fd;
-  uint64_t off = op->_off;
+  uint64_t off = op->_u.off;
   if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT)
     off += op->_done;
   char *p = op->_p;
@@ -711,7 +755,7 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     io_uring_prep_sendmsg(sqe, fd, op->_p, op->_uflg);
     break;
   case RX__OP_ACCEPT:
-    io_uring_prep_accept(sqe, fd, op->_p, (socklen_t *)(uintptr_t)op->_off,
+    io_uring_prep_accept(sqe, fd, op->_p, (socklen_t *)(uintptr_t)op->_u.off,
                          (int)op->_uflg);
     break;
   case RX__OP_ACCEPT_MULTI:
@@ -734,12 +778,85 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   case RX__OP_CLOSE:
     io_uring_prep_close(sqe, fd);
     break;
+  case RX__OP_TIMEOUT:
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)op->_t.k.ts, 0, 0);
+    break;
+  case RX__OP_RECV_POOL:
+  case RX__OP_RECV_MULTI:
+    if (op->_kind == RX__OP_RECV_MULTI &&
+        (be->op_kinds & UINT32_C(1) << RX__OP_RECV_MULTI))
+      io_uring_prep_recv_multishot(sqe, fd, NULL, 0, (int)op->_uflg);
+    else
+      io_uring_prep_recv(sqe, fd, NULL, op->_len, (int)op->_uflg);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = (uint16_t)((rx_pool *)op->_p)->bgid;
+    break;
   default:
     io_uring_prep_nop(sqe); /* never: the core asks only for probed kinds */
     break;
   }
   io_uring_sqe_set_data64(sqe, rx__tag_op(op));
+  if (linked) {
+    sqe->flags |= IOSQE_IO_LINK;
+    struct io_uring_sqe *t = get_sqe(be);
+    io_uring_prep_link_timeout(t, (struct __kernel_timespec *)op->_t.k.ts, 0);
+    io_uring_sqe_set_data64(t, RX__TAG_IGNORE);
+  }
   return 0;
+}
+
+/* Buffer pools (note l): a provided buffer ring per pool, registered with
+ * the kernel under the pool's group id, filled with every buffer. The
+ * ring's memory is page-aligned, so it is mapped, not allocated. */
+static int uring_pool_new(rx_loop *loop, rx_pool *pool) {
+  struct rx_uring *be = backend_of(loop);
+  if (be->ring.ring_fd < 0)
+    return -EBADF;
+  size_t bytes = sizeof(struct io_uring_buf) * pool->count;
+  void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED)
+    return -ENOMEM;
+  struct io_uring_buf_ring *br = mem;
+  io_uring_buf_ring_init(br);
+  struct io_uring_buf_reg reg;
+  memset(&reg, 0, sizeof(reg));
+  reg.ring_addr = (uint64_t)(uintptr_t)mem;
+  reg.ring_entries = pool->count;
+  reg.bgid = be->next_bgid;
+  int rc = io_uring_register_buf_ring(&be->ring, &reg, 0);
+  if (rc != 0) {
+    munmap(mem, bytes);
+    return rc;
+  }
+  pool->bgid = be->next_bgid++;
+  pool->ring = mem;
+  /* Every buffer nobody holds (after a fork, the caller may hold some). */
+  int mask = io_uring_buf_ring_mask(pool->count), n = 0;
+  for (unsigned i = 0; i < pool->count; i++)
+    if (!pool->held[i])
+      io_uring_buf_ring_add(br, pool->mem + (size_t)i * pool->size, pool->size,
+                            (unsigned short)i, mask, n++);
+  io_uring_buf_ring_advance(br, n);
+  return 0;
+}
+
+static void uring_pool_put(rx_loop *loop, rx_pool *pool, unsigned id) {
+  (void)loop;
+  struct io_uring_buf_ring *br = pool->ring;
+  io_uring_buf_ring_add(br, pool->mem + (size_t)id * pool->size, pool->size,
+                        (unsigned short)id, io_uring_buf_ring_mask(pool->count),
+                        0);
+  io_uring_buf_ring_advance(br, 1);
+}
+
+static void uring_pool_free(rx_loop *loop, rx_pool *pool) {
+  struct rx_uring *be = backend_of(loop);
+  if (be->ring.ring_fd >= 0)
+    io_uring_unregister_buf_ring(&be->ring, pool->bgid);
+  munmap(pool->ring, sizeof(struct io_uring_buf) * pool->count);
+  pool->ring = NULL;
+  pool->bgid = -1;
 }
 
 /* Note l): an ASYNC_CANCEL of the op's tag. Its own result is of no
@@ -772,4 +889,7 @@ const struct rx_backend_ops rx__uring_ops = {
     .submit = uring_submit,
     .cancel = uring_cancel,
     .probe = uring_probe,
+    .pool_new = uring_pool_new,
+    .pool_put = uring_pool_put,
+    .pool_free = uring_pool_free,
 };

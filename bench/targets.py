@@ -8,21 +8,24 @@ bench/peers/run.py checks them all and writes the verdicts into
 build/bench/report.md; bench/micro.py checks the "micro" rows in its own
 table too. docs/benchmarks.md explains them.
 
-A target is checked on the column "rx io_uring" unless it names others; rx
-epoll's ratios are shown for information.
+A target is checked on the column "rx io_uring" unless it names others (the
+completion-operation targets: "rx io_uring ops"); rx epoll's ratios are
+shown for information.
 """
 
 from dataclasses import dataclass
 
 RX_COLUMNS = ("rx io_uring", "rx epoll")
+# rx's completion operations on io_uring, where the ops targets are checked.
+OPS = ("rx io_uring ops",)
 
 
 @dataclass(frozen=True)
 class Target:
     workload: str
     metric: str
-    against: str       # "best": rx / the best peer; a peer's column
-                       # ("libev", "libuv", ...): rx / that peer;
+    against: str       # "best": rx / the best peer; another column
+                       # ("libev", "liburing", ...): rx / that column;
                        # "value": rx's own value, reduced over the reps
     op: str            # ">=" or "<="
     bound: float
@@ -73,6 +76,22 @@ TARGETS = [
     Target("loop_pingpong", "round_trips_per_s", "libuv", ">=", 2.0),
     Target("loop_pingpong", "round_trips_per_s", "libev", ">=", 1.0),
     Target("ping_pongs", "round_trips_per_s", "best", ">=", 1.0),
+    # Completion operations (issue 14): the same workloads on rx_op_*
+    # (bench/peers, --ops), against the peers' readiness servers of the
+    # same run, and against an echo server on plain liburing with rx's ring
+    # flags (the cost of rx's abstraction).
+    Target("ping_pongs", "round_trips_per_s", "best", ">=", 1.5, OPS,
+           label="rx ops / best peer ≥ 1.5"),
+    Target("ping_pongs", "server_cpu_us_per_trip", "best", "<=", 0.5, OPS,
+           label="rx ops / best peer ≤ 0.5"),
+    Target("ping_pongs", "server_syscalls_per_trip", "value", "<=", 0.1, OPS,
+           label="rx ops ≤ 0.1 syscalls per round trip (server thread)"),
+    Target("ping_pongs", "round_trips_per_s", "liburing", ">=", 0.95, OPS,
+           label="rx ops / liburing ≥ 0.95 (within 5% of plain liburing)"),
+    Target("pipe_chain_1000", "run_us", "best", "<=", 0.5, OPS,
+           label="rx ops / best peer ≤ 0.5 (2x faster)"),
+    Target("pipe_chain_9000", "run_us", "best", "<=", 0.5, OPS,
+           label="rx ops / best peer ≤ 0.5 (2x faster)"),
     # rx's task queue alone: no peer has one (a peer's is a mutex queue its
     # user writes), so the bound is a rate.
     Target("post_throughput/1", "tasks_per_s", "value", ">=", 20.0,

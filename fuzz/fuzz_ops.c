@@ -28,7 +28,9 @@
  *
  * The checks. A submitting call (and rx_op_cancel()) returns what the
  * model expects: 0, -EBUSY for a submitted op, -EBADF for a closed fd or
- * one being closed, -ECANCELED while the loop is being freed; no callback
+ * one being closed (or 0 once that close is under way: such an op is on
+ * whatever file the number names, and only its callback is checked),
+ * -ECANCELED while the loop is being freed; no callback
  * runs inside one. Every accepted submission gets exactly one final
  * callback, on the block it was submitted with; a refused one gets none;
  * only a multishot accept gets callbacks with RX_OP_F_MORE, and
@@ -146,6 +148,8 @@ struct slot {
   int target;     /* -1 for a nop */
   unsigned epoch; /* the target's, at submission */
   int fd;         /* the target's fd, at submission */
+  int orphan;     /* accepted while its fd's close was under way: on whatever
+                     file the number names then; only its callback is checked */
   int dir;        /* a channel read or write: its direction, else -1 */
   size_t rec;     /* a channel write: its record in the direction */
   unsigned len;
@@ -192,6 +196,7 @@ static int strict; /* every op kind emulated: progress is checked */
 static int freeing;
 static int in_call; /* inside a submitting call */
 static uint64_t nsubmits;
+static int norphans; /* orphan ops submitted */
 /* FZ_OPS_TOLERATE (a comma-separated list) lets fuzzing go on past
  * failures already known and reported.
  * close-order: a close's callback may come before the last
@@ -383,7 +388,8 @@ static int high(int fd, int min) {
 
 /* Opens target `t` again, if it is closed (a channel: both ends). */
 static void reopen(int t) {
-  if (t < 0 || t >= NTARGET)
+  /* An orphan op would meet the new file that gets its number. */
+  if (t < 0 || t >= NTARGET || norphans > 0)
     return;
   int c = chan_of(t);
   if (c >= 0) {
@@ -489,6 +495,12 @@ static void check_result(struct slot *s, int res) {
   struct dir *d = s->dir >= 0 ? &dirs[s->dir] : NULL;
 
   FZ_CHECK(res > -4096);
+  if (s->orphan) {
+    norphans--;
+    if ((s->kind == K_ACCEPT || s->kind == K_ACCEPT_MULTI) && res >= 0)
+      FZ_CHECK(close(res) == 0);
+    return;
+  }
   if (res == -ECANCELED)
     FZ_CHECK(cancelled);
   switch (s->kind) {
@@ -553,8 +565,8 @@ static void check_result(struct slot *s, int res) {
     /* Every op of the fd has had its final callback. */
     for (int i = 0; i < NSLOT; i++) {
       struct slot *o = &slots[i];
-      if (o != s && o->submitted && o->target == t && o->epoch == s->epoch &&
-          !tolerate_close_order) {
+      if (o != s && o->submitted && !o->orphan && o->target == t &&
+          o->epoch == s->epoch && !tolerate_close_order) {
         fprintf(stderr, "close of target %d: slot %d (kind %d) still on it\n",
                 t, i, o->kind);
         FZ_CHECK(!"a close called back before an op of its fd");
@@ -796,6 +808,12 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     fprintf(stderr,
             "  submit slot %d kind %d target %d fd %d len %u fl %#x: %d\n",
             (int)(s - slots), kind, t, fd, len, fl, rc);
+  /* Once a close is under way (rx.h: its fd's ops have retired and the
+   * close is submitted), the number is free for new ops: a submission on
+   * a target still closing may be accepted. */
+  int orphan = expect == -EBADF && fd >= 0 && targets[t].closing && rc == 0;
+  if (orphan)
+    expect = 0;
   if (rc == -EBADF && expect == 0 && tolerate_close_reuse)
     for (int i = 0; i < NSLOT; i++)
       if (slots[i].submitted && slots[i].kind == K_CLOSE && slots[i].fd == fd)
@@ -807,6 +825,8 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   if (rc != 0)
     return rc;
 
+  if (orphan)
+    dd = -1;
   if (dd >= 0 && (kind == K_WRITE || kind == K_WRITEV || kind == K_SEND ||
                   kind == K_SENDMSG)) {
     dirs[dd].nwid = wid;
@@ -817,6 +837,7 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   s->kind = kind;
   s->target = kind == K_NOP ? -1 : t;
   s->fd = fd;
+  s->orphan = orphan;
   s->epoch = kind == K_NOP ? 0 : targets[t].epoch;
   s->dir = dd;
   s->rec = rec;
@@ -825,7 +846,9 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   s->dontwait = dontwait;
   s->cancel_asked = 0;
   s->more = 0;
-  if (kind == K_SHUTDOWN) {
+  if (orphan) {
+    norphans++;
+  } else if (kind == K_SHUTDOWN) {
     int how = fl % 3;
     end_effects(t, how != SHUT_RD, how != SHUT_WR);
   } else if (kind == K_CLOSE) {
@@ -879,7 +902,7 @@ static void check_state(void) {
   /* Outside callbacks, no op is left on an fd that was closed. */
   for (int i = 0; i < NSLOT; i++) {
     struct slot *s = &slots[i];
-    if (s->submitted && s->target >= 0)
+    if (s->submitted && s->target >= 0 && !s->orphan)
       FZ_CHECK(s->epoch == targets[s->target].epoch);
   }
 }
@@ -929,6 +952,7 @@ static void setup(void) {
            (mask != NULL && strcmp(mask, "all") == 0);
   freeing = 0;
   in_call = 0;
+  norphans = 0;
   memset(slots, 0, sizeof(slots));
   for (int t = 0; t < NTARGET; t++) {
     targets[t].fd = -1;

@@ -31,7 +31,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 /* Not API: the private types the watcher structs below embed by value. */
@@ -125,6 +124,12 @@ typedef struct rx_fork rx_fork;
 typedef struct rx_child rx_child;
 typedef struct rx_stat rx_stat;
 typedef struct rx_op rx_op;
+typedef struct rx_pool rx_pool;
+/* The ops' system types, by name only: rx.h includes no socket header. An
+ * address length is a socklen_t, which is unsigned int on Linux. */
+struct iovec;
+struct msghdr;
+struct sockaddr;
 
 typedef void (*rx_io_cb)(rx_loop *loop, rx_io *w, int revents);
 typedef void (*rx_timer_cb)(rx_loop *loop, rx_timer *w, int revents);
@@ -274,7 +279,7 @@ struct rx_task {
  * is the caller's again, and may be freed or submitted anew inside that
  * callback. `data` is the caller's. The other fields are private. */
 struct rx_op {
-  struct rx__tw_entry _ent; /* the fd's queue, the done list, or the wheel */
+  struct rx__tw_entry _ent; /* the fd's queue, or the done list */
   rx_loop *_loop;           /* while submitted */
   rx_op_cb _cb;
   void *data;
@@ -282,15 +287,23 @@ struct rx_op {
   uint8_t _kind;
   uint8_t _state;
   uint16_t _oflags;
-  void *_p;       /* buffer, iovec array, msghdr or address */
+  void *_p;       /* buffer, iovec array, msghdr, address or pool */
   uint32_t _len;  /* length, iovec count, address length, how, events */
-  uint32_t _uflg; /* MSG_* / SOCK_* / SPLICE_F_* flags */
-  uint64_t _off;  /* file offset, or the accept address length pointer */
-  uint64_t _off2; /* splice: the output offset */
-  int32_t _fd2;   /* splice: the output fd */
+  uint32_t _uflg; /* MSG_* or SOCK_* flags */
+  union {
+    uint64_t off;         /* file offset, or accept's length pointer */
+    struct rx__link park; /* a pool op waiting for a buffer */
+  } _u;
+  int32_t _res;   /* a retired op's result, until its callback */
   uint32_t _done; /* bytes written so far (writes complete in full) */
-  int64_t _ts[2]; /* io_uring: the timespec of a timeout */
-  int64_t _spare[2];
+  union {
+    struct rx__tw_entry ent; /* the deadline, in the loop's op wheel */
+    struct {
+      int64_t ts[2]; /* io_uring: the timespec of a timeout */
+      int64_t at;    /* io_uring: the deadline, absolute */
+    } k;
+  } _t;
+  int64_t _deadline; /* rx_op_deadline(), for the next submission */
 };
 
 /* Called by rx_loop_free(), before anything is torn down: the last chance
@@ -837,8 +850,19 @@ RX_EXPORT int rx_loop_post_from(rx_loop *from, rx_loop *to, rx_task *task);
  * rx_op_writev() and rx_op_sendmsg() may modify the iovec array while the
  * op runs. poll is not ordered. */
 enum {
-  RX_OP_F_MORE = 0x1, /* a multishot op: more callbacks follow */
+  RX_OP_F_MORE = 0x1,   /* a multishot op: more callbacks follow */
+  RX_OP_F_BUFFER = 0x2, /* a pool buffer holds the data: RX_OP_BUFFER_ID() */
 };
+/* The pool buffer id of a callback whose flags have RX_OP_F_BUFFER. */
+#define RX_OP_BUFFER_ID(flags) ((unsigned)(flags) >> 16)
+
+/* Makes `op` ready for its first submission (or zero it). */
+RX_EXPORT void rx_op_init(rx_op *op);
+/* A deadline of `ns` (> 0) ns from the op's next submission, for that
+ * submission only (0: none): if the op has not completed by then, it ends
+ * with -ETIMEDOUT (a write with the bytes it wrote, if any). Never early.
+ * -EBUSY while the op is submitted, -EINVAL for ns < 0. */
+RX_EXPORT int rx_op_deadline(rx_op *op, int64_t ns);
 
 RX_EXPORT int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf,
                          unsigned len, int64_t offset, rx_op_cb cb);
@@ -862,13 +886,13 @@ RX_EXPORT int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd,
  * accept that completes after its cancel closes that fd itself and gives
  * -ECANCELED. addr and addrlen may be NULL. */
 RX_EXPORT int rx_op_accept(rx_loop *loop, rx_op *op, int fd,
-                           struct sockaddr *addr, socklen_t *addrlen, int flags,
+                           struct sockaddr *addr, unsigned *addrlen, int flags,
                            rx_op_cb cb);
 /* One fd per callback, with RX_OP_F_MORE, until cancelled or an error. */
 RX_EXPORT int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd,
                                      int flags, rx_op_cb cb);
 RX_EXPORT int rx_op_connect(rx_loop *loop, rx_op *op, int fd,
-                            const struct sockaddr *addr, socklen_t addrlen,
+                            const struct sockaddr *addr, unsigned addrlen,
                             rx_op_cb cb);
 RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
                              rx_op_cb cb);
@@ -876,18 +900,48 @@ RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
  * also for a hang-up or an error). One-shot. */
 RX_EXPORT int rx_op_poll(rx_loop *loop, rx_op *op, int fd, int events,
                          rx_op_cb cb);
+/* A pure delay: res -ETIME after `ns` (>= 0) ns, never early. */
+RX_EXPORT int rx_op_timeout(rx_loop *loop, rx_op *op, int64_t ns, rx_op_cb cb);
 /* Completes with 0 in the next wait step. */
 RX_EXPORT int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb);
+/* Buffer pools: `count` (a power of two, at most 32768) buffers of `size`
+ * bytes that the kernel (io_uring's provided buffer rings) or the emulation
+ * picks from when data arrives, so that an idle connection holds no
+ * buffer. The pool belongs to `loop`. A recv into a pool completes with
+ * RX_OP_F_BUFFER and the buffer's id in its flags (RX_OP_BUFFER_ID()); the
+ * buffer is the caller's until rx_pool_put(). When the pool is empty, a
+ * pool recv waits (no callback, no spin) and goes on when a buffer comes
+ * back. rx_pool_free(): -EBUSY while an op uses the pool; buffers still out
+ * are gone with it. */
+RX_EXPORT int rx_pool_new(rx_loop *loop, rx_pool **pool, unsigned count,
+                          unsigned size);
+RX_EXPORT int rx_pool_free(rx_pool *pool);
+/* The buffer `id`, or NULL for an id out of range. */
+RX_EXPORT void *rx_pool_buffer(const rx_pool *pool, unsigned id);
+RX_EXPORT unsigned rx_pool_size(const rx_pool *pool);
+/* Gives buffer `id` back: 0, or -EINVAL if the caller does not hold it. */
+RX_EXPORT int rx_pool_put(rx_pool *pool, unsigned id);
+/* One recv into a buffer of `pool`. */
+RX_EXPORT int rx_op_recv_pool(rx_loop *loop, rx_op *op, int fd, rx_pool *pool,
+                              int flags, rx_op_cb cb);
+/* Receives until EOF (final res 0), an error or a cancel: one callback with
+ * RX_OP_F_MORE per buffer filled. */
+RX_EXPORT int rx_op_recv_multishot(rx_loop *loop, rx_op *op, int fd,
+                                   rx_pool *pool, int flags, rx_op_cb cb);
 /* Cancels every op of `fd` and stops its rx_io watchers; once each op has
  * retired (its final callback is queued), closes the fd and completes with
  * close's result. The number is reused only after no op can touch the
- * file: the peer sees the close in the same iteration. Until then, new ops
- * on `fd` are refused with -EBADF. */
+ * file: the peer sees the close in the same iteration. Until the close is
+ * under way, new ops on `fd` are refused with -EBADF. */
 RX_EXPORT int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb);
 /* Asks for the end of a submitted op: 0 (its final callback follows, with
  * -ECANCELED or its real result), -ENOENT if it is not submitted on this
  * loop, -EALREADY if its cancel was asked already. */
 RX_EXPORT int rx_op_cancel(rx_loop *loop, rx_op *op);
+/* Which ops the kernel does and which rx emulates on this loop: "all by
+ * the kernel", "all emulated (epoll)", or "emulated: " and the names of
+ * the kinds that the kernel lacks (probed once, when the loop was made). */
+RX_EXPORT const char *rx_op_support(const rx_loop *loop);
 /* 1 while the op is submitted (from its submission to its final callback),
  * else 0. */
 RX_EXPORT int rx_op_active(const rx_op *op);

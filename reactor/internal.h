@@ -152,11 +152,12 @@ enum rx__op_kind {
   RX__OP_ACCEPT_MULTI,
   RX__OP_CONNECT,
   RX__OP_SHUTDOWN,
-  RX__OP_SPLICE,
   RX__OP_POLL,
   RX__OP_TIMEOUT,
   RX__OP_NOP,
   RX__OP_CLOSE,
+  RX__OP_RECV_POOL,
+  RX__OP_RECV_MULTI,
   RX__OP_NKINDS
 };
 
@@ -166,15 +167,41 @@ enum {
   RX__OPS_QUEUED,   /* behind another op of its fd and direction */
   RX__OPS_ARMED,    /* with the kernel (io_uring), or waiting for
                        readiness (emulated); on its fd's queue */
-  RX__OPS_DONE,     /* on loop->ops_done, result in _done/_fd2 */
+  RX__OPS_DONE,     /* on loop->ops_done, its result in _res */
   RX__OPS_CLOSING,  /* a close op waiting for its fd's ops to retire */
+  RX__OPS_PARKED,   /* a pool op waiting for a buffer, on pool->parked
+                       and still first in its fd's read queue */
 };
 
 /* rx_op._oflags. */
 enum {
-  RX__OPF_CANCEL = 0x1,  /* rx_op_cancel() or a close asked for its end */
-  RX__OPF_KERNEL = 0x2,  /* submitted to the backend (not emulated) */
-  RX__OPF_ONESHOT = 0x4, /* a multishot op whose kernel request ended */
+  RX__OPF_CANCEL = 0x1,     /* rx_op_cancel(), a close or a manual-clock
+                               deadline asked for its end */
+  RX__OPF_KERNEL = 0x2,     /* with the backend (not emulated) */
+  RX__OPF_DEADLINE = 0x4,   /* this submission has a deadline */
+  RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
+  RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
+  RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
+                               with the kernel, it is in _t.k */
+};
+
+/* A buffer pool (op.c): `count` buffers of `size` bytes in one block. The
+ * kernel picks from a provided buffer ring (bgid >= 0, the backend's), or
+ * the emulation from the `free` stack. `held` marks the buffers a caller
+ * holds. */
+struct rx_pool {
+  struct rx__link link; /* on loop->pools */
+  rx_loop *loop;
+  char *mem;
+  unsigned count, size;
+  int bgid;       /* the kernel's buffer group, or -1: emulated */
+  void *ring;     /* the backend's ring memory */
+  uint16_t *free; /* emulation: ids free */
+  unsigned nfree;
+  uint8_t *held;          /* per id: the caller holds it */
+  struct rx__link parked; /* ops waiting for a buffer */
+  unsigned users;         /* ops submitted with the pool */
+  uint32_t puts;          /* buffers given back so far */
 };
 
 /* An fd's ops (op.c), in loop->opfds: three FIFO queues, the head of
@@ -190,10 +217,14 @@ struct rx__opfd {
 };
 
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
+/* The kind called `name` (len bytes: "recv", "accept_multishot"), or -1. */
+int rx__op_kind_named(const char *name, size_t len);
 void rx__ops_ready(rx_loop *loop, int fd, int revents);
 void rx__ops_run(rx_loop *loop);
 uint8_t rx__ops_want(const rx_loop *loop, int fd);
 void rx__ops_free(rx_loop *loop);
+void rx__ops_expire(rx_loop *loop);
+void rx__ops_forked(rx_loop *loop);
 int rx__ops_loop_init(rx_loop *loop);
 
 struct rx_backend_ops {
@@ -247,6 +278,13 @@ struct rx_backend_ops {
   int (*submit)(rx_loop *loop, rx_op *op);
   void (*cancel)(rx_loop *loop, rx_op *op);
   bool (*probe)(rx_loop *loop, unsigned kind);
+  /* Buffer pools: `pool_new` gives the pool a buffer ring the kernel picks
+   * from (setting pool->bgid), 0 or -errno (the core then emulates it);
+   * `pool_put` hands buffer `id` back to that ring; `pool_free` takes the
+   * ring away. NULL: pools are emulated. */
+  int (*pool_new)(rx_loop *loop, rx_pool *pool);
+  void (*pool_put)(rx_loop *loop, rx_pool *pool, unsigned id);
+  void (*pool_free)(rx_loop *loop, rx_pool *pool);
 };
 
 /* A backend's create: the kernel refused the memory it asked for (locked
@@ -372,11 +410,16 @@ struct rx_loop {
   struct rx__opfd *opfds; /* indexed by fd, grown on demand */
   int nopfds;
   struct rx__link ops_done; /* ops whose final callback is due */
+  struct rx__link ops_nofd; /* submitted ops without an fd (nop, timeout) */
+  struct rx__link pools;    /* rx_pool_new(): freed with the loop */
   int *ops_ready;           /* emulation: fds with readiness to act on */
   int nops_ready;
-  unsigned ops_due;      /* ops_done entries plus ops_ready fds: no blocking */
-  unsigned ops_inflight; /* submitted ops, until their final callback */
-  unsigned ops_kernel;   /* of which the backend holds */
+  unsigned ops_due;       /* ops_done entries plus ops_ready fds: no blocking */
+  unsigned ops_inflight;  /* submitted ops, until their final callback */
+  unsigned ops_kernel;    /* of which the backend holds */
+  unsigned ops_timed;     /* deadlines in op_wheel */
+  struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
+  char ops_support[256];  /* rx_op_support() */
 };
 
 /* What a fork leaves a loop to do in the child (loop.c, after_fork()), in

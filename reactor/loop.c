@@ -738,6 +738,10 @@ static int64_t wait_timeout(rx_loop *loop, int mode) {
       loop->break_how != RX_BREAK_CANCEL)
     return 0;
   int64_t next = rx__tw_next(&loop->wheel);
+  if (loop->ops_timed > 0) {
+    int64_t op = rx__tw_next(&loop->op_wheel);
+    next = op < next ? op : next;
+  }
   int64_t periodic = rx__periodic_timeout(loop);
   if (next == INT64_MAX)
     return periodic;
@@ -811,6 +815,7 @@ static int rebuild(rx_loop *loop) {
   if ((rc = loop->ops->fork(loop)) != 0)
     return rc;
   loop->postfork &= ~(unsigned)RX__FORK_KERNEL;
+  rx__ops_forked(loop);
   __atomic_store_n(&loop->doorbell_rung, 0, __ATOMIC_RELAXED);
   return 0;
 }
@@ -944,6 +949,8 @@ int rx_run(rx_loop *loop, int mode) {
 
     if ((rc = wait_step(loop, mode)) < 0)
       break;
+    if (loop->ops_timed > 0)
+      rx__ops_expire(loop);
     if (loop->ops_due > 0)
       rx__ops_run(loop);
 

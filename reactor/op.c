@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -57,6 +58,8 @@ static int queue_of(unsigned kind) {
   case RX__OP_RECVMSG:
   case RX__OP_ACCEPT:
   case RX__OP_ACCEPT_MULTI:
+  case RX__OP_RECV_POOL:
+  case RX__OP_RECV_MULTI:
     return RX__Q_READ;
   case RX__OP_WRITE:
   case RX__OP_WRITEV:
@@ -83,8 +86,70 @@ static bool makes_fd(unsigned kind) {
  * The fd table of ops.
  */
 
+/* The names of the kinds, for rx_op_support(). */
+static const char *const kind_names[RX__OP_NKINDS] = {
+    [RX__OP_READ] = "read",
+    [RX__OP_WRITE] = "write",
+    [RX__OP_READV] = "readv",
+    [RX__OP_WRITEV] = "writev",
+    [RX__OP_RECV] = "recv",
+    [RX__OP_SEND] = "send",
+    [RX__OP_RECVMSG] = "recvmsg",
+    [RX__OP_SENDMSG] = "sendmsg",
+    [RX__OP_ACCEPT] = "accept",
+    [RX__OP_ACCEPT_MULTI] = "accept_multishot",
+    [RX__OP_CONNECT] = "connect",
+    [RX__OP_SHUTDOWN] = "shutdown",
+    [RX__OP_POLL] = "poll",
+    [RX__OP_TIMEOUT] = "timeout",
+    [RX__OP_NOP] = "nop",
+    [RX__OP_CLOSE] = "close",
+    [RX__OP_RECV_POOL] = "recv_pool",
+    [RX__OP_RECV_MULTI] = "recv_multishot",
+};
+
+static bool by_kernel(rx_loop *loop, unsigned kind);
+
+int rx__op_kind_named(const char *name, size_t len) {
+  for (unsigned k = 1; k < RX__OP_NKINDS; k++)
+    if (strlen(kind_names[k]) == len && memcmp(kind_names[k], name, len) == 0)
+      return (int)k;
+  return -1;
+}
+
+static void describe(rx_loop *loop) {
+  char *buf = loop->ops_support;
+  size_t cap = sizeof(loop->ops_support), n = 0;
+  unsigned native = 0, total = 0;
+  for (unsigned k = 1; k < RX__OP_NKINDS; k++) {
+    total++;
+    native += by_kernel(loop, k);
+  }
+  if (native == total) {
+    snprintf(buf, cap, "all by the kernel");
+    return;
+  }
+  if (native == 0) {
+    snprintf(buf, cap, "all emulated (%s)", loop->ops->name);
+    return;
+  }
+  n = (size_t)snprintf(buf, cap, "emulated:");
+  for (unsigned k = 1; k < RX__OP_NKINDS && n < cap; k++)
+    if (!by_kernel(loop, k))
+      n += (size_t)snprintf(buf + n, cap - n, " %s", kind_names[k]);
+}
+
+const char *rx_op_support(const rx_loop *loop) {
+  return loop != NULL ? loop->ops_support : NULL;
+}
+
 int rx__ops_loop_init(rx_loop *loop) {
+  describe(loop);
   rx__list_init(&loop->ops_done);
+  rx__list_init(&loop->ops_nofd);
+  rx__list_init(&loop->pools);
+  rx__tw_init(&loop->op_wheel, loop->now, loop->wheel.shift);
+  loop->op_wheel.exact = loop->wheel.exact;
   return 0;
 }
 
@@ -135,13 +200,78 @@ static bool by_kernel(rx_loop *loop, unsigned kind) {
   return loop->ops->submit != NULL && loop->ops->probe(loop, kind);
 }
 
+static bool is_pool(unsigned kind) {
+  return kind == RX__OP_RECV_POOL || kind == RX__OP_RECV_MULTI;
+}
+
+/* Whether the backend does `op` itself: its kind, and for a pool op, a
+ * pool the kernel picks from. A timeout on a manual clock is the wheel's:
+ * the kernel's clock does not stand still. */
+static bool op_by_kernel(rx_loop *loop, const rx_op *op) {
+  /* A pool the kernel picks from is the kernel's alone: a multishot recv
+   * the kernel lacks is then one recv after another (rx__op_complete()). */
+  if (is_pool(op->_kind))
+    return ((const rx_pool *)op->_p)->bgid >= 0;
+  if (!by_kernel(loop, op->_kind))
+    return false;
+  if (op->_kind == RX__OP_TIMEOUT)
+    return !(loop->flags & RX_LOOP_MANUAL_CLOCK);
+  return true;
+}
+
+/* ---------------------------------------------------------------------------
+ * Deadlines (rx_op_deadline(), rx_op_timeout()). While an op is not with
+ * the kernel (queued, parked, emulated), its deadline is in the loop's op
+ * wheel; the kernel gets it as a linked timeout (io_uring.c).
+ */
+
+static int64_t clock_now(rx_loop *loop) {
+  return (loop->flags & RX_LOOP_MANUAL_CLOCK) ? loop->now : rx__clock_now();
+}
+
+static void timed_add(rx_loop *loop, rx_op *op, int64_t at) {
+  rx__tw_add(&loop->op_wheel, &op->_t.ent, at);
+  op->_oflags |= RX__OPF_TIMED;
+  loop->ops_timed++;
+}
+
+/* Takes the op's deadline out of the wheel; returns it. */
+static int64_t timed_del(rx_loop *loop, rx_op *op) {
+  int64_t at = rx__tw_at(&loop->op_wheel, &op->_t.ent);
+  rx__tw_del(&loop->op_wheel, &op->_t.ent);
+  op->_oflags &= (uint16_t)~RX__OPF_TIMED;
+  loop->ops_timed--;
+  return at;
+}
+
+/* Hands `op` to the backend, its deadline with it: 0 or -errno. */
+static int to_kernel(rx_loop *loop, rx_op *op) {
+  /* On a manual clock the deadline stays in the wheel, whose expiry
+   * cancels the op (rx__ops_expire()). */
+  if ((op->_oflags & RX__OPF_TIMED) && !(loop->flags & RX_LOOP_MANUAL_CLOCK))
+    op->_t.k.at = timed_del(loop, op);
+  op->_oflags |= RX__OPF_KERNEL;
+  /* A pool op notes how many buffers had come back when it left: an
+   * -ENOBUFS that a later return may have raced is retried, not parked. */
+  if (is_pool(op->_kind))
+    op->_res = (int32_t)((rx_pool *)op->_p)->puts;
+  int rc = loop->ops->submit(loop, op);
+  if (rc == 0) {
+    loop->ops_kernel++;
+    return 0;
+  }
+  op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+  return rc;
+}
+
 /* ---------------------------------------------------------------------------
  * Emulation: the readiness each armed op needs, kept in the fd's
  * registration.
  */
 
 static uint8_t need(const rx_op *op) {
-  if (op->_oflags & RX__OPF_KERNEL)
+  if ((op->_oflags & RX__OPF_KERNEL) || op->_state == RX__OPS_PARKED ||
+      op->_state == RX__OPS_QUEUED)
     return 0;
   switch (op->_kind) {
   case RX__OP_POLL:
@@ -189,13 +319,20 @@ static void arm(rx_loop *loop, rx_op *op);
 static void close_now(rx_loop *loop, rx_op *op);
 static void closed(rx_loop *loop, rx_op *op);
 
-static void leave_fd(rx_loop *loop, rx_op *op) {
-  int fd = op->_fd;
-  struct rx__opfd *o = &loop->opfds[fd];
-  int q = queue_of(op->_kind);
-  bool head = o->q[q].next == &op->_ent.link;
+/* An op leaves its fd's queue in two halves: unqueue() takes it off, and
+ * requeue() then arms the next op of that direction, or the fd's close once
+ * its last op is gone. defer() puts the op on the done list in between, so
+ * that its callback comes before the close's. */
+static bool unqueue(rx_loop *loop, rx_op *op) {
+  struct rx__opfd *o = &loop->opfds[op->_fd];
+  bool head = o->q[queue_of(op->_kind)].next == &op->_ent.link;
   rx__list_unlink(&op->_ent.link);
   o->nops--;
+  return head;
+}
+
+static void requeue(rx_loop *loop, int fd, int q, bool head) {
+  struct rx__opfd *o = &loop->opfds[fd];
   if (head && q != RX__Q_FREE && !rx__list_empty(&o->q[q])) {
     rx_op *next = op_of(o->q[q].next);
     if (next->_state == RX__OPS_QUEUED)
@@ -207,11 +344,21 @@ static void leave_fd(rx_loop *loop, rx_op *op) {
     sync_want(loop, fd);
 }
 
+static void leave_fd(rx_loop *loop, rx_op *op) {
+  bool head = unqueue(loop, op);
+  requeue(loop, op->_fd, queue_of(op->_kind), head);
+}
+
 /* The op is the caller's again; `res` goes to its callback. */
 static void give_back(rx_loop *loop, rx_op *op, int res, unsigned flags) {
+  if (op->_oflags & RX__OPF_TIMED)
+    timed_del(loop, op);
+  if (is_pool(op->_kind))
+    ((rx_pool *)op->_p)->users--;
   op->_state = RX__OPS_IDLE;
   op->_oflags = 0;
   op->_loop = NULL;
+  op->_deadline = 0;
   loop->ops_inflight--;
   loop->activecnt--;
   op->_cb(loop, op, res, flags);
@@ -219,12 +366,21 @@ static void give_back(rx_loop *loop, rx_op *op, int res, unsigned flags) {
 
 /* Retires `op` now, its callback in the next wait step. */
 static void defer(rx_loop *loop, rx_op *op, int res) {
-  if (op->_fd >= 0 && op->_kind != RX__OP_CLOSE)
-    leave_fd(loop, op);
+  if (op->_oflags & RX__OPF_TIMED)
+    timed_del(loop, op);
+  if (op->_state == RX__OPS_PARKED)
+    rx__list_unlink(&op->_u.park);
+  bool on_fd = op->_fd >= 0 && op->_kind != RX__OP_CLOSE, head = false;
+  if (on_fd)
+    head = unqueue(loop, op);
+  else if (op->_fd < 0)
+    rx__list_unlink(&op->_ent.link); /* from loop->ops_nofd */
   op->_state = RX__OPS_DONE;
-  op->_spare[0] = res;
+  op->_res = res;
   rx__list_push(&loop->ops_done, &op->_ent.link);
   loop->ops_due++;
+  if (on_fd)
+    requeue(loop, op->_fd, queue_of(op->_kind), head);
 }
 
 /* A write's progress: `n` more bytes written. The iovec array of writev
@@ -266,38 +422,101 @@ static size_t left(const rx_op *op) {
   return sum;
 }
 
-/* A completion from the backend. */
+static void pool_take(rx_pool *pool, unsigned id);
+static void pool_give(rx_pool *pool, unsigned id);
+static void park(rx_loop *loop, rx_op *op);
+
+/* A completion from the backend. `flags`: RX_OP_F_MORE, RX_OP_F_BUFFER
+ * with the buffer id. */
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   bool cancelled = (op->_oflags & RX__OPF_CANCEL) != 0;
+  if (flags & RX_OP_F_BUFFER) {
+    rx_pool *pool = op->_p;
+    if (cancelled) { /* nobody will read it */
+      pool_give(pool, RX_OP_BUFFER_ID(flags));
+      flags &= ~(RX_OP_F_BUFFER | ~UINT32_C(0xffff));
+      if (flags & RX_OP_F_MORE)
+        return;
+      res = -ECANCELED;
+    } else {
+      pool_take(pool, RX_OP_BUFFER_ID(flags));
+    }
+  }
   if (makes_fd(op->_kind) && res >= 0 && cancelled) {
     close(res); /* nobody will take it */
     if (flags & RX_OP_F_MORE)
       return;
     res = -ECANCELED;
   }
-  if (flags & RX_OP_F_MORE) {
-    op->_cb(loop, op, res, RX_OP_F_MORE);
+  /* A multishot op whose kernel request ended with a result (one-shot
+   * requests standing in for a multishot the kernel lacks, or a multishot
+   * the kernel ended itself): the caller still gets a result with MORE,
+   * and the op goes on. */
+  if (!(flags & RX_OP_F_MORE) && !cancelled &&
+      ((op->_kind == RX__OP_RECV_MULTI && res > 0) ||
+       (op->_kind == RX__OP_ACCEPT_MULTI && res >= 0))) {
+    loop->ops_kernel--;
+    op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+    int rc = to_kernel(loop, op);
+    op->_cb(loop, op, res, flags | RX_OP_F_MORE);
+    if (rc != 0)
+      defer(loop, op, rc);
     return;
   }
+  if (flags & RX_OP_F_MORE) {
+    op->_cb(loop, op, res, flags);
+    return;
+  }
+  loop->ops_kernel--;
+  op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
   if (op->_kind == RX__OP_CLOSE) {
-    loop->ops_kernel--;
     closed(loop, op);
     give_back(loop, op, res, 0);
     return;
   }
+  /* The pool ran dry: wait for a buffer, unseen by the caller. */
+  if (res == -ENOBUFS && is_pool(op->_kind) && !cancelled) {
+    rx_pool *pool = op->_p;
+    if ((uint32_t)op->_res != pool->puts) {
+      int rc = to_kernel(loop, op); /* a buffer came back meanwhile */
+      if (rc != 0)
+        defer(loop, op, rc);
+      return;
+    }
+    if (op->_oflags & RX__OPF_DEADLINE)
+      timed_add(loop, op, op->_t.k.at);
+    park(loop, op);
+    return;
+  }
+  /* io_uring gives -EAGAIN for a nonblocking file when it ran the request
+   * in a worker (read-write ops, sendmsg, recvmsg): the emulation would wait
+   * for readiness, and so does this op, behind a poll of its fd. */
+  if (res == -EAGAIN && !cancelled && !(op->_uflg & MSG_DONTWAIT) &&
+      queue_of(op->_kind) != RX__Q_FREE && !makes_fd(op->_kind) &&
+      !is_pool(op->_kind)) {
+    op->_oflags |= RX__OPF_POLLFIRST;
+    int rc = to_kernel(loop, op);
+    if (rc == 0)
+      return;
+    res = rc;
+  }
+  /* A cancel by the deadline's linked timeout. */
+  if (res == -ECANCELED && !cancelled && (op->_oflags & RX__OPF_DEADLINE))
+    res = -ETIMEDOUT;
   if (is_write(op->_kind)) {
     if (res > 0) {
       advance(op, (unsigned)res);
-      if (!cancelled && left(op) > 0 && loop->ops->submit(loop, op) == 0)
+      if (!cancelled && left(op) > 0 && to_kernel(loop, op) == 0)
         return; /* the rest, still first in its fd's write queue */
     }
     if (op->_done > 0)
       res = (int)op->_done;
   }
-  loop->ops_kernel--;
   if (op->_fd >= 0)
     leave_fd(loop, op);
-  give_back(loop, op, res, 0);
+  else
+    rx__list_unlink(&op->_ent.link); /* from loop->ops_nofd */
+  give_back(loop, op, res, flags);
 }
 
 /* ---------------------------------------------------------------------------
@@ -309,9 +528,9 @@ static int sys(ssize_t rc) {
   return rc >= 0 ? (int)rc : -errno;
 }
 
-static int emu_try(rx_op *op) {
+static int emu_try(rx_op *op, unsigned *flags) {
   int fd = op->_fd;
-  int64_t off = (int64_t)op->_off;
+  int64_t off = (int64_t)op->_u.off;
   switch (op->_kind) {
   case RX__OP_READ:
     return sys(off < 0 ? read(fd, op->_p, op->_len)
@@ -337,8 +556,8 @@ static int emu_try(rx_op *op) {
   case RX__OP_SENDMSG:
     return sys(sendmsg(fd, op->_p, (int)op->_uflg | MSG_DONTWAIT));
   case RX__OP_ACCEPT:
-    return sys(
-        accept4(fd, op->_p, (socklen_t *)(uintptr_t)op->_off, (int)op->_uflg));
+    return sys(accept4(fd, op->_p, (socklen_t *)(uintptr_t)op->_u.off,
+                       (int)op->_uflg));
   case RX__OP_ACCEPT_MULTI:
     return sys(accept4(fd, NULL, NULL, (int)op->_uflg));
   case RX__OP_CONNECT:
@@ -355,6 +574,21 @@ static int emu_try(rx_op *op) {
     }
   case RX__OP_SHUTDOWN:
     return sys(shutdown(fd, (int)op->_len));
+  case RX__OP_RECV_POOL:
+  case RX__OP_RECV_MULTI: {
+    rx_pool *pool = op->_p;
+    if (pool->nfree == 0)
+      return -ENOBUFS;
+    unsigned id = pool->free[pool->nfree - 1];
+    int rc = sys(recv(fd, pool->mem + (size_t)id * pool->size, pool->size,
+                      (int)op->_uflg | MSG_DONTWAIT));
+    if (rc > 0) {
+      pool->nfree--;
+      pool->held[id] = 1;
+      *flags = RX_OP_F_BUFFER | id << 16;
+    }
+    return rc;
+  }
   default:
     return -EINVAL;
   }
@@ -369,8 +603,9 @@ enum { EMU_WAIT, EMU_RETIRED, EMU_MORE };
  * is the result. */
 static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
   int r;
+  unsigned flags = 0;
   for (;;) {
-    r = emu_try(op);
+    r = emu_try(op, &flags);
     if (!is_write(op->_kind) || r <= 0)
       break;
     advance(op, (unsigned)r);
@@ -383,9 +618,14 @@ static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
     if (!asked)
       return EMU_WAIT;
   }
+  if (r == -ENOBUFS && is_pool(op->_kind)) {
+    park(loop, op);
+    return EMU_WAIT;
+  }
   *res = r;
-  if (op->_kind == RX__OP_ACCEPT_MULTI && r >= 0) {
-    op->_cb(loop, op, r, RX_OP_F_MORE);
+  if ((op->_kind == RX__OP_ACCEPT_MULTI && r >= 0) ||
+      (op->_kind == RX__OP_RECV_MULTI && r > 0)) {
+    op->_cb(loop, op, r, flags | RX_OP_F_MORE);
     return EMU_MORE;
   }
   if (is_write(op->_kind) && op->_done > 0)
@@ -393,10 +633,10 @@ static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
   if (op->_kind == RX__OP_CONNECT)
     op->_done = 0;
   if (later) {
-    defer(loop, op, r);
+    defer(loop, op, r); /* never a pool op: no buffer to carry */
   } else {
     leave_fd(loop, op);
-    give_back(loop, op, r, 0);
+    give_back(loop, op, r, flags);
   }
   return EMU_RETIRED;
 }
@@ -450,6 +690,8 @@ static void emu_fd(rx_loop *loop, int fd, int ready) {
       int res = 0, step = emu_step(loop, op, false, &res);
       if (step == EMU_WAIT)
         break;
+      if (step == EMU_MORE)
+        continue;
       /* Read on only after a read that filled its buffer: the next would
        * most likely find nothing. */
       if (step == EMU_RETIRED && q == RX__Q_READ &&
@@ -485,7 +727,7 @@ void rx__ops_run(rx_loop *loop) {
   while (!rx__list_empty(&done)) {
     rx_op *op = op_of(rx__list_shift(&done));
     loop->ops_due--;
-    int res = (int)op->_spare[0];
+    int res = op->_res;
     if (op->_kind == RX__OP_CLOSE) {
       res = close(op->_fd) == 0 ? 0 : -errno;
       closed(loop, op);
@@ -500,20 +742,20 @@ void rx__ops_run(rx_loop *loop) {
 
 static void arm(rx_loop *loop, rx_op *op) {
   op->_state = RX__OPS_ARMED;
-  if (by_kernel(loop, op->_kind)) {
-    op->_oflags |= RX__OPF_KERNEL;
-    int rc = loop->ops->submit(loop, op);
-    if (rc == 0) {
-      loop->ops_kernel++;
-      return;
-    }
-    op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
-    defer(loop, op, rc);
+  if (op_by_kernel(loop, op)) {
+    int rc = to_kernel(loop, op);
+    if (rc != 0)
+      defer(loop, op, rc);
     return;
   }
-  if (op->_kind == RX__OP_NOP) {
+  switch (op->_kind) {
+  case RX__OP_NOP:
     defer(loop, op, 0);
     return;
+  case RX__OP_TIMEOUT:
+    return; /* its deadline, in the wheel, is all it waits for */
+  default:
+    break;
   }
   /* Writes, connect and shutdown are tried at once: they seldom wait. Their
    * callback still runs in the wait step. */
@@ -540,10 +782,12 @@ static int begin(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb) {
       return rc;
     if (loop->opfds[fd].closer != NULL)
       return -EBADF;
-    /* Emulated ops need the fd in the watcher table, level-triggered. */
+    /* Emulated ops need the fd in the watcher table. */
     if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
       return rc;
   }
+  if (kind == RX__OP_TIMEOUT && op->_deadline != 0)
+    return -EINVAL; /* a timeout is its own deadline */
   op->_kind = (uint8_t)kind;
   op->_cb = cb;
   op->_fd = fd;
@@ -556,8 +800,18 @@ static int submit(rx_loop *loop, rx_op *op) {
   op->_loop = loop;
   loop->ops_inflight++;
   loop->activecnt++;
+  if (is_pool(op->_kind))
+    ((rx_pool *)op->_p)->users++;
+  if (op->_deadline > 0) {
+    op->_oflags |= RX__OPF_DEADLINE;
+    int64_t now = clock_now(loop);
+    timed_add(loop, op,
+              op->_deadline > INT64_MAX - now ? INT64_MAX
+                                              : now + op->_deadline);
+  }
   if (op->_kind == RX__OP_NOP || op->_kind == RX__OP_TIMEOUT) {
     op->_fd = -1;
+    rx__list_push(&loop->ops_nofd, &op->_ent.link);
     arm(loop, op);
     return 0;
   }
@@ -581,25 +835,14 @@ static int submit(rx_loop *loop, rx_op *op) {
       return rc_;                            \
   } while (0)
 
-int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
-               int64_t offset, rx_op_cb cb) {
-  if (buf == NULL && len > 0)
-    return -EINVAL;
-  BEGIN(RX__OP_READ);
-  op->_p = buf;
+/* The data ops: their arguments checked by the caller, then one shape. */
+static int data_op(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb,
+                   const void *p, unsigned len, int flags, int64_t offset) {
+  BEGIN(kind);
+  op->_p = (void *)(uintptr_t)p;
   op->_len = len;
-  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
-}
-
-int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
-                int64_t offset, rx_op_cb cb) {
-  if (buf == NULL && len > 0)
-    return -EINVAL;
-  BEGIN(RX__OP_WRITE);
-  op->_p = (void *)(uintptr_t)buf;
-  op->_len = len;
-  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
+  op->_uflg = (uint32_t)flags;
+  op->_u.off = (uint64_t)(offset < 0 ? -1 : offset);
   return submit(loop, op);
 }
 
@@ -608,79 +851,73 @@ static int check_iov(const struct iovec *iov, int iovcnt) {
                                                                        : 0;
 }
 
+int rx_op_read(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
+               int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  return data_op(loop, op, fd, RX__OP_READ, cb, buf, len, 0, offset);
+}
+
+int rx_op_write(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
+                int64_t offset, rx_op_cb cb) {
+  if (buf == NULL && len > 0)
+    return -EINVAL;
+  return data_op(loop, op, fd, RX__OP_WRITE, cb, buf, len, 0, offset);
+}
+
 int rx_op_readv(rx_loop *loop, rx_op *op, int fd, const struct iovec *iov,
                 int iovcnt, int64_t offset, rx_op_cb cb) {
   if (check_iov(iov, iovcnt) != 0)
     return -EINVAL;
-  BEGIN(RX__OP_READV);
-  op->_p = (void *)(uintptr_t)iov;
-  op->_len = (uint32_t)iovcnt;
-  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_READV, cb, iov, (unsigned)iovcnt, 0,
+                 offset);
 }
 
 int rx_op_writev(rx_loop *loop, rx_op *op, int fd, struct iovec *iov,
                  int iovcnt, int64_t offset, rx_op_cb cb) {
   if (check_iov(iov, iovcnt) != 0)
     return -EINVAL;
-  BEGIN(RX__OP_WRITEV);
-  op->_p = iov;
-  op->_len = (uint32_t)iovcnt;
-  op->_off = (uint64_t)(offset < 0 ? -1 : offset);
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_WRITEV, cb, iov, (unsigned)iovcnt, 0,
+                 offset);
 }
 
 int rx_op_recv(rx_loop *loop, rx_op *op, int fd, void *buf, unsigned len,
                int flags, rx_op_cb cb) {
   if (buf == NULL && len > 0)
     return -EINVAL;
-  BEGIN(RX__OP_RECV);
-  op->_p = buf;
-  op->_len = len;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_RECV, cb, buf, len, flags, -1);
 }
 
 int rx_op_send(rx_loop *loop, rx_op *op, int fd, const void *buf, unsigned len,
                int flags, rx_op_cb cb) {
   if (buf == NULL && len > 0)
     return -EINVAL;
-  BEGIN(RX__OP_SEND);
-  op->_p = (void *)(uintptr_t)buf;
-  op->_len = len;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_SEND, cb, buf, len, flags, -1);
 }
 
 int rx_op_recvmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
                   int flags, rx_op_cb cb) {
   if (msg == NULL)
     return -EINVAL;
-  BEGIN(RX__OP_RECVMSG);
-  op->_p = msg;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_RECVMSG, cb, msg, 0, flags, -1);
 }
 
 int rx_op_sendmsg(rx_loop *loop, rx_op *op, int fd, struct msghdr *msg,
                   int flags, rx_op_cb cb) {
   if (msg == NULL)
     return -EINVAL;
-  BEGIN(RX__OP_SENDMSG);
-  op->_p = msg;
-  op->_uflg = (uint32_t)flags;
-  return submit(loop, op);
+  return data_op(loop, op, fd, RX__OP_SENDMSG, cb, msg, 0, flags, -1);
 }
 
 #define ACCEPT_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
 
 int rx_op_accept(rx_loop *loop, rx_op *op, int fd, struct sockaddr *addr,
-                 socklen_t *addrlen, int flags, rx_op_cb cb) {
+                 unsigned *addrlen, int flags, rx_op_cb cb) {
   if ((flags & ~ACCEPT_FLAGS) != 0 || (addr != NULL && addrlen == NULL))
     return -EINVAL;
   BEGIN(RX__OP_ACCEPT);
   op->_p = addr;
-  op->_off = (uint64_t)(uintptr_t)addrlen;
+  op->_u.off = (uint64_t)(uintptr_t)addrlen;
   op->_uflg = (uint32_t)flags;
   return submit(loop, op);
 }
@@ -696,7 +933,7 @@ int rx_op_accept_multishot(rx_loop *loop, rx_op *op, int fd, int flags,
 }
 
 int rx_op_connect(rx_loop *loop, rx_op *op, int fd, const struct sockaddr *addr,
-                  socklen_t addrlen, rx_op_cb cb) {
+                  unsigned addrlen, rx_op_cb cb) {
   if (addr == NULL)
     return -EINVAL;
   BEGIN(RX__OP_CONNECT);
@@ -744,8 +981,8 @@ int rx_op_cancel(rx_loop *loop, rx_op *op) {
     loop->ops->cancel(loop, op);
     return 0;
   }
-  /* Queued, or emulated: nothing is under way in the kernel. A write in
-   * part written reports what it wrote. */
+  /* Queued, parked or emulated: nothing is under way in the kernel. A
+   * write in part written reports what it wrote. */
   int res = is_write(op->_kind) && op->_done > 0 ? (int)op->_done : -ECANCELED;
   defer(loop, op, res);
   return 0;
@@ -762,6 +999,9 @@ static void close_now(rx_loop *loop, rx_op *op) {
     op->_oflags |= RX__OPF_KERNEL;
     if (loop->ops->submit(loop, op) == 0) {
       loop->ops_kernel++;
+      /* The kernel may close the fd at any submission from now on, and the
+       * number then names the next file opened: no longer refused. */
+      closed(loop, op);
       return;
     }
     op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
@@ -828,13 +1068,271 @@ void rx__ops_free(rx_loop *loop) {
       }
     }
   }
+  struct rx__link *l = loop->ops_nofd.next;
+  while (l != &loop->ops_nofd) {
+    rx_op *x = op_of(l);
+    l = l->next;
+    if (!(x->_oflags & RX__OPF_CANCEL))
+      rx_op_cancel(loop, x);
+  }
   for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++)
     loop->ops->wait(loop, RX_MSEC(1));
   while (loop->ops_due > 0 || !rx__list_empty(&loop->ops_done))
     rx__ops_run(loop);
+  while (!rx__list_empty(&loop->pools))
+    rx_pool_free(rx__container_of(loop->pools.next, rx_pool, link));
   rx__free(loop->opfds, sizeof(*loop->opfds) * (size_t)loop->nopfds);
   rx__free(loop->ops_ready, sizeof(*loop->ops_ready) * (size_t)loop->nopfds);
   loop->opfds = NULL;
   loop->ops_ready = NULL;
   loop->nopfds = 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Deadlines that passed (loop.c, after the wait).
+ */
+void rx__ops_expire(rx_loop *loop) {
+  struct rx__link due;
+  rx__list_init(&due);
+  rx__tw_advance(&loop->op_wheel, loop->now, &due);
+  struct rx__link *node;
+  while ((node = rx__list_shift(&due)) != NULL) {
+    rx_op *op = rx__container_of(node, rx_op, _t.ent.link);
+    op->_oflags &= (uint16_t)~RX__OPF_TIMED;
+    loop->ops_timed--;
+    if (op->_kind == RX__OP_TIMEOUT) {
+      defer(loop, op, -ETIME);
+    } else if (op->_oflags & RX__OPF_KERNEL) {
+      /* A manual clock's deadline of an op with the kernel: its
+       * -ECANCELED becomes -ETIMEDOUT (rx__op_complete()). */
+      loop->ops->cancel(loop, op);
+    } else {
+      defer(loop, op,
+            is_write(op->_kind) && op->_done > 0 ? (int)op->_done : -ETIMEDOUT);
+    }
+  }
+}
+
+void rx_op_init(rx_op *op) {
+  if (op != NULL)
+    memset(op, 0, sizeof(*op));
+}
+
+int rx_op_deadline(rx_op *op, int64_t ns) {
+  if (op == NULL || ns < 0)
+    return -EINVAL;
+  if (op->_state != RX__OPS_IDLE)
+    return -EBUSY;
+  op->_deadline = ns;
+  return 0;
+}
+
+int rx_op_timeout(rx_loop *loop, rx_op *op, int64_t ns, rx_op_cb cb) {
+  int fd = -1;
+  if (ns < 0)
+    return -EINVAL;
+  BEGIN(RX__OP_TIMEOUT);
+  /* Its deadline is the timeout itself: the wheel's when emulated, the
+   * kernel's timespec (io_uring.c) otherwise. */
+  op->_deadline = ns > 0 ? ns : 1;
+  return submit(loop, op);
+}
+
+/* ---------------------------------------------------------------------------
+ * Buffer pools.
+ */
+
+#define POOL_MAX 32768u
+
+/* The kernel filled buffer `id`: the caller holds it now. */
+static void pool_take(rx_pool *pool, unsigned id) {
+  if (id < pool->count)
+    pool->held[id] = 1;
+}
+
+/* Buffer `id` goes back where the kernel or the emulation picks from, and
+ * a parked op, if any, goes on. */
+static void pool_give(rx_pool *pool, unsigned id) {
+  rx_loop *loop = pool->loop;
+  pool->held[id] = 0;
+  pool->puts++;
+  if (pool->bgid >= 0)
+    loop->ops->pool_put(loop, pool, id);
+  else
+    pool->free[pool->nfree++] = (uint16_t)id;
+  if (rx__list_empty(&pool->parked))
+    return;
+  rx_op *op = rx__container_of(rx__list_shift(&pool->parked), rx_op, _u.park);
+  op->_state = RX__OPS_ARMED;
+  if (pool->bgid >= 0) {
+    int rc = to_kernel(loop, op);
+    if (rc != 0)
+      defer(loop, op, rc);
+  } else {
+    sync_want(loop, op->_fd);
+  }
+}
+
+static void park(rx_loop *loop, rx_op *op) {
+  rx_pool *pool = op->_p;
+  op->_state = RX__OPS_PARKED;
+  rx__list_push(&pool->parked, &op->_u.park);
+  if (!(op->_oflags & RX__OPF_KERNEL))
+    sync_want(loop, op->_fd);
+}
+
+int rx_pool_new(rx_loop *loop, rx_pool **out, unsigned count, unsigned size) {
+  if (out != NULL)
+    *out = NULL;
+  if (loop == NULL || out == NULL || count == 0 || count > POOL_MAX ||
+      (count & (count - 1)) != 0 || size == 0 || size > INT32_MAX ||
+      (size_t)count * size > SIZE_MAX / 2)
+    return -EINVAL;
+  rx_pool *pool = rx__alloc(sizeof(*pool));
+  char *mem = rx__alloc((size_t)count * size);
+  uint16_t *free_ids = rx__alloc(sizeof(*free_ids) * count);
+  uint8_t *held = rx__alloc(count);
+  if (pool == NULL || mem == NULL || free_ids == NULL || held == NULL) {
+    rx__free(pool, sizeof(*pool));
+    rx__free(mem, (size_t)count * size);
+    rx__free(free_ids, sizeof(*free_ids) * count);
+    rx__free(held, count);
+    return -ENOMEM;
+  }
+  memset(pool, 0, sizeof(*pool));
+  memset(held, 0, count);
+  pool->loop = loop;
+  pool->mem = mem;
+  pool->count = count;
+  pool->size = size;
+  pool->free = free_ids;
+  pool->held = held;
+  pool->bgid = -1;
+  rx__list_init(&pool->parked);
+  rx__list_push(&loop->pools, &pool->link);
+  if (loop->ops->pool_new == NULL || !by_kernel(loop, RX__OP_RECV_POOL) ||
+      loop->ops->pool_new(loop, pool) != 0) {
+    pool->bgid = -1;
+    for (unsigned i = 0; i < count; i++)
+      free_ids[i] = (uint16_t)(count - 1 - i); /* id 0 is taken first */
+    pool->nfree = count;
+  }
+  *out = pool;
+  return 0;
+}
+
+int rx_pool_free(rx_pool *pool) {
+  if (pool == NULL)
+    return -EINVAL;
+  if (pool->users > 0)
+    return -EBUSY;
+  if (pool->bgid >= 0)
+    pool->loop->ops->pool_free(pool->loop, pool);
+  rx__list_unlink(&pool->link);
+  unsigned count = pool->count;
+  rx__free(pool->mem, (size_t)count * pool->size);
+  rx__free(pool->free, sizeof(*pool->free) * count);
+  rx__free(pool->held, count);
+  rx__free(pool, sizeof(*pool));
+  return 0;
+}
+
+void *rx_pool_buffer(const rx_pool *pool, unsigned id) {
+  if (pool == NULL || id >= pool->count)
+    return NULL;
+  return pool->mem + (size_t)id * pool->size;
+}
+
+unsigned rx_pool_size(const rx_pool *pool) {
+  return pool != NULL ? pool->size : 0;
+}
+
+int rx_pool_put(rx_pool *pool, unsigned id) {
+  if (pool == NULL || id >= pool->count || !pool->held[id])
+    return -EINVAL;
+  pool_give(pool, id);
+  return 0;
+}
+
+static int pool_op(rx_loop *loop, rx_op *op, int fd, rx_pool *pool, int flags,
+                   unsigned kind, rx_op_cb cb) {
+  if (pool == NULL || (loop != NULL && pool->loop != loop))
+    return -EINVAL;
+  BEGIN(kind);
+  op->_p = pool;
+  op->_len = pool->size;
+  op->_uflg = (uint32_t)flags;
+  return submit(loop, op);
+}
+
+int rx_op_recv_pool(rx_loop *loop, rx_op *op, int fd, rx_pool *pool, int flags,
+                    rx_op_cb cb) {
+  return pool_op(loop, op, fd, pool, flags, RX__OP_RECV_POOL, cb);
+}
+
+int rx_op_recv_multishot(rx_loop *loop, rx_op *op, int fd, rx_pool *pool,
+                         int flags, rx_op_cb cb) {
+  return pool_op(loop, op, fd, pool, flags, RX__OP_RECV_MULTI, cb);
+}
+
+/* ---------------------------------------------------------------------------
+ * After a fork, in the child (loop.c, once the backend has a kernel state
+ * of its own). The requests the kernel held are the parent ring's, which
+ * goes on with them in the parent; so in the child every op under way at
+ * the fork ends with -ECANCELED, on every backend alike (the ops queued
+ * behind them go on in the child, as do parked ones). Pools the kernel
+ * picked from get a ring of the child's own, holding the buffers nobody
+ * holds.
+ */
+/* Marks the ops of `list` under way at the fork (mark), or ends the marked
+ * ones, looking afresh after each: ending one may arm the next. */
+static void fork_mark(struct rx__link *list) {
+  for (struct rx__link *l = list->next; l != list; l = l->next) {
+    rx_op *op = op_of(l);
+    if (op->_state == RX__OPS_ARMED && op->_kind != RX__OP_CLOSE)
+      op->_oflags |= RX__OPF_FORKED;
+  }
+}
+
+static void fork_cancel(rx_loop *loop, struct rx__link *list) {
+  struct rx__link *l = list->next;
+  while (l != list) {
+    rx_op *op = op_of(l);
+    if (!(op->_oflags & RX__OPF_FORKED)) {
+      l = l->next;
+      continue;
+    }
+    op->_oflags &= (uint16_t)~RX__OPF_FORKED;
+    if (op->_oflags & RX__OPF_KERNEL) {
+      op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
+      loop->ops_kernel--;
+    }
+    defer(loop, op, -ECANCELED);
+    l = list->next;
+  }
+}
+
+void rx__ops_forked(rx_loop *loop) {
+  struct rx__link *l;
+  for (l = loop->pools.next; l != &loop->pools; l = l->next) {
+    rx_pool *pool = rx__container_of(l, rx_pool, link);
+    if (pool->bgid < 0)
+      continue;
+    loop->ops->pool_free(loop, pool); /* the parent's ring: unmapped */
+    if (loop->ops->pool_new(loop, pool) != 0) {
+      pool->bgid = -1; /* emulated from here on */
+      pool->nfree = 0;
+      for (unsigned i = pool->count; i-- > 0;)
+        if (!pool->held[i])
+          pool->free[pool->nfree++] = (uint16_t)i;
+    }
+  }
+  fork_mark(&loop->ops_nofd);
+  for (int fd = 0; fd < loop->nopfds; fd++)
+    for (int q = 0; q < RX__NQ; q++)
+      fork_mark(&loop->opfds[fd].q[q]);
+  fork_cancel(loop, &loop->ops_nofd);
+  for (int fd = 0; fd < loop->nopfds; fd++)
+    for (int q = 0; q < RX__NQ; q++)
+      fork_cancel(loop, &loop->opfds[fd].q[q]);
 }

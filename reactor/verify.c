@@ -142,6 +142,7 @@ static int verify_fds(rx_loop *loop, const char **what) {
         return broken(what, "fd watcher list");
       want |= (uint8_t)(w->_w.flags & RX__F_EVENTS);
     }
+    want |= rx__ops_want(loop, fd); /* emulated ops share the registration */
     if (want != f->want)
       return broken(what, "fd interest");
   }
@@ -203,6 +204,56 @@ static int verify_lists(rx_loop *loop, const char **what, size_t bound) {
   return 0;
 }
 
+/* An op on fd `fd`'s queue: submitted on this loop, for this fd; the head
+ * of an ordered queue is armed (or parked for a buffer), the rest queued. */
+struct op_spec {
+  const rx_loop *loop;
+  int fd;
+  int q;
+  const struct rx__link *head;
+};
+
+static bool op_ok(const struct rx__link *node, const void *arg) {
+  const struct op_spec *spec = arg;
+  const rx_op *op = rx__container_of(node, rx_op, _ent.link);
+  if (op->_loop != spec->loop || op->_fd != spec->fd)
+    return false;
+  if (spec->q == RX__Q_FREE || node == spec->head->next)
+    return op->_state == RX__OPS_ARMED || op->_state == RX__OPS_PARKED;
+  return op->_state == RX__OPS_QUEUED;
+}
+
+static bool done_ok(const struct rx__link *node, const void *arg) {
+  const rx_op *op = rx__container_of(node, rx_op, _ent.link);
+  return op->_loop == arg && op->_state == RX__OPS_DONE;
+}
+
+static int verify_ops(rx_loop *loop, const char **what, size_t bound) {
+  size_t total = 0;
+  for (int fd = 0; fd < loop->nopfds; fd++) {
+    const struct rx__opfd *o = &loop->opfds[fd];
+    size_t n = 0;
+    for (int q = 0; q < RX__NQ; q++) {
+      struct op_spec spec = {loop, fd, q, &o->q[q]};
+      if (!walk(&o->q[q], bound, &n, op_ok, &spec))
+        return broken(what, "op queue");
+    }
+    if (n != o->nops)
+      return broken(what, "op count");
+    total += n;
+  }
+  size_t done = 0;
+  if (!walk(&loop->ops_done, bound, &done, done_ok, loop))
+    return broken(what, "op done list");
+  if (done + (size_t)loop->nops_ready != loop->ops_due ||
+      total > loop->ops_inflight || loop->ops_kernel > loop->ops_inflight)
+    return broken(what, "op counts");
+  if (rx__tw_validate(&loop->op_wheel) != 0 ||
+      rx__tw_count(&loop->op_wheel) != loop->ops_timed)
+    return broken(what, "op deadline wheel");
+  return 0;
+}
+
 int rx_verify(rx_loop *loop, const char **what) {
   if (loop == NULL)
     return -EINVAL;
@@ -212,7 +263,8 @@ int rx_verify(rx_loop *loop, const char **what) {
   int rc;
   if ((rc = verify_pending(loop, what, bound)) != 0 ||
       (rc = verify_fds(loop, what)) != 0 ||
-      (rc = verify_lists(loop, what, bound)) != 0)
+      (rc = verify_lists(loop, what, bound)) != 0 ||
+      (rc = verify_ops(loop, what, bound)) != 0)
     return rc;
   if (rx__tw_validate(&loop->wheel) != 0)
     return broken(what, "timer wheel");

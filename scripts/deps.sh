@@ -14,6 +14,15 @@ set -eu
 # when their libraries are present: `deps.sh bench` installs those.
 PKGS="meson ninja-build pkg-config gcc liburing-dev g++ libcmocka-dev \
 libjemalloc-dev"
+# Wanted but not required: libvirt's development files build the libvirt
+# adapter (adapters/libvirt) and its tests, whose throw-away libvirtd comes
+# with libvirt-daemon (virsh, in libvirt-clients, for looking at it by hand).
+# jansson's development files build the QMP client (adapters/qmp), whose
+# tests talk to a real QEMU (qemu-system-x86, started with -machine none).
+# Installed with the rest when root; otherwise only named, and those tests
+# skip.
+OPTIONAL="libvirt-dev libvirt-daemon libvirt-clients libjansson-dev \
+qemu-system-x86"
 case "${1:-}" in
 # `deps.sh fuzz` (make fuzz) also needs clang and its libFuzzer runtime;
 # nothing else does: the fuzz replay tests build with gcc.
@@ -43,15 +52,26 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
   exit 0
 fi
 
-missing=""
-for p in $PKGS; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  if [ "$status" != "installed" ]; then
-    missing="$missing $p"
-  fi
-done
-missing=${missing# }
+# The packages of the list $1 that dpkg does not have installed.
+not_installed() {
+  out=""
+  for p in $1; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    if [ "$status" != "installed" ]; then
+      out="$out $p"
+    fi
+  done
+  echo "${out# }"
+}
+missing=$(not_installed "$PKGS")
+optional=$(not_installed "$OPTIONAL")
 
+if [ -n "$optional" ] && [ "$(id -u)" -ne 0 ]; then
+  echo "deps: not installed (not root): $optional; the tests that need" \
+    "them will skip" >&2
+  optional=""
+fi
+missing="$missing${missing:+${optional:+ }}$optional"
 if [ -z "$missing" ]; then
   exit 0
 fi

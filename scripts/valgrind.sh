@@ -17,8 +17,8 @@
 # their logs go to BUILDDIR/meson-logs/memcheck-valgrind.txt.
 #
 # What is left out, and why (valgrind 3.19, Debian 12):
-#   async-tsan-*     built with -fsanitize=thread: TSan's runtime cannot run
-#                    under valgrind.
+#   async-tsan-*,    built with -fsanitize=thread: TSan's runtime cannot run
+#   queue-tsan-*     under valgrind.
 #   seccomp-*        the launcher installs a seccomp filter and execs the
 #                    test: valgrind would check only the launcher, under a
 #                    filter that also applies to valgrind's own syscalls, and
@@ -31,16 +31,18 @@
 #   install          tests/install.sh: a shell script that configures,
 #                    builds and installs a second build of the library;
 #                    nothing in it is rx code run under memcheck.
-#   public-include, exports
+#   public-include, exports, exports-services
 #                    tests/public-include.sh and tests/exports.sh: shell
 #                    scripts that run the compiler and nm on the build; no
 #                    rx code runs in them.
+#   echo-servers-*   tests/echo-servers.sh: memcheck would check bash (and
+#                    finds bash's own leaks), not the servers it starts.
 #   the io_uring runs of tests with a second thread or a signal that must
 #   wake a loop blocked in io_uring_enter (async, loop, signal, child,
-#   echo, echo-threads, and faults): valgrind 3.19 runs io_uring_enter as a
-#   syscall that does not block, so the thread blocked in it keeps
-#   valgrind's lock (no other thread runs) with signals held back: they
-#   hang. Their epoll runs are kept (but for faults, above).
+#   queue and faults): valgrind 3.19 runs io_uring_enter as a syscall that
+#   does not block, so the thread blocked in it keeps valgrind's lock (no
+#   other thread runs) with signals held back: they hang. Their epoll runs
+#   are kept (but for faults, above).
 #   fork-io_uring    valgrind asserts (m_syswrap/syswrap-generic.c:2450, in
 #                    its mmap wrapper) when the forked child maps its new
 #                    ring: its address-space map still holds the parent's
@@ -50,11 +52,13 @@
 # once per loop and returns ENOSYS, and the epoll backend then waits with
 # epoll_pwait, which is therefore what the epoll runs check here.
 # Everything else runs: on both backends io, timer, idle, api, embed,
-# periodic, stat, verify and header; on epoll only loop, fork, async, signal and
-# the examples; the io_uring and epoll backend tests; timerwheel; the fuzz
-# corpora replays (timerwheel, mpsc, and loop on both backends). Their
-# timing bounds are generous enough for valgrind's slowdown (a timer may be
-# 750 ms late in test-timer).
+# periodic, stat, verify and header; on epoll only loop, fork, async,
+# signal and queue; the examples' load runs on both (memcheck checks
+# echo-client, one thread; the servers it starts run as they are); the
+# io_uring and epoll backend tests; timerwheel; the fuzz corpora replays
+# (timerwheel, mpsc, and loop and queue on both backends). Their timing
+# bounds are generous enough for valgrind's slowdown (a timer may be 750 ms
+# late in test-timer).
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -86,10 +90,10 @@ ninja ${JOBS:+-j$JOBS} -C "$build"
 tests=$(meson test -C "$build" --no-rebuild --list 2>/dev/null |
   sed 's|.* / ||' | while read -r t; do
     case $t in
-    async-tsan-* | seccomp-* | faults-* | install) ;;
-    public-include | exports) ;;
+    *-tsan-* | seccomp-* | faults-* | install) ;;
+    public-include | exports | exports-* | echo-servers-*) ;;
     async-io_uring | loop-io_uring | signal-io_uring | child-io_uring) ;;
-    echo-io_uring | echo-threads-io_uring | fork-io_uring) ;;
+    queue-io_uring | fork-io_uring) ;;
     *) echo "$t" ;;
     esac
   done)

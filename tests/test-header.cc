@@ -1,8 +1,10 @@
 // test-header.cc - rx.h is C++-clean (STYLE.md 7): this translation unit
 // includes it, uses the overloaded rx_is_active / rx_is_pending, makes a
 // loop and runs a 0 ms timer. It fails to build if the header is not valid
-// C++, and exits non-zero if the loop does not work from C++.
+// C++, and exits non-zero if the loop does not work from C++. The
+// services' headers are included too (declarations only: not linked).
 #include "rx.h"
+#include "rx/ids.h"
 
 #include <cerrno>
 #include <cstdio>

@@ -74,7 +74,34 @@
  *                   P.pp_conns loopback connections bouncing P.pp_size-byte
  *                   messages for P.pp_seconds, then closes them. Metrics:
  *                   round trips per second, server thread CPU us per round
- *                   trip.
+ *                   trip, and the server thread's system calls per round
+ *                   trip (a perf counter on the raw_syscalls:sys_enter
+ *                   tracepoint for that thread alone, when the kernel lets
+ *                   the process open one; the metric is left out if not),
+ *                   and the client thread's CPU us per round trip (the
+ *                   same client for every server: what a faster server
+ *                   cannot take off a round trip).
+ *
+ * --ops runs the completion-operation variant of a workload, in a library
+ * that has one (rx: rx_op_*); the rows then name the library "<library>-ops"
+ * (rx-ops), and the same client, chain and measurements apply:
+ *
+ *   ping_pongs      the server accepts with a multishot accept op and
+ *                   echoes with recv and send ops: each completed recv
+ *                   submits the send of what it read and the next recv,
+ *                   into the connection's other buffer (a buffer is not
+ *                   read into again before its send is done).
+ *   pipe_chain      a recv op of one byte is kept submitted on every read
+ *                   end; its completion calls peer_pipe_forward() and sends
+ *                   the byte on with a send op. The setup cancels every
+ *                   recv, waits for their final callbacks and submits them
+ *                   again, then one non-blocking iteration: re-registering,
+ *                   in ops.
+ *
+ * A library without ops fails on --ops (peer_main.c's weak defaults). The
+ * raw liburing executable, peer_liburing, has only ping_pongs and
+ * pipe_chain, written as rx's --ops variants are, with rx's ring setup
+ * flags: the floor for them.
  *
  * A watchdog (alarm) ends a run that hangs, with exit status 3.
  */
@@ -130,6 +157,10 @@ int peer_ping_pongs(void);
 int peer_timer_start(void);
 int peer_async_send_pending(void);
 int peer_loop_pingpong(void);
+/* --ops: the completion-operation variants (peer_main.c has weak
+ * definitions that fail, for the libraries without ops). */
+int peer_ping_pongs_ops(void);
+int peer_pipe_chain_ops(void);
 
 /* ---------------------------------------------------------------------------
  * What the driver gives them.
@@ -208,6 +239,10 @@ int peer_churn_end(void);
 extern int *peer_pipe_fd;
 int peer_pipe_open(void);
 void peer_pipe_read(int i);
+/* --ops: the byte of pair i was read (by the library's op): counts it and
+ * returns the pair w to send one byte to (on peer_pipe_fd[2 * w + 1]; it
+ * is counted as sent), or -1 when the run's writes are done. */
+int peer_pipe_forward(int i);
 int peer_pipe_drive(void (*setup)(void), void (*iterate)(void));
 void peer_pipe_close(void);
 
@@ -276,6 +311,9 @@ int peer_lpp_end(void);
  *   return peer_pp_end();  joins the client, closes the listener, reports */
 int peer_pp_listen(void);
 int peer_pp_accept(int listen_fd);
+/* --ops: a connection the library accepted itself (an accept op): counts
+ * it as peer_pp_accept() does and sets TCP_NODELAY; returns fd. */
+int peer_pp_adopt(int fd);
 int peer_pp_accepted(void);
 int peer_pp_echo(int fd);
 void peer_pp_begin(void);

@@ -9,6 +9,8 @@
 #include "peer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,14 +64,16 @@ static void quick(void) {
 static const char *workload_name;
 static char workload_label[64];
 static const char *backend_name;
+/* peer_library, or "<peer_library>-ops" with --ops. */
+static char library_name[64];
 
 void peer_report(const char *metric, double value, const char *unit) {
-  printf("%s,%s,%s,%s,%.6g,%s\n", workload_label, peer_library, backend_name,
+  printf("%s,%s,%s,%s,%.6g,%s\n", workload_label, library_name, backend_name,
          metric, value, unit);
 }
 
 int peer_fail(const char *what) {
-  fprintf(stderr, "peer_%s %s: %s\n", peer_library, workload_label, what);
+  fprintf(stderr, "peer_%s %s: %s\n", library_name, workload_label, what);
   return -1;
 }
 
@@ -303,6 +308,18 @@ void peer_pipe_read(int i) {
   }
 }
 
+/* The same steps with the read and the write left to the library's ops. A
+ * send op that fails leaves its byte unread, and the run ends as stalled. */
+int peer_pipe_forward(int i) {
+  (void)i;
+  pipe_count++;
+  if (pipe_writes <= 0)
+    return -1;
+  pipe_writes--;
+  pipe_fired++;
+  return i + 1 == P.pipes ? 0 : i + 1;
+}
+
 /* A run takes about P.pipe_writes / P.pipe_active iterations; this many
  * without the last byte read means one was lost (or the library's setup
  * failed), and the run ends as a failure instead of spinning until the
@@ -515,9 +532,9 @@ int peer_lpp_end(void) {
  * ping_pongs: the server side helpers, then the client thread.
  */
 
-static int pp_listen_fd = -1, pp_accepted;
+static int pp_listen_fd = -1, pp_accepted, pp_sysfd = -1;
 static uint16_t pp_port;
-static uint64_t pp_cpu0, pp_trips, pp_elapsed_ns;
+static uint64_t pp_cpu0, pp_trips, pp_elapsed_ns, pp_sys0, pp_client_cpu;
 static const char *pp_error;
 
 static void nodelay(int fd) {
@@ -525,13 +542,54 @@ static void nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int peer_pp_accept(int listen_fd) {
-  int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+int peer_pp_adopt(int fd) {
   if (fd >= 0) {
     nodelay(fd);
     pp_accepted++;
   }
   return fd;
+}
+
+int peer_pp_accept(int listen_fd) {
+  return peer_pp_adopt(
+      accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+}
+
+/* The calling thread's system calls: a counting perf event on the
+ * raw_syscalls:sys_enter tracepoint, for this thread only (pid 0, any CPU,
+ * not inherited by threads it starts). -1 when the kernel or its
+ * perf_event_paranoid setting refuses, or tracefs is not mounted. */
+static int syscall_counter(void) {
+  static const char *const ids[] = {
+      "/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+      "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
+  };
+  for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+    FILE *f = fopen(ids[i], "r");
+    unsigned long long id;
+    if (!f)
+      continue;
+    int got = fscanf(f, "%llu", &id);
+    fclose(f);
+    if (got != 1)
+      continue;
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.type = PERF_TYPE_TRACEPOINT;
+    attr.size = sizeof attr;
+    attr.config = id;
+    attr.sample_period = 0;
+    return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1,
+                        PERF_FLAG_FD_CLOEXEC);
+  }
+  return -1;
+}
+
+static uint64_t counter_read(int fd) {
+  uint64_t n = 0;
+  if (fd < 0 || read(fd, &n, sizeof n) != (ssize_t)sizeof n)
+    return 0;
+  return n;
 }
 
 int peer_pp_accepted(void) {
@@ -578,7 +636,7 @@ static void *pp_client(void *arg) {
     epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
   }
   uint64_t start = peer_now_ns(), end = start + (uint64_t)(P.pp_seconds * 1e9);
-  uint64_t now = start, trips = 0;
+  uint64_t now = start, trips = 0, cpu0 = peer_thread_cpu_ns();
   for (int i = 0; i < n; i++)
     if (send(fds[i], msg, (size_t)P.pp_size, MSG_NOSIGNAL) == P.pp_size)
       outstanding++;
@@ -596,6 +654,7 @@ static void *pp_client(void *arg) {
       sending = 0;
       pp_trips = trips;
       pp_elapsed_ns = now - start;
+      pp_client_cpu = peer_thread_cpu_ns() - cpu0;
     }
     for (int j = 0; j < k; j++) {
       int i = (int)evs[j].data.u32;
@@ -654,11 +713,15 @@ int peer_pp_listen(void) {
 }
 
 void peer_pp_begin(void) {
+  pp_sysfd = syscall_counter();
+  pp_sys0 = counter_read(pp_sysfd);
   pp_cpu0 = peer_thread_cpu_ns();
 }
 
 int peer_pp_end(void) {
   uint64_t cpu = peer_thread_cpu_ns() - pp_cpu0;
+  /* The read of the count is one syscall less than the count itself. */
+  uint64_t sys = counter_read(pp_sysfd) - pp_sys0 - 1;
   peer_join();
   close(pp_listen_fd);
   if (pp_error)
@@ -669,7 +732,30 @@ int peer_pp_end(void) {
               (double)pp_trips * 1e9 / (double)pp_elapsed_ns, "trips/s");
   peer_report("server_cpu_us_per_trip", (double)cpu / 1000 / (double)pp_trips,
               "us");
+  /* The two threads pass the messages back and forth: the rate is at most
+   * 1 / (server + client CPU per trip) when neither waits for the other
+   * to be scheduled. */
+  peer_report("client_cpu_us_per_trip",
+              (double)pp_client_cpu / 1000 / (double)pp_trips, "us");
+  if (pp_sysfd >= 0) {
+    peer_report("server_syscalls_per_trip", (double)sys / (double)pp_trips,
+                "syscalls");
+    close(pp_sysfd);
+  }
   return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * --ops in a library that has no completion operations: a clear failure
+ * (peer_rx.c defines the real ones).
+ */
+
+__attribute__((weak)) int peer_ping_pongs_ops(void) {
+  return peer_fail("this library has no completion operations (--ops)");
+}
+
+__attribute__((weak)) int peer_pipe_chain_ops(void) {
+  return peer_fail("this library has no completion operations (--ops)");
 }
 
 /* ---------------------------------------------------------------------------
@@ -701,20 +787,25 @@ static const struct {
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: peer_%s <workload> [--quick] [--pipes N] [--timers N]\n"
+          "usage: peer_%s <workload> [--quick] [--ops] [--pipes N] "
+          "[--timers N]\n"
           "workloads:",
           peer_library);
   for (size_t i = 0; i < sizeof workloads / sizeof *workloads; i++)
     fprintf(stderr, " %s", workloads[i].name);
-  fprintf(stderr, "\n");
+  fprintf(stderr, "\n--ops (completion operations): pipe_chain, ping_pongs\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   int (*run)(void) = NULL;
+  int ops = 0;
+  snprintf(library_name, sizeof library_name, "%s", peer_library);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       quick();
+    } else if (strcmp(argv[i], "--ops") == 0) {
+      ops = 1;
     } else if (strcmp(argv[i], "--pipes") == 0 && i + 1 < argc) {
       P.pipes = atoi(argv[++i]);
       if (P.pipes < P.pipe_active)
@@ -736,7 +827,17 @@ int main(int argc, char **argv) {
       run = workloads[i].run;
   if (!run)
     return usage();
-  if (run == peer_pipe_chain)
+  if (ops) {
+    /* Only these workloads have a completion-operation variant. */
+    if (run == peer_ping_pongs)
+      run = peer_ping_pongs_ops;
+    else if (run == peer_pipe_chain)
+      run = peer_pipe_chain_ops;
+    else
+      return usage();
+    snprintf(library_name, sizeof library_name, "%s-ops", peer_library);
+  }
+  if (run == peer_pipe_chain || run == peer_pipe_chain_ops)
     snprintf(workload_label, sizeof workload_label, "pipe_chain_%d", P.pipes);
   else if (run == peer_timer_start)
     snprintf(workload_label, sizeof workload_label, "timer_start_%u",

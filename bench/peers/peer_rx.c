@@ -17,14 +17,26 @@
  *                   MSG_RING between io_uring loops); each loop holds an
  *                   rx_ref, since posted tasks do not keep rx_run() going.
  *
+ * --ops (peer.h), completion operations:
+ *   ping_pongs      rx_op_accept_multishot on the listener, cancelled once
+ *                   every connection is in; per connection an rx_op_recv
+ *                   and two rx_op_send (one per buffer), rx_op_close at the
+ *                   end. The loop ends when no op is left.
+ *   pipe_chain      an rx_op_recv of one byte per read end, an rx_op_send
+ *                   per write end; the setup is rx_op_cancel of every recv,
+ *                   rx_run(RX_RUN_NOWAIT) until their final callbacks, then
+ *                   rx_op_recv again and one more RX_RUN_NOWAIT.
+ *
  * When meson found jemalloc it is the process's malloc here as in every
  * peer's executable, so all libraries allocate from the same allocator.
  */
 #include "peer.h"
 #include "rx.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 const char peer_library[] = "rx";
@@ -391,5 +403,238 @@ int peer_loop_pingpong(void) {
   peer_join();
   rc = lpp_bad_a || lpp_bad_b ? peer_fail("a post failed") : peer_lpp_end();
   rx_loop_free(loop);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * ping_pongs --ops. A connection owns its ops; it is freed when the last of
+ * them has had its final callback (the close op's is the last one queued,
+ * but counting does not depend on that).
+ */
+
+struct pp_conn {
+  int fd;
+  int cur;        /* the buffer the next recv fills */
+  int recv_waits; /* that buffer's send is still running */
+  int closing;
+  int live; /* ops submitted and not yet final */
+  rx_op recv, send[2], close;
+  char buf[2][4096];
+};
+
+static rx_op pp_accept_op;
+static int pp_listen, pp_bad;
+
+static void pp_recv_cb(rx_loop *l, rx_op *op, int res, unsigned flags);
+
+static void pp_put(struct pp_conn *c) {
+  if (--c->live == 0 && c->closing)
+    free(c);
+}
+
+static void pp_close(rx_loop *l, struct pp_conn *c);
+
+static void pp_closed_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  (void)l, (void)res, (void)flags;
+  pp_put(op->data);
+}
+
+static void pp_close(rx_loop *l, struct pp_conn *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->close.data = c;
+  if (rx_op_close(l, &c->close, c->fd, pp_closed_cb) == 0) {
+    c->live++;
+  } else { /* the caller's pp_put(), or pp_accept_cb(), frees c */
+    pp_bad = 1;
+    close(c->fd);
+  }
+}
+
+static void pp_recv_next(rx_loop *l, struct pp_conn *c) {
+  if (rx_op_recv(l, &c->recv, c->fd, c->buf[c->cur], sizeof c->buf[0], 0,
+                 pp_recv_cb) == 0) {
+    c->live++;
+  } else {
+    pp_bad = 1;
+    pp_close(l, c);
+  }
+}
+
+static void pp_sent_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  (void)flags;
+  struct pp_conn *c = op->data;
+  int k = op == &c->send[1];
+  if (res < 0 && !c->closing)
+    pp_close(l, c);
+  else if (c->recv_waits && c->cur == k && !c->closing) {
+    c->recv_waits = 0;
+    pp_recv_next(l, c);
+  }
+  pp_put(c);
+}
+
+static void pp_recv_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  (void)flags;
+  struct pp_conn *c = op->data;
+  if (res <= 0 || c->closing) { /* 0: the client closed; or cancelled */
+    pp_close(l, c);
+    pp_put(c);
+    return;
+  }
+  int k = c->cur;
+  if (rx_op_send(l, &c->send[k], c->fd, c->buf[k], (unsigned)res, MSG_NOSIGNAL,
+                 pp_sent_cb) == 0) {
+    c->live++;
+  } else {
+    pp_bad = 1;
+    pp_close(l, c);
+  }
+  c->cur = k ^ 1;
+  if (!c->closing) {
+    if (rx_op_active(&c->send[c->cur]))
+      c->recv_waits = 1;
+    else
+      pp_recv_next(l, c);
+  }
+  pp_put(c);
+}
+
+static void pp_accept_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  if (res >= 0) {
+    struct pp_conn *c = malloc(sizeof *c);
+    if (!c) {
+      close(res);
+    } else {
+      peer_pp_adopt(res);
+      c->fd = res;
+      c->cur = c->recv_waits = c->closing = c->live = 0;
+      c->recv.data = c->send[0].data = c->send[1].data = c;
+      pp_recv_next(l, c);
+      if (c->live == 0) /* neither the recv nor the close was submitted */
+        free(c);
+    }
+  }
+  if (flags & RX_OP_F_MORE) {
+    if (peer_pp_accepted())
+      rx_op_cancel(l, op);
+    return;
+  }
+  /* The final callback: -ECANCELED once all are in; anything else ended
+   * the multishot early, and it is submitted again. */
+  if (!peer_pp_accepted() &&
+      rx_op_accept_multishot(l, op, pp_listen, SOCK_NONBLOCK | SOCK_CLOEXEC,
+                             pp_accept_cb) < 0)
+    pp_bad = 1;
+}
+
+int peer_ping_pongs_ops(void) {
+  if (loop_open() < 0)
+    return -1;
+  int fd = peer_pp_listen();
+  if (fd < 0) {
+    rx_loop_free(loop);
+    return -1;
+  }
+  pp_listen = fd;
+  int rc = rx_op_accept_multishot(loop, &pp_accept_op, fd,
+                                  SOCK_NONBLOCK | SOCK_CLOEXEC, pp_accept_cb);
+  if (rc < 0)
+    pp_bad = 1;
+  peer_pp_begin();
+  if (rc == 0)
+    rx_run(loop, RX_RUN_DEFAULT);
+  rc = peer_pp_end();
+  rx_loop_free(loop);
+  if (pp_bad && rc == 0)
+    return peer_fail("an op could not be submitted");
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * pipe_chain --ops
+ */
+
+static rx_op *pipe_recv, *pipe_send;
+static char *pipe_byte;
+static int pipe_live, pipe_bad;
+
+static void pipe_sent_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  (void)l, (void)op, (void)flags;
+  pipe_bad |= res != 1;
+}
+
+/* Each read end keeps one multishot recv on a pool of provided buffers
+ * (the one recv shape that beat readiness in the ops-recv study,
+ * docs/benchmarks.md): a byte per callback, the buffer given back at once. */
+static rx_pool *pipe_pool;
+
+static void pipe_got_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
+  int i = (int)(op - pipe_recv);
+  if (flags & RX_OP_F_BUFFER)
+    rx_pool_put(pipe_pool, RX_OP_BUFFER_ID(flags));
+  if (!(flags & RX_OP_F_MORE)) { /* -ECANCELED by the setup, or a failure */
+    pipe_bad |= res != -ECANCELED;
+    pipe_live--;
+    return;
+  }
+  if (res != 1) {
+    pipe_bad = 1;
+    return;
+  }
+  int w = peer_pipe_forward(i);
+  if (w >= 0) {
+    /* A pair's send op is done long before its next byte (the bytes move
+     * in step, one pair a round); were it not, a plain send keeps the
+     * byte going. */
+    if (rx_op_active(&pipe_send[w]) ||
+        rx_op_send(l, &pipe_send[w], peer_pipe_fd[2 * w + 1], "e", 1,
+                   MSG_NOSIGNAL, pipe_sent_cb) < 0)
+      pipe_bad |= send(peer_pipe_fd[2 * w + 1], "e", 1, MSG_NOSIGNAL) != 1;
+  }
+}
+
+static void pipe_ops_setup(void) {
+  for (int i = 0; i < P.pipes; i++)
+    if (rx_op_active(&pipe_recv[i]))
+      rx_op_cancel(loop, &pipe_recv[i]);
+  for (uint64_t spins = 0; pipe_live > 0 && spins < 10000000; spins++)
+    rx_run(loop, RX_RUN_NOWAIT);
+  for (int i = 0; i < P.pipes; i++) {
+    if (rx_op_recv_multishot(loop, &pipe_recv[i], peer_pipe_fd[2 * i],
+                             pipe_pool, 0, pipe_got_cb) == 0)
+      pipe_live++;
+    else
+      pipe_bad = 1;
+  }
+  rx_run(loop, RX_RUN_NOWAIT);
+}
+
+int peer_pipe_chain_ops(void) {
+  if (loop_open() < 0)
+    return -1;
+  pipe_recv = calloc((size_t)P.pipes, sizeof *pipe_recv);
+  pipe_send = calloc((size_t)P.pipes, sizeof *pipe_send);
+  pipe_byte = calloc((size_t)P.pipes, 1);
+  if (!pipe_recv || !pipe_send || !pipe_byte ||
+      rx_pool_new(loop, &pipe_pool, 1024, 16) != 0 || peer_pipe_open() < 0) {
+    free(pipe_recv);
+    free(pipe_send);
+    free(pipe_byte);
+    rx_loop_free(loop);
+    return peer_fail("setup failed");
+  }
+  int rc = peer_pipe_drive(pipe_ops_setup, pipe_iterate);
+  for (int i = 0; i < P.pipes; i++)
+    if (rx_op_active(&pipe_recv[i]))
+      rx_op_cancel(loop, &pipe_recv[i]);
+  rx_loop_free(loop); /* runs the final callbacks of what is left */
+  peer_pipe_close();
+  free(pipe_recv);
+  free(pipe_send);
+  free(pipe_byte);
+  if (pipe_bad && rc == 0)
+    return peer_fail("an op failed or could not be submitted");
   return rc;
 }

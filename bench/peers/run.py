@@ -3,11 +3,18 @@
 
     python3 bench/peers/run.py --bin <builddir>/bench/peers --out <dir>
                                [--quick] [--reps N] [--micro <builddir>]
+                               [--workload NAME ...]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
-each library in its own executable peer_<library>. A (workload, library,
-backend) cell is one process per repetition. The repetitions are
+each library in its own executable peer_<library>. ping_pongs and pipe_chain
+also run on rx's completion operations (peer_rx --ops: the columns "rx
+io_uring ops" and "rx epoll ops", rows of library rx-ops), and on plain
+liburing (peer_liburing, the column "liburing": the same requests with rx's
+ring flags and no library in between, the floor for rx's ops). The
+ops and liburing columns are not peers: the best peer is the best of libev,
+libuv and libevent, and each rx column, ops or readiness, gets its ratio to
+it. A (workload, column) cell is one process per repetition. The repetitions are
 interleaved: rep 1 runs every cell once, then rep 2, and so on, so that a
 burst of someone else's load on a shared machine falls on all libraries
 alike instead of on whichever ran at the time. Within a rep the order of the
@@ -85,7 +92,9 @@ WORKLOADS = [
              "deadlines"),
     Workload("pipe_chain_1000", ("pipe_chain", "--pipes", "1000"),
              "The chain of libevent's test/bench.c, 1000 socket pairs: "
-             "re-register every watcher, then pass 1000 bytes along"),
+             "re-register every watcher, then pass 1000 bytes along (rx "
+             "ops: a recv op per read end, a send op per byte; the setup "
+             "cancels and resubmits every recv)"),
     Workload("pipe_chain_9000", ("pipe_chain", "--pipes", "9000"),
              "The same with 9000 socket pairs"),
     Workload("async_pummel", ("async_pummel",),
@@ -93,7 +102,8 @@ WORKLOADS = [
              "can; the loop must see the last send"),
     Workload("ping_pongs", ("ping_pongs",),
              "A TCP echo server on the loop, a client thread bouncing "
-             "messages over loopback connections"),
+             "messages over loopback connections (rx ops: accept, recv and "
+             "send ops; liburing: the same server on plain liburing)"),
     Workload("timer_start_10000", ("timer_start", "--timers", "10000"),
              "Batches of 4096 starts of fresh timers (due in 1-60 s) on a "
              "loop holding 10,000 active timers, stopped between batches"),
@@ -111,28 +121,52 @@ WORKLOADS = [
 @dataclass(frozen=True)
 class Column:
     label: str         # the report's column: "rx io_uring", "libev", ...
-    library: str       # the executable is peer_<library>
+    library: str       # the library its rows name ("rx", "rx-ops", ...)
     env: tuple = ()    # (name, value) pairs for the process
     backend: str = ""  # the backend the process must report ("" = any)
+    program: str = ""  # the executable is peer_<program or library>
+    args: tuple = ()   # after the workload's own arguments
+    only: tuple = ()   # the workloads it runs (empty: all)
+    peer: bool = True  # one of the peers rx is compared with
 
     @property
     def exe(self):
-        return "peer_" + self.library
+        return "peer_" + (self.program or self.library)
 
     @property
     def slug(self):
         return self.label.replace(" ", "-")
 
+    def runs(self, workload):
+        return not self.only or workload in self.only
+
+
+# The workloads with a completion-operation variant (peer.h, --ops).
+OPS_WORKLOADS = ("pipe_chain_1000", "pipe_chain_9000", "ping_pongs")
 
 COLUMNS = [
-    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring"),
-    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll"),
+    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring",
+           peer=False),
+    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll",
+           peer=False),
+    Column("rx io_uring ops", "rx-ops", (("RX_BACKEND", "io_uring"),),
+           "io_uring", program="rx", args=("--ops",), only=OPS_WORKLOADS,
+           peer=False),
+    Column("rx epoll ops", "rx-ops", (("RX_BACKEND", "epoll"),), "epoll",
+           program="rx", args=("--ops",), only=OPS_WORKLOADS, peer=False),
+    Column("liburing", "liburing", backend="io_uring", only=OPS_WORKLOADS,
+           peer=False),
     Column("libev", "libev"),
     Column("libuv", "libuv"),
     Column("libevent", "libevent"),
 ]
-RX_COLUMNS = [c.label for c in COLUMNS if c.library == "rx"]
-PEERS = [c.label for c in COLUMNS if c.library != "rx"]
+RX_COLUMNS = [c.label for c in COLUMNS if c.library.startswith("rx")]
+PEERS = [c.label for c in COLUMNS if c.peer]
+
+
+def columns_of(workload):
+    """The columns that run a workload (by name), in report order."""
+    return [c for c in COLUMNS if c.runs(workload)]
 
 # Variables that change how a library picks its backend or threads: the
 # peers run with their defaults, whatever the caller's environment holds.
@@ -179,6 +213,11 @@ METRICS = {
     "callbacks": Metric(True, "async callbacks delivered"),
     "round_trips_per_s": Metric(True, "round trips per second"),
     "server_cpu_us_per_trip": Metric(False, "server CPU us per round trip"),
+    "client_cpu_us_per_trip": Metric(
+        False, "client thread CPU us per round trip (the same client for "
+        "every server)"),
+    "server_syscalls_per_trip": Metric(
+        False, "system calls of the server thread per round trip"),
     "send_ns": Metric(False, "CPU ns per send"),
     "cpu_ns_per_trip": Metric(False, "CPU ns per round trip, both threads"),
 }
@@ -236,7 +275,8 @@ def run_process(run, bindir, logdir, quick, timeout):
     """Runs one cell once; fills in run (status, rows or why it failed).
     The log holds the command, the process's stderr and how it ended (and
     its stdout if it failed)."""
-    cmd = [str(bindir / run.column.exe), *run.workload.args]
+    cmd = [str(bindir / run.column.exe), *run.workload.args,
+           *run.column.args]
     if quick:
         cmd.append("--quick")
     run.log = logdir / ("%s-%s-rep%d.log" % (run.workload.name,
@@ -332,6 +372,8 @@ def run_all(bindir, logdir, columns, reps, quick, runs):
                      % (rep, reps, clock(spent), clock(left)))
         for w, workload in enumerate(WORKLOADS, 1):
             for column in rotated(columns, rep):
+                if not column.runs(workload.name):
+                    continue
                 run = Run(workload, column, rep)
                 progress("[rep %d/%d] workload %d/%d %s: %s ..."
                          % (rep, reps, w, len(WORKLOADS), workload.name,
@@ -418,7 +460,7 @@ class Results:
     def keys(self):
         """(workload, column, metric) in report order."""
         for workload in WORKLOADS:
-            for column in COLUMNS:
+            for column in columns_of(workload.name):
                 for metric in self.metrics.get(workload.name, []):
                     key = (workload.name, column.label, metric)
                     if key in self.stats:
@@ -663,15 +705,16 @@ def metric_row(results, workload, metric, verdicts):
     """One table row: the columns, the ratios, the targets, the verdicts."""
     unit = next(results.get(workload, c.label, metric).unit for c in COLUMNS
                 if results.get(workload, c.label, metric))
+    columns = columns_of(workload)
     cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
                                 if higher_is_better(metric, unit)
                                 else "lower is better")]
-    for column in COLUMNS:
+    for column in columns:
         s = results.get(workload, column.label, metric)
         cells.append("–" if s is None else "%s [%s–%s]" % (
             fmt(s.median), fmt(s.lo), fmt(s.hi)))
     best, _ = best_peer(results, workload, metric)
-    for label in RX_COLUMNS:
+    for label in rx_labels(workload):
         r = ratio(results, workload, label, metric)
         cells.append("–" if r is None else "%.3gx (%s)" % (r, best))
     mine = [v for v in verdicts if v.target.workload == workload
@@ -679,9 +722,15 @@ def metric_row(results, workload, metric, verdicts):
     cells.append("<br>".join(dict.fromkeys(v.target.text() for v in mine))
                  or "–")
     cells.append("<br>".join(
-        ("%s: " % v.column if len(v.target.columns) > 1 else "") + v.text()
+        ("%s: " % v.column if len(v.target.columns) > 1
+         or v.column != "rx io_uring" else "") + v.text()
         for v in mine) or "–")
     return "| " + " | ".join(cells) + " |"
+
+
+def rx_labels(workload):
+    """The rx columns of a workload, each of which gets a ratio column."""
+    return [c.label for c in columns_of(workload) if c.label in RX_COLUMNS]
 
 
 def workload_section(results, workload, verdicts, plots):
@@ -693,8 +742,9 @@ def workload_section(results, workload, verdicts, plots):
     if not metrics:
         lines += ["No results.", ""]
     else:
-        head = (["metric"] + [c.label for c in COLUMNS]
-                + ["%s / best peer" % label for label in RX_COLUMNS]
+        head = (["metric"] + [c.label for c in columns_of(workload.name)]
+                + ["%s / best peer" % label
+                   for label in rx_labels(workload.name)]
                 + ["target", "verdict"])
         lines += ["| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
@@ -718,11 +768,39 @@ def log_link(run):
     return "logs/" + run.log.name
 
 
+# The floor a column is measured against, beside the best peer: the echo
+# server on plain liburing.
+FLOOR = "liburing"
+
+
+def floor_notes(results, workload):
+    """The rx io_uring columns over the raw liburing server, per metric."""
+    notes = []
+    for metric in results.metrics.get(workload, []):
+        if metric.startswith("client_"):
+            continue  # the same client for every server
+        base = results.get(workload, FLOOR, metric)
+        if base is None or not base.median:
+            continue
+        parts = []
+        for label in ("rx io_uring ops", "rx io_uring"):
+            mine = results.get(workload, label, metric)
+            if mine is not None:
+                parts.append("%s %.3gx" % (label, mine.median / base.median))
+        if parts:
+            notes.append("- `%s` over %s (rx's cost over the same "
+                         "requests on plain liburing): %s"
+                         % (metric, FLOOR, ", ".join(parts)))
+    return notes
+
+
 def workload_notes(results, workload):
-    """Failed runs of the workload, and early timers of the peers."""
+    """Failed runs of the workload, the ratios to the liburing floor, and
+    early timers of the peers."""
     notes = ["- %s rep %d failed: %s ([log](%s))"
              % (r.column.label, r.rep, r.why, log_link(r))
              for r in results.failures(workload.name)]
+    notes += floor_notes(results, workload.name)
     for label in PEERS:
         s = results.get(workload.name, label, "early")
         if s is not None and s.hi > 0:
@@ -736,7 +814,8 @@ def summary_section(results, verdicts, missing):
     failed = results.failures()
     missed = [v for v in verdicts if not v.met]
     lines = ["## Summary", "",
-             "Targets (on rx io_uring; ratios of medians of the same run): "
+             "Targets (on rx io_uring, the ops targets on rx io_uring ops; "
+             "ratios of medians of the same run): "
              "%d met, %d missed. Failed runs: %d."
              % (len(verdicts) - len(missed), len(missed), len(failed)), ""]
     if missing:
@@ -764,8 +843,12 @@ def write_report(out, facts, results, missing, plots, micro):
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
-              "from the same run. The targets are checked on rx io_uring; "
-              "rx epoll's ratios are shown for information.", ""]
+              "from the same run. The targets are checked on rx io_uring "
+              "(the ops targets on rx io_uring ops); rx epoll's ratios are "
+              "shown for information. The ops columns are rx's completion "
+              "operations (rx_op_*) running the same workload; liburing is "
+              "the same requests on plain liburing with rx's ring flags, "
+              "the floor for rx's ops; neither is a peer.", ""]
     lines += summary_section(results, verdicts, missing)
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
@@ -779,6 +862,8 @@ def write_report(out, facts, results, missing, plots, micro):
 # The plots, with gnuplot.
 
 COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
+          "rx io_uring ops": "#163f73", "rx epoll ops": "#3d7fb8",
+          "liburing": "#7f7f7f",
           "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f"}
 
 
@@ -797,7 +882,7 @@ def plot_data(results, workload, metric):
     """gnuplot data rows: x, median, min, max, color and the median as the
     report writes it, for every column with results."""
     rows = []
-    for x, column in enumerate(COLUMNS):
+    for x, column in enumerate(columns_of(workload)):
         s = results.get(workload, column.label, metric)
         if s is not None:
             rows.append('%d %r %r %r 0x%s "%s"' % (
@@ -819,10 +904,10 @@ def plot_script(results, workload, terminal, path):
              "set style fill solid 0.85 border -1",
              "set boxwidth 0.7", "set key off", "set grid ytics",
              "set bmargin 4",
-             "set xrange [-0.6:%g]" % (len(COLUMNS) - 0.4),
+             "set xrange [-0.6:%g]" % (len(columns_of(workload)) - 0.4),
              "set xtics (%s) scale 0" % ", ".join(
                  '"%s" %d' % (c.label.replace(" ", "\\n"), x)
-                 for x, c in enumerate(COLUMNS)),
+                 for x, c in enumerate(columns_of(workload))),
              "set multiplot layout %d,%d title '%s: median over the reps, "
              "error bars min to max'" % (rows, cols, workload)]
     for i, metric in enumerate(metrics):
@@ -977,6 +1062,9 @@ def parse_args():
     p.add_argument("--reps", type=int,
                    help="reps per cell (default %d, --quick %d)"
                         % (DEFAULT_REPS, QUICK_REPS))
+    p.add_argument("--workload", action="append", metavar="NAME",
+                   choices=[w.name for w in WORKLOADS],
+                   help="run only this workload (may be repeated)")
     p.add_argument("--micro", type=Path, metavar="BUILDDIR",
                    help="also run the google-benchmark micro benchmarks of "
                         "BUILDDIR/bench")
@@ -1009,6 +1097,8 @@ def fresh_outdir(out):
 
 def main():
     args = parse_args()
+    if args.workload:
+        WORKLOADS[:] = [w for w in WORKLOADS if w.name in args.workload]
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
     columns, missing = present_columns(bindir)
