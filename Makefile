@@ -44,7 +44,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
@@ -146,9 +146,12 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop and fuzz_queue once per backend) on a scratch
-# copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/ only the
-# inputs that reach new coverage features. That is still hundreds of small files on a
+# for FUZZ_SECONDS (fuzz_loop, fuzz_bus and fuzz_queue once per backend,
+# fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
+# the environment skips known failures, fuzz/regress/fuzz_ops/README) on a
+# scratch copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/
+# only the inputs that reach new coverage features. That is still hundreds
+# of small files on a
 # first run: pick a few before committing. A crash stops make, and its input
 # is left in $(FUZZ_BUILD)/fuzz/<target>-crash-*.
 fuzz:
@@ -157,15 +160,19 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; esac; \
+	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; \
+	    ops) bes="io_uring epoll io_uring-emulated";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
 	    echo "fuzz: fuzz_$$t $$be for $(FUZZ_SECONDS) s"; \
-	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer \
+	    mask=; [ $$be = io_uring-emulated ] && be=io_uring mask=all; \
+	    RX_BACKEND=$$be RX_URING_NO_OPS=$$mask \
+	      $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer \
 	      -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 	      -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/fuzz/$$t- \
 	      $$new fuzz/corpus/fuzz_$$t; \
-	    RX_BACKEND=$$be $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer -merge=1 \
+	    RX_BACKEND=$$be RX_URING_NO_OPS=$$mask \
+	      $(FUZZ_BUILD)/fuzz/fuzz_$$t-libfuzzer -merge=1 \
 	      fuzz/corpus/fuzz_$$t $$new; \
 	  done; \
 	done
