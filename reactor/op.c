@@ -1018,6 +1018,21 @@ static void closed(rx_loop *loop, rx_op *op) {
     o->closer = NULL;
 }
 
+/* Cancels every op of an fd not cancelled yet. Cancelling a queued op
+ * retires it, which may arm the next: they are taken from the back, so
+ * that nothing queued is armed just to be cancelled. */
+static void cancel_fd_ops(rx_loop *loop, struct rx__opfd *o) {
+  for (int q = 0; q < RX__NQ; q++) {
+    struct rx__link *l = o->q[q].prev;
+    while (l != &o->q[q]) {
+      rx_op *x = op_of(l);
+      l = l->prev;
+      if (!(x->_oflags & RX__OPF_CANCEL))
+        rx_op_cancel(loop, x);
+    }
+  }
+}
+
 int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb) {
   BEGIN(RX__OP_CLOSE);
   struct rx__opfd *o = &loop->opfds[fd];
@@ -1028,18 +1043,7 @@ int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb) {
   loop->ops_inflight++;
   loop->activecnt++;
   o->closer = op;
-  for (int q = 0; q < RX__NQ; q++) {
-    /* Cancelling a queued op retires it, which may arm the next: take them
-     * from the back, so that nothing queued is armed just to be
-     * cancelled. */
-    struct rx__link *l = o->q[q].prev;
-    while (l != &o->q[q]) {
-      rx_op *x = op_of(l);
-      l = l->prev;
-      if (!(x->_oflags & RX__OPF_CANCEL))
-        rx_op_cancel(loop, x);
-    }
-  }
+  cancel_fd_ops(loop, o);
   if (o->nops == 0 && op->_state == RX__OPS_CLOSING)
     close_now(loop, op);
   return 0;
@@ -1056,18 +1060,8 @@ int rx_op_active(const rx_op *op) {
  * that never answers cannot hang the free.
  */
 void rx__ops_free(rx_loop *loop) {
-  for (int fd = 0; fd < loop->nopfds; fd++) {
-    struct rx__opfd *o = &loop->opfds[fd];
-    for (int q = 0; q < RX__NQ; q++) {
-      struct rx__link *l = o->q[q].prev;
-      while (l != &o->q[q]) {
-        rx_op *x = op_of(l);
-        l = l->prev;
-        if (!(x->_oflags & RX__OPF_CANCEL))
-          rx_op_cancel(loop, x);
-      }
-    }
-  }
+  for (int fd = 0; fd < loop->nopfds; fd++)
+    cancel_fd_ops(loop, &loop->opfds[fd]);
   struct rx__link *l = loop->ops_nofd.next;
   while (l != &loop->ops_nofd) {
     rx_op *x = op_of(l);
