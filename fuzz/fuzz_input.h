@@ -13,6 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* FZ_ASAN: 1 in an AddressSanitizer build (gcc says so with a macro, clang
+ * with __has_feature), for the targets that check freed memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FZ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FZ_ASAN 1
+#endif
+#endif
+#ifndef FZ_ASAN
+#define FZ_ASAN 0
+#endif
+
 struct fz_input {
   const uint8_t *data;
   size_t size;

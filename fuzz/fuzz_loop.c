@@ -66,17 +66,6 @@
 #include "fuzz_input.h"
 #include "rx.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FZ_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FZ_ASAN 1
-#endif
-#endif
-#ifndef FZ_ASAN
-#define FZ_ASAN 0
-#endif
-
 #define MAX_STEPS 200
 #define MAX_DEPTH 3
 #define NPAIR 3

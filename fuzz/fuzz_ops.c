@@ -72,17 +72,6 @@
 #include "fuzz_input.h"
 #include "rx.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FZ_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FZ_ASAN 1
-#endif
-#endif
-#ifndef FZ_ASAN
-#define FZ_ASAN 0
-#endif
-
 #define MAX_STEPS 256
 #define NSLOT 16
 #define NCHAN 4 /* 0-2 socketpairs, 3 a pipe (end 0 reads, end 1 writes) */
