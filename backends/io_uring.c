@@ -370,8 +370,11 @@ static void arm_doorbell(struct rx_uring *be) {
 }
 
 /* A completion with an internal tag: the doorbell READ (note i), re-armed,
- * or a message from another loop; RX__TAG_IGNORE is dropped. */
-static void complete_internal(struct rx_uring *be, uint64_t ud) {
+ * a message from another loop, or a cancel that found nothing (note l);
+ * RX__TAG_IGNORE is dropped. */
+static void complete_internal(struct rx_uring *be, uint64_t ud, int res) {
+  if (ud == RX__TAG_CANCEL && res == -ENOENT)
+    be->loop.ops_recancel = true;
   if (ud != RX__TAG_WAKEFD && ud != RX__TAG_MESSAGE)
     return;
   if (ud == RX__TAG_WAKEFD && be->loop.wakefd >= 0)
@@ -406,7 +409,7 @@ static void complete(struct rx_uring *be, const struct cqe *cqe) {
     else if (rx__tag_kind(ud) == RX__TAG_KIND_OP)
       return; /* the poll before an op (uring_submit()): the op reports */
     else
-      complete_internal(be, ud);
+      complete_internal(be, ud, cqe->res);
     return;
   }
   int fd = rx__tag_fd(ud);
@@ -866,8 +869,12 @@ static void uring_pool_free(rx_loop *loop, rx_pool *pool) {
   pool->bgid = -1;
 }
 
-/* Note l): an ASYNC_CANCEL of the op's tag. Its own result is of no
- * interest: the op completes either way, with -ECANCELED or its result. */
+/* Note l): an ASYNC_CANCEL of the op's tag. The op completes either way,
+ * with -ECANCELED or its result; only a cancel that found no request says
+ * something (RX__TAG_CANCEL): the op may have completed first, or it was
+ * between two homes the cancel looks in. A send whose first poll fired at
+ * once (EPOLLRDHUP after SHUT_RD) waits as task work for its retry, which
+ * then blocks in io-wq for good: op.c asks again. */
 static void uring_cancel(rx_loop *loop, rx_op *op) {
   struct rx_uring *be = backend_of(loop);
   /* Behind a poll (a retried -EAGAIN), the poll is cancelled, which ends
@@ -877,10 +884,12 @@ static void uring_cancel(rx_loop *loop, rx_op *op) {
   int n = (op->_oflags & RX__OPF_CHAINED) ? 2 : 1;
   for (int i = n - 1; i >= 0; i--) {
     struct io_uring_sqe *sqe = get_sqe(be);
-    if (sqe == NULL)
+    if (sqe == NULL) { /* a ring that refuses to submit: later */
+      loop->ops_recancel = true;
       return;
+    }
     io_uring_prep_cancel64(sqe, tags[i], 0);
-    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    io_uring_sqe_set_data64(sqe, i == 0 ? RX__TAG_CANCEL : RX__TAG_IGNORE);
     sqe->flags |= be->sqe_flags;
   }
 }

@@ -107,6 +107,8 @@ enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
 #define RX__TAG_WAKEFD UINT64_C(4)
 /* io_uring: a MSG_RING from another loop. */
 #define RX__TAG_MESSAGE UINT64_C(6)
+/* io_uring: an ASYNC_CANCEL of an op; -ENOENT sets loop->ops_recancel. */
+#define RX__TAG_CANCEL UINT64_C(8)
 
 /* 32 bits of generation, 31 of fd and the tag bit fill the 64. */
 _Static_assert(sizeof(int) == 4, "an fd is 31 bits in a poll tag");
@@ -183,6 +185,7 @@ enum {
   RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
   RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
   RX__OPF_CHAINED = 0x40,   /* io_uring: it was, the poll tagged op + 4 */
+  RX__OPF_CLOSED = 0x80,    /* a close the kernel made, its callback due */
   RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
                                with the kernel, it is in _t.k */
 };
@@ -420,6 +423,7 @@ struct rx_loop {
   unsigned ops_inflight;  /* submitted ops, until their final callback */
   unsigned ops_kernel;    /* of which the backend holds */
   unsigned ops_timed;     /* deadlines in op_wheel */
+  bool ops_recancel;      /* a cancel found no request: ask again (op.c) */
   struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
   char ops_support[256];  /* rx_op_support() */
 };

@@ -471,6 +471,16 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
   if (op->_kind == RX__OP_CLOSE) {
     closed(loop, op);
+    /* An op it cancelled may still wait for its callback on the done
+     * list (one that never reached the kernel): the close's comes after. */
+    if (!rx__list_empty(&loop->ops_done)) {
+      op->_state = RX__OPS_DONE;
+      op->_oflags |= RX__OPF_CLOSED;
+      op->_res = res;
+      rx__list_push(&loop->ops_done, &op->_ent.link);
+      loop->ops_due++;
+      return;
+    }
     give_back(loop, op, res, 0);
     return;
   }
@@ -500,6 +510,10 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
       return;
     res = rc;
   }
+  /* A cancel reaches a request that an io-wq worker runs as a signal: the
+   * request ends with -EINTR, which to the caller is a cancel. */
+  if (res == -EINTR && (cancelled || (op->_oflags & RX__OPF_DEADLINE)))
+    res = -ECANCELED;
   /* A cancel by the deadline's linked timeout. */
   if (res == -ECANCELED && !cancelled && (op->_oflags & RX__OPF_DEADLINE))
     res = -ETIMEDOUT;
@@ -702,10 +716,40 @@ static void emu_fd(rx_loop *loop, int fd, int ready) {
   }
 }
 
+/* A cancel found no request (io_uring.c, note l): every cancelled op still
+ * with the kernel is cancelled again. The op may just have completed (then
+ * it is no longer with the kernel), or the kernel held it where a cancel
+ * does not look, as task work between a poll and its retry; from there it
+ * may go on to block in io-wq, and only a cancel sent after that ends it.
+ * Rare, so a walk of every fd's queues. */
+static void recancel(rx_loop *loop) {
+  loop->ops_recancel = false;
+  const uint16_t f = RX__OPF_CANCEL | RX__OPF_KERNEL;
+  for (int fd = 0; fd < loop->nopfds; fd++) {
+    struct rx__opfd *o = &loop->opfds[fd];
+    if (o->nops == 0)
+      continue;
+    for (int q = 0; q < RX__NQ; q++)
+      for (struct rx__link *l = o->q[q].next; l != &o->q[q]; l = l->next) {
+        rx_op *x = op_of(l);
+        if ((x->_oflags & f) == f && x->_state == RX__OPS_ARMED)
+          loop->ops->cancel(loop, x);
+      }
+  }
+  for (struct rx__link *l = loop->ops_nofd.next; l != &loop->ops_nofd;
+       l = l->next) {
+    rx_op *x = op_of(l);
+    if ((x->_oflags & f) == f && x->_state == RX__OPS_ARMED)
+      loop->ops->cancel(loop, x);
+  }
+}
+
 /* The wait step's share (loop.c): ready fds of emulated ops, then the
  * final callbacks due. Callbacks that submit ops add to the lists: only
  * what was there on entry runs now, the rest in the next iteration. */
 void rx__ops_run(rx_loop *loop) {
+  if (loop->ops_recancel)
+    recancel(loop);
   int n = loop->nops_ready;
   for (int i = 0; i < n; i++) {
     int fd = loop->ops_ready[i];
@@ -728,7 +772,7 @@ void rx__ops_run(rx_loop *loop) {
     rx_op *op = op_of(rx__list_shift(&done));
     loop->ops_due--;
     int res = op->_res;
-    if (op->_kind == RX__OP_CLOSE) {
+    if (op->_kind == RX__OP_CLOSE && !(op->_oflags & RX__OPF_CLOSED)) {
       res = close(op->_fd) == 0 ? 0 : -errno;
       closed(loop, op);
     }
@@ -1069,8 +1113,11 @@ void rx__ops_free(rx_loop *loop) {
     if (!(x->_oflags & RX__OPF_CANCEL))
       rx_op_cancel(loop, x);
   }
-  for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++)
+  for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++) {
+    if (loop->ops_recancel)
+      recancel(loop);
     loop->ops->wait(loop, RX_MSEC(1));
+  }
   while (loop->ops_due > 0 || !rx__list_empty(&loop->ops_done))
     rx__ops_run(loop);
   while (!rx__list_empty(&loop->pools))

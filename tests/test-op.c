@@ -240,6 +240,49 @@ static void test_cancel_race(void **state) {
   rxt_close_pair(sv);
 }
 
+/* A send cancelled in the batch that submits it, on a full socket whose
+ * reading side is shut down. On io_uring the send's first poll fires at
+ * once (EPOLLRDHUP), its retry waits as task work, where a cancel finds no
+ * request, and then blocks in an io-wq worker until the peer reads; rx
+ * asks again. The send ends -ECANCELED and the close after it completes,
+ * though the peer never reads. */
+static void cancelled_count(rx_loop *loop, rx_op *op, int res, unsigned flags) {
+  rec_cb(loop, op, res, flags);
+  struct rec *r = rx__container_of(op, struct rec, op);
+  int *count = op->data; /* finals, and whether both came */
+  if (r->finals == 1 && ++count[0] == 2)
+    count[1] = 1;
+}
+
+static void test_cancel_send_between_homes(void **state) {
+  (void)state;
+  static char buf[4096];
+  for (int i = 0; i < 10; i++) {
+    int sv[2];
+    rxt_pair(sv);
+    int small = 4096;
+    assert_int_equal(
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    while (send(sv[0], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+      continue;
+    assert_int_equal(shutdown(sv[0], SHUT_RD), 0);
+    struct rec s = {0}, c = {0};
+    int done[2] = {0, 0};
+    s.op.data = c.op.data = done;
+    assert_int_equal(
+        rx_op_send(rxt.loop, &s.op, sv[0], buf, 2336, 0, cancelled_count), 0);
+    if (i & 1)
+      rxt_run_nowait(rxt.loop, 1);
+    assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[0], cancelled_count), 0);
+    assert_true(rxt_run_until(rxt.loop, &done[1], RX_SEC(10)));
+    assert_int_equal(s.finals, 1);
+    assert_int_equal(s.res, -ECANCELED);
+    assert_int_equal(c.res, 0);
+    assert_true(s.seq < c.seq);
+    close(sv[1]);
+  }
+}
+
 /* 100,000 arm/cancel cycles of recvs and accepts leave the fd table as it
  * was (no dup per op, no leaked accepted fd). */
 static void test_arm_cancel_cycles_no_fd_leak(void **state) {
@@ -1049,6 +1092,7 @@ int main(void) {
       RXT_TEST(test_send_recv),
       RXT_TEST(test_cancel_pending_recv),
       RXT_TEST(test_cancel_race),
+      RXT_TEST(test_cancel_send_between_homes),
       RXT_TEST(test_arm_cancel_cycles_no_fd_leak),
       RXT_TEST(test_writes_in_order),
       RXT_TEST(test_reads_in_order),
