@@ -153,6 +153,7 @@ static const uint8_t opcodes[RX__OP_NKINDS] = {
     [RX__OP_TIMEOUT] = IORING_OP_TIMEOUT,
     [RX__OP_RECV_POOL] = IORING_OP_RECV,
     [RX__OP_RECV_MULTI] = IORING_OP_RECV,
+    [RX__OP_SPLICE] = IORING_OP_SPLICE,
 };
 
 /* The op kinds the kernel has (note l), less those named in RX_URING_NO_OPS
@@ -727,7 +728,12 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     sqe = get_sqe(be);
     bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
                op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
-    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
+    int pfd = fd;
+    if (op->_oflags & RX__OPF_POLLOUT) { /* a splice whose fd_out is full */
+      pfd = (int)op->_done;
+      out = true;
+    }
+    io_uring_prep_poll_add(sqe, pfd, out ? POLLOUT : POLLIN);
     io_uring_sqe_set_data64(sqe, rx__tag_op(op) + 4);
     sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
   }
@@ -735,7 +741,8 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   if (sqe == NULL)
     return -EBUSY;
   uint64_t off = op->_u.off;
-  if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT)
+  if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT &&
+      op->_kind != RX__OP_SPLICE)
     off += op->_done;
   char *p = op->_p;
   switch (op->_kind) {
@@ -787,6 +794,10 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     break;
   case RX__OP_CLOSE:
     io_uring_prep_close(sqe, fd);
+    break;
+  case RX__OP_SPLICE:
+    io_uring_prep_splice(sqe, fd, (int64_t)off, (int)op->_done,
+                         (int64_t)op->_u.sp.off_out, op->_len, op->_uflg);
     break;
   case RX__OP_TIMEOUT:
     io_uring_prep_timeout(sqe, (struct __kernel_timespec *)op->_t.k.ts, 0, 0);

@@ -161,6 +161,7 @@ enum rx__op_kind {
   RX__OP_CLOSE,
   RX__OP_RECV_POOL,
   RX__OP_RECV_MULTI,
+  RX__OP_SPLICE,
   RX__OP_NKINDS
 };
 
@@ -186,6 +187,10 @@ enum {
   RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
   RX__OPF_CHAINED = 0x40,   /* io_uring: it was, the poll tagged op + 4 */
   RX__OPF_CLOSED = 0x80,    /* a close the kernel made, its callback due */
+  RX__OPF_OUTWAIT = 0x100,  /* an emulated splice waiting for its fd_out to
+                               take data (counted in that fd's outwait) */
+  RX__OPF_POLLOUT = 0x200,  /* io_uring: a splice's poll first (POLLFIRST)
+                               is of its fd_out, for POLLOUT */
   RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
                                with the kernel, it is in _t.k */
 };
@@ -214,11 +219,13 @@ struct rx_pool {
 enum { RX__Q_READ, RX__Q_WRITE, RX__Q_FREE, RX__NQ };
 struct rx__opfd {
   struct rx__link q[RX__NQ];
-  rx_op *closer;  /* the close op waiting for the others */
-  uint32_t nops;  /* ops on the queues */
-  uint8_t want;   /* emulation: the readiness the queue heads need */
-  uint8_t ready;  /* emulation: readiness seen, not yet acted on */
-  uint8_t listed; /* emulation: on loop->ops_ready */
+  rx_op *closer;    /* the close op waiting for the others */
+  uint32_t nops;    /* ops on the queues */
+  uint8_t want;     /* emulation: the readiness the queue heads need */
+  uint8_t ready;    /* emulation: readiness seen, not yet acted on */
+  uint8_t listed;   /* emulation: on loop->ops_ready */
+  uint32_t outwait; /* emulation: splices waiting to write to this fd */
+  uint32_t spliced; /* splices under way that write to this fd */
 };
 
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
@@ -424,6 +431,7 @@ struct rx_loop {
   unsigned ops_kernel;    /* of which the backend holds */
   unsigned ops_timed;     /* deadlines in op_wheel */
   bool ops_recancel;      /* a cancel found no request: ask again (op.c) */
+  unsigned ops_splices;   /* submitted splices (their fd_out is no queue's) */
   struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
   char ops_support[256];  /* rx_op_support() */
 };

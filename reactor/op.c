@@ -32,7 +32,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -60,6 +62,7 @@ static int queue_of(unsigned kind) {
   case RX__OP_ACCEPT_MULTI:
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI:
+  case RX__OP_SPLICE:
     return RX__Q_READ;
   case RX__OP_WRITE:
   case RX__OP_WRITEV:
@@ -106,6 +109,7 @@ static const char *const kind_names[RX__OP_NKINDS] = {
     [RX__OP_CLOSE] = "close",
     [RX__OP_RECV_POOL] = "recv_pool",
     [RX__OP_RECV_MULTI] = "recv_multishot",
+    [RX__OP_SPLICE] = "splice",
 };
 
 static bool by_kernel(rx_loop *loop, unsigned kind);
@@ -270,8 +274,8 @@ static int to_kernel(rx_loop *loop, rx_op *op) {
  */
 
 static uint8_t need(const rx_op *op) {
-  if ((op->_oflags & RX__OPF_KERNEL) || op->_state == RX__OPS_PARKED ||
-      op->_state == RX__OPS_QUEUED)
+  if ((op->_oflags & (RX__OPF_KERNEL | RX__OPF_OUTWAIT)) ||
+      op->_state == RX__OPS_PARKED || op->_state == RX__OPS_QUEUED)
     return 0;
   switch (op->_kind) {
   case RX__OP_POLL:
@@ -297,7 +301,7 @@ uint8_t rx__ops_want(const rx_loop *loop, int fd) {
  * io.c, which merges it with the watchers' interest. */
 static void sync_want(rx_loop *loop, int fd) {
   struct rx__opfd *o = &loop->opfds[fd];
-  uint8_t want = 0;
+  uint8_t want = o->outwait > 0 ? RX_WRITE : 0;
   for (int q = RX__Q_READ; q <= RX__Q_WRITE; q++)
     if (!rx__list_empty(&o->q[q]))
       want |= need(op_of(o->q[q].next));
@@ -323,7 +327,19 @@ static void closed(rx_loop *loop, rx_op *op);
  * requeue() then arms the next op of that direction, or the fd's close once
  * its last op is gone. defer() puts the op on the done list in between, so
  * that its callback comes before the close's. */
+static void outwait_end(rx_loop *loop, rx_op *op);
+
+static void splice_left(rx_loop *loop, rx_op *op);
+static void splice_requeue(rx_loop *loop, int fd_out);
+static int splice_out(const rx_op *op);
+static bool splice_out_full(const rx_op *op);
+static void outwait_begin(rx_loop *loop, rx_op *op);
+static void splice_wake(rx_loop *loop, int fd);
+static void cancel_splices_to(rx_loop *loop, int fd);
+
 static bool unqueue(rx_loop *loop, rx_op *op) {
+  if (op->_kind == RX__OP_SPLICE)
+    splice_left(loop, op);
   struct rx__opfd *o = &loop->opfds[op->_fd];
   bool head = o->q[queue_of(op->_kind)].next == &op->_ent.link;
   rx__list_unlink(&op->_ent.link);
@@ -338,7 +354,8 @@ static void requeue(rx_loop *loop, int fd, int q, bool head) {
     if (next->_state == RX__OPS_QUEUED)
       arm(loop, next);
   }
-  if (o->nops == 0 && o->closer != NULL && o->closer->_state == RX__OPS_CLOSING)
+  if (o->nops == 0 && o->spliced == 0 && o->closer != NULL &&
+      o->closer->_state == RX__OPS_CLOSING)
     close_now(loop, o->closer);
   else if (loop->ops->submit == NULL || o->want != 0)
     sync_want(loop, fd);
@@ -347,6 +364,8 @@ static void requeue(rx_loop *loop, int fd, int q, bool head) {
 static void leave_fd(rx_loop *loop, rx_op *op) {
   bool head = unqueue(loop, op);
   requeue(loop, op->_fd, queue_of(op->_kind), head);
+  if (op->_kind == RX__OP_SPLICE)
+    splice_requeue(loop, splice_out(op));
 }
 
 /* The op is the caller's again; `res` goes to its callback. */
@@ -355,6 +374,8 @@ static void give_back(rx_loop *loop, rx_op *op, int res, unsigned flags) {
     timed_del(loop, op);
   if (is_pool(op->_kind))
     ((rx_pool *)op->_p)->users--;
+  if (op->_kind == RX__OP_SPLICE)
+    loop->ops_splices--;
   op->_state = RX__OPS_IDLE;
   op->_oflags = 0;
   op->_loop = NULL;
@@ -381,6 +402,8 @@ static void defer(rx_loop *loop, rx_op *op, int res) {
   loop->ops_due++;
   if (on_fd)
     requeue(loop, op->_fd, queue_of(op->_kind), head);
+  if (op->_kind == RX__OP_SPLICE)
+    splice_requeue(loop, splice_out(op));
 }
 
 /* A write's progress: `n` more bytes written. The iovec array of writev
@@ -505,6 +528,9 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
       queue_of(op->_kind) != RX__Q_FREE && !makes_fd(op->_kind) &&
       !is_pool(op->_kind)) {
     op->_oflags |= RX__OPF_POLLFIRST;
+    op->_oflags &= (uint16_t)~RX__OPF_POLLOUT;
+    if (op->_kind == RX__OP_SPLICE && splice_out_full(op))
+      op->_oflags |= RX__OPF_POLLOUT;
     int rc = to_kernel(loop, op);
     if (rc == 0)
       return;
@@ -588,6 +614,12 @@ static int emu_try(rx_op *op, unsigned *flags) {
     }
   case RX__OP_SHUTDOWN:
     return sys(shutdown(fd, (int)op->_len));
+  case RX__OP_SPLICE: {
+    loff_t in = (loff_t)op->_u.sp.off_in, out = (loff_t)op->_u.sp.off_out;
+    return sys(splice(fd, in < 0 ? NULL : &in, (int)op->_done,
+                      out < 0 ? NULL : &out, op->_len,
+                      op->_uflg | SPLICE_F_NONBLOCK));
+  }
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI: {
     rx_pool *pool = op->_p;
@@ -629,6 +661,8 @@ static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
   if (r == -EAGAIN || r == -EWOULDBLOCK) {
     bool asked = (op->_kind == RX__OP_RECV || op->_kind == RX__OP_SEND) &&
                  (op->_uflg & MSG_DONTWAIT);
+    if (op->_kind == RX__OP_SPLICE && splice_out_full(op))
+      outwait_begin(loop, op);
     if (!asked)
       return EMU_WAIT;
   }
@@ -684,6 +718,8 @@ static rx_op *ready_poll(struct rx__opfd *o, int ready) {
  * change the queues (and move the table): each step looks afresh. */
 static void emu_fd(rx_loop *loop, int fd, int ready) {
   rx_op *op;
+  if ((ready & RX_WRITE) && loop->opfds[fd].outwait > 0)
+    splice_wake(loop, fd);
   for (int n = 0;
        n < EMU_BURST && (op = ready_poll(&loop->opfds[fd], ready)) != NULL;
        n++) {
@@ -1009,6 +1045,120 @@ int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb) {
 }
 
 /* ---------------------------------------------------------------------------
+ * splice: an op of two fds. It waits in fd_in's read queue; fd_out counts
+ * it (spliced), so that a close of fd_out cancels it and waits for it as
+ * for its own ops. Emulated, it waits for fd_in to be readable, or, when
+ * fd_out is what is full, for fd_out to be writable (outwait): no spin.
+ */
+
+static int splice_out(const rx_op *op) {
+  return (int)op->_done;
+}
+
+/* fd_in has data and fd_out takes none: the splice waits on fd_out. */
+static bool splice_out_full(const rx_op *op) {
+  struct pollfd p[2] = {{.fd = op->_fd, .events = POLLIN},
+                        {.fd = splice_out(op), .events = POLLOUT}};
+  if (poll(p, 2, 0) < 0)
+    return false;
+  return (p[0].revents & POLLIN) && !(p[1].revents & (POLLOUT | POLLERR));
+}
+
+static void outwait_begin(rx_loop *loop, rx_op *op) {
+  op->_oflags |= RX__OPF_OUTWAIT;
+  loop->opfds[splice_out(op)].outwait++;
+  sync_want(loop, splice_out(op));
+  sync_want(loop, op->_fd);
+}
+
+static void outwait_end(rx_loop *loop, rx_op *op) {
+  op->_oflags &= (uint16_t)~RX__OPF_OUTWAIT;
+  loop->opfds[splice_out(op)].outwait--;
+  sync_want(loop, splice_out(op));
+}
+
+/* A splice leaves fd_in's queue (unqueue()): fd_out no longer waits for
+ * it. */
+static void splice_left(rx_loop *loop, rx_op *op) {
+  if (op->_oflags & RX__OPF_OUTWAIT)
+    outwait_end(loop, op);
+  loop->opfds[splice_out(op)].spliced--;
+}
+
+/* ... and once it is on the done list, or called back (requeue()'s
+ * time), a close of fd_out that waited for it goes ahead. */
+static void splice_requeue(rx_loop *loop, int fd_out) {
+  struct rx__opfd *out = &loop->opfds[fd_out];
+  if (out->spliced == 0 && out->nops == 0 && out->closer != NULL &&
+      out->closer->_state == RX__OPS_CLOSING)
+    close_now(loop, out->closer);
+}
+
+/* Every splice of the loop (rare: a walk of the read queues). */
+#define FOR_EACH_SPLICE(loop, x, body)                                       \
+  for (int fd_ = 0; fd_ < (loop)->nopfds; fd_++) {                           \
+    struct rx__link *q_ = &(loop)->opfds[fd_].q[RX__Q_READ], *l_ = q_->next; \
+    while (l_ != q_) {                                                       \
+      rx_op *x = op_of(l_);                                                  \
+      l_ = l_->next;                                                         \
+      if (x->_kind == RX__OP_SPLICE) {                                       \
+        body;                                                                \
+      }                                                                      \
+    }                                                                        \
+  }
+
+/* fd became writable: its waiting splices try again. */
+static void splice_wake(rx_loop *loop, int fd) {
+  FOR_EACH_SPLICE(loop, x, {
+    if ((x->_oflags & RX__OPF_OUTWAIT) && splice_out(x) == fd) {
+      outwait_end(loop, x);
+      sync_want(loop, x->_fd);
+      rx__ops_ready(loop, x->_fd, RX_READ);
+    }
+  });
+}
+
+static void cancel_splices_to(rx_loop *loop, int fd) {
+  FOR_EACH_SPLICE(loop, x, {
+    if (splice_out(x) == fd && !(x->_oflags & RX__OPF_CANCEL))
+      rx_op_cancel(loop, x);
+  });
+}
+
+int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
+                 int fd_out, int64_t off_out, unsigned len, unsigned flags,
+                 rx_op_cb cb) {
+  if (flags & ~(unsigned)(SPLICE_F_MOVE | SPLICE_F_MORE | SPLICE_F_NONBLOCK))
+    return -EINVAL;
+  if (fd_out < 0 || fd_out == fd_in)
+    return fd_out < 0 ? -EBADF : -EINVAL;
+  if (loop != NULL && fd_out >= loop->nopfds) {
+    int rc = grow(loop, fd_out);
+    if (rc != 0)
+      return rc;
+  }
+  if (loop != NULL && fd_out < loop->nopfds &&
+      loop->opfds[fd_out].closer != NULL)
+    return -EBADF;
+  if (loop != NULL && !by_kernel(loop, RX__OP_SPLICE)) {
+    int rc = rx__fd_reserve(loop, fd_out);
+    if (rc != 0)
+      return rc;
+  }
+  int fd = fd_in;
+  BEGIN(RX__OP_SPLICE);
+  op->_p = NULL;
+  op->_len = len;
+  op->_uflg = flags;
+  op->_u.sp.off_in = (uint64_t)(off_in < 0 ? -1 : off_in);
+  op->_u.sp.off_out = (uint64_t)(off_out < 0 ? -1 : off_out);
+  op->_done = (uint32_t)fd_out;
+  loop->opfds[fd_out].spliced++;
+  loop->ops_splices++;
+  return submit(loop, op);
+}
+
+/* ---------------------------------------------------------------------------
  * Cancel and close.
  */
 
@@ -1088,7 +1238,10 @@ int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb) {
   loop->activecnt++;
   o->closer = op;
   cancel_fd_ops(loop, o);
-  if (o->nops == 0 && op->_state == RX__OPS_CLOSING)
+  if (loop->ops_splices > 0)
+    cancel_splices_to(loop, fd);
+  o = &loop->opfds[fd];
+  if (o->nops == 0 && o->spliced == 0 && op->_state == RX__OPS_CLOSING)
     close_now(loop, op);
   return 0;
 }

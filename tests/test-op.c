@@ -7,6 +7,7 @@
 #include "helpers.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -504,6 +505,108 @@ static void test_accept_multishot(void **state) {
   for (int i = 0; i < 5; i++)
     close(c[i]);
   close(lfd);
+}
+
+/* splice: socket to pipe and pipe to socket; a splice whose fd_out is full
+ * waits without spinning and goes on when the peer reads; a close of either
+ * fd cancels it, and the close calls back after it. */
+static void fill(int fd) {
+  static char junk[4096];
+  while (send(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+    continue;
+}
+
+static void test_splice(void **state) {
+  (void)state;
+  int sv[2], p[2];
+  rxt_pair(sv);
+  assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  struct rec r = {0};
+  /* Bad input. */
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 8, 0x80000, rec_cb),
+      -EINVAL);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, -1, -1, 8, 0, rec_cb), -EBADF);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, -1, -1, p[1], -1, 8, 0, rec_cb), -EBADF);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, p[1], -1, p[1], -1, 8, 0, rec_cb), -EINVAL);
+  assert_false(rx_op_active(&r.op));
+
+  /* Socket to pipe: the splice waits for data. */
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 64, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 3);
+  assert_int_equal(r.calls, 0);
+  assert_int_equal(write(sv[0], "hello", 5), 5);
+  run_until_final(&r, 1);
+  assert_int_equal(r.res, 5);
+  char got[64];
+  assert_int_equal(read(p[0], got, sizeof(got)), 5);
+  assert_memory_equal(got, "hello", 5);
+
+  /* Pipe to a full socket: it waits, asleep, until the peer reads. */
+  int small = 4096;
+  assert_int_equal(
+      setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  fill(sv[0]);
+  char out[1000];
+  memset(out, 'p', sizeof(out));
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  int never = 0;
+  uint64_t before = rx_iteration(rxt.loop);
+  rxt_run_until(rxt.loop, &never, RX_MSEC(100));
+  assert_int_equal(r.calls, 0);
+  assert_true(rx_iteration(rxt.loop) - before < 50); /* no spin */
+  while (r.finals == 0) {
+    rxt_drain(sv[1]);
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  }
+  assert_true(r.res > 0 && r.res <= (int)sizeof(out));
+
+  /* A close of fd_out cancels a waiting splice and calls back after it. */
+  fill(sv[0]);
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  memset(&r, 0, sizeof(r));
+  struct rec c = {0};
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(r.calls, 0);
+  assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[0], rec_cb), 0);
+  for (int i = 0; i < 2000 && (r.finals == 0 || c.finals == 0); i++)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  assert_int_equal(r.finals, 1);
+  assert_int_equal(c.finals, 1);
+  assert_true(r.res == -ECANCELED || r.res > 0);
+  assert_int_equal(c.res, 0);
+  assert_true(r.seq < c.seq);
+
+  /* A close of fd_in cancels a splice waiting for data. */
+  close(sv[1]);
+  rxt_pair(sv);
+  memset(&r, 0, sizeof(r));
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 64, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[1], rec_cb), 0);
+  for (int i = 0; i < 2000 && (r.finals == 0 || c.finals == 0); i++)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  assert_int_equal(r.res, -ECANCELED);
+  assert_int_equal(c.res, 0);
+  assert_true(r.seq < c.seq);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(r.calls, 1);
+  close(sv[0]);
+  close(p[0]);
+  close(p[1]);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1098,6 +1201,7 @@ int main(void) {
       RXT_TEST(test_reads_in_order),
       RXT_TEST(test_accept_connect),
       RXT_TEST(test_accept_multishot),
+      RXT_TEST(test_splice),
       RXT_TEST(test_busy_close),
       RXT_TEST(test_batch_one_enter),
       RXT_TEST_NOLOOP(test_small_ring_many_recvs),
