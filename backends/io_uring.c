@@ -729,13 +729,18 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
                op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
     int pfd = fd;
-    if (op->_oflags & RX__OPF_POLLOUT) { /* a splice whose fd_out is full */
-      pfd = (int)op->_done;
-      out = true;
+    if (op->_kind == RX__OP_SPLICE) { /* the side that blocked (op.c) */
+      bool w = (op->_oflags & RX__OPF_SPLICE_W) != 0;
+      bool other = (op->_oflags & RX__OPF_POLLOTHER) != 0;
+      pfd = other ? (int)op->_done : fd;
+      out = other != w;
     }
     io_uring_prep_poll_add(sqe, pfd, out ? POLLOUT : POLLIN);
     io_uring_sqe_set_data64(sqe, rx__tag_op(op) + 4);
-    sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
+    /* Not IOSQE_CQE_SKIP_SUCCESS: a head with it that fails (a cancelled
+     * poll) posts its own CQE but none for the requests linked to it, and
+     * the op would never report. */
+    sqe->flags |= IOSQE_IO_LINK;
   }
   sqe = get_sqe(be);
   if (sqe == NULL)
@@ -795,10 +800,13 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   case RX__OP_CLOSE:
     io_uring_prep_close(sqe, fd);
     break;
-  case RX__OP_SPLICE:
-    io_uring_prep_splice(sqe, fd, (int64_t)off, (int)op->_done,
+  case RX__OP_SPLICE: {
+    int fd_in, fd_out;
+    rx__op_splice_fds(op, &fd_in, &fd_out);
+    io_uring_prep_splice(sqe, fd_in, (int64_t)op->_u.sp.off_in, fd_out,
                          (int64_t)op->_u.sp.off_out, op->_len, op->_uflg);
     break;
+  }
   case RX__OP_TIMEOUT:
     io_uring_prep_timeout(sqe, (struct __kernel_timespec *)op->_t.k.ts, 0, 0);
     break;

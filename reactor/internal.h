@@ -165,6 +165,9 @@ enum rx__op_kind {
   RX__OP_NKINDS
 };
 
+/* A splice's two fds (op.c; its _fd is the one it is queued on). */
+int rx__op_splice_fds(const rx_op *op, int *fd_in, int *fd_out);
+
 /* rx_op._state: where the op is. */
 enum {
   RX__OPS_IDLE = 0, /* the caller's */
@@ -179,20 +182,21 @@ enum {
 
 /* rx_op._oflags. */
 enum {
-  RX__OPF_CANCEL = 0x1,     /* rx_op_cancel(), a close or a manual-clock
-                               deadline asked for its end */
-  RX__OPF_KERNEL = 0x2,     /* with the backend (not emulated) */
-  RX__OPF_DEADLINE = 0x4,   /* this submission has a deadline */
-  RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
-  RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
-  RX__OPF_CHAINED = 0x40,   /* io_uring: it was, the poll tagged op + 4 */
-  RX__OPF_CLOSED = 0x80,    /* a close the kernel made, its callback due */
-  RX__OPF_OUTWAIT = 0x100,  /* an emulated splice waiting for its fd_out to
-                               take data (counted in that fd's outwait) */
-  RX__OPF_POLLOUT = 0x200,  /* io_uring: a splice's poll first (POLLFIRST)
-                               is of its fd_out, for POLLOUT */
-  RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
-                               with the kernel, it is in _t.k */
+  RX__OPF_CANCEL = 0x1,      /* rx_op_cancel(), a close or a manual-clock
+                                deadline asked for its end */
+  RX__OPF_KERNEL = 0x2,      /* with the backend (not emulated) */
+  RX__OPF_DEADLINE = 0x4,    /* this submission has a deadline */
+  RX__OPF_FORKED = 0x10,     /* under way at a fork: ends in the child */
+  RX__OPF_POLLFIRST = 0x20,  /* io_uring: submit behind a poll of its fd */
+  RX__OPF_CHAINED = 0x40,    /* io_uring: it was, the poll tagged op + 4 */
+  RX__OPF_CLOSED = 0x80,     /* a close the kernel made, its callback due */
+  RX__OPF_OTHERWAIT = 0x100, /* an emulated splice waiting for its other
+                                fd (op.c), counted in its sp_rd / sp_wr */
+  RX__OPF_POLLOTHER = 0x200, /* io_uring: a splice's poll first (POLLFIRST)
+                                is of its other fd */
+  RX__OPF_SPLICE_W = 0x400,  /* a splice queued on its fd_out's writes */
+  RX__OPF_TIMED = 0x8,       /* the deadline is in loop->op_wheel (_t.ent);
+                                with the kernel, it is in _t.k */
 };
 
 /* A buffer pool (op.c): `count` buffers of `size` bytes in one block. The
@@ -224,8 +228,9 @@ struct rx__opfd {
   uint8_t want;     /* emulation: the readiness the queue heads need */
   uint8_t ready;    /* emulation: readiness seen, not yet acted on */
   uint8_t listed;   /* emulation: on loop->ops_ready */
-  uint32_t outwait; /* emulation: splices waiting to write to this fd */
-  uint32_t spliced; /* splices under way that write to this fd */
+  uint32_t sp_rd;   /* emulation: splices waiting to read this fd ... */
+  uint32_t sp_wr;   /* ... or to write it, as their other fd (op.c) */
+  uint32_t spliced; /* splices under way whose other fd this is */
 };
 
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
@@ -431,7 +436,7 @@ struct rx_loop {
   unsigned ops_kernel;    /* of which the backend holds */
   unsigned ops_timed;     /* deadlines in op_wheel */
   bool ops_recancel;      /* a cancel found no request: ask again (op.c) */
-  unsigned ops_splices;   /* submitted splices (their fd_out is no queue's) */
+  unsigned ops_splices;   /* submitted splices (one fd is no queue's) */
   struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
   char ops_support[256];  /* rx_op_support() */
 };

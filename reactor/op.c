@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -74,6 +75,14 @@ static int queue_of(unsigned kind) {
   default:
     return RX__Q_FREE;
   }
+}
+
+/* The queue of an op: its kind's, but a splice out of a pipe is queued
+ * with its fd_out's writes. */
+static int q_of(const rx_op *op) {
+  if (op->_kind == RX__OP_SPLICE && (op->_oflags & RX__OPF_SPLICE_W))
+    return RX__Q_WRITE;
+  return queue_of(op->_kind);
 }
 
 static bool is_write(unsigned kind) {
@@ -273,8 +282,10 @@ static int to_kernel(rx_loop *loop, rx_op *op) {
  * registration.
  */
 
+static bool splice_w(const rx_op *op);
+
 static uint8_t need(const rx_op *op) {
-  if ((op->_oflags & (RX__OPF_KERNEL | RX__OPF_OUTWAIT)) ||
+  if ((op->_oflags & (RX__OPF_KERNEL | RX__OPF_OTHERWAIT)) ||
       op->_state == RX__OPS_PARKED || op->_state == RX__OPS_QUEUED)
     return 0;
   switch (op->_kind) {
@@ -288,6 +299,8 @@ static uint8_t need(const rx_op *op) {
   case RX__OP_SEND:
   case RX__OP_SENDMSG:
     return RX_WRITE;
+  case RX__OP_SPLICE:
+    return splice_w(op) ? RX_WRITE : RX_READ;
   default:
     return RX_READ;
   }
@@ -301,7 +314,8 @@ uint8_t rx__ops_want(const rx_loop *loop, int fd) {
  * io.c, which merges it with the watchers' interest. */
 static void sync_want(rx_loop *loop, int fd) {
   struct rx__opfd *o = &loop->opfds[fd];
-  uint8_t want = o->outwait > 0 ? RX_WRITE : 0;
+  uint8_t want =
+      (uint8_t)((o->sp_rd > 0 ? RX_READ : 0) | (o->sp_wr > 0 ? RX_WRITE : 0));
   for (int q = RX__Q_READ; q <= RX__Q_WRITE; q++)
     if (!rx__list_empty(&o->q[q]))
       want |= need(op_of(o->q[q].next));
@@ -327,21 +341,20 @@ static void closed(rx_loop *loop, rx_op *op);
  * requeue() then arms the next op of that direction, or the fd's close once
  * its last op is gone. defer() puts the op on the done list in between, so
  * that its callback comes before the close's. */
-static void outwait_end(rx_loop *loop, rx_op *op);
 
 static void splice_left(rx_loop *loop, rx_op *op);
 static void splice_requeue(rx_loop *loop, int fd_out);
-static int splice_out(const rx_op *op);
-static bool splice_out_full(const rx_op *op);
-static void outwait_begin(rx_loop *loop, rx_op *op);
-static void splice_wake(rx_loop *loop, int fd);
+static int splice_other(const rx_op *op);
+static bool splice_other_blocks(const rx_op *op);
+static void otherwait_begin(rx_loop *loop, rx_op *op);
+static void splice_wake(rx_loop *loop, int fd, int ready);
 static void cancel_splices_to(rx_loop *loop, int fd);
 
 static bool unqueue(rx_loop *loop, rx_op *op) {
   if (op->_kind == RX__OP_SPLICE)
     splice_left(loop, op);
   struct rx__opfd *o = &loop->opfds[op->_fd];
-  bool head = o->q[queue_of(op->_kind)].next == &op->_ent.link;
+  bool head = o->q[q_of(op)].next == &op->_ent.link;
   rx__list_unlink(&op->_ent.link);
   o->nops--;
   return head;
@@ -363,9 +376,9 @@ static void requeue(rx_loop *loop, int fd, int q, bool head) {
 
 static void leave_fd(rx_loop *loop, rx_op *op) {
   bool head = unqueue(loop, op);
-  requeue(loop, op->_fd, queue_of(op->_kind), head);
+  requeue(loop, op->_fd, q_of(op), head);
   if (op->_kind == RX__OP_SPLICE)
-    splice_requeue(loop, splice_out(op));
+    splice_requeue(loop, splice_other(op));
 }
 
 /* The op is the caller's again; `res` goes to its callback. */
@@ -401,9 +414,9 @@ static void defer(rx_loop *loop, rx_op *op, int res) {
   rx__list_push(&loop->ops_done, &op->_ent.link);
   loop->ops_due++;
   if (on_fd)
-    requeue(loop, op->_fd, queue_of(op->_kind), head);
+    requeue(loop, op->_fd, q_of(op), head);
   if (op->_kind == RX__OP_SPLICE)
-    splice_requeue(loop, splice_out(op));
+    splice_requeue(loop, splice_other(op));
 }
 
 /* A write's progress: `n` more bytes written. The iovec array of writev
@@ -525,12 +538,11 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
    * in a worker (read-write ops, sendmsg, recvmsg): the emulation would wait
    * for readiness, and so does this op, behind a poll of its fd. */
   if (res == -EAGAIN && !cancelled && !(op->_uflg & MSG_DONTWAIT) &&
-      queue_of(op->_kind) != RX__Q_FREE && !makes_fd(op->_kind) &&
-      !is_pool(op->_kind)) {
+      q_of(op) != RX__Q_FREE && !makes_fd(op->_kind) && !is_pool(op->_kind)) {
     op->_oflags |= RX__OPF_POLLFIRST;
-    op->_oflags &= (uint16_t)~RX__OPF_POLLOUT;
-    if (op->_kind == RX__OP_SPLICE && splice_out_full(op))
-      op->_oflags |= RX__OPF_POLLOUT;
+    op->_oflags &= (uint16_t)~RX__OPF_POLLOTHER;
+    if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
+      op->_oflags |= RX__OPF_POLLOTHER;
     int rc = to_kernel(loop, op);
     if (rc == 0)
       return;
@@ -616,9 +628,10 @@ static int emu_try(rx_op *op, unsigned *flags) {
     return sys(shutdown(fd, (int)op->_len));
   case RX__OP_SPLICE: {
     loff_t in = (loff_t)op->_u.sp.off_in, out = (loff_t)op->_u.sp.off_out;
-    return sys(splice(fd, in < 0 ? NULL : &in, (int)op->_done,
-                      out < 0 ? NULL : &out, op->_len,
-                      op->_uflg | SPLICE_F_NONBLOCK));
+    int fd_in, fd_out;
+    rx__op_splice_fds(op, &fd_in, &fd_out);
+    return sys(splice(fd_in, in < 0 ? NULL : &in, fd_out, out < 0 ? NULL : &out,
+                      op->_len, op->_uflg | SPLICE_F_NONBLOCK));
   }
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI: {
@@ -661,8 +674,8 @@ static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
   if (r == -EAGAIN || r == -EWOULDBLOCK) {
     bool asked = (op->_kind == RX__OP_RECV || op->_kind == RX__OP_SEND) &&
                  (op->_uflg & MSG_DONTWAIT);
-    if (op->_kind == RX__OP_SPLICE && splice_out_full(op))
-      outwait_begin(loop, op);
+    if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
+      otherwait_begin(loop, op);
     if (!asked)
       return EMU_WAIT;
   }
@@ -718,8 +731,10 @@ static rx_op *ready_poll(struct rx__opfd *o, int ready) {
  * change the queues (and move the table): each step looks afresh. */
 static void emu_fd(rx_loop *loop, int fd, int ready) {
   rx_op *op;
-  if ((ready & RX_WRITE) && loop->opfds[fd].outwait > 0)
-    splice_wake(loop, fd);
+  struct rx__opfd *of = &loop->opfds[fd];
+  if (((ready & RX_READ) && of->sp_rd > 0) ||
+      ((ready & RX_WRITE) && of->sp_wr > 0))
+    splice_wake(loop, fd, ready);
   for (int n = 0;
        n < EMU_BURST && (op = ready_poll(&loop->opfds[fd], ready)) != NULL;
        n++) {
@@ -840,8 +855,7 @@ static void arm(rx_loop *loop, rx_op *op) {
   /* Writes, connect and shutdown are tried at once: they seldom wait. Their
    * callback still runs in the wait step. */
   int res;
-  if (queue_of(op->_kind) == RX__Q_WRITE &&
-      emu_step(loop, op, true, &res) == EMU_RETIRED)
+  if (q_of(op) == RX__Q_WRITE && emu_step(loop, op, true, &res) == EMU_RETIRED)
     return;
   sync_want(loop, op->_fd);
 }
@@ -896,7 +910,7 @@ static int submit(rx_loop *loop, rx_op *op) {
     return 0;
   }
   struct rx__opfd *o = &loop->opfds[op->_fd];
-  int q = queue_of(op->_kind);
+  int q = q_of(op);
   bool first = q == RX__Q_FREE || rx__list_empty(&o->q[q]);
   rx__list_push(&o->q[q], &op->_ent.link);
   o->nops++;
@@ -1045,84 +1059,136 @@ int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb) {
 }
 
 /* ---------------------------------------------------------------------------
- * splice: an op of two fds. It waits in fd_in's read queue; fd_out counts
- * it (spliced), so that a close of fd_out cancels it and waits for it as
- * for its own ops. Emulated, it waits for fd_in to be readable, or, when
- * fd_out is what is full, for fd_out to be writable (outwait): no spin.
+ * splice: an op of two fds, one of them a pipe. It is queued on the other:
+ * with the socket's (or file's) reads when it moves data into a pipe, with
+ * its writes when it moves data out of one (a header sent, then a body
+ * spliced, go out in that order); pipe to pipe, with fd_in's reads. The fd
+ * it is not queued on (its `other`, kept in _done) counts it (spliced), so
+ * that closing that fd cancels it and waits for it as for its own ops.
+ * Emulated, it waits for its queue fd; when the other fd is what blocks it
+ * (no data in the pipe it reads, no room in the pipe it fills), for that fd
+ * (otherwait, counted in the other fd's sp_rd / sp_wr): no spin.
  */
 
-static int splice_out(const rx_op *op) {
+static int splice_other(const rx_op *op) {
   return (int)op->_done;
 }
 
-/* fd_in has data and fd_out takes none: the splice waits on fd_out. */
-static bool splice_out_full(const rx_op *op) {
-  struct pollfd p[2] = {{.fd = op->_fd, .events = POLLIN},
-                        {.fd = splice_out(op), .events = POLLOUT}};
-  if (poll(p, 2, 0) < 0)
-    return false;
-  return (p[0].revents & POLLIN) && !(p[1].revents & (POLLOUT | POLLERR));
+/* Whether the op is queued on fd_out (its writes). */
+static bool splice_w(const rx_op *op) {
+  return (op->_oflags & RX__OPF_SPLICE_W) != 0;
 }
 
-static void outwait_begin(rx_loop *loop, rx_op *op) {
-  op->_oflags |= RX__OPF_OUTWAIT;
-  loop->opfds[splice_out(op)].outwait++;
-  sync_want(loop, splice_out(op));
+int rx__op_splice_fds(const rx_op *op, int *fd_in, int *fd_out) {
+  bool w = splice_w(op);
+  *fd_in = w ? splice_other(op) : op->_fd;
+  *fd_out = w ? op->_fd : splice_other(op);
+  return 0;
+}
+
+/* The queue fd is ready for the op and the other is not: the splice waits
+ * on the other fd. */
+static bool splice_other_blocks(const rx_op *op) {
+  bool w = splice_w(op);
+  short mine = w ? POLLOUT : POLLIN, theirs = w ? POLLIN : POLLOUT;
+  struct pollfd p[2] = {{.fd = op->_fd, .events = mine},
+                        {.fd = splice_other(op), .events = theirs}};
+  if (poll(p, 2, 0) < 0)
+    return false;
+  return (p[0].revents & (mine | POLLHUP | POLLERR)) &&
+         !(p[1].revents & (theirs | POLLHUP | POLLERR));
+}
+
+static uint32_t *otherwait_count(rx_loop *loop, rx_op *op) {
+  struct rx__opfd *o = &loop->opfds[splice_other(op)];
+  return splice_w(op) ? &o->sp_rd : &o->sp_wr;
+}
+
+static void otherwait_begin(rx_loop *loop, rx_op *op) {
+  op->_oflags |= RX__OPF_OTHERWAIT;
+  (*otherwait_count(loop, op))++;
+  sync_want(loop, splice_other(op));
   sync_want(loop, op->_fd);
 }
 
-static void outwait_end(rx_loop *loop, rx_op *op) {
-  op->_oflags &= (uint16_t)~RX__OPF_OUTWAIT;
-  loop->opfds[splice_out(op)].outwait--;
-  sync_want(loop, splice_out(op));
+static void otherwait_end(rx_loop *loop, rx_op *op) {
+  op->_oflags &= (uint16_t)~RX__OPF_OTHERWAIT;
+  (*otherwait_count(loop, op))--;
+  sync_want(loop, splice_other(op));
 }
 
-/* A splice leaves fd_in's queue (unqueue()): fd_out no longer waits for
+/* A splice leaves its queue (unqueue()): the other fd no longer waits for
  * it. */
 static void splice_left(rx_loop *loop, rx_op *op) {
-  if (op->_oflags & RX__OPF_OUTWAIT)
-    outwait_end(loop, op);
-  loop->opfds[splice_out(op)].spliced--;
+  if (op->_oflags & RX__OPF_OTHERWAIT)
+    otherwait_end(loop, op);
+  loop->opfds[splice_other(op)].spliced--;
 }
 
 /* ... and once it is on the done list, or called back (requeue()'s
- * time), a close of fd_out that waited for it goes ahead. */
-static void splice_requeue(rx_loop *loop, int fd_out) {
-  struct rx__opfd *out = &loop->opfds[fd_out];
-  if (out->spliced == 0 && out->nops == 0 && out->closer != NULL &&
-      out->closer->_state == RX__OPS_CLOSING)
-    close_now(loop, out->closer);
+ * time), a close of the other fd that waited for it goes ahead. */
+static void splice_requeue(rx_loop *loop, int other) {
+  struct rx__opfd *o = &loop->opfds[other];
+  if (o->spliced == 0 && o->nops == 0 && o->closer != NULL &&
+      o->closer->_state == RX__OPS_CLOSING)
+    close_now(loop, o->closer);
 }
 
-/* Every splice of the loop (rare: a walk of the read queues). */
-#define FOR_EACH_SPLICE(loop, x, body)                                       \
-  for (int fd_ = 0; fd_ < (loop)->nopfds; fd_++) {                           \
-    struct rx__link *q_ = &(loop)->opfds[fd_].q[RX__Q_READ], *l_ = q_->next; \
-    while (l_ != q_) {                                                       \
-      rx_op *x = op_of(l_);                                                  \
-      l_ = l_->next;                                                         \
-      if (x->_kind == RX__OP_SPLICE) {                                       \
-        body;                                                                \
-      }                                                                      \
-    }                                                                        \
+/* Every splice of the loop (rare: a walk of the queues). */
+#define FOR_EACH_SPLICE(loop, x, body)                                  \
+  for (int fd_ = 0; fd_ < (loop)->nopfds; fd_++) {                      \
+    for (int qi_ = RX__Q_READ; qi_ <= RX__Q_WRITE; qi_++) {             \
+      struct rx__link *q_ = &(loop)->opfds[fd_].q[qi_], *l_ = q_->next; \
+      while (l_ != q_) {                                                \
+        rx_op *x = op_of(l_);                                           \
+        l_ = l_->next;                                                  \
+        if (x->_kind == RX__OP_SPLICE) {                                \
+          body;                                                         \
+        }                                                               \
+      }                                                                 \
+    }                                                                   \
   }
 
-/* fd became writable: its waiting splices try again. */
-static void splice_wake(rx_loop *loop, int fd) {
+/* `fd` became `ready`: the splices waiting on it as their other fd try
+ * again. */
+static void splice_wake(rx_loop *loop, int fd, int ready) {
   FOR_EACH_SPLICE(loop, x, {
-    if ((x->_oflags & RX__OPF_OUTWAIT) && splice_out(x) == fd) {
-      outwait_end(loop, x);
+    int dir = splice_w(x) ? RX_READ : RX_WRITE;
+    if ((x->_oflags & RX__OPF_OTHERWAIT) && splice_other(x) == fd &&
+        (ready & dir)) {
+      otherwait_end(loop, x);
       sync_want(loop, x->_fd);
-      rx__ops_ready(loop, x->_fd, RX_READ);
+      rx__ops_ready(loop, x->_fd, splice_w(x) ? RX_WRITE : RX_READ);
     }
   });
 }
 
 static void cancel_splices_to(rx_loop *loop, int fd) {
   FOR_EACH_SPLICE(loop, x, {
-    if (splice_out(x) == fd && !(x->_oflags & RX__OPF_CANCEL))
+    if (splice_other(x) == fd && !(x->_oflags & RX__OPF_CANCEL))
       rx_op_cancel(loop, x);
   });
+}
+
+/* What begin() checks and reserves for an op's fd, for a splice's second. */
+static int fd_usable(rx_loop *loop, int fd) {
+  int rc;
+  if (fd < 0)
+    return -EBADF;
+  if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
+    return rc;
+  if (loop->opfds[fd].closer != NULL)
+    return -EBADF;
+  if (!by_kernel(loop, RX__OP_SPLICE) && (rc = rx__fd_reserve(loop, fd)) != 0)
+    return rc;
+  return 0;
+}
+
+static int is_fifo(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return -errno;
+  return S_ISFIFO(st.st_mode) ? 1 : 0;
 }
 
 int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
@@ -1130,30 +1196,31 @@ int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
                  rx_op_cb cb) {
   if (flags & ~(unsigned)(SPLICE_F_MOVE | SPLICE_F_MORE | SPLICE_F_NONBLOCK))
     return -EINVAL;
-  if (fd_out < 0 || fd_out == fd_in)
-    return fd_out < 0 ? -EBADF : -EINVAL;
-  if (loop != NULL && fd_out >= loop->nopfds) {
-    int rc = grow(loop, fd_out);
-    if (rc != 0)
-      return rc;
-  }
-  if (loop != NULL && fd_out < loop->nopfds &&
-      loop->opfds[fd_out].closer != NULL)
-    return -EBADF;
-  if (loop != NULL && !by_kernel(loop, RX__OP_SPLICE)) {
-    int rc = rx__fd_reserve(loop, fd_out);
-    if (rc != 0)
-      return rc;
-  }
+  if (fd_out == fd_in && fd_in >= 0)
+    return -EINVAL;
   int fd = fd_in;
   BEGIN(RX__OP_SPLICE);
+  /* fd_out as begin() checked fd_in; on failure the op is still the
+   * caller's. */
+  int rc = fd_usable(loop, fd_out);
+  if (rc != 0)
+    return rc;
+  int in_fifo = is_fifo(fd_in), out_fifo = is_fifo(fd_out);
+  if (in_fifo < 0 || out_fifo < 0)
+    return in_fifo < 0 ? in_fifo : out_fifo;
+  if (!in_fifo && !out_fifo)
+    return -EINVAL; /* splice(2) needs a pipe on one side */
+  if (in_fifo && !out_fifo) {
+    op->_fd = fd_out;
+    op->_oflags |= RX__OPF_SPLICE_W;
+  }
   op->_p = NULL;
   op->_len = len;
   op->_uflg = flags;
   op->_u.sp.off_in = (uint64_t)(off_in < 0 ? -1 : off_in);
   op->_u.sp.off_out = (uint64_t)(off_out < 0 ? -1 : off_out);
-  op->_done = (uint32_t)fd_out;
-  loop->opfds[fd_out].spliced++;
+  op->_done = (uint32_t)(op->_fd == fd_in ? fd_out : fd_in);
+  loop->opfds[op->_done].spliced++;
   loop->ops_splices++;
   return submit(loop, op);
 }

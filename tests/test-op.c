@@ -569,6 +569,41 @@ static void test_splice(void **state) {
   }
   assert_true(r.res > 0 && r.res <= (int)sizeof(out));
 
+  /* A splice out of a pipe is ordered with its socket's writes: queued
+   * behind a send to the full socket, its bytes come after the send's. */
+  rxt_drain(sv[1]);
+  fill(sv[0]);
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  struct rec hdr = {0};
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(rx_op_send(rxt.loop, &hdr.op, sv[0], "HDR", 3, 0, rec_cb),
+                   0);
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  char *seen = calloc(1, 1 << 20);
+  size_t nseen = 0;
+  assert_non_null(seen);
+  for (int i = 0; i < 20000 && (r.finals == 0 || hdr.finals == 0); i++) {
+    ssize_t n;
+    while (nseen < (1u << 20) &&
+           (n = read(sv[1], seen + nseen, (1u << 20) - nseen)) > 0)
+      nseen += (size_t)n;
+    assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
+  }
+  assert_int_equal(hdr.res, 3);
+  assert_true(r.res > 0);
+  ssize_t n;
+  while ((n = read(sv[1], seen + nseen, (1u << 20) - nseen)) > 0)
+    nseen += (size_t)n;
+  size_t first = 0;
+  while (first < nseen && seen[first] == 0)
+    first++; /* fill()'s zeros */
+  assert_true(first + 3 + (size_t)r.res <= nseen);
+  assert_memory_equal(seen + first, "HDR", 3);
+  assert_int_equal(seen[first + 3], 'p');
+  free(seen);
+
   /* A close of fd_out cancels a waiting splice and calls back after it. */
   fill(sv[0]);
   assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
