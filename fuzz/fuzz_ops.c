@@ -22,11 +22,11 @@
  * multishot accept, connect, shutdown, poll, nop, close) on a slot and a
  * target; a splice between a target and the slot's own pipe (in: the bytes
  * it moved are read from the pipe as the op's; out: the pipe holds the
- * op's pattern, which goes out as a write's); cancel a slot; close a target; give a slot an action for its
- * next final callback (free the block, submit again, free and submit a new
- * op in a new block, cancel another slot, close a target, cancel itself);
- * run the loop without waiting; reopen a target; read a socket directly;
- * free a block; settle.
+ * op's pattern, which goes out as a write's); cancel a slot; close a target;
+ * give a slot an action for its next final callback (free the block, submit
+ * again, free and submit a new op in a new block, cancel another slot, close a
+ * target, cancel itself); run the loop without waiting; reopen a target; read a
+ * socket directly; free a block; settle.
  *
  * The checks. A submitting call (and rx_op_cancel()) returns what the
  * model expects: 0, -EBUSY for a submitted op, -EBADF for a closed fd or

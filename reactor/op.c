@@ -537,16 +537,17 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   /* io_uring gives -EAGAIN for a nonblocking file when it ran the request
    * in a worker (read-write ops, sendmsg, recvmsg): the emulation would wait
    * for readiness, and so does this op, behind a poll of its fd. */
-  if (res == -EAGAIN && !cancelled && !(op->_uflg & MSG_DONTWAIT) &&
-      q_of(op) != RX__Q_FREE && !makes_fd(op->_kind) && !is_pool(op->_kind)) {
-    op->_oflags |= RX__OPF_POLLFIRST;
-    op->_oflags &= (uint16_t)~RX__OPF_POLLOTHER;
-    if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
-      op->_oflags |= RX__OPF_POLLOTHER;
-    int rc = to_kernel(loop, op);
-    if (rc == 0)
-      return;
-    res = rc;
+  if (res == -EAGAIN && !(op->_uflg & MSG_DONTWAIT) && q_of(op) != RX__Q_FREE &&
+      !makes_fd(op->_kind) && !is_pool(op->_kind)) {
+    res = -ECANCELED; /* it would have waited: the cancel came first */
+    if (!cancelled) {
+      op->_oflags |= RX__OPF_POLLFIRST;
+      op->_oflags &= (uint16_t)~RX__OPF_POLLOTHER;
+      if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
+        op->_oflags |= RX__OPF_POLLOTHER;
+      if ((res = to_kernel(loop, op)) == 0)
+        return;
+    }
   }
   /* A cancel reaches a request that an io-wq worker runs as a signal: the
    * request ends with -EINTR, which to the caller is a cancel. */
@@ -860,6 +861,21 @@ static void arm(rx_loop *loop, rx_op *op) {
   sync_want(loop, op->_fd);
 }
 
+/* An fd an op of `kind` may use: not negative, in the table, not being
+ * closed, and for an emulated op in the watcher table. */
+static int fd_usable(rx_loop *loop, int fd, unsigned kind) {
+  int rc;
+  if (fd < 0)
+    return -EBADF;
+  if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
+    return rc;
+  if (loop->opfds[fd].closer != NULL)
+    return -EBADF;
+  if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
+    return rc;
+  return 0;
+}
+
 /* Common checks and bookkeeping of every rx_op_*() call. */
 static int begin(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb) {
   if (loop == NULL || op == NULL || cb == NULL)
@@ -869,15 +885,8 @@ static int begin(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb) {
   if (loop->freeing)
     return -ECANCELED;
   if (kind != RX__OP_NOP && kind != RX__OP_TIMEOUT) {
-    if (fd < 0)
-      return -EBADF;
-    int rc;
-    if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
-      return rc;
-    if (loop->opfds[fd].closer != NULL)
-      return -EBADF;
-    /* Emulated ops need the fd in the watcher table. */
-    if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
+    int rc = fd_usable(loop, fd, kind);
+    if (rc != 0)
       return rc;
   }
   if (kind == RX__OP_TIMEOUT && op->_deadline != 0)
@@ -1170,20 +1179,6 @@ static void cancel_splices_to(rx_loop *loop, int fd) {
   });
 }
 
-/* What begin() checks and reserves for an op's fd, for a splice's second. */
-static int fd_usable(rx_loop *loop, int fd) {
-  int rc;
-  if (fd < 0)
-    return -EBADF;
-  if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
-    return rc;
-  if (loop->opfds[fd].closer != NULL)
-    return -EBADF;
-  if (!by_kernel(loop, RX__OP_SPLICE) && (rc = rx__fd_reserve(loop, fd)) != 0)
-    return rc;
-  return 0;
-}
-
 static int is_fifo(int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0)
@@ -1202,7 +1197,7 @@ int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
   BEGIN(RX__OP_SPLICE);
   /* fd_out as begin() checked fd_in; on failure the op is still the
    * caller's. */
-  int rc = fd_usable(loop, fd_out);
+  int rc = fd_usable(loop, fd_out, RX__OP_SPLICE);
   if (rc != 0)
     return rc;
   int in_fifo = is_fifo(fd_in), out_fifo = is_fifo(fd_out);
