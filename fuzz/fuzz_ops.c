@@ -730,10 +730,15 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   /* The number of a target still closing may already be another target's
    * (the kernel closed it, and a reopen took the number): an op there would
    * act on that target, which no caller who keeps track of its fds does. */
-  if (kind != K_NOP && fd >= 0 && targets[t].closing)
+  if (kind != K_NOP && fd >= 0 && targets[t].closing) {
     for (int u = 0; u < NTARGET; u++)
       if (u != t && targets[u].fd == fd)
         return -EBADF;
+    for (int i = 0; i < NSLOT; i++) /* or a slot's pipe's */
+      if (slots[i].has_pipe &&
+          (slots[i].pipe[0] == fd || slots[i].pipe[1] == fd))
+        return -EBADF;
+  }
   if (s->submitted)
     expect = -EBUSY;
   else if (freeing)
@@ -770,6 +775,8 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     break;
   }
   int splice = kind == K_SPLICE_IN || kind == K_SPLICE_OUT;
+  if (splice && !s->has_pipe && norphans > 0)
+    return -EBADF; /* the pipe could take the number of an orphan's file */
   if (splice && !s->has_pipe) {
     FZ_CHECK(pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) == 0);
     s->has_pipe = 1;
