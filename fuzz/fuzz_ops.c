@@ -727,6 +727,17 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
 
   if (len > BUFSZ)
     len = BUFSZ;
+  int splice = kind == K_SPLICE_IN || kind == K_SPLICE_OUT;
+  /* Pipe to pipe, a splice is ordered with its fd_in's reads alone (rx.h):
+   * into the pipe channel, it would not keep its place among the writes. */
+  if (kind == K_SPLICE_OUT && chan_of(t) == PIPE_CHAN)
+    return -EINVAL;
+  if (splice && !s->has_pipe && norphans > 0)
+    return -EBADF; /* the pipe could take the number of an orphan's file */
+  if (splice && !s->has_pipe) {
+    FZ_CHECK(pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) == 0);
+    s->has_pipe = 1;
+  }
   /* The number of a target still closing may already be another target's
    * (the kernel closed it, and a reopen took the number): an op there would
    * act on that target, which no caller who keeps track of its fds does. */
@@ -774,13 +785,7 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   default:
     break;
   }
-  int splice = kind == K_SPLICE_IN || kind == K_SPLICE_OUT;
-  if (splice && !s->has_pipe && norphans > 0)
-    return -EBADF; /* the pipe could take the number of an orphan's file */
-  if (splice && !s->has_pipe) {
-    FZ_CHECK(pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) == 0);
-    s->has_pipe = 1;
-  }
+
   /* A write's bytes: a pattern of its own (the record is kept only if the
    * submission is accepted). */
   uint32_t wid = dd >= 0 ? dirs[dd].nwid + 1 : 0;

@@ -901,9 +901,11 @@ RX_EXPORT int rx_op_connect(rx_loop *loop, rx_op *op, int fd,
 RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
                              rx_op_cb cb);
 /* splice(2): moves up to `len` bytes from fd_in to fd_out, one of which is
- * a pipe (flags: SPLICE_F_MOVE, SPLICE_F_MORE; an offset -1 for a pipe or
- * to use the file position). res: the bytes moved, 0 at fd_in's end. The op
- * is ordered with fd_in's reads; rx_op_close() of either fd cancels it. */
+ * a pipe (else -EINVAL; flags: SPLICE_F_MOVE, SPLICE_F_MORE; an offset -1
+ * for a pipe or to use the file position). res: the bytes moved, 0 at
+ * fd_in's end. The op is ordered with the ops of the fd that is not a pipe:
+ * with its reads (into a pipe) or its writes (out of one); pipe to pipe,
+ * with fd_in's reads. rx_op_close() of either fd cancels it. */
 RX_EXPORT int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
                            int fd_out, int64_t off_out, unsigned len,
                            unsigned flags, rx_op_cb cb);
