@@ -353,7 +353,8 @@ static void dir_reset(struct dir *d) {
  * op of it is submitted (one would take bytes in between). */
 static void drain(int t) {
   int dd = rdir(t);
-  if (dd < 0 || targets[t].fd < 0 || !read_ok(K_READ, t))
+  /* A closing target's number may be another file's already. */
+  if (dd < 0 || targets[t].fd < 0 || targets[t].closing || !read_ok(K_READ, t))
     return;
   for (int i = 0; i < NSLOT; i++) {
     struct slot *s = &slots[i];
