@@ -739,6 +739,11 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     FZ_CHECK(pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) == 0);
     s->has_pipe = 1;
   }
+  /* A second close of a closing target would close whatever file takes
+   * the number next (a multishot accept's connection): a caller's double
+   * close, not rx's to prevent. */
+  if (kind == K_CLOSE && targets[t].closing)
+    return -EBADF;
   /* The number of a target still closing may already be another target's
    * (the kernel closed it, and a reopen took the number): an op there would
    * act on that target, which no caller who keeps track of its fds does. */
