@@ -44,7 +44,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops qmp
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
@@ -160,7 +160,7 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; \
+	  bes=x; case $$t in loop|bus|queue|qmp) bes="io_uring epoll";; \
 	    ops) bes="io_uring epoll io_uring-emulated";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \
