@@ -974,6 +974,44 @@ static void test_fake_timeout(void **state) {
   rx_qmp_free(q);
 }
 
+/* A client freed in the callback of a command its disconnect ended: the
+ * other ended command completes inside rx_qmp_free(), not after it. */
+static int free_returned, late_cb;
+static void free_in_teardown_cb(rx_qmp *q, int status, json_t *value,
+                                void *data) {
+  (void)value;
+  (void)data;
+  assert_int_equal(status, -ECANCELED);
+  rx_qmp_free(q);
+  free_returned = 1;
+}
+static void after_free_cb(rx_qmp *q, int status, json_t *value, void *data) {
+  (void)q;
+  (void)value;
+  (void)data;
+  assert_int_equal(status, -ECANCELED);
+  late_cb += free_returned ? 100 : 1;
+}
+
+static void test_fake_free_in_teardown(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  rx_qmp *q;
+  int sp[2];
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  struct rx_qmp_options o = {0};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  assert_int_equal(rx_qmp_connect_fd(q, sp[0]), 0);
+  free_returned = late_cb = 0;
+  assert_int_equal(rx_qmp_execute(q, "one", NULL, free_in_teardown_cb, NULL),
+                   0);
+  assert_int_equal(rx_qmp_execute(q, "two", NULL, after_free_cb, NULL), 0);
+  assert_int_equal(rx_qmp_disconnect(q), 0); /* frees q */
+  assert_int_equal(free_returned, 1);
+  assert_int_equal(late_cb, 1);
+  close(sp[1]);
+}
+
 int main(void) {
   const char *b = rxt_env_backend();
   char name[128];
@@ -992,6 +1030,7 @@ int main(void) {
       RXT_TEST(test_fake_refused),
       RXT_TEST(test_fake_free_in_callback),
       RXT_TEST(test_fake_timeout),
+      RXT_TEST(test_fake_free_in_teardown),
   };
   snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default");
   return cmocka_run_group_tests_name(name, tests, NULL, NULL);

@@ -37,7 +37,8 @@ struct cmd {
   size_t len;
   json_int_t id;
   int oob;
-  int fd; /* passed with the command (SCM_RIGHTS), or -1; ours */
+  int status; /* on q->ending: the error it completes with */
+  int fd;     /* passed with the command (SCM_RIGHTS), or -1; ours */
   rx_qmp_cb cb;
   void *data;
 };
@@ -72,6 +73,8 @@ struct rx_qmp {
 
   struct cmd *waiting, **waiting_tail; /* not yet sent, in order */
   struct cmd *inflight;                /* sent, not answered */
+  struct cmd *ending, **ending_tail;   /* their connection ended */
+  int ending_busy;                     /* end_commands() is running */
   size_t n_inband, n_waiting, n_inflight;
   struct rx_qmp_metrics m;
   char err[512];
@@ -142,6 +145,27 @@ static void publish_disconnect(rx_qmp *q, int error, const char *reason) {
   rx_event_unref(ev);
 }
 
+/* Completes the commands of ended connections, oldest first. They stay on
+ * q->ending until their callback runs, so that a callback that frees the
+ * client completes the rest inside rx_qmp_free() (none after it returns);
+ * a teardown inside a callback adds its commands to the same list. */
+static void end_commands(rx_qmp *q) {
+  struct cmd *c;
+
+  if (q->ending_busy)
+    return; /* the caller up the stack goes on */
+  q->ending_busy = 1;
+  while ((c = q->ending) != NULL) {
+    q->ending = c->next;
+    if (q->ending == NULL)
+      q->ending_tail = &q->ending;
+    if (c->cb != NULL)
+      c->cb(q, c->status, NULL, c->data);
+    cmd_free(c);
+  }
+  q->ending_busy = 0;
+}
+
 /* Ends the connection with `error` (q->err says why): stops everything,
  * closes the socket, then completes every command and a pending connect
  * with `error` and publishes the disconnect. Callbacks may reconnect. */
@@ -182,8 +206,13 @@ static void teardown(rx_qmp *q, int error) {
   q->waiting = NULL;
   q->waiting_tail = &q->waiting;
   q->n_inband = q->n_waiting = q->n_inflight = 0;
-  for (c = list; c != NULL; c = c->next)
+  for (c = list; c != NULL; c = c->next) {
     rx_timer_stop(q->loop, &c->timer); /* none fires during the callbacks */
+    c->status = error;
+  }
+  *q->ending_tail = list;
+  while (*q->ending_tail != NULL)
+    q->ending_tail = &(*q->ending_tail)->next;
   snprintf(reason, sizeof reason, "%s", q->err);
 
   enter(q);
@@ -191,13 +220,7 @@ static void teardown(rx_qmp *q, int error) {
     publish_disconnect(q, error, reason);
   if (was != RX_QMP_READY && q->ready != NULL)
     q->ready(q, error, q->data);
-  while (list != NULL) {
-    c = list;
-    list = c->next;
-    if (c->cb != NULL)
-      c->cb(q, error, NULL, c->data);
-    cmd_free(c);
-  }
+  end_commands(q);
   leave(q);
 }
 
@@ -959,6 +982,7 @@ int rx_qmp_new(rx_qmp **qp, rx_loop *loop, const struct rx_qmp_options *o) {
   q->data = o->data;
   q->fd = -1;
   q->waiting_tail = &q->waiting;
+  q->ending_tail = &q->ending;
   rx_timer_init(&q->retry, retry_cb, 0, 0);
   rx_timer_init(&q->deadline, deadline_cb, 0, 0);
   q->retry.data = q->deadline.data = q;
@@ -975,6 +999,10 @@ void rx_qmp_free(rx_qmp *q) {
     seterr(q, "%s: the client was freed", q->name);
     teardown(q, -ECANCELED);
   }
+  /* Freed from a callback of an ending connection: the rest of its
+   * commands complete now, with their connection's error. */
+  q->ending_busy = 0;
+  end_commands(q);
   json_decref(q->greeting);
   q->greeting = NULL;
   leave(q);

@@ -85,7 +85,9 @@ RX_QMP_EXPORT int rx_qmp_new(rx_qmp **q, rx_loop *loop,
 /* Disconnects (every pending command and a pending connect complete with
  * -ECANCELED; a made connection publishes RX_QMP_DISCONNECTED) and frees
  * the client. From inside one of its callbacks, the memory goes when the
- * callback returns. */
+ * callback returns; commands of a connection that had already ended and
+ * whose callbacks had not yet run complete inside this call with that
+ * connection's error: no callback comes after it returns. */
 RX_QMP_EXPORT void rx_qmp_free(rx_qmp *q);
 
 /* Starts connecting: the socket is tried every retry interval until it
