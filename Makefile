@@ -129,7 +129,8 @@ bench:
 	  -Dbench=enabled -Dtests=false -Dexamples=false)
 	$(BUILD_CMD) -C $(BENCH_BUILD)
 	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
-	  --virt $(BENCH_BUILD)/bench/virt --out $(BUILD)/bench \
+	  --virt $(BENCH_BUILD)/bench/virt --qmp $(BENCH_BUILD)/bench/qmp \
+	  --out $(BUILD)/bench \
 	  --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
 
 # Every test of `make test` on a build instrumented for gcov, then gcovr's
