@@ -44,7 +44,9 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops qmp
+# fuzz_qmp is built only with jansson's development files (adapters/qmp).
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops \
+  $(if $(shell pkg-config --exists jansson && echo y),qmp)
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
@@ -147,8 +149,8 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop, fuzz_bus and fuzz_queue once per backend,
-# fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
+# for FUZZ_SECONDS (fuzz_loop, fuzz_bus, fuzz_queue and fuzz_qmp once per
+# backend, fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
 # the environment skips known failures, fuzz/regress/fuzz_ops/README) on a
 # scratch copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/
 # only the inputs that reach new coverage features. That is still hundreds

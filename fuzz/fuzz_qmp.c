@@ -50,10 +50,10 @@
 #include "rx/bus.h"
 #include "rx/qmp.h"
 
-#define NCMD 128        /* commands per input, at most */
-#define NTOK 1024       /* answer tokens per input, at most */
-#define NSEQ 1024       /* events per input, at most */
-#define NIDS 256        /* ids read from the client, kept */
+#define NCMD 128          /* commands per input, at most */
+#define NTOK 1024         /* answer tokens per input, at most */
+#define NSEQ 1024         /* events per input, at most */
+#define NIDS 256          /* ids read from the client, kept */
 #define OUT_MAX (4 << 20) /* bytes the server queues per input, at most */
 
 static rx_loop *loop;
@@ -61,8 +61,8 @@ static int devnull = -1;
 
 /* The client. */
 static rx_qmp *q;
-static int gone;       /* rx_qmp_free() returned */
-static int cb_action;  /* what the next command callback does */
+static int gone;      /* rx_qmp_free() returned */
+static int cb_action; /* what the next command callback does */
 static int readies, connects;
 
 /* The commands. */
@@ -185,7 +185,7 @@ static void take_lines(void) {
       if (nids < NIDS) {
         ids[nids] = (long long)json_integer_value(id);
         id_cmd[nids] = strcmp(name, "qmp_capabilities") == 0 ? -1
-                                                              : atoi(name + 1);
+                                                             : atoi(name + 1);
         nids++;
       }
       json_decref(j);
@@ -561,8 +561,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (sfd >= 0)
     close(sfd);
   sfd = -1;
-  for (int i = 0; i < 10000 && q != NULL && rx_qmp_state(q) != RX_QMP_IDLE;
-       i++)
+  for (int i = 0; i < 10000 && q != NULL && rx_qmp_state(q) != RX_QMP_IDLE; i++)
     rx_run(loop, RX_RUN_NOWAIT);
   FZ_CHECK(q == NULL || rx_qmp_state(q) == RX_QMP_IDLE);
   for (int k = 0; k < ncmd; k++)
@@ -576,11 +575,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               "fuzz_qmp: %d commands, %llu sent, %llu answered, %llu "
               "unknown, %llu bad lines, %llu events, %llu timeouts, %d "
               "connects, %d disconnects, longest line %zu: %s\n",
-              ncmd, (unsigned long long)m.sent,
-              (unsigned long long)m.answered, (unsigned long long)m.unknown,
-              (unsigned long long)m.bad_lines, (unsigned long long)m.events,
-              (unsigned long long)m.timeouts, connects, disconnects,
-              m.longest_line, rx_qmp_error(q));
+              ncmd, (unsigned long long)m.sent, (unsigned long long)m.answered,
+              (unsigned long long)m.unknown, (unsigned long long)m.bad_lines,
+              (unsigned long long)m.events, (unsigned long long)m.timeouts,
+              connects, disconnects, m.longest_line, rx_qmp_error(q));
     FZ_CHECK(m.inflight == 0 && m.queued == 0);
     FZ_CHECK(m.connects == (uint64_t)connects);
     rx_qmp_free(q);
