@@ -16,7 +16,11 @@
  * thread on a unix socket) answers out of order, sends an unknown id, garbage,
  * a 12 MB line under the default limit, a line over a small limit, refuses the
  * negotiation, and answers twice in one write to a client that frees
- * itself in the first answer's callback.
+ * itself in the first answer's callback. rx_qmp_connect_fd() runs against
+ * QEMU given the other end of a socketpair (-chardev socket,fd=N), and
+ * against a server played by the test on a socketpair: per-command
+ * timeouts (in flight, waiting, pending at a disconnect) and a client
+ * freed in a callback of its own disconnect.
  *
  * Without qemu-system-x86_64 (Debian: qemu-system-x86) the program exits 77
  * (SKIP) and names the package.
@@ -974,6 +978,51 @@ static void test_fake_timeout(void **state) {
   rx_qmp_free(q);
 }
 
+/* rx_qmp_connect_fd() against QEMU itself: one end of a socketpair, the
+ * other QEMU's monitor (-chardev socket,fd=N); negotiation, a command, and
+ * the end when QEMU goes. */
+static void test_qemu_connect_fd(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  rx_qmp *q;
+  int sp[2];
+  struct ans a = {0};
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char chardev[64];
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    int fd = dup(sp[1]); /* without FD_CLOEXEC */
+    snprintf(chardev, sizeof chardev, "socket,id=mon0,fd=%d", fd);
+    execlp(QEMU, QEMU, "-machine", "none", "-display", "none", "-nodefaults",
+           "-chardev", chardev, "-mon", "chardev=mon0,mode=control",
+           (char *)NULL);
+    _exit(127);
+  }
+  close(sp[1]);
+  struct rx_qmp_options o = {.ready = ready_cb};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  ready_done = 0;
+  assert_int_equal(rx_qmp_connect_fd(q, sp[0]), 0);
+  assert_true(rxt_run_until(loop, &ready_done, LIMIT));
+  assert_int_equal(ready_status, 0);
+  assert_non_null(rx_qmp_greeting(q));
+  assert_int_equal(run_cmd(loop, q, "query-status", NULL, &a), 0);
+  assert_string_equal(json_string_value(json_object_get(a.value, "status")),
+                      "running");
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  assert_int_equal(run_cmd(loop, q, "query-status", NULL, &a), -ECONNRESET);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_IDLE);
+  assert_int_equal(rx_qmp_connect(q), -EDESTADDRREQ);
+  ans_clear(&a);
+  rx_qmp_free(q);
+}
+
 /* A client freed in the callback of a command its disconnect ended: the
  * other ended command completes inside rx_qmp_free(), not after it. */
 static int free_returned, late_cb;
@@ -1022,15 +1071,11 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      RXT_TEST(test_commands),
-      RXT_TEST(test_inflight_kill_reconnect),
-      RXT_TEST(test_connect_timeout),
-      RXT_TEST(test_fake_framing),
-      RXT_TEST(test_fake_limit),
-      RXT_TEST(test_fake_refused),
-      RXT_TEST(test_fake_free_in_callback),
-      RXT_TEST(test_fake_timeout),
-      RXT_TEST(test_fake_free_in_teardown),
+      RXT_TEST(test_commands),        RXT_TEST(test_inflight_kill_reconnect),
+      RXT_TEST(test_connect_timeout), RXT_TEST(test_qemu_connect_fd),
+      RXT_TEST(test_fake_framing),    RXT_TEST(test_fake_limit),
+      RXT_TEST(test_fake_refused),    RXT_TEST(test_fake_free_in_callback),
+      RXT_TEST(test_fake_timeout),    RXT_TEST(test_fake_free_in_teardown),
   };
   snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default");
   return cmocka_run_group_tests_name(name, tests, NULL, NULL);
