@@ -94,8 +94,8 @@ static void qemu_start(void) {
     waitpid(qemu, NULL, 0);
     qemu = -1;
     rmdir(dir);
-    fprintf(stderr, "qmp: cannot run %s: %s (Debian: qemu-system-x86)\n",
-            QEMU, strerror(e));
+    fprintf(stderr, "qmp: cannot run %s: %s (Debian: qemu-system-x86)\n", QEMU,
+            strerror(e));
     exit(77);
   }
   close(ex[0]);
@@ -122,8 +122,9 @@ static int64_t qemu_cpu(void) {
   char *p = strrchr(buf, ')');
   unsigned long long ut = 0, st = 0;
   /* After ") ": state, then fields 4..13, then utime (14), stime (15). */
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
-                                 "%*u %llu %llu",
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                          "%*u %llu %llu",
                           &ut, &st) != 2)
     die("cannot parse QEMU's /proc/PID/stat");
   return (int64_t)(ut + st) * (1000000000 / sysconf(_SC_CLK_TCK));
