@@ -150,8 +150,9 @@ coverage:
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
 # for FUZZ_SECONDS (fuzz_loop, fuzz_bus, fuzz_queue and fuzz_qmp once per
-# backend, fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
-# the environment skips known failures, fuzz/regress/fuzz_ops/README) on a
+# backend, fuzz_ops also on io_uring with RX_URING_NO_OPS=all;
+# FZ_OPS_TOLERATE in the environment skips known failures,
+# fuzz/regress/fuzz_ops/README) on a
 # scratch copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/
 # only the inputs that reach new coverage features. That is still hundreds
 # of small files on a
