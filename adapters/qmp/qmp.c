@@ -76,6 +76,7 @@ struct rx_qmp {
   struct cmd *ending, **ending_tail;   /* their connection ended */
   int ending_busy;                     /* end_commands() is running */
   size_t n_inband, n_waiting, n_inflight;
+  size_t n_waiting_oob; /* of n_waiting */
   struct rx_qmp_metrics m;
   char err[512];
 };
@@ -205,7 +206,7 @@ static void teardown(rx_qmp *q, int error) {
   }
   q->waiting = NULL;
   q->waiting_tail = &q->waiting;
-  q->n_inband = q->n_waiting = q->n_inflight = 0;
+  q->n_inband = q->n_waiting = q->n_inflight = q->n_waiting_oob = 0;
   for (c = list; c != NULL; c = c->next) {
     rx_timer_stop(q->loop, &c->timer); /* none fires during the callbacks */
     c->status = error;
@@ -352,6 +353,8 @@ static void pump(rx_qmp *q) {
     return;
   while ((c = *pp) != NULL) {
     if (!c->oob && q->n_inband >= RX_QMP_MAX_INFLIGHT) {
+      if (q->n_waiting_oob == 0)
+        break; /* not a walk of every waiting command per answer */
       pp = &c->next;
       continue;
     }
@@ -373,6 +376,8 @@ static void pump(rx_qmp *q) {
     if (q->waiting_tail == &c->next)
       q->waiting_tail = pp;
     q->n_waiting--;
+    if (c->oob)
+      q->n_waiting_oob--;
     free(c->text);
     c->text = NULL;
     c->next = q->inflight;
@@ -402,6 +407,8 @@ static int unlink_cmd(rx_qmp *q, struct cmd *c) {
     if (q->waiting_tail == &c->next)
       q->waiting_tail = pp;
     q->n_waiting--;
+    if (c->oob)
+      q->n_waiting_oob--;
     return 1;
   }
   for (pp = &q->inflight; *pp != NULL; pp = &(*pp)->next) {
@@ -516,6 +523,8 @@ static int submit(rx_qmp *q, const char *name, json_t *args, int oob, int fd,
   *q->waiting_tail = c;
   q->waiting_tail = &c->next;
   q->n_waiting++;
+  if (oob)
+    q->n_waiting_oob++;
   pump(q);
   return 0;
 }
@@ -769,10 +778,15 @@ static void rio_cb(rx_loop *loop, rx_io *w, int revents) {
       teardown(q, -ENOMEM);
       break;
     }
-    n = read(q->fd, q->rbuf + q->rlen, q->rcap - q->rlen);
+    size_t want = q->rcap - q->rlen;
+    n = read(q->fd, q->rbuf + q->rlen, want);
     if (n > 0) {
       q->rlen += (size_t)n;
       if (lines(q) < 0)
+        break;
+      /* A short read emptied the socket: the next would be EAGAIN, and
+       * readiness says when more comes (an EOF included). */
+      if ((size_t)n < want)
         break;
       continue;
     }
