@@ -107,8 +107,8 @@ static void ensure(size_t more) {
 }
 
 static void put(const char *s, size_t n) {
-  if (out_total + n > OUT_MAX)
-    return;
+  if (n == 0 || out_total + n > OUT_MAX)
+    return; /* n == 0: out may still be NULL */
   ensure(n);
   memcpy(out + out_len, s, n);
   out_len += n;
