@@ -54,7 +54,7 @@
 #define NTOK 1024         /* answer tokens per input, at most */
 #define NSEQ 1024         /* events per input, at most */
 #define NIDS 256          /* ids read from the client, kept */
-#define OUT_MAX (4 << 20) /* bytes the server queues per input, at most */
+#define OUT_MAX (1 << 20) /* bytes the server queues per input, at most */
 
 static rx_loop *loop;
 static int devnull = -1;
