@@ -461,6 +461,11 @@ static unsigned reap(struct rx_uring *be) {
       break;
     io_uring_cq_advance(&be->ring, n);
     be->loop.m.completions += n;
+    /* Op callbacks run from here, inside the wait: they see the time after
+     * it, as emulated ops and watchers do (a timer started in one is not
+     * early by the time the loop slept). */
+    if (total == 0)
+      rx_now_update(&be->loop);
     total += n;
     for (unsigned i = 0; i < n; i++)
       complete(be, &batch[i]);

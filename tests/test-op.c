@@ -813,14 +813,15 @@ static void test_free_with_ops(void **state) {
 struct timed {
   rx_op op;
   int64_t start, end;
+  int64_t loop_start, loop_now; /* rx_now() at submission, in the callback */
   int res, finals;
 };
 
 static void timed_cb(rx_loop *loop, rx_op *op, int res, unsigned flags) {
-  (void)loop;
   (void)flags;
   struct timed *t = rx__container_of(op, struct timed, op);
   t->end = rxt_clock();
+  t->loop_now = rx_now(loop);
   t->res = res;
   t->finals++;
 }
@@ -833,6 +834,8 @@ static void test_timeout_op(void **state) {
   assert_int_equal(rx_op_timeout(rxt.loop, &t[0].op, -1, timed_cb), -EINVAL);
   for (int i = 0; i < 4; i++) {
     t[i].start = rxt_clock();
+    rx_now_update(rxt.loop);
+    t[i].loop_start = rx_now(rxt.loop);
     assert_int_equal(rx_op_timeout(rxt.loop, &t[i].op, ns[i], timed_cb), 0);
   }
   assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
@@ -840,6 +843,9 @@ static void test_timeout_op(void **state) {
     assert_int_equal(t[i].finals, 1);
     assert_int_equal(t[i].res, -ETIME);
     rxt_assert_ge(t[i].end - t[i].start, ns[i]); /* never early */
+    /* The loop's time in the callback is after the wait, not before it:
+     * a timer started there is not early either. */
+    rxt_assert_ge(t[i].loop_now - t[i].loop_start, ns[i]);
   }
   /* Cancelled: -ECANCELED, at once. */
   assert_int_equal(rx_op_timeout(rxt.loop, &t[0].op, RX_SEC(60), timed_cb), 0);
