@@ -132,13 +132,18 @@ static size_t process(struct run *r, const char *buf, size_t len) {
   while (off < len && r->end == 0) {
     if (r->in_body) {
       long n = http_body_feed(&r->body, buf + off, len - off);
+      struct event *e = &r->events[r->nevent - 1];
       if (n < 0) {
         CHECK(n == HTTP_BAD_REQUEST || n == HTTP_TOO_LARGE);
         r->end = (int)n;
+        /* Where in the body it failed depends on the pieces fed before
+         * (a failed feed says nothing of what it took): both runs forget
+         * the body. */
+        e->body = 0;
+        r->base = e->head_at + e->head_len;
         break;
       }
       CHECK((size_t)n <= len - off);
-      struct event *e = &r->events[r->nevent - 1];
       e->body += (uint64_t)n;
       off += (size_t)n;
       r->base += (size_t)n;
