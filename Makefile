@@ -45,7 +45,7 @@ FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
 # fuzz_qmp is built only with jansson's development files (adapters/qmp).
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops \
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops http \
   $(if $(shell pkg-config --exists jansson && echo y),qmp)
 
 # The examples too: their tests run the echo servers, which ASan and LSan
