@@ -26,15 +26,16 @@
  * outstanding, sending as many as came back, in one send.
  *
  * Open loop (-R), as wrk2: connection i of C plans its k-th request at
- * start + (i + k * C) / R, so the connections together send R a second,
- * evenly spread. A request is sent when its planned time has come and
- * fewer than `pipeline` are outstanding; all that are due go in one send.
- * Its latency is recorded twice: from its planned time (corrected: the
- * wait that a late server imposes on the requests behind is counted, wrk2's
- * answer to coordinated omission) and from its actual send (uncorrected,
- * what wrk would show). A connection that closes puts its unanswered
- * requests back: they are sent again on the next connection, and still
- * counted from their planned times.
+ * origin + (i + k * C) / R, so the connections together send R a second,
+ * evenly spread; the origin is when its first connect ended (so that the
+ * setup of the threads and connections is not counted as a delay). A request is
+ * sent when its planned time has come and fewer than `pipeline` are
+ * outstanding; all that are due go in one send. Its latency is recorded twice:
+ * from its planned time (corrected: the wait that a late server imposes on the
+ * requests behind is counted, wrk2's answer to coordinated omission) and from
+ * its actual send (uncorrected, what wrk would show). A connection that closes
+ * puts its unanswered requests back: they are sent again on the next
+ * connection, and still counted from their planned times.
  *
  * Timeouts: every 10 ms or so (a tenth of --timeout, at most 100 ms) each
  * thread looks at the oldest outstanding request of each connection. Once
@@ -79,7 +80,7 @@
 #define RECV_SIZE 16384
 #define SAMPLE_NS RX_MSEC(100)        /* the Req/Sec samples, as wrk's */
 #define BACKOFF_NS RX_MSEC(10)        /* before a reconnect after a failure */
-#define TIMER_TICK ((int64_t)1 << 16) /* 65 us: the open loop's grain */
+#define TIMER_TICK ((int64_t)1 << 13) /* 8 us: the open loop's grain */
 
 /* ---------------------------------------------------------------------------
  * Options and shared state
@@ -136,7 +137,8 @@ struct conn {
   int64_t *sent_at;     /* rings of ring_mask + 1 entries */
   int64_t *planned_at;
   uint64_t next_k; /* open loop: the next request to send */
-  double first;    /* open loop: ns of request 0 after the start */
+  double first;    /* open loop: ns of request 0 after the origin */
+  int64_t origin;  /* open loop: when the first connect ended; 0 before */
   struct resp parser;
 };
 
@@ -185,7 +187,7 @@ static double conn_interval(void) {
 }
 
 static int64_t planned_time(const struct conn *c, uint64_t k) {
-  return c->w->start + (int64_t)(c->first + (double)k * conn_interval());
+  return c->origin + (int64_t)(c->first + (double)k * conn_interval());
 }
 
 static void conn_connect(struct conn *c);
@@ -362,6 +364,8 @@ static void on_connected(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   struct worker *w = c->w;
   if (c->state != C_CONNECTING || w->stopping)
     return;
+  if (c->origin == 0) /* the schedule starts with the first connection */
+    c->origin = mono_ns();
   if (res < 0) {
     w->err.connect++;
     conn_close(c);
@@ -562,8 +566,8 @@ static void *worker_main(void *arg) {
     struct conn *c = &w->conns[i];
     if (opt.rate > 0) {
       /* Planned by the end: k with first + k * interval < end - start. */
-      double span = (double)(end - w->start) - c->first;
-      if (span > 0)
+      double span = (double)(end - c->origin) - c->first;
+      if (c->origin != 0 && span > 0)
         w->planned += (uint64_t)floor(span / conn_interval()) + 1;
     }
   }
