@@ -37,7 +37,7 @@
  * puts its unanswered requests back: they are sent again on the next
  * connection, and still counted from their planned times.
  *
- * Timeouts: every 10 ms or so (a tenth of --timeout, at most 100 ms) each
+ * Timeouts: at a tick of a tenth of --timeout (1 ms to 100 ms), each
  * thread looks at the oldest outstanding request of each connection. Once
  * that is older than --timeout, every request still outstanding on it is
  * recorded at its age then, counted as a timeout, and the connection is
@@ -155,7 +155,7 @@ struct worker {
   unsigned nconns, first_conn; /* first_conn: global index of conns[0] */
   uint32_t ring_mask;
   rx_timer end_timer, sample_timer;
-  int64_t start, end, last_sample, last_timeout_scan;
+  int64_t start, end, last_sample;
   uint64_t last_requests;
   bool stopping;
   int error;          /* the first fatal error, negative errno */
@@ -451,8 +451,8 @@ static void conn_close(struct conn *c) {
 }
 
 /* ---------------------------------------------------------------------------
- * The thread's timers: the end, and every SAMPLE_NS the rate sample, the
- * live counters and the timeout scan.
+ * The thread's timers: the end, and the tick: the timeout scan at each,
+ * and every SAMPLE_NS the rate sample and the live counters.
  */
 
 static void worker_stop(struct worker *w) {
@@ -496,6 +496,12 @@ static void on_sample(rx_loop *loop, rx_timer *t, int revents) {
   (void)revents;
   struct worker *w = t->data;
   int64_t now = mono_ns();
+  scan_timeouts(w, now);
+  if (now - w->last_sample < SAMPLE_NS - SAMPLE_NS / 100) {
+    if (atomic_load_explicit(&stop_early, memory_order_relaxed))
+      worker_stop(w);
+    return;
+  }
   if (w->nsamples == w->samples_cap) {
     size_t cap = w->samples_cap != 0 ? 2 * w->samples_cap : 256;
     double *s = realloc(w->samples, cap * sizeof(*s));
@@ -504,15 +510,11 @@ static void on_sample(rx_loop *loop, rx_timer *t, int revents) {
       w->samples_cap = cap;
     }
   }
-  if (w->nsamples < w->samples_cap && now > w->last_sample)
+  if (w->nsamples < w->samples_cap)
     w->samples[w->nsamples++] = (double)(w->requests - w->last_requests) * 1e9 /
                                 (double)(now - w->last_sample);
   w->last_sample = now;
   w->last_requests = w->requests;
-  if (now - w->last_timeout_scan >= opt.timeout / 10) {
-    w->last_timeout_scan = now;
-    scan_timeouts(w, now);
-  }
   atomic_store_explicit(&w->pub_requests, w->requests, memory_order_relaxed);
   atomic_store_explicit(&w->pub_errors, errors_total(&w->err),
                         memory_order_relaxed);
@@ -544,11 +546,15 @@ static void *worker_main(void *arg) {
     atomic_store_explicit(&w->done, true, memory_order_release);
     return NULL;
   }
-  w->start = w->last_sample = w->last_timeout_scan = mono_ns();
+  w->start = w->last_sample = mono_ns();
   rx_now_update(w->loop);
   rx_timer_init(&w->end_timer, on_end, opt.duration, 0);
   w->end_timer.data = w;
-  rx_timer_init(&w->sample_timer, on_sample, SAMPLE_NS, SAMPLE_NS);
+  /* A tenth of --timeout, so that a timeout is seen at most 10% late;
+   * at most SAMPLE_NS, at least 1 ms. */
+  int64_t tick = opt.timeout / 10;
+  tick = tick > SAMPLE_NS ? SAMPLE_NS : tick < RX_MSEC(1) ? RX_MSEC(1) : tick;
+  rx_timer_init(&w->sample_timer, on_sample, tick, tick);
   w->sample_timer.data = w;
   rx_timer_start(w->loop, &w->end_timer);
   rx_timer_start(w->loop, &w->sample_timer);
