@@ -210,7 +210,8 @@ static void on_sent(rx_loop *loop, rx_op *op, int res, unsigned flags) {
     conn_close(c);
     return;
   }
-  conn_pump(c, mono_ns());
+  if (c->outstanding < opt.pipeline) /* else the next send waits anyway */
+    conn_pump(c, mono_ns());
 }
 
 /* Sends n requests in one op; their times go into the ring. */
@@ -401,6 +402,9 @@ static void conn_connect(struct conn *c) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   c->fd = fd;
   c->state = C_CONNECTING;
+  /* The deadline counts from the loop's time, which in an op's callback
+   * on io_uring is still the time before the loop's last wait. */
+  rx_now_update(w->loop);
   rx_op_deadline(&c->connect_op, opt.timeout);
   int rc = rx_op_connect(w->loop, &c->connect_op, fd,
                          (const struct sockaddr *)&addr, addrlen, on_connected);
@@ -436,8 +440,10 @@ static void conn_close(struct conn *c) {
   if (c->state != C_CONNECTING && c->state != C_OPEN)
     return;
   rx_timer_stop(w->loop, &c->timer);
-  if (opt.rate > 0)
+  if (opt.rate > 0) { /* sent again, from their planned times */
     c->next_k -= c->outstanding;
+    w->sent -= c->outstanding;
+  }
   c->outstanding = 0;
   c->head = 0;
   c->backoff = c->state == C_CONNECTING;

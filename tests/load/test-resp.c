@@ -15,14 +15,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                           \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-      fprintf(stderr, __VA_ARGS__);                                \
-      fputc('\n', stderr);                                         \
-      failures++;                                                  \
-    }                                                              \
+#define CHECK(cond, ...)                                         \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                              \
+      fputc('\n', stderr);                                       \
+      failures++;                                                \
+    }                                                            \
   } while (0)
 
 static const char stream[] =
@@ -69,8 +69,8 @@ static int run(size_t len, size_t first, size_t step) {
         if (n < NWANT) {
           CHECK(r.status == want_status[n], "response %d: status %d", n,
                 r.status);
-          CHECK(r.keep_alive == want_keep[n], "response %d: keep-alive %d",
-                n, r.keep_alive);
+          CHECK(r.keep_alive == want_keep[n], "response %d: keep-alive %d", n,
+                r.keep_alive);
         }
         n++;
       }
@@ -134,15 +134,14 @@ int main(void) {
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
        "fffffffffffffffff\r\n",
        RESP_ECHUNK, false},
-      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", RESP_ETRUNCATED,
-       true},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", RESP_ETRUNCATED, true},
       {"HTTP/1.1 200 OK\r\nContent-Le", RESP_ETRUNCATED, true},
       {"HTTP/1.1 200 OK\r\n\r\nuntil the close", RESP_DONE, true},
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     int rc = one(bad[i].text, bad[i].eof);
-    CHECK(rc == bad[i].rc, "case %zu: %d (%s), want %d", i, rc,
-          resp_error(rc), bad[i].rc);
+    CHECK(rc == bad[i].rc, "case %zu: %d (%s), want %d", i, rc, resp_error(rc),
+          bad[i].rc);
   }
 
   /* A header line over RESP_LINE_MAX, fed in two pieces. */
