@@ -45,7 +45,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops http
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
