@@ -612,9 +612,9 @@ static void test_header_timeout(void **state) {
   struct reader *rd = reader_new(s.port);
   /* A complete request first: a slow one after it is cut at its deadline,
    * though bytes keep trickling in. */
+  double t0 = now_s(); /* before the server can have seen "GET /pl" */
   send_s(rd->fd, "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\nGET /pl");
   expect(rd, 200, NULL);
-  double t0 = now_s();
   for (int i = 0; i < 3; i++) {
     usleep(200000);
     send_s(rd->fd, "a");
@@ -695,8 +695,11 @@ static void test_sigterm_drains(void **state) {
   struct reader *busy = reader_new(s.port), *idle = reader_new(s.port);
   send_s(idle->fd, "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
   expect(idle, 200, NULL);
-  send_s(busy->fd, "GET /delay?ms=700 HTTP/1.1\r\nHost: a\r\n\r\n");
-  usleep(200000); /* the request is in */
+  /* Both requests in one write, so one read: the first one's answer says
+   * that the /delay is under way. */
+  send_s(busy->fd, "GET /json HTTP/1.1\r\nHost: a\r\n\r\n"
+                   "GET /delay?ms=1000 HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect(busy, 200, NULL);
   kill(s.pid, SIGTERM);
   /* The response under way is finished, and says the connection ends. */
   struct response r;
