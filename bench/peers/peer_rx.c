@@ -503,7 +503,7 @@ static void pp_recv_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
 
 static void pp_accept_cb(rx_loop *l, rx_op *op, int res, unsigned flags) {
   if (res >= 0) {
-    struct pp_conn *c = malloc(sizeof *c);
+    struct pp_conn *c = calloc(1, sizeof *c); /* its ops zeroed (rx.h) */
     if (!c) {
       close(res);
     } else {
