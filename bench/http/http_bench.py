@@ -801,8 +801,10 @@ def evaluate(section, target, label):
     if mine is None or base is None or not base.median:
         gone = [lab for lab, s in ((label, mine), (target.against, base))
                 if s is None]
-        why = "; ".join(section.skipped.get(lab, "%s: no successful run"
-                                            % lab) for lab in gone)
+        ran = {c.label for c in section.cells}
+        why = "; ".join(section.skipped.get(
+            lab, "%s: %s" % (lab, "no successful run" if lab in ran
+                             else "not run")) for lab in gone)
         return None, False, why
     unit = METRICS[target.metric][0]
     value = mine.median / base.median
