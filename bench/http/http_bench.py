@@ -525,70 +525,17 @@ def parse_h2load(text):
     return float(m.group(1)), done, failed + errored + timeout, {}
 
 
-def find_key(d, *names):
-    """The first of names in the dict d (nested dicts searched too)."""
-    for name in names:
-        if name in d:
-            return d[name]
-    for v in d.values():
-        if isinstance(v, dict):
-            found = find_key(v, *names)
-            if found is not None:
-                return found
-    return None
-
-
 def parse_rx_load(text):
     """rx-load --json: (requests/s, requests, errors, {percentile: us})."""
     start = text.find("{")
     if start < 0:
         raise RuntimeError("no JSON in rx-load's output")
     d, _ = json.JSONDecoder().raw_decode(text[start:])
-    requests = find_key(d, "requests", "responses")
-    rate = find_key(d, "requests_per_s", "requests_per_sec", "rate", "rps")
-    if rate is None:
-        seconds = find_key(d, "duration_s", "seconds")
-        if seconds is None:
-            us = find_key(d, "duration_us")
-            seconds = us / 1e6 if us else None
-        rate = requests / seconds if requests and seconds else None
-    if rate is None:
-        raise RuntimeError("rx-load's JSON has no rate: %s" % text[:200])
-    errors = find_key(d, "errors")
-    if isinstance(errors, dict):
-        errors = sum(v for v in errors.values() if isinstance(v, (int,
-                                                                   float)))
-    errors = (errors or 0) + (find_key(d, "timeouts") or 0) + \
-        (find_key(d, "non_2xx", "status_errors") or 0)
-    return float(rate), requests or 0, errors, rx_load_latency(d)
-
-
-def rx_load_latency(d):
-    """{percentile: us} from rx-load's JSON: its latency percentiles,
-    whether a {"50": us, ...} object or a list of {percentile, us}."""
-    lat = find_key(d, "latency_us", "latency", "percentiles")
-    if isinstance(lat, dict):
-        pct = lat.get("percentiles", lat)
-        out = {}
-        if isinstance(pct, dict):
-            for k, v in pct.items():
-                p = k.lstrip("p").replace("_", ".")
-                try:
-                    float(p)
-                    out[str(float(p)).rstrip("0").rstrip(".")] = float(v)
-                except (TypeError, ValueError):
-                    pass
-            return out
-        lat = pct
-    out = {}
-    if isinstance(lat, list):
-        for e in lat:
-            if isinstance(e, dict):
-                p = e.get("percentile", e.get("p"))
-                us = e.get("us", e.get("latency_us", e.get("value")))
-                if p is not None and us is not None:
-                    out[("%g" % float(p))] = float(us)
-    return out
+    errors = sum(v for v in d.get("errors", {}).values()
+                 if isinstance(v, (int, float)))
+    lat = {p: float(us) for p, us in
+           d.get("latency", {}).get("percentiles_us", {}).items()}
+    return float(d["requests_per_sec"]), d["requests"], errors, lat
 
 
 PARSERS = {"wrk": parse_wrk, "h2load": parse_h2load,
