@@ -892,7 +892,8 @@ def bars_panel(section, depth, metric, index):
         % (metric, depth, "higher" if higher else "lower"),
         "set ylabel '%s'" % unit,
         "set format y '%s'" % ("%.1s%c" if top >= 1e4 else "%g"),
-        "set yrange [0:%r]" % ((top or 1.0) * 1.2),
+        # Room above the bars for the key.
+        "set yrange [0:%r]" % ((top or 1.0) * 1.45),
         "plot " + ", ".join(plots),
     ]
 
@@ -907,7 +908,8 @@ def bars_script(section, terminal, path):
              "set style histogram errorbars gap 1.5 lw 1",
              "set style fill solid 0.85 border -1",
              "set boxwidth 0.9", "set grid ytics",
-             "set key top right", "set xtics scale 0",
+             "set key top center horizontal maxcols 2",
+             "set xtics scale 0",
              "set multiplot layout 2,2 title 'HTTP /plaintext, %d "
              "connections: median over the reps, error bars min to max'"
              % CONNECTIONS]
@@ -930,11 +932,11 @@ def latency_script(section, terminal, path):
     reports them (colour: the server, dashes: the client)."""
     font = "font 'Sans,9'" if terminal != "png" else ""
     lines = ["set terminal %s noenhanced background rgb 'white' "
-             "size 1100,420 %s" % (terminal, font),
+             "size 1100,560 %s" % (terminal, font),
              "set output '%s'" % path,
              "set logscale y", "set grid xtics ytics",
-             "set xlabel 'percentile'", "set ylabel 'latency (ms)'",
-             "set key top left",
+             "set ylabel 'latency (ms)'",
+             "set key below maxrows 3",
              # A tic label is a format: "50%%" prints 50%.
              "set xtics (%s)" % ", ".join('"%s%%%%" %r' % (p, nines(p))
                                           for p in PERCENTILES),
