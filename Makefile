@@ -2,7 +2,8 @@
 #
 #   make demo    build the echo servers and their client alone, then load
 #                each server on io_uring and on epoll for DEMO_SECONDS and
-#                print one table
+#                print one table; then rx-http loaded by rx-load, the rate
+#                and the latency percentiles
 #   make test    the format check, every test on both backends, then again
 #                under ASan+UBSan; one test installs into a scratch prefix
 #                (tests/install.sh)
@@ -45,7 +46,7 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops http
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
@@ -112,13 +113,18 @@ test-valgrind: build
 # Only the demo is compiled: the tests, benchmarks and fuzz replays are
 # `make build`'s. echo-client starts each server once per backend (io_uring,
 # then epoll) and loads it for DEMO_SECONDS; if the kernel refuses io_uring,
-# it says so and runs the epoll rows alone.
+# it says so and runs the epoll rows alone. Then examples/load/demo.sh
+# starts rx-http on each backend and loads it with rx-load for DEMO_SECONDS,
+# without and with a pipeline of 16.
 DEMO = $(BUILD)/examples
 demo: deps
 	$(call setup,$(BUILD),)
-	$(BUILD_CMD) -C $(BUILD) examples/echo examples/echo-ops examples/echo-client
+	$(BUILD_CMD) -C $(BUILD) examples/echo examples/echo-ops examples/echo-client \
+	  examples/http/rx-http examples/load/rx-load
 	$(DEMO)/echo-client --seconds $(DEMO_SECONDS) --server $(DEMO)/echo \
 	  --server $(DEMO)/echo-ops --server "$(DEMO)/echo --threads 2"
+	sh examples/load/demo.sh $(DEMO)/http/rx-http $(DEMO)/load/rx-load \
+	  $(DEMO_SECONDS)
 
 # Every (workload, library) pair of bench/peers and of bench/virt (built
 # only with libvirt's development files) as its own process, several times,

@@ -4,7 +4,7 @@
  *
  *   rx-load -t2 -c64 -d10s [--timeout 2s] [-H 'K: V'] [--latency]
  *           [--pipeline N] [-R RATE] [--json] [--progress]
- * http://HOST[:PORT]/PATH
+ *           http://HOST[:PORT]/PATH
  *
  * Threads: one rx loop each, the connections split between them, each
  * thread with its own histograms (hist.h), counters and request-rate
@@ -28,14 +28,15 @@
  * Open loop (-R), as wrk2: connection i of C plans its k-th request at
  * origin + (i + k * C) / R, so the connections together send R a second,
  * evenly spread; the origin is when its first connect ended (so that the
- * setup of the threads and connections is not counted as a delay). A request is
- * sent when its planned time has come and fewer than `pipeline` are
- * outstanding; all that are due go in one send. Its latency is recorded twice:
- * from its planned time (corrected: the wait that a late server imposes on the
- * requests behind is counted, wrk2's answer to coordinated omission) and from
- * its actual send (uncorrected, what wrk would show). A connection that closes
- * puts its unanswered requests back: they are sent again on the next
- * connection, and still counted from their planned times.
+ * setup of the threads and connections is not counted as a delay). A
+ * request is sent when its planned time has come and fewer than `pipeline`
+ * are outstanding; all that are due go in one send. Its latency is
+ * recorded twice: from its planned time (corrected: the wait that a late
+ * server imposes on the requests behind is counted, wrk2's answer to
+ * coordinated omission) and from its actual send (uncorrected, what wrk
+ * would show). A connection that closes puts its unanswered requests
+ * back: they are sent again on the next connection, and still counted
+ * from their planned times.
  *
  * Timeouts: at a tick of a tenth of --timeout (1 ms to 100 ms), each
  * thread looks at the oldest outstanding request of each connection. Once
@@ -171,6 +172,8 @@ struct worker {
    * Relaxed: each is a counter read on its own, and a stale value only
    * makes the line a little behind. */
   _Atomic uint64_t pub_requests, pub_errors;
+  /* Set by the thread when it is through (release), read by the main
+   * thread (acquire) before it reads the results above. */
   atomic_bool done;
 };
 
@@ -182,12 +185,10 @@ static uint64_t errors_total(const struct errors *e) {
 }
 
 /* The interval between two requests of one connection, in ns. */
-static double conn_interval(void) {
-  return 1e9 * (double)opt.conns / opt.rate;
-}
+static double interval_ns;
 
 static int64_t planned_time(const struct conn *c, uint64_t k) {
-  return c->origin + (int64_t)(c->first + (double)k * conn_interval());
+  return c->origin + (int64_t)(c->first + (double)k * interval_ns);
 }
 
 static void conn_connect(struct conn *c);
@@ -210,7 +211,8 @@ static void on_sent(rx_loop *loop, rx_op *op, int res, unsigned flags) {
     conn_close(c);
     return;
   }
-  conn_pump(c, mono_ns());
+  if (c->outstanding < opt.pipeline) /* else the next send waits anyway */
+    conn_pump(c, mono_ns());
 }
 
 /* Sends n requests in one op; their times go into the ring. */
@@ -401,6 +403,9 @@ static void conn_connect(struct conn *c) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   c->fd = fd;
   c->state = C_CONNECTING;
+  /* The deadline counts from the loop's time, which in an op's callback
+   * on io_uring is still the time before the loop's last wait. */
+  rx_now_update(w->loop);
   rx_op_deadline(&c->connect_op, opt.timeout);
   int rc = rx_op_connect(w->loop, &c->connect_op, fd,
                          (const struct sockaddr *)&addr, addrlen, on_connected);
@@ -436,8 +441,10 @@ static void conn_close(struct conn *c) {
   if (c->state != C_CONNECTING && c->state != C_OPEN)
     return;
   rx_timer_stop(w->loop, &c->timer);
-  if (opt.rate > 0)
+  if (opt.rate > 0) { /* sent again, from their planned times */
     c->next_k -= c->outstanding;
+    w->sent -= c->outstanding;
+  }
   c->outstanding = 0;
   c->head = 0;
   c->backoff = c->state == C_CONNECTING;
@@ -574,7 +581,7 @@ static void *worker_main(void *arg) {
       /* Planned by the end: k with first + k * interval < end - start. */
       double span = (double)(end - c->origin) - c->first;
       if (c->origin != 0 && span > 0)
-        w->planned += (uint64_t)floor(span / conn_interval()) + 1;
+        w->planned += (uint64_t)floor(span / interval_ns) + 1;
     }
   }
   rx_loop_free(w->loop); /* the ops' last callbacks: -ECANCELED */
@@ -1148,6 +1155,8 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+  if (opt.rate > 0)
+    interval_ns = 1e9 * (double)opt.conns / opt.rate;
   uint32_t ring = 1;
   while (ring < opt.pipeline)
     ring *= 2;

@@ -53,7 +53,7 @@ static int64_t sample(void) {
     return (int64_t)(-log(u) * 1e5);
   case 2:
   case 3: { /* log-normal around 50 us, sigma 1 */
-    double n = sqrt(-2 * log(u)) * cos(2 * M_PI * unit());
+    double n = sqrt(-2 * log(u)) * cos(6.283185307179586 * unit());
     return (int64_t)(5e4 * exp(n));
   }
   case 4: /* Pareto tail from 1 ms, alpha 1.2 */
