@@ -1004,9 +1004,12 @@ def make_plots(section, out):
 # The report's section.
 
 
-def cell_text(s):
-    return "–" if s is None else "%s [%s–%s]" % (fmt(s.median), fmt(s.lo),
-                                                fmt(s.hi))
+def cell_text(s, scale=1.0):
+    """median [min–max], each divided by scale."""
+    if s is None:
+        return "–"
+    return "%s [%s–%s]" % (fmt(s.median / scale), fmt(s.lo / scale),
+                           fmt(s.hi / scale))
 
 
 def matrix(section, metric):
@@ -1026,7 +1029,7 @@ def matrix(section, metric):
 
 
 def latency_table(section):
-    head = ["server", "client", "depth"] + ["p%s (us)" % p
+    head = ["server", "client", "depth"] + ["p%s (ms)" % p
                                             for p in SHOWN_PERCENTILES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for depth in DEPTHS:
@@ -1041,7 +1044,7 @@ def latency_table(section):
                     continue
                 lines.append("| " + " | ".join(
                     [server.label, client.name, str(depth)]
-                    + [cell_text(s) for s in stats]) + " |")
+                    + [cell_text(s, 1000) for s in stats]) + " |")
     return lines + [""]
 
 
