@@ -128,8 +128,9 @@ demo: deps
 
 # Every (workload, library) pair of bench/peers and of bench/virt (built
 # only with libvirt's development files) as its own process, several times,
-# interleaved; then the google-benchmark micro benchmarks. See
-# docs/benchmarks.md.
+# interleaved; then the HTTP section (bench/http: every server, client and
+# pipeline depth, interleaved too); then the google-benchmark micro
+# benchmarks. See docs/benchmarks.md.
 #
 # The examples are built too, optimised like the rest: bench/http runs
 # rx-http and rx-load (examples/http, examples/load) against nginx, h2o,
