@@ -1146,6 +1146,27 @@ int main(int argc, char **argv) {
   addrlen = ai->ai_addrlen;
   freeaddrinfo(ai);
 
+  /* One fd per connection, and a few for the loops: raise the soft limit
+   * up to the hard one if that is needed, or say what to do. */
+  struct rlimit nofile;
+  rlim_t need = (rlim_t)opt.conns + 16 + 8 * (rlim_t)opt.threads;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need) {
+    if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max < need) {
+      fprintf(stderr,
+              "rx-load: %u connections need %llu open files, and the hard "
+              "limit is %llu: raise it (ulimit -Hn) or use fewer\n",
+              opt.conns, (unsigned long long)need,
+              (unsigned long long)nofile.rlim_max);
+      return 1;
+    }
+    nofile.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) {
+      fprintf(stderr, "rx-load: setrlimit(RLIMIT_NOFILE, %llu): %s\n",
+              (unsigned long long)need, strerror(errno));
+      return 1;
+    }
+  }
+
   install_allocator();
   /* Threads inherit the mask: SIGINT and SIGTERM reach the main thread
    * alone, in sigtimedwait(). */

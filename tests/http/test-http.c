@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 static const char *server_path;
+/* The server a case runs, so that a failed case's teardown stops it. */
+static pid_t running_pid;
 
 struct server {
   pid_t pid;
@@ -101,6 +103,7 @@ static void server_start(struct server *s, const char *const *flags) {
     args[n++] = *flags;
   args[n] = NULL;
   s->pid = spawn(args, &s->err, NULL);
+  running_pid = s->pid;
   /* The startup line: "rx-http: listening on 127.0.0.1:PORT (...)". */
   char line[512];
   size_t len = 0;
@@ -136,11 +139,14 @@ static int server_stop(struct server *s) {
   int status;
   for (;;) {
     pid_t r = waitpid(s->pid, &status, WNOHANG);
-    if (r == s->pid)
+    if (r == s->pid) {
+      running_pid = 0;
       break;
+    }
     if (now_s() > end) {
       kill(s->pid, SIGKILL);
       waitpid(s->pid, &status, 0);
+      running_pid = 0;
       fail_msg("rx-http did not exit within 30 s of SIGTERM");
     }
     usleep(10000);
@@ -612,9 +618,9 @@ static void test_header_timeout(void **state) {
   struct reader *rd = reader_new(s.port);
   /* A complete request first: a slow one after it is cut at its deadline,
    * though bytes keep trickling in. */
+  double t0 = now_s(); /* before the server can have seen "GET /pl" */
   send_s(rd->fd, "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\nGET /pl");
   expect(rd, 200, NULL);
-  double t0 = now_s();
   for (int i = 0; i < 3; i++) {
     usleep(200000);
     send_s(rd->fd, "a");
@@ -695,8 +701,11 @@ static void test_sigterm_drains(void **state) {
   struct reader *busy = reader_new(s.port), *idle = reader_new(s.port);
   send_s(idle->fd, "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n");
   expect(idle, 200, NULL);
-  send_s(busy->fd, "GET /delay?ms=700 HTTP/1.1\r\nHost: a\r\n\r\n");
-  usleep(200000); /* the request is in */
+  /* Both requests in one write, so one read: the first one's answer says
+   * that the /delay is under way. */
+  send_s(busy->fd, "GET /json HTTP/1.1\r\nHost: a\r\n\r\n"
+                   "GET /delay?ms=1000 HTTP/1.1\r\nHost: a\r\n\r\n");
+  expect(busy, 200, NULL);
   kill(s.pid, SIGTERM);
   /* The response under way is finished, and says the connection ends. */
   struct response r;
@@ -718,6 +727,7 @@ static void test_sigterm_drains(void **state) {
     }
     usleep(10000);
   }
+  running_pid = 0;
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   char err[4096];
@@ -764,6 +774,18 @@ static void test_command_line(void **state) {
   assert_non_null(strstr(err, "--bind"));
 }
 
+/* After each case: a server that a failure left running is killed by its
+ * pid. */
+static int teardown(void **state) {
+  (void)state;
+  if (running_pid > 0) {
+    kill(running_pid, SIGKILL);
+    waitpid(running_pid, NULL, 0);
+    running_pid = 0;
+  }
+  return 0;
+}
+
 int main(void) {
   server_path = getenv("RXT_HTTP");
   if (server_path == NULL) {
@@ -772,18 +794,18 @@ int main(void) {
   }
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_plaintext),
-      cmocka_unit_test(test_pipeline_split),
-      cmocka_unit_test(test_delay_order),
-      cmocka_unit_test(test_malformed),
-      cmocka_unit_test(test_too_large),
-      cmocka_unit_test(test_bodies),
-      cmocka_unit_test(test_connection_close),
-      cmocka_unit_test(test_header_timeout),
-      cmocka_unit_test(test_idle_timeout),
-      cmocka_unit_test(test_max_conns),
-      cmocka_unit_test(test_sigterm_drains),
-      cmocka_unit_test(test_command_line),
+      cmocka_unit_test_teardown(test_plaintext, teardown),
+      cmocka_unit_test_teardown(test_pipeline_split, teardown),
+      cmocka_unit_test_teardown(test_delay_order, teardown),
+      cmocka_unit_test_teardown(test_malformed, teardown),
+      cmocka_unit_test_teardown(test_too_large, teardown),
+      cmocka_unit_test_teardown(test_bodies, teardown),
+      cmocka_unit_test_teardown(test_connection_close, teardown),
+      cmocka_unit_test_teardown(test_header_timeout, teardown),
+      cmocka_unit_test_teardown(test_idle_timeout, teardown),
+      cmocka_unit_test_teardown(test_max_conns, teardown),
+      cmocka_unit_test_teardown(test_sigterm_drains, teardown),
+      cmocka_unit_test_teardown(test_command_line, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,8 @@
 #   pipeline  --pipeline 16: requests counted, zero errors
 #   delay     -R against /delay?ms=N: the percentiles are the delay's
 #             (p50 >= N ms, and not far above)
+#   timeout   requests past --timeout are recorded (at least at the
+#             timeout) and counted, not dropped
 #   sigstop   the server stopped (SIGSTOP) for one second during an -R run:
 #             the corrected p99 shows it, the uncorrected p99 does not
 # (all cases when none is named). Every process started here is stopped by
@@ -17,7 +19,7 @@ set -u
 load=$1
 http=$2
 shift 2
-cases=${*:-flags closed sigint pipeline delay sigstop}
+cases=${*:-flags closed sigint pipeline delay timeout sigstop}
 tmp=$(mktemp -d)
 server=
 client=
@@ -112,6 +114,11 @@ for case in $cases; do
     # A server that is not there: connect errors, exit status 1.
     run -t1 -c2 -d300ms --json http://127.0.0.1:1/
     [ $? = 1 ] || fail "no server: exit status not 1"
+    if grep -q "rx_loop_new" "$tmp/err" && [ "${RX_BACKEND:-}" = io_uring ]
+    then
+      cat "$tmp/err" # the kernel refuses io_uring
+      exit 77
+    fi
     ge "$(json connect errors)" 1 || fail "no server: no connect error"
     ;;
   closed)
@@ -172,6 +179,19 @@ for case in $cases; do
       ge "$(json min_us "$which")" 50000 || fail "$which min < 50 ms"
     done
     grep -q '"held": true' "$tmp/out" || fail "rate not held"
+    ;;
+  timeout)
+    [ -n "$server" ] || start_server
+    # Answers after 3 s, for a timeout of 300 ms: no response in the run,
+    # so exit status 1, but each request is in the histogram and counted.
+    run -t1 -c2 -d1500ms --timeout 300ms --json "$url/delay?ms=3000"
+    [ $? = 1 ] || fail "exit status not 1 without a response"
+    timeouts=$(json timeout errors)
+    ge "$timeouts" 2 || fail "$timeouts timeouts"
+    [ "$(json count latency)" = "$timeouts" ] ||
+      fail "$(json count latency) samples for $timeouts timeouts"
+    ge "$(json min_us latency)" 300000 || fail "a sample under 300 ms"
+    ge 3000000 "$(json max_us latency)" || fail "a sample over 3 s"
     ;;
   sigstop)
     [ -n "$server" ] || start_server
