@@ -46,7 +46,9 @@ DEMO_SECONDS ?= 3
 FUZZ_BUILD ?= build-fuzz
 COVERAGE_BUILD ?= build-coverage
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = timerwheel mpsc loop bus queue ops http
+# fuzz_qmp is built only with jansson's development files (adapters/qmp).
+FUZZ_TARGETS = timerwheel mpsc loop bus queue ops http \
+  $(if $(shell pkg-config --exists jansson && echo y),qmp)
 
 # The examples too: their tests run the echo servers, which ASan and LSan
 # then check (a leak makes the server's exit status, which the tests check,
@@ -146,7 +148,8 @@ bench:
 	    $(MESON) configure $(BENCH_BUILD) -Dexamples=true; }
 	$(BUILD_CMD) -C $(BENCH_BUILD)
 	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
-	  --virt $(BENCH_BUILD)/bench/virt --out $(BUILD)/bench \
+	  --virt $(BENCH_BUILD)/bench/virt --qmp $(BENCH_BUILD)/bench/qmp \
+	  --out $(BUILD)/bench \
 	  --micro $(BENCH_BUILD) --http $(BENCH_BUILD) $(if $(QUICK),--quick)
 
 # Every test of `make test` on a build instrumented for gcov, then gcovr's
@@ -163,9 +166,10 @@ coverage:
 	  --txt $(COVERAGE_BUILD)/coverage.txt --print-summary
 
 # clang builds fuzz/<target>-libfuzzer (fuzz/meson.build). Each target runs
-# for FUZZ_SECONDS (fuzz_loop, fuzz_bus and fuzz_queue once per backend,
-# fuzz_ops also on io_uring with RX_URING_NO_OPS=all; FZ_OPS_TOLERATE in
-# the environment skips known failures, fuzz/regress/fuzz_ops/README) on a
+# for FUZZ_SECONDS (fuzz_loop, fuzz_bus, fuzz_queue and fuzz_qmp once per
+# backend, fuzz_ops also on io_uring with RX_URING_NO_OPS=all;
+# FZ_OPS_TOLERATE in the environment skips known failures,
+# fuzz/regress/fuzz_ops/README) on a
 # scratch copy of its corpus; -merge=1 then adds to fuzz/corpus/<target>/
 # only the inputs that reach new coverage features. That is still hundreds
 # of small files on a
@@ -177,7 +181,7 @@ fuzz:
 	  -Dtests=false -Dexamples=false -Dbench=disabled)
 	$(BUILD_CMD) -C $(FUZZ_BUILD) $(FUZZ_TARGETS:%=fuzz/fuzz_%-libfuzzer)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  bes=x; case $$t in loop|bus|queue) bes="io_uring epoll";; \
+	  bes=x; case $$t in loop|bus|queue|qmp) bes="io_uring epoll";; \
 	    ops) bes="io_uring epoll io_uring-emulated";; esac; \
 	  for be in $$bes; do \
 	    new=$(FUZZ_BUILD)/fuzz/new-$$t; rm -rf $$new; mkdir -p $$new; \

@@ -153,6 +153,7 @@ static const uint8_t opcodes[RX__OP_NKINDS] = {
     [RX__OP_TIMEOUT] = IORING_OP_TIMEOUT,
     [RX__OP_RECV_POOL] = IORING_OP_RECV,
     [RX__OP_RECV_MULTI] = IORING_OP_RECV,
+    [RX__OP_SPLICE] = IORING_OP_SPLICE,
 };
 
 /* The op kinds the kernel has (note l), less those named in RX_URING_NO_OPS
@@ -370,8 +371,11 @@ static void arm_doorbell(struct rx_uring *be) {
 }
 
 /* A completion with an internal tag: the doorbell READ (note i), re-armed,
- * or a message from another loop; RX__TAG_IGNORE is dropped. */
-static void complete_internal(struct rx_uring *be, uint64_t ud) {
+ * a message from another loop, or a cancel that found nothing (note l);
+ * RX__TAG_IGNORE is dropped. */
+static void complete_internal(struct rx_uring *be, uint64_t ud, int res) {
+  if (ud == RX__TAG_CANCEL && res == -ENOENT)
+    be->loop.ops_recancel = true;
   if (ud != RX__TAG_WAKEFD && ud != RX__TAG_MESSAGE)
     return;
   if (ud == RX__TAG_WAKEFD && be->loop.wakefd >= 0)
@@ -406,7 +410,7 @@ static void complete(struct rx_uring *be, const struct cqe *cqe) {
     else if (rx__tag_kind(ud) == RX__TAG_KIND_OP)
       return; /* the poll before an op (uring_submit()): the op reports */
     else
-      complete_internal(be, ud);
+      complete_internal(be, ud, cqe->res);
     return;
   }
   int fd = rx__tag_fd(ud);
@@ -457,6 +461,11 @@ static unsigned reap(struct rx_uring *be) {
       break;
     io_uring_cq_advance(&be->ring, n);
     be->loop.m.completions += n;
+    /* Op callbacks run from here, inside the wait: they see the time after
+     * it, as emulated ops and watchers do (a timer started in one is not
+     * early by the time the loop slept). */
+    if (total == 0)
+      rx_now_update(&be->loop);
     total += n;
     for (unsigned i = 0; i < n; i++)
       complete(be, &batch[i]);
@@ -724,15 +733,26 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
     sqe = get_sqe(be);
     bool out = op->_kind == RX__OP_WRITE || op->_kind == RX__OP_WRITEV ||
                op->_kind == RX__OP_SEND || op->_kind == RX__OP_SENDMSG;
-    io_uring_prep_poll_add(sqe, fd, out ? POLLOUT : POLLIN);
+    int pfd = fd;
+    if (op->_kind == RX__OP_SPLICE) { /* the side that blocked (op.c) */
+      bool w = (op->_oflags & RX__OPF_SPLICE_W) != 0;
+      bool other = (op->_oflags & RX__OPF_POLLOTHER) != 0;
+      pfd = other ? (int)op->_done : fd;
+      out = other != w;
+    }
+    io_uring_prep_poll_add(sqe, pfd, out ? POLLOUT : POLLIN);
     io_uring_sqe_set_data64(sqe, rx__tag_op(op) + 4);
-    sqe->flags |= IOSQE_IO_LINK | be->sqe_flags;
+    /* Not IOSQE_CQE_SKIP_SUCCESS: a head with it that fails (a cancelled
+     * poll) posts its own CQE but none for the requests linked to it, and
+     * the op would never report. */
+    sqe->flags |= IOSQE_IO_LINK;
   }
   sqe = get_sqe(be);
   if (sqe == NULL)
     return -EBUSY;
   uint64_t off = op->_u.off;
-  if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT)
+  if (off != UINT64_MAX && op->_kind != RX__OP_ACCEPT &&
+      op->_kind != RX__OP_SPLICE)
     off += op->_done;
   char *p = op->_p;
   switch (op->_kind) {
@@ -785,6 +805,13 @@ static int uring_submit(rx_loop *loop, rx_op *op) {
   case RX__OP_CLOSE:
     io_uring_prep_close(sqe, fd);
     break;
+  case RX__OP_SPLICE: {
+    int fd_in, fd_out;
+    rx__op_splice_fds(op, &fd_in, &fd_out);
+    io_uring_prep_splice(sqe, fd_in, (int64_t)op->_u.sp.off_in, fd_out,
+                         (int64_t)op->_u.sp.off_out, op->_len, op->_uflg);
+    break;
+  }
   case RX__OP_TIMEOUT:
     io_uring_prep_timeout(sqe, (struct __kernel_timespec *)op->_t.k.ts, 0, 0);
     break;
@@ -866,8 +893,12 @@ static void uring_pool_free(rx_loop *loop, rx_pool *pool) {
   pool->bgid = -1;
 }
 
-/* Note l): an ASYNC_CANCEL of the op's tag. Its own result is of no
- * interest: the op completes either way, with -ECANCELED or its result. */
+/* Note l): an ASYNC_CANCEL of the op's tag. The op completes either way,
+ * with -ECANCELED or its result; only a cancel that found no request says
+ * something (RX__TAG_CANCEL): the op may have completed first, or it was
+ * between two homes the cancel looks in. A send whose first poll fired at
+ * once (EPOLLRDHUP after SHUT_RD) waits as task work for its retry, which
+ * then blocks in io-wq for good: op.c asks again. */
 static void uring_cancel(rx_loop *loop, rx_op *op) {
   struct rx_uring *be = backend_of(loop);
   /* Behind a poll (a retried -EAGAIN), the poll is cancelled, which ends
@@ -877,10 +908,12 @@ static void uring_cancel(rx_loop *loop, rx_op *op) {
   int n = (op->_oflags & RX__OPF_CHAINED) ? 2 : 1;
   for (int i = n - 1; i >= 0; i--) {
     struct io_uring_sqe *sqe = get_sqe(be);
-    if (sqe == NULL)
+    if (sqe == NULL) { /* a ring that refuses to submit: later */
+      loop->ops_recancel = true;
       return;
+    }
     io_uring_prep_cancel64(sqe, tags[i], 0);
-    io_uring_sqe_set_data64(sqe, RX__TAG_IGNORE);
+    io_uring_sqe_set_data64(sqe, i == 0 ? RX__TAG_CANCEL : RX__TAG_IGNORE);
     sqe->flags |= be->sqe_flags;
   }
 }

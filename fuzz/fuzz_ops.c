@@ -20,11 +20,13 @@
  * Each operation is an opcode byte and its arguments: submit an op of any
  * kind (read, write, readv, writev, recv, send, recvmsg, sendmsg, accept,
  * multishot accept, connect, shutdown, poll, nop, close) on a slot and a
- * target; cancel a slot; close a target; give a slot an action for its
- * next final callback (free the block, submit again, free and submit a new
- * op in a new block, cancel another slot, close a target, cancel itself);
- * run the loop without waiting; reopen a target; read a socket directly;
- * free a block; settle.
+ * target; a splice between a target and the slot's own pipe (in: the bytes
+ * it moved are read from the pipe as the op's; out: the pipe holds the
+ * op's pattern, which goes out as a write's); cancel a slot; close a target;
+ * give a slot an action for its next final callback (free the block, submit
+ * again, free and submit a new op in a new block, cancel another slot, close a
+ * target, cancel itself); run the loop without waiting; reopen a target; read a
+ * socket directly; free a block; settle.
  *
  * The checks. A submitting call (and rx_op_cancel()) returns what the
  * model expects: 0, -EBUSY for a submitted op, -EBADF for a closed fd or
@@ -100,7 +102,14 @@ enum kind {
   K_POLL,
   K_NOP,
   K_CLOSE,
-  NKIND
+  NKIND,
+  /* Not drawn with the others (so that the corpus keeps its meaning):
+   * a step of its own. splice(2) through the slot's own pipe: in, from a
+   * channel end into the pipe, whose bytes the harness then reads as the
+   * op's; out, from the pipe, filled by the harness with the op's pattern,
+   * into a channel end. */
+  K_SPLICE_IN = NKIND,
+  K_SPLICE_OUT
 };
 
 enum action {
@@ -149,6 +158,8 @@ struct slot {
   uint8_t arg[4];
   uint64_t more;   /* RX_OP_F_MORE callbacks */
   uint64_t serial; /* of its last accepted submission, from 1 */
+  int has_pipe;    /* a splice's other end: pipe[0] reads, pipe[1] writes */
+  int pipe[2];
 };
 
 /* An fd the ops run on. */
@@ -342,7 +353,8 @@ static void dir_reset(struct dir *d) {
  * op of it is submitted (one would take bytes in between). */
 static void drain(int t) {
   int dd = rdir(t);
-  if (dd < 0 || targets[t].fd < 0 || !read_ok(K_READ, t))
+  /* A closing target's number may be another file's already. */
+  if (dd < 0 || targets[t].fd < 0 || targets[t].closing || !read_ok(K_READ, t))
     return;
   for (int i = 0; i < NSLOT; i++) {
     struct slot *s = &slots[i];
@@ -528,6 +540,33 @@ static void check_result(struct slot *s, int res) {
                (tolerate_eagain && eagain_kind(s->kind)));
     }
     break;
+  case K_SPLICE_IN:
+    FZ_CHECK(res <= (int)s->len);
+    if (res > 0) { /* what it moved is in the slot's pipe */
+      FZ_CHECK(read(s->pipe[0], scratch, (size_t)res) == res);
+      if (d != NULL)
+        dir_append(d, scratch, (size_t)res);
+    } else if (d != NULL && res == 0) {
+      FZ_CHECK(s->len == 0 || d->eof_ok);
+    } else if (d != NULL && res < 0 && !cancelled) {
+      if (!d->eof_ok)
+        fprintf(stderr, "splice in of %u on target %d: %d\n", s->len, t, res);
+      FZ_CHECK(d->eof_ok);
+    }
+    break;
+  case K_SPLICE_OUT:
+    FZ_CHECK(res <= (int)s->len);
+    FZ_CHECK(res != 0 || s->len == 0);
+    if (d != NULL) { /* not all-or-nothing: a record of what went out */
+      FZ_CHECK(d->recs[s->rec].res == RES_UNKNOWN);
+      d->recs[s->rec].res = res;
+      if (res < 0 && !cancelled && !d->broken)
+        fprintf(stderr, "splice out of %u on target %d: %d\n", s->len, t, res);
+      FZ_CHECK(res >= 0 || cancelled || d->broken);
+    }
+    while (read(s->pipe[0], scratch, sizeof(scratch)) > 0)
+      continue; /* what it left */
+    break;
   case K_ACCEPT:
   case K_ACCEPT_MULTI:
     if (res >= 0) {
@@ -689,6 +728,34 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
 
   if (len > BUFSZ)
     len = BUFSZ;
+  int splice = kind == K_SPLICE_IN || kind == K_SPLICE_OUT;
+  /* Pipe to pipe, a splice is ordered with its fd_in's reads alone (rx.h):
+   * into the pipe channel, it would not keep its place among the writes. */
+  if (kind == K_SPLICE_OUT && chan_of(t) == PIPE_CHAN)
+    return -EINVAL;
+  if (splice && !s->has_pipe && norphans > 0)
+    return -EBADF; /* the pipe could take the number of an orphan's file */
+  if (splice && !s->has_pipe) {
+    FZ_CHECK(pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) == 0);
+    s->has_pipe = 1;
+  }
+  /* A second close of a closing target would close whatever file takes
+   * the number next (a multishot accept's connection): a caller's double
+   * close, not rx's to prevent. */
+  if (kind == K_CLOSE && targets[t].closing)
+    return -EBADF;
+  /* The number of a target still closing may already be another target's
+   * (the kernel closed it, and a reopen took the number): an op there would
+   * act on that target, which no caller who keeps track of its fds does. */
+  if (kind != K_NOP && fd >= 0 && targets[t].closing) {
+    for (int u = 0; u < NTARGET; u++)
+      if (u != t && targets[u].fd == fd)
+        return -EBADF;
+    for (int i = 0; i < NSLOT; i++) /* or a slot's pipe's */
+      if (slots[i].has_pipe &&
+          (slots[i].pipe[0] == fd || slots[i].pipe[1] == fd))
+        return -EBADF;
+  }
   if (s->submitted)
     expect = -EBUSY;
   else if (freeing)
@@ -713,18 +780,29 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
     if (write_ok(kind, t))
       dd = wdir(t);
     break;
+  case K_SPLICE_IN:
+    if (read_ok(K_READ, t))
+      dd = rdir(t);
+    break;
+  case K_SPLICE_OUT:
+    if (write_ok(K_WRITE, t))
+      dd = wdir(t);
+    break;
   default:
     break;
   }
+
   /* A write's bytes: a pattern of its own (the record is kept only if the
    * submission is accepted). */
   uint32_t wid = dd >= 0 ? dirs[dd].nwid + 1 : 0;
   if (kind == K_WRITE || kind == K_WRITEV || kind == K_SEND ||
-      kind == K_SENDMSG) {
+      kind == K_SENDMSG || kind == K_SPLICE_OUT) {
     if (expect == 0)
       for (unsigned j = 0; j < len; j++)
         b->buf[j] = pattern(wid, j);
   }
+  if (kind == K_SPLICE_OUT && expect == 0 && len > 0)
+    FZ_CHECK(write(s->pipe[1], b->buf, len) == (ssize_t)len);
   memset(&b->msg, 0, sizeof(b->msg));
 
   in_call++;
@@ -788,6 +866,14 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   case K_NOP:
     rc = rx_op_nop(loop, op, op_cb);
     break;
+  case K_SPLICE_IN:
+    rc = rx_op_splice(loop, op, fd, -1, s->pipe[1], -1, len,
+                      fl & 1 ? SPLICE_F_MOVE : 0, op_cb);
+    break;
+  case K_SPLICE_OUT:
+    rc = rx_op_splice(loop, op, s->pipe[0], -1, fd, -1, len,
+                      fl & 1 ? SPLICE_F_MORE : 0, op_cb);
+    break;
   default:
     rc = rx_op_close(loop, op, fd, op_cb);
     break;
@@ -817,7 +903,7 @@ static int submit_op(struct slot *s, int kind, int t, unsigned len,
   if (orphan)
     dd = -1;
   if (dd >= 0 && (kind == K_WRITE || kind == K_WRITEV || kind == K_SEND ||
-                  kind == K_SENDMSG)) {
+                  kind == K_SENDMSG || kind == K_SPLICE_OUT)) {
     dirs[dd].nwid = wid;
     rec = dir_record(&dirs[dd], wid);
   }
@@ -980,6 +1066,10 @@ static void teardown(int fds_before) {
     if (targets[t].fd >= 0)
       FZ_CHECK(close(targets[t].fd) == 0);
   for (int i = 0; i < NSLOT; i++) {
+    if (slots[i].has_pipe) {
+      FZ_CHECK(close(slots[i].pipe[0]) == 0);
+      FZ_CHECK(close(slots[i].pipe[1]) == 0);
+    }
     if (slots[i].blk != NULL) {
       free(slots[i].blk);
       slots[i].blk = NULL;
@@ -1035,6 +1125,13 @@ static void step(struct fz_input *in) {
       s->arg[i] = fz_u8(in);
     break;
   default:
+    if (code >= 192) { /* 199, 209, ..., 249: a splice */
+      int t = fz_below(in, NTARGET);
+      unsigned len = length(fz_u8(in));
+      uint8_t fl = fz_u8(in);
+      submit_op(s, fl & 2 ? K_SPLICE_OUT : K_SPLICE_IN, t, len, fl);
+      break;
+    }
     switch ((code >> 4) % 4) {
     case 0:
       reopen(fz_below(in, NTARGET));

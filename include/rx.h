@@ -293,6 +293,10 @@ struct rx_op {
   union {
     uint64_t off;         /* file offset, or accept's length pointer */
     struct rx__link park; /* a pool op waiting for a buffer */
+    struct {
+      uint64_t off_in; /* the same as off */
+      uint64_t off_out;
+    } sp; /* a splice's offsets; its fd_out is in _done */
   } _u;
   int32_t _res;   /* a retired op's result, until its callback */
   uint32_t _done; /* bytes written so far (writes complete in full) */
@@ -896,6 +900,15 @@ RX_EXPORT int rx_op_connect(rx_loop *loop, rx_op *op, int fd,
                             rx_op_cb cb);
 RX_EXPORT int rx_op_shutdown(rx_loop *loop, rx_op *op, int fd, int how,
                              rx_op_cb cb);
+/* splice(2): moves up to `len` bytes from fd_in to fd_out, one of which is
+ * a pipe (else -EINVAL; flags: SPLICE_F_MOVE, SPLICE_F_MORE; an offset -1
+ * for a pipe or to use the file position). res: the bytes moved, 0 at
+ * fd_in's end. The op is ordered with the ops of the fd that is not a pipe:
+ * with its reads (into a pipe) or its writes (out of one); pipe to pipe,
+ * with fd_in's reads. rx_op_close() of either fd cancels it. */
+RX_EXPORT int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
+                           int fd_out, int64_t off_out, unsigned len,
+                           unsigned flags, rx_op_cb cb);
 /* res: the RX_READ / RX_WRITE bits of `events` that are ready (RX_READ
  * also for a hang-up or an error). One-shot. */
 RX_EXPORT int rx_op_poll(rx_loop *loop, rx_op *op, int fd, int events,

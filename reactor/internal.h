@@ -107,6 +107,8 @@ enum rx__tag_kind { RX__TAG_KIND_POLL, RX__TAG_KIND_OP, RX__TAG_KIND_INTERNAL };
 #define RX__TAG_WAKEFD UINT64_C(4)
 /* io_uring: a MSG_RING from another loop. */
 #define RX__TAG_MESSAGE UINT64_C(6)
+/* io_uring: an ASYNC_CANCEL of an op; -ENOENT sets loop->ops_recancel. */
+#define RX__TAG_CANCEL UINT64_C(8)
 
 /* 32 bits of generation, 31 of fd and the tag bit fill the 64. */
 _Static_assert(sizeof(int) == 4, "an fd is 31 bits in a poll tag");
@@ -159,8 +161,12 @@ enum rx__op_kind {
   RX__OP_CLOSE,
   RX__OP_RECV_POOL,
   RX__OP_RECV_MULTI,
+  RX__OP_SPLICE,
   RX__OP_NKINDS
 };
+
+/* A splice's two fds (op.c; its _fd is the one it is queued on). */
+int rx__op_splice_fds(const rx_op *op, int *fd_in, int *fd_out);
 
 /* rx_op._state: where the op is. */
 enum {
@@ -176,15 +182,21 @@ enum {
 
 /* rx_op._oflags. */
 enum {
-  RX__OPF_CANCEL = 0x1,     /* rx_op_cancel(), a close or a manual-clock
-                               deadline asked for its end */
-  RX__OPF_KERNEL = 0x2,     /* with the backend (not emulated) */
-  RX__OPF_DEADLINE = 0x4,   /* this submission has a deadline */
-  RX__OPF_FORKED = 0x10,    /* under way at a fork: ends in the child */
-  RX__OPF_POLLFIRST = 0x20, /* io_uring: submit behind a poll of its fd */
-  RX__OPF_CHAINED = 0x40,   /* io_uring: it was, the poll tagged op + 4 */
-  RX__OPF_TIMED = 0x8,      /* the deadline is in loop->op_wheel (_t.ent);
-                               with the kernel, it is in _t.k */
+  RX__OPF_CANCEL = 0x1,      /* rx_op_cancel(), a close or a manual-clock
+                                deadline asked for its end */
+  RX__OPF_KERNEL = 0x2,      /* with the backend (not emulated) */
+  RX__OPF_DEADLINE = 0x4,    /* this submission has a deadline */
+  RX__OPF_FORKED = 0x10,     /* under way at a fork: ends in the child */
+  RX__OPF_POLLFIRST = 0x20,  /* io_uring: submit behind a poll of its fd */
+  RX__OPF_CHAINED = 0x40,    /* io_uring: it was, the poll tagged op + 4 */
+  RX__OPF_CLOSED = 0x80,     /* a close the kernel made, its callback due */
+  RX__OPF_OTHERWAIT = 0x100, /* an emulated splice waiting for its other
+                                fd (op.c), counted in its sp_rd / sp_wr */
+  RX__OPF_POLLOTHER = 0x200, /* io_uring: a splice's poll first (POLLFIRST)
+                                is of its other fd */
+  RX__OPF_SPLICE_W = 0x400,  /* a splice queued on its fd_out's writes */
+  RX__OPF_TIMED = 0x8,       /* the deadline is in loop->op_wheel (_t.ent);
+                                with the kernel, it is in _t.k */
 };
 
 /* A buffer pool (op.c): `count` buffers of `size` bytes in one block. The
@@ -211,11 +223,14 @@ struct rx_pool {
 enum { RX__Q_READ, RX__Q_WRITE, RX__Q_FREE, RX__NQ };
 struct rx__opfd {
   struct rx__link q[RX__NQ];
-  rx_op *closer;  /* the close op waiting for the others */
-  uint32_t nops;  /* ops on the queues */
-  uint8_t want;   /* emulation: the readiness the queue heads need */
-  uint8_t ready;  /* emulation: readiness seen, not yet acted on */
-  uint8_t listed; /* emulation: on loop->ops_ready */
+  rx_op *closer;    /* the close op waiting for the others */
+  uint32_t nops;    /* ops on the queues */
+  uint8_t want;     /* emulation: the readiness the queue heads need */
+  uint8_t ready;    /* emulation: readiness seen, not yet acted on */
+  uint8_t listed;   /* emulation: on loop->ops_ready */
+  uint32_t sp_rd;   /* emulation: splices waiting to read this fd ... */
+  uint32_t sp_wr;   /* ... or to write it, as their other fd (op.c) */
+  uint32_t spliced; /* splices under way whose other fd this is */
 };
 
 void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned cflags);
@@ -420,6 +435,8 @@ struct rx_loop {
   unsigned ops_inflight;  /* submitted ops, until their final callback */
   unsigned ops_kernel;    /* of which the backend holds */
   unsigned ops_timed;     /* deadlines in op_wheel */
+  bool ops_recancel;      /* a cancel found no request: ask again (op.c) */
+  unsigned ops_splices;   /* submitted splices (one fd is no queue's) */
   struct rx__tw op_wheel; /* deadlines of ops not with the kernel */
   char ops_support[256];  /* rx_op_support() */
 };

@@ -951,7 +951,7 @@ int rx_run(rx_loop *loop, int mode) {
       break;
     if (loop->ops_timed > 0)
       rx__ops_expire(loop);
-    if (loop->ops_due > 0)
+    if (loop->ops_due > 0 || loop->ops_recancel)
       rx__ops_run(loop);
 
     rx__timer_expire(loop);

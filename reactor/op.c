@@ -32,10 +32,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -60,6 +63,7 @@ static int queue_of(unsigned kind) {
   case RX__OP_ACCEPT_MULTI:
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI:
+  case RX__OP_SPLICE:
     return RX__Q_READ;
   case RX__OP_WRITE:
   case RX__OP_WRITEV:
@@ -71,6 +75,14 @@ static int queue_of(unsigned kind) {
   default:
     return RX__Q_FREE;
   }
+}
+
+/* The queue of an op: its kind's, but a splice out of a pipe is queued
+ * with its fd_out's writes. */
+static int q_of(const rx_op *op) {
+  if (op->_kind == RX__OP_SPLICE && (op->_oflags & RX__OPF_SPLICE_W))
+    return RX__Q_WRITE;
+  return queue_of(op->_kind);
 }
 
 static bool is_write(unsigned kind) {
@@ -106,6 +118,7 @@ static const char *const kind_names[RX__OP_NKINDS] = {
     [RX__OP_CLOSE] = "close",
     [RX__OP_RECV_POOL] = "recv_pool",
     [RX__OP_RECV_MULTI] = "recv_multishot",
+    [RX__OP_SPLICE] = "splice",
 };
 
 static bool by_kernel(rx_loop *loop, unsigned kind);
@@ -269,9 +282,11 @@ static int to_kernel(rx_loop *loop, rx_op *op) {
  * registration.
  */
 
+static bool splice_w(const rx_op *op);
+
 static uint8_t need(const rx_op *op) {
-  if ((op->_oflags & RX__OPF_KERNEL) || op->_state == RX__OPS_PARKED ||
-      op->_state == RX__OPS_QUEUED)
+  if ((op->_oflags & (RX__OPF_KERNEL | RX__OPF_OTHERWAIT)) ||
+      op->_state == RX__OPS_PARKED || op->_state == RX__OPS_QUEUED)
     return 0;
   switch (op->_kind) {
   case RX__OP_POLL:
@@ -284,6 +299,8 @@ static uint8_t need(const rx_op *op) {
   case RX__OP_SEND:
   case RX__OP_SENDMSG:
     return RX_WRITE;
+  case RX__OP_SPLICE:
+    return splice_w(op) ? RX_WRITE : RX_READ;
   default:
     return RX_READ;
   }
@@ -297,7 +314,8 @@ uint8_t rx__ops_want(const rx_loop *loop, int fd) {
  * io.c, which merges it with the watchers' interest. */
 static void sync_want(rx_loop *loop, int fd) {
   struct rx__opfd *o = &loop->opfds[fd];
-  uint8_t want = 0;
+  uint8_t want =
+      (uint8_t)((o->sp_rd > 0 ? RX_READ : 0) | (o->sp_wr > 0 ? RX_WRITE : 0));
   for (int q = RX__Q_READ; q <= RX__Q_WRITE; q++)
     if (!rx__list_empty(&o->q[q]))
       want |= need(op_of(o->q[q].next));
@@ -323,9 +341,20 @@ static void closed(rx_loop *loop, rx_op *op);
  * requeue() then arms the next op of that direction, or the fd's close once
  * its last op is gone. defer() puts the op on the done list in between, so
  * that its callback comes before the close's. */
+
+static void splice_left(rx_loop *loop, rx_op *op);
+static void splice_requeue(rx_loop *loop, int fd_out);
+static int splice_other(const rx_op *op);
+static bool splice_other_blocks(const rx_op *op);
+static void otherwait_begin(rx_loop *loop, rx_op *op);
+static void splice_wake(rx_loop *loop, int fd, int ready);
+static void cancel_splices_to(rx_loop *loop, int fd);
+
 static bool unqueue(rx_loop *loop, rx_op *op) {
+  if (op->_kind == RX__OP_SPLICE)
+    splice_left(loop, op);
   struct rx__opfd *o = &loop->opfds[op->_fd];
-  bool head = o->q[queue_of(op->_kind)].next == &op->_ent.link;
+  bool head = o->q[q_of(op)].next == &op->_ent.link;
   rx__list_unlink(&op->_ent.link);
   o->nops--;
   return head;
@@ -338,7 +367,8 @@ static void requeue(rx_loop *loop, int fd, int q, bool head) {
     if (next->_state == RX__OPS_QUEUED)
       arm(loop, next);
   }
-  if (o->nops == 0 && o->closer != NULL && o->closer->_state == RX__OPS_CLOSING)
+  if (o->nops == 0 && o->spliced == 0 && o->closer != NULL &&
+      o->closer->_state == RX__OPS_CLOSING)
     close_now(loop, o->closer);
   else if (loop->ops->submit == NULL || o->want != 0)
     sync_want(loop, fd);
@@ -346,7 +376,9 @@ static void requeue(rx_loop *loop, int fd, int q, bool head) {
 
 static void leave_fd(rx_loop *loop, rx_op *op) {
   bool head = unqueue(loop, op);
-  requeue(loop, op->_fd, queue_of(op->_kind), head);
+  requeue(loop, op->_fd, q_of(op), head);
+  if (op->_kind == RX__OP_SPLICE)
+    splice_requeue(loop, splice_other(op));
 }
 
 /* The op is the caller's again; `res` goes to its callback. */
@@ -355,6 +387,8 @@ static void give_back(rx_loop *loop, rx_op *op, int res, unsigned flags) {
     timed_del(loop, op);
   if (is_pool(op->_kind))
     ((rx_pool *)op->_p)->users--;
+  if (op->_kind == RX__OP_SPLICE)
+    loop->ops_splices--;
   op->_state = RX__OPS_IDLE;
   op->_oflags = 0;
   op->_loop = NULL;
@@ -380,7 +414,9 @@ static void defer(rx_loop *loop, rx_op *op, int res) {
   rx__list_push(&loop->ops_done, &op->_ent.link);
   loop->ops_due++;
   if (on_fd)
-    requeue(loop, op->_fd, queue_of(op->_kind), head);
+    requeue(loop, op->_fd, q_of(op), head);
+  if (op->_kind == RX__OP_SPLICE)
+    splice_requeue(loop, splice_other(op));
 }
 
 /* A write's progress: `n` more bytes written. The iovec array of writev
@@ -471,6 +507,16 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   op->_oflags &= (uint16_t)~RX__OPF_KERNEL;
   if (op->_kind == RX__OP_CLOSE) {
     closed(loop, op);
+    /* An op it cancelled may still wait for its callback on the done
+     * list (one that never reached the kernel): the close's comes after. */
+    if (!rx__list_empty(&loop->ops_done)) {
+      op->_state = RX__OPS_DONE;
+      op->_oflags |= RX__OPF_CLOSED;
+      op->_res = res;
+      rx__list_push(&loop->ops_done, &op->_ent.link);
+      loop->ops_due++;
+      return;
+    }
     give_back(loop, op, res, 0);
     return;
   }
@@ -491,15 +537,22 @@ void rx__op_complete(rx_loop *loop, rx_op *op, int res, unsigned flags) {
   /* io_uring gives -EAGAIN for a nonblocking file when it ran the request
    * in a worker (read-write ops, sendmsg, recvmsg): the emulation would wait
    * for readiness, and so does this op, behind a poll of its fd. */
-  if (res == -EAGAIN && !cancelled && !(op->_uflg & MSG_DONTWAIT) &&
-      queue_of(op->_kind) != RX__Q_FREE && !makes_fd(op->_kind) &&
-      !is_pool(op->_kind)) {
-    op->_oflags |= RX__OPF_POLLFIRST;
-    int rc = to_kernel(loop, op);
-    if (rc == 0)
-      return;
-    res = rc;
+  if (res == -EAGAIN && !(op->_uflg & MSG_DONTWAIT) && q_of(op) != RX__Q_FREE &&
+      !makes_fd(op->_kind) && !is_pool(op->_kind)) {
+    res = -ECANCELED; /* it would have waited: the cancel came first */
+    if (!cancelled) {
+      op->_oflags |= RX__OPF_POLLFIRST;
+      op->_oflags &= (uint16_t)~RX__OPF_POLLOTHER;
+      if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
+        op->_oflags |= RX__OPF_POLLOTHER;
+      if ((res = to_kernel(loop, op)) == 0)
+        return;
+    }
   }
+  /* A cancel reaches a request that an io-wq worker runs as a signal: the
+   * request ends with -EINTR, which to the caller is a cancel. */
+  if (res == -EINTR && (cancelled || (op->_oflags & RX__OPF_DEADLINE)))
+    res = -ECANCELED;
   /* A cancel by the deadline's linked timeout. */
   if (res == -ECANCELED && !cancelled && (op->_oflags & RX__OPF_DEADLINE))
     res = -ETIMEDOUT;
@@ -574,6 +627,13 @@ static int emu_try(rx_op *op, unsigned *flags) {
     }
   case RX__OP_SHUTDOWN:
     return sys(shutdown(fd, (int)op->_len));
+  case RX__OP_SPLICE: {
+    loff_t in = (loff_t)op->_u.sp.off_in, out = (loff_t)op->_u.sp.off_out;
+    int fd_in, fd_out;
+    rx__op_splice_fds(op, &fd_in, &fd_out);
+    return sys(splice(fd_in, in < 0 ? NULL : &in, fd_out, out < 0 ? NULL : &out,
+                      op->_len, op->_uflg | SPLICE_F_NONBLOCK));
+  }
   case RX__OP_RECV_POOL:
   case RX__OP_RECV_MULTI: {
     rx_pool *pool = op->_p;
@@ -615,6 +675,8 @@ static int emu_step(rx_loop *loop, rx_op *op, bool later, int *res) {
   if (r == -EAGAIN || r == -EWOULDBLOCK) {
     bool asked = (op->_kind == RX__OP_RECV || op->_kind == RX__OP_SEND) &&
                  (op->_uflg & MSG_DONTWAIT);
+    if (op->_kind == RX__OP_SPLICE && splice_other_blocks(op))
+      otherwait_begin(loop, op);
     if (!asked)
       return EMU_WAIT;
   }
@@ -670,6 +732,10 @@ static rx_op *ready_poll(struct rx__opfd *o, int ready) {
  * change the queues (and move the table): each step looks afresh. */
 static void emu_fd(rx_loop *loop, int fd, int ready) {
   rx_op *op;
+  struct rx__opfd *of = &loop->opfds[fd];
+  if (((ready & RX_READ) && of->sp_rd > 0) ||
+      ((ready & RX_WRITE) && of->sp_wr > 0))
+    splice_wake(loop, fd, ready);
   for (int n = 0;
        n < EMU_BURST && (op = ready_poll(&loop->opfds[fd], ready)) != NULL;
        n++) {
@@ -702,10 +768,40 @@ static void emu_fd(rx_loop *loop, int fd, int ready) {
   }
 }
 
+/* A cancel found no request (io_uring.c, note l): every cancelled op still
+ * with the kernel is cancelled again. The op may just have completed (then
+ * it is no longer with the kernel), or the kernel held it where a cancel
+ * does not look, as task work between a poll and its retry; from there it
+ * may go on to block in io-wq, and only a cancel sent after that ends it.
+ * Rare, so a walk of every fd's queues. */
+static void recancel(rx_loop *loop) {
+  loop->ops_recancel = false;
+  const uint16_t f = RX__OPF_CANCEL | RX__OPF_KERNEL;
+  for (int fd = 0; fd < loop->nopfds; fd++) {
+    struct rx__opfd *o = &loop->opfds[fd];
+    if (o->nops == 0)
+      continue;
+    for (int q = 0; q < RX__NQ; q++)
+      for (struct rx__link *l = o->q[q].next; l != &o->q[q]; l = l->next) {
+        rx_op *x = op_of(l);
+        if ((x->_oflags & f) == f && x->_state == RX__OPS_ARMED)
+          loop->ops->cancel(loop, x);
+      }
+  }
+  for (struct rx__link *l = loop->ops_nofd.next; l != &loop->ops_nofd;
+       l = l->next) {
+    rx_op *x = op_of(l);
+    if ((x->_oflags & f) == f && x->_state == RX__OPS_ARMED)
+      loop->ops->cancel(loop, x);
+  }
+}
+
 /* The wait step's share (loop.c): ready fds of emulated ops, then the
  * final callbacks due. Callbacks that submit ops add to the lists: only
  * what was there on entry runs now, the rest in the next iteration. */
 void rx__ops_run(rx_loop *loop) {
+  if (loop->ops_recancel)
+    recancel(loop);
   int n = loop->nops_ready;
   for (int i = 0; i < n; i++) {
     int fd = loop->ops_ready[i];
@@ -728,7 +824,7 @@ void rx__ops_run(rx_loop *loop) {
     rx_op *op = op_of(rx__list_shift(&done));
     loop->ops_due--;
     int res = op->_res;
-    if (op->_kind == RX__OP_CLOSE) {
+    if (op->_kind == RX__OP_CLOSE && !(op->_oflags & RX__OPF_CLOSED)) {
       res = close(op->_fd) == 0 ? 0 : -errno;
       closed(loop, op);
     }
@@ -760,10 +856,24 @@ static void arm(rx_loop *loop, rx_op *op) {
   /* Writes, connect and shutdown are tried at once: they seldom wait. Their
    * callback still runs in the wait step. */
   int res;
-  if (queue_of(op->_kind) == RX__Q_WRITE &&
-      emu_step(loop, op, true, &res) == EMU_RETIRED)
+  if (q_of(op) == RX__Q_WRITE && emu_step(loop, op, true, &res) == EMU_RETIRED)
     return;
   sync_want(loop, op->_fd);
+}
+
+/* An fd an op of `kind` may use: not negative, in the table, not being
+ * closed, and for an emulated op in the watcher table. */
+static int fd_usable(rx_loop *loop, int fd, unsigned kind) {
+  int rc;
+  if (fd < 0)
+    return -EBADF;
+  if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
+    return rc;
+  if (loop->opfds[fd].closer != NULL)
+    return -EBADF;
+  if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
+    return rc;
+  return 0;
 }
 
 /* Common checks and bookkeeping of every rx_op_*() call. */
@@ -775,15 +885,8 @@ static int begin(rx_loop *loop, rx_op *op, int fd, unsigned kind, rx_op_cb cb) {
   if (loop->freeing)
     return -ECANCELED;
   if (kind != RX__OP_NOP && kind != RX__OP_TIMEOUT) {
-    if (fd < 0)
-      return -EBADF;
-    int rc;
-    if (fd >= loop->nopfds && (rc = grow(loop, fd)) != 0)
-      return rc;
-    if (loop->opfds[fd].closer != NULL)
-      return -EBADF;
-    /* Emulated ops need the fd in the watcher table. */
-    if (!by_kernel(loop, kind) && (rc = rx__fd_reserve(loop, fd)) != 0)
+    int rc = fd_usable(loop, fd, kind);
+    if (rc != 0)
       return rc;
   }
   if (kind == RX__OP_TIMEOUT && op->_deadline != 0)
@@ -816,7 +919,7 @@ static int submit(rx_loop *loop, rx_op *op) {
     return 0;
   }
   struct rx__opfd *o = &loop->opfds[op->_fd];
-  int q = queue_of(op->_kind);
+  int q = q_of(op);
   bool first = q == RX__Q_FREE || rx__list_empty(&o->q[q]);
   rx__list_push(&o->q[q], &op->_ent.link);
   o->nops++;
@@ -965,6 +1068,159 @@ int rx_op_nop(rx_loop *loop, rx_op *op, rx_op_cb cb) {
 }
 
 /* ---------------------------------------------------------------------------
+ * splice: an op of two fds, one of them a pipe. It is queued on the other:
+ * with the socket's (or file's) reads when it moves data into a pipe, with
+ * its writes when it moves data out of one (a header sent, then a body
+ * spliced, go out in that order); pipe to pipe, with fd_in's reads. The fd
+ * it is not queued on (its `other`, kept in _done) counts it (spliced), so
+ * that closing that fd cancels it and waits for it as for its own ops.
+ * Emulated, it waits for its queue fd; when the other fd is what blocks it
+ * (no data in the pipe it reads, no room in the pipe it fills), for that fd
+ * (otherwait, counted in the other fd's sp_rd / sp_wr): no spin.
+ */
+
+static int splice_other(const rx_op *op) {
+  return (int)op->_done;
+}
+
+/* Whether the op is queued on fd_out (its writes). */
+static bool splice_w(const rx_op *op) {
+  return (op->_oflags & RX__OPF_SPLICE_W) != 0;
+}
+
+int rx__op_splice_fds(const rx_op *op, int *fd_in, int *fd_out) {
+  bool w = splice_w(op);
+  *fd_in = w ? splice_other(op) : op->_fd;
+  *fd_out = w ? op->_fd : splice_other(op);
+  return 0;
+}
+
+/* The queue fd is ready for the op and the other is not: the splice waits
+ * on the other fd. */
+static bool splice_other_blocks(const rx_op *op) {
+  bool w = splice_w(op);
+  short mine = w ? POLLOUT : POLLIN, theirs = w ? POLLIN : POLLOUT;
+  struct pollfd p[2] = {{.fd = op->_fd, .events = mine},
+                        {.fd = splice_other(op), .events = theirs}};
+  if (poll(p, 2, 0) < 0)
+    return false;
+  return (p[0].revents & (mine | POLLHUP | POLLERR)) &&
+         !(p[1].revents & (theirs | POLLHUP | POLLERR));
+}
+
+static uint32_t *otherwait_count(rx_loop *loop, rx_op *op) {
+  struct rx__opfd *o = &loop->opfds[splice_other(op)];
+  return splice_w(op) ? &o->sp_rd : &o->sp_wr;
+}
+
+static void otherwait_begin(rx_loop *loop, rx_op *op) {
+  op->_oflags |= RX__OPF_OTHERWAIT;
+  (*otherwait_count(loop, op))++;
+  sync_want(loop, splice_other(op));
+  sync_want(loop, op->_fd);
+}
+
+static void otherwait_end(rx_loop *loop, rx_op *op) {
+  op->_oflags &= (uint16_t)~RX__OPF_OTHERWAIT;
+  (*otherwait_count(loop, op))--;
+  sync_want(loop, splice_other(op));
+}
+
+/* A splice leaves its queue (unqueue()): the other fd no longer waits for
+ * it. */
+static void splice_left(rx_loop *loop, rx_op *op) {
+  if (op->_oflags & RX__OPF_OTHERWAIT)
+    otherwait_end(loop, op);
+  loop->opfds[splice_other(op)].spliced--;
+}
+
+/* ... and once it is on the done list, or called back (requeue()'s
+ * time), a close of the other fd that waited for it goes ahead. */
+static void splice_requeue(rx_loop *loop, int other) {
+  struct rx__opfd *o = &loop->opfds[other];
+  if (o->spliced == 0 && o->nops == 0 && o->closer != NULL &&
+      o->closer->_state == RX__OPS_CLOSING)
+    close_now(loop, o->closer);
+}
+
+/* Every splice of the loop (rare: a walk of the queues). */
+#define FOR_EACH_SPLICE(loop, x, body)                                  \
+  for (int fd_ = 0; fd_ < (loop)->nopfds; fd_++) {                      \
+    for (int qi_ = RX__Q_READ; qi_ <= RX__Q_WRITE; qi_++) {             \
+      struct rx__link *q_ = &(loop)->opfds[fd_].q[qi_], *l_ = q_->next; \
+      while (l_ != q_) {                                                \
+        rx_op *x = op_of(l_);                                           \
+        l_ = l_->next;                                                  \
+        if (x->_kind == RX__OP_SPLICE) {                                \
+          body;                                                         \
+        }                                                               \
+      }                                                                 \
+    }                                                                   \
+  }
+
+/* `fd` became `ready`: the splices waiting on it as their other fd try
+ * again. */
+static void splice_wake(rx_loop *loop, int fd, int ready) {
+  FOR_EACH_SPLICE(loop, x, {
+    int dir = splice_w(x) ? RX_READ : RX_WRITE;
+    if ((x->_oflags & RX__OPF_OTHERWAIT) && splice_other(x) == fd &&
+        (ready & dir)) {
+      otherwait_end(loop, x);
+      sync_want(loop, x->_fd);
+      rx__ops_ready(loop, x->_fd, splice_w(x) ? RX_WRITE : RX_READ);
+    }
+  });
+}
+
+static void cancel_splices_to(rx_loop *loop, int fd) {
+  FOR_EACH_SPLICE(loop, x, {
+    if (splice_other(x) == fd && !(x->_oflags & RX__OPF_CANCEL))
+      rx_op_cancel(loop, x);
+  });
+}
+
+static int is_fifo(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return -errno;
+  return S_ISFIFO(st.st_mode) ? 1 : 0;
+}
+
+int rx_op_splice(rx_loop *loop, rx_op *op, int fd_in, int64_t off_in,
+                 int fd_out, int64_t off_out, unsigned len, unsigned flags,
+                 rx_op_cb cb) {
+  if (flags & ~(unsigned)(SPLICE_F_MOVE | SPLICE_F_MORE | SPLICE_F_NONBLOCK))
+    return -EINVAL;
+  if (fd_out == fd_in && fd_in >= 0)
+    return -EINVAL;
+  int fd = fd_in;
+  BEGIN(RX__OP_SPLICE);
+  /* fd_out as begin() checked fd_in; on failure the op is still the
+   * caller's. */
+  int rc = fd_usable(loop, fd_out, RX__OP_SPLICE);
+  if (rc != 0)
+    return rc;
+  int in_fifo = is_fifo(fd_in), out_fifo = is_fifo(fd_out);
+  if (in_fifo < 0 || out_fifo < 0)
+    return in_fifo < 0 ? in_fifo : out_fifo;
+  if (!in_fifo && !out_fifo)
+    return -EINVAL; /* splice(2) needs a pipe on one side */
+  if (in_fifo && !out_fifo) {
+    op->_fd = fd_out;
+    op->_oflags |= RX__OPF_SPLICE_W;
+  }
+  op->_p = NULL;
+  op->_len = len;
+  op->_uflg = flags;
+  op->_u.sp.off_in = (uint64_t)(off_in < 0 ? -1 : off_in);
+  op->_u.sp.off_out = (uint64_t)(off_out < 0 ? -1 : off_out);
+  op->_done = (uint32_t)(op->_fd == fd_in ? fd_out : fd_in);
+  loop->opfds[op->_done].spliced++;
+  loop->ops_splices++;
+  return submit(loop, op);
+}
+
+/* ---------------------------------------------------------------------------
  * Cancel and close.
  */
 
@@ -1044,7 +1300,10 @@ int rx_op_close(rx_loop *loop, rx_op *op, int fd, rx_op_cb cb) {
   loop->activecnt++;
   o->closer = op;
   cancel_fd_ops(loop, o);
-  if (o->nops == 0 && op->_state == RX__OPS_CLOSING)
+  if (loop->ops_splices > 0)
+    cancel_splices_to(loop, fd);
+  o = &loop->opfds[fd];
+  if (o->nops == 0 && o->spliced == 0 && op->_state == RX__OPS_CLOSING)
     close_now(loop, op);
   return 0;
 }
@@ -1069,8 +1328,11 @@ void rx__ops_free(rx_loop *loop) {
     if (!(x->_oflags & RX__OPF_CANCEL))
       rx_op_cancel(loop, x);
   }
-  for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++)
+  for (int i = 0; i < 1000 && loop->ops_kernel > 0; i++) {
+    if (loop->ops_recancel)
+      recancel(loop);
     loop->ops->wait(loop, RX_MSEC(1));
+  }
   while (loop->ops_due > 0 || !rx__list_empty(&loop->ops_done))
     rx__ops_run(loop);
   while (!rx__list_empty(&loop->pools))

@@ -7,6 +7,7 @@
 #include "helpers.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -240,6 +241,49 @@ static void test_cancel_race(void **state) {
   rxt_close_pair(sv);
 }
 
+/* A send cancelled in the batch that submits it, on a full socket whose
+ * reading side is shut down. On io_uring the send's first poll fires at
+ * once (EPOLLRDHUP), its retry waits as task work, where a cancel finds no
+ * request, and then blocks in an io-wq worker until the peer reads; rx
+ * asks again. The send ends -ECANCELED and the close after it completes,
+ * though the peer never reads. */
+static void cancelled_count(rx_loop *loop, rx_op *op, int res, unsigned flags) {
+  rec_cb(loop, op, res, flags);
+  struct rec *r = rx__container_of(op, struct rec, op);
+  int *count = op->data; /* finals, and whether both came */
+  if (r->finals == 1 && ++count[0] == 2)
+    count[1] = 1;
+}
+
+static void test_cancel_send_between_homes(void **state) {
+  (void)state;
+  static char buf[4096];
+  for (int i = 0; i < 10; i++) {
+    int sv[2];
+    rxt_pair(sv);
+    int small = 4096;
+    assert_int_equal(
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    while (send(sv[0], buf, sizeof(buf), MSG_DONTWAIT) > 0)
+      continue;
+    assert_int_equal(shutdown(sv[0], SHUT_RD), 0);
+    struct rec s = {0}, c = {0};
+    int done[2] = {0, 0};
+    s.op.data = c.op.data = done;
+    assert_int_equal(
+        rx_op_send(rxt.loop, &s.op, sv[0], buf, 2336, 0, cancelled_count), 0);
+    if (i & 1)
+      rxt_run_nowait(rxt.loop, 1);
+    assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[0], cancelled_count), 0);
+    assert_true(rxt_run_until(rxt.loop, &done[1], RX_SEC(10)));
+    assert_int_equal(s.finals, 1);
+    assert_int_equal(s.res, -ECANCELED);
+    assert_int_equal(c.res, 0);
+    assert_true(s.seq < c.seq);
+    close(sv[1]);
+  }
+}
+
 /* 100,000 arm/cancel cycles of recvs and accepts leave the fd table as it
  * was (no dup per op, no leaked accepted fd). */
 static void test_arm_cancel_cycles_no_fd_leak(void **state) {
@@ -463,6 +507,143 @@ static void test_accept_multishot(void **state) {
   close(lfd);
 }
 
+/* splice: socket to pipe and pipe to socket; a splice whose fd_out is full
+ * waits without spinning and goes on when the peer reads; a close of either
+ * fd cancels it, and the close calls back after it. */
+static void fill(int fd) {
+  static char junk[4096];
+  while (send(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+    continue;
+}
+
+static void test_splice(void **state) {
+  (void)state;
+  int sv[2], p[2];
+  rxt_pair(sv);
+  assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  struct rec r = {0};
+  /* Bad input. */
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 8, 0x80000, rec_cb),
+      -EINVAL);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, -1, -1, 8, 0, rec_cb), -EBADF);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, -1, -1, p[1], -1, 8, 0, rec_cb), -EBADF);
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, p[1], -1, p[1], -1, 8, 0, rec_cb), -EINVAL);
+  assert_false(rx_op_active(&r.op));
+
+  /* Socket to pipe: the splice waits for data. */
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 64, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 3);
+  assert_int_equal(r.calls, 0);
+  assert_int_equal(write(sv[0], "hello", 5), 5);
+  run_until_final(&r, 1);
+  assert_int_equal(r.res, 5);
+  char got[64];
+  assert_int_equal(read(p[0], got, sizeof(got)), 5);
+  assert_memory_equal(got, "hello", 5);
+
+  /* Pipe to a full socket: it waits, asleep, until the peer reads. */
+  int small = 4096;
+  assert_int_equal(
+      setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  fill(sv[0]);
+  char out[1000];
+  memset(out, 'p', sizeof(out));
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  int never = 0;
+  uint64_t before = rx_iteration(rxt.loop);
+  rxt_run_until(rxt.loop, &never, RX_MSEC(100));
+  assert_int_equal(r.calls, 0);
+  assert_true(rx_iteration(rxt.loop) - before < 50); /* no spin */
+  while (r.finals == 0) {
+    rxt_drain(sv[1]);
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  }
+  assert_true(r.res > 0 && r.res <= (int)sizeof(out));
+
+  /* A splice out of a pipe is ordered with its socket's writes: queued
+   * behind a send to the full socket, its bytes come after the send's. */
+  rxt_drain(sv[1]);
+  fill(sv[0]);
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  struct rec hdr = {0};
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(rx_op_send(rxt.loop, &hdr.op, sv[0], "HDR", 3, 0, rec_cb),
+                   0);
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  char *seen = calloc(1, 1 << 20);
+  size_t nseen = 0;
+  assert_non_null(seen);
+  for (int i = 0; i < 20000 && (r.finals == 0 || hdr.finals == 0); i++) {
+    ssize_t n;
+    while (nseen < (1u << 20) &&
+           (n = read(sv[1], seen + nseen, (1u << 20) - nseen)) > 0)
+      nseen += (size_t)n;
+    assert_true(rx_run(rxt.loop, RX_RUN_NOWAIT) >= 0);
+  }
+  assert_int_equal(hdr.res, 3);
+  assert_true(r.res > 0);
+  ssize_t n;
+  while ((n = read(sv[1], seen + nseen, (1u << 20) - nseen)) > 0)
+    nseen += (size_t)n;
+  size_t first = 0;
+  while (first < nseen && seen[first] == 0)
+    first++; /* fill()'s zeros */
+  assert_true(first + 3 + (size_t)r.res <= nseen);
+  assert_memory_equal(seen + first, "HDR", 3);
+  assert_int_equal(seen[first + 3], 'p');
+  free(seen);
+
+  /* A close of fd_out cancels a waiting splice and calls back after it. */
+  fill(sv[0]);
+  assert_int_equal(write(p[1], out, sizeof(out)), (int)sizeof(out));
+  memset(&r, 0, sizeof(r));
+  struct rec c = {0};
+  assert_int_equal(rx_op_splice(rxt.loop, &r.op, p[0], -1, sv[0], -1,
+                                sizeof(out), 0, rec_cb),
+                   0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(r.calls, 0);
+  assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[0], rec_cb), 0);
+  for (int i = 0; i < 2000 && (r.finals == 0 || c.finals == 0); i++)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  assert_int_equal(r.finals, 1);
+  assert_int_equal(c.finals, 1);
+  assert_true(r.res == -ECANCELED || r.res > 0);
+  assert_int_equal(c.res, 0);
+  assert_true(r.seq < c.seq);
+
+  /* A close of fd_in cancels a splice waiting for data. */
+  close(sv[1]);
+  rxt_pair(sv);
+  memset(&r, 0, sizeof(r));
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(
+      rx_op_splice(rxt.loop, &r.op, sv[1], -1, p[1], -1, 64, 0, rec_cb), 0);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(rx_op_close(rxt.loop, &c.op, sv[1], rec_cb), 0);
+  for (int i = 0; i < 2000 && (r.finals == 0 || c.finals == 0); i++)
+    assert_true(rx_run(rxt.loop, RX_RUN_ONCE) >= 0);
+  assert_int_equal(r.res, -ECANCELED);
+  assert_int_equal(c.res, 0);
+  assert_true(r.seq < c.seq);
+  rxt_run_nowait(rxt.loop, 2);
+  assert_int_equal(r.calls, 1);
+  close(sv[0]);
+  close(p[0]);
+  close(p[1]);
+}
+
 /* ---------------------------------------------------------------------------
  * Close: a busy fd's ops all end, the peer sees FIN at once, and a new file
  * under the same number never reaches an old op.
@@ -632,14 +813,15 @@ static void test_free_with_ops(void **state) {
 struct timed {
   rx_op op;
   int64_t start, end;
+  int64_t loop_start, loop_now; /* rx_now() at submission, in the callback */
   int res, finals;
 };
 
 static void timed_cb(rx_loop *loop, rx_op *op, int res, unsigned flags) {
-  (void)loop;
   (void)flags;
   struct timed *t = rx__container_of(op, struct timed, op);
   t->end = rxt_clock();
+  t->loop_now = rx_now(loop);
   t->res = res;
   t->finals++;
 }
@@ -652,6 +834,8 @@ static void test_timeout_op(void **state) {
   assert_int_equal(rx_op_timeout(rxt.loop, &t[0].op, -1, timed_cb), -EINVAL);
   for (int i = 0; i < 4; i++) {
     t[i].start = rxt_clock();
+    rx_now_update(rxt.loop);
+    t[i].loop_start = rx_now(rxt.loop);
     assert_int_equal(rx_op_timeout(rxt.loop, &t[i].op, ns[i], timed_cb), 0);
   }
   assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
@@ -659,6 +843,9 @@ static void test_timeout_op(void **state) {
     assert_int_equal(t[i].finals, 1);
     assert_int_equal(t[i].res, -ETIME);
     rxt_assert_ge(t[i].end - t[i].start, ns[i]); /* never early */
+    /* The loop's time in the callback is after the wait, not before it:
+     * a timer started there is not early either. */
+    rxt_assert_ge(t[i].loop_now - t[i].loop_start, ns[i]);
   }
   /* Cancelled: -ECANCELED, at once. */
   assert_int_equal(rx_op_timeout(rxt.loop, &t[0].op, RX_SEC(60), timed_cb), 0);
@@ -1049,11 +1236,13 @@ int main(void) {
       RXT_TEST(test_send_recv),
       RXT_TEST(test_cancel_pending_recv),
       RXT_TEST(test_cancel_race),
+      RXT_TEST(test_cancel_send_between_homes),
       RXT_TEST(test_arm_cancel_cycles_no_fd_leak),
       RXT_TEST(test_writes_in_order),
       RXT_TEST(test_reads_in_order),
       RXT_TEST(test_accept_connect),
       RXT_TEST(test_accept_multishot),
+      RXT_TEST(test_splice),
       RXT_TEST(test_busy_close),
       RXT_TEST(test_batch_one_enter),
       RXT_TEST_NOLOOP(test_small_ring_many_recvs),

@@ -16,7 +16,11 @@
  * thread on a unix socket) answers out of order, sends an unknown id, garbage,
  * a 12 MB line under the default limit, a line over a small limit, refuses the
  * negotiation, and answers twice in one write to a client that frees
- * itself in the first answer's callback.
+ * itself in the first answer's callback. rx_qmp_connect_fd() runs against
+ * QEMU given the other end of a socketpair (-chardev socket,fd=N), and
+ * against a server played by the test on a socketpair: per-command
+ * timeouts (in flight, waiting, pending at a disconnect) and a client
+ * freed in a callback of its own disconnect.
  *
  * Without qemu-system-x86_64 (Debian: qemu-system-x86) the program exits 77
  * (SKIP) and names the package.
@@ -494,9 +498,28 @@ static void test_connect_timeout(void **state) {
   assert_non_null(strstr(rx_qmp_error(q), "cannot connect"));
   rx_qmp_free(q);
 
-  struct rx_qmp_options bad = {0};
+  struct rx_qmp_options bad = {.path = ""};
   assert_int_equal(rx_qmp_new(&q, loop, &bad), -EINVAL);
   assert_null(q);
+  bad.path = NULL;
+  bad.connect_timeout = -1;
+  assert_int_equal(rx_qmp_new(&q, loop, &bad), -EINVAL);
+  assert_null(q);
+  /* No path: only rx_qmp_connect_fd() connects it. */
+  struct rx_qmp_options none = {0};
+  assert_int_equal(rx_qmp_new(&q, loop, &none), 0);
+  assert_int_equal(rx_qmp_connect(q), -EDESTADDRREQ);
+  assert_int_equal(rx_qmp_connect_fd(q, -1), -EBADF);
+  int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  assert_int_equal(rx_qmp_connect_fd(q, fd), -ENOTSOCK);
+  close(fd);
+  int dg[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg), 0);
+  assert_int_equal(rx_qmp_connect_fd(q, dg[0]), -EPROTOTYPE);
+  close(dg[0]);
+  close(dg[1]);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_IDLE);
+  rx_qmp_free(q);
 }
 
 /* ---------------------------------------------------------------------------
@@ -807,6 +830,237 @@ static void test_fake_free_in_callback(void **state) {
   fake_stop(&f);
 }
 
+/* ---------------------------------------------------------------------------
+ * A server on the other end of a socketpair (rx_qmp_connect_fd()), driven
+ * from the test's own thread between loop iterations.
+ */
+
+/* The next line the client wrote on `fd`, when it is command `want`: its
+ * id; -1 when none comes within about 5 s, or another command does. */
+static json_int_t sp_read_id(rx_loop *loop, int fd, const char *want) {
+  char line[4096];
+  for (int i = 0; i < 5000; i++) {
+    ssize_t n = recv(fd, line, sizeof line - 1, MSG_PEEK | MSG_DONTWAIT);
+    char *nl = n > 0 ? memchr(line, '\n', (size_t)n) : NULL;
+    if (nl == NULL) {
+      rx_run(loop, RX_RUN_NOWAIT);
+      usleep(1000);
+      continue;
+    }
+    size_t len = (size_t)(nl - line) + 1;
+    assert_int_equal(recv(fd, line, len, 0), (ssize_t)len);
+    line[len - 1] = '\0';
+    json_t *j = json_loads(line, 0, NULL);
+    const char *cmd = json_string_value(json_object_get(j, "execute"));
+    json_int_t id = json_integer_value(json_object_get(j, "id"));
+    if (cmd == NULL || strcmp(cmd, want) != 0)
+      id = -1;
+    json_decref(j);
+    return id;
+  }
+  return -1;
+}
+
+static void sp_answer(int fd, json_int_t id, int value) {
+  char buf[128];
+  snprintf(buf, sizeof buf, "{\"return\": %d, \"id\": %lld}\n", value,
+           (long long)id);
+  assert_int_equal(write_str(fd, buf), 0);
+}
+
+/* Per-command timeouts: one in flight times out and its late answer is
+ * dropped as unknown while the next is answered; one still waiting behind 8
+ * in flight times out and is never sent; one pending at a disconnect ends
+ * once, with -ECANCELED, and its timer never fires after. Also
+ * rx_qmp_connect_fd() itself. */
+static void test_fake_timeout(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  rx_qmp *q;
+  int sp[2];
+  struct rx_qmp_metrics m;
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  struct rx_qmp_options o = {.ready = ready_cb};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  ready_done = 0;
+  assert_int_equal(rx_qmp_connect_fd(q, sp[0]), 0);
+  assert_int_equal(rx_qmp_connect_fd(q, sp[1]), -EISCONN);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_GREETING);
+  assert_int_equal(
+      write_str(sp[1], "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n"),
+      0);
+  json_int_t id = sp_read_id(loop, sp[1], "qmp_capabilities");
+  assert_true(id >= 0);
+  sp_answer(sp[1], id, 0);
+  assert_true(rxt_run_until(loop, &ready_done, LIMIT));
+  assert_int_equal(ready_status, 0);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_READY);
+
+  /* In flight. */
+  struct ans slow = {0}, fast = {0};
+  assert_int_equal(rx_qmp_execute_timeout(q, "slow", NULL, -1, ans_cb, &slow),
+                   -EINVAL);
+  assert_int_equal(
+      rx_qmp_execute_timeout(q, "slow", NULL, RX_MSEC(30), ans_cb, &slow), 0);
+  assert_int_equal(rx_qmp_execute(q, "fast", NULL, ans_cb, &fast), 0);
+  json_int_t a = sp_read_id(loop, sp[1], "slow");
+  json_int_t b = sp_read_id(loop, sp[1], "fast");
+  assert_true(a >= 0 && b >= 0);
+  assert_true(rxt_run_until(loop, &slow.done, LIMIT));
+  assert_int_equal(slow.status, -ETIMEDOUT);
+  assert_null(slow.value);
+  assert_int_equal(fast.done, 0);
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.timeouts, 1);
+  assert_int_equal(m.inflight, 1);
+  sp_answer(sp[1], a, 1); /* late */
+  sp_answer(sp[1], b, 2);
+  assert_true(rxt_run_until(loop, &fast.done, LIMIT));
+  assert_int_equal(fast.status, 0);
+  assert_int_equal(json_integer_value(fast.value), 2);
+  assert_int_equal(slow.done, 1);
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.unknown, 1);
+  assert_int_equal(m.answered, 2); /* qmp_capabilities, fast */
+
+  /* Waiting behind RX_QMP_MAX_INFLIGHT commands. */
+  struct ans w[RX_QMP_MAX_INFLIGHT], queued = {0};
+  json_int_t wid[RX_QMP_MAX_INFLIGHT];
+  memset(w, 0, sizeof w);
+  for (int i = 0; i < RX_QMP_MAX_INFLIGHT; i++)
+    assert_int_equal(rx_qmp_execute(q, "w", NULL, ans_cb, &w[i]), 0);
+  assert_int_equal(
+      rx_qmp_execute_timeout(q, "queued", NULL, RX_MSEC(30), ans_cb, &queued),
+      0);
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.queued, 1);
+  for (int i = 0; i < RX_QMP_MAX_INFLIGHT; i++) {
+    wid[i] = sp_read_id(loop, sp[1], "w");
+    assert_true(wid[i] >= 0);
+  }
+  assert_true(rxt_run_until(loop, &queued.done, LIMIT));
+  assert_int_equal(queued.status, -ETIMEDOUT);
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.queued, 0);
+  assert_int_equal(m.timeouts, 2);
+  uint64_t sent = m.sent;
+  for (int i = 0; i < RX_QMP_MAX_INFLIGHT; i++)
+    sp_answer(sp[1], wid[i], i);
+  assert_true(rxt_run_until(loop, &w[RX_QMP_MAX_INFLIGHT - 1].done, LIMIT));
+  for (int i = 0; i < RX_QMP_MAX_INFLIGHT; i++) {
+    assert_int_equal(w[i].done, 1);
+    assert_int_equal(w[i].status, 0);
+    ans_clear(&w[i]);
+  }
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.sent, sent); /* "queued" never went out */
+  char c;
+  assert_int_equal(recv(sp[1], &c, 1, MSG_DONTWAIT), -1);
+
+  /* Pending at a disconnect. */
+  struct ans never = {0};
+  int not_set = 0;
+  assert_int_equal(
+      rx_qmp_execute_timeout(q, "never", NULL, RX_MSEC(10), ans_cb, &never), 0);
+  assert_int_equal(rx_qmp_disconnect(q), 0);
+  assert_int_equal(never.done, 1);
+  assert_int_equal(never.status, -ECANCELED);
+  assert_false(rxt_run_until(loop, &not_set, RX_MSEC(40)));
+  assert_int_equal(never.done, 1);
+  assert_int_equal(rx_qmp_metrics(q, &m), 0);
+  assert_int_equal(m.timeouts, 2);
+
+  ans_clear(&slow);
+  ans_clear(&fast);
+  ans_clear(&queued);
+  ans_clear(&never);
+  close(sp[1]);
+  rx_qmp_free(q);
+}
+
+/* rx_qmp_connect_fd() against QEMU itself: one end of a socketpair, the
+ * other QEMU's monitor (-chardev socket,fd=N); negotiation, a command, and
+ * the end when QEMU goes. */
+static void test_qemu_connect_fd(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  rx_qmp *q;
+  int sp[2];
+  struct ans a = {0};
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char chardev[64];
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    int fd = dup(sp[1]); /* without FD_CLOEXEC */
+    snprintf(chardev, sizeof chardev, "socket,id=mon0,fd=%d", fd);
+    execlp(QEMU, QEMU, "-machine", "none", "-display", "none", "-nodefaults",
+           "-chardev", chardev, "-mon", "chardev=mon0,mode=control",
+           (char *)NULL);
+    _exit(127);
+  }
+  close(sp[1]);
+  struct rx_qmp_options o = {.ready = ready_cb};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  ready_done = 0;
+  assert_int_equal(rx_qmp_connect_fd(q, sp[0]), 0);
+  assert_true(rxt_run_until(loop, &ready_done, LIMIT));
+  assert_int_equal(ready_status, 0);
+  assert_non_null(rx_qmp_greeting(q));
+  assert_int_equal(run_cmd(loop, q, "query-status", NULL, &a), 0);
+  assert_string_equal(json_string_value(json_object_get(a.value, "status")),
+                      "running");
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  assert_int_equal(run_cmd(loop, q, "query-status", NULL, &a), -ECONNRESET);
+  assert_int_equal(rx_qmp_state(q), RX_QMP_IDLE);
+  assert_int_equal(rx_qmp_connect(q), -EDESTADDRREQ);
+  ans_clear(&a);
+  rx_qmp_free(q);
+}
+
+/* A client freed in the callback of a command its disconnect ended: the
+ * other ended command completes inside rx_qmp_free(), not after it. */
+static int free_returned, late_cb;
+static void free_in_teardown_cb(rx_qmp *q, int status, json_t *value,
+                                void *data) {
+  (void)value;
+  (void)data;
+  assert_int_equal(status, -ECANCELED);
+  rx_qmp_free(q);
+  free_returned = 1;
+}
+static void after_free_cb(rx_qmp *q, int status, json_t *value, void *data) {
+  (void)q;
+  (void)value;
+  (void)data;
+  assert_int_equal(status, -ECANCELED);
+  late_cb += free_returned ? 100 : 1;
+}
+
+static void test_fake_free_in_teardown(void **state) {
+  rx_loop *loop = ((struct rxt *)*state)->loop;
+  rx_qmp *q;
+  int sp[2];
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  struct rx_qmp_options o = {0};
+  assert_int_equal(rx_qmp_new(&q, loop, &o), 0);
+  assert_int_equal(rx_qmp_connect_fd(q, sp[0]), 0);
+  free_returned = late_cb = 0;
+  assert_int_equal(rx_qmp_execute(q, "one", NULL, free_in_teardown_cb, NULL),
+                   0);
+  assert_int_equal(rx_qmp_execute(q, "two", NULL, after_free_cb, NULL), 0);
+  assert_int_equal(rx_qmp_disconnect(q), 0); /* frees q */
+  assert_int_equal(free_returned, 1);
+  assert_int_equal(late_cb, 1);
+  close(sp[1]);
+}
+
 int main(void) {
   const char *b = rxt_env_backend();
   char name[128];
@@ -817,13 +1071,11 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      RXT_TEST(test_commands),
-      RXT_TEST(test_inflight_kill_reconnect),
-      RXT_TEST(test_connect_timeout),
-      RXT_TEST(test_fake_framing),
-      RXT_TEST(test_fake_limit),
-      RXT_TEST(test_fake_refused),
-      RXT_TEST(test_fake_free_in_callback),
+      RXT_TEST(test_commands),        RXT_TEST(test_inflight_kill_reconnect),
+      RXT_TEST(test_connect_timeout), RXT_TEST(test_qemu_connect_fd),
+      RXT_TEST(test_fake_framing),    RXT_TEST(test_fake_limit),
+      RXT_TEST(test_fake_refused),    RXT_TEST(test_fake_free_in_callback),
+      RXT_TEST(test_fake_timeout),    RXT_TEST(test_fake_free_in_teardown),
   };
   snprintf(name, sizeof(name), "%s [%s]", __FILE__, b ? b : "default");
   return cmocka_run_group_tests_name(name, tests, NULL, NULL);

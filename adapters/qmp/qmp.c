@@ -31,11 +31,14 @@
 
 struct cmd {
   struct cmd *next;
-  char *text; /* the serialised command, '\n' included */
+  rx_qmp *q;
+  rx_timer timer; /* the caller's timeout, when given */
+  char *text;     /* the serialised command, '\n' included */
   size_t len;
   json_int_t id;
   int oob;
-  int fd; /* passed with the command (SCM_RIGHTS), or -1; ours */
+  int status; /* on q->ending: the error it completes with */
+  int fd;     /* passed with the command (SCM_RIGHTS), or -1; ours */
   rx_qmp_cb cb;
   void *data;
 };
@@ -43,7 +46,8 @@ struct cmd {
 struct rx_qmp {
   rx_loop *loop;
   rx_bus *bus;
-  struct sockaddr_un addr;
+  struct sockaddr_un addr; /* sun_path "" when none was given */
+  char name[sizeof(struct sockaddr_un) + 16]; /* the path, or "fd N" */
   int64_t connect_timeout, retry_interval;
   size_t line_limit;
   int want_oob;
@@ -69,7 +73,10 @@ struct rx_qmp {
 
   struct cmd *waiting, **waiting_tail; /* not yet sent, in order */
   struct cmd *inflight;                /* sent, not answered */
+  struct cmd *ending, **ending_tail;   /* their connection ended */
+  int ending_busy;                     /* end_commands() is running */
   size_t n_inband, n_waiting, n_inflight;
+  size_t n_waiting_oob; /* of n_waiting */
   struct rx_qmp_metrics m;
   char err[512];
 };
@@ -88,6 +95,7 @@ static void payload_free(void *p) {
 }
 
 static void cmd_free(struct cmd *c) {
+  rx_timer_stop(c->q->loop, &c->timer);
   if (c->fd >= 0)
     close(c->fd);
   free(c->text);
@@ -138,6 +146,27 @@ static void publish_disconnect(rx_qmp *q, int error, const char *reason) {
   rx_event_unref(ev);
 }
 
+/* Completes the commands of ended connections, oldest first. They stay on
+ * q->ending until their callback runs, so that a callback that frees the
+ * client completes the rest inside rx_qmp_free() (none after it returns);
+ * a teardown inside a callback adds its commands to the same list. */
+static void end_commands(rx_qmp *q) {
+  struct cmd *c;
+
+  if (q->ending_busy)
+    return; /* the caller up the stack goes on */
+  q->ending_busy = 1;
+  while ((c = q->ending) != NULL) {
+    q->ending = c->next;
+    if (q->ending == NULL)
+      q->ending_tail = &q->ending;
+    if (c->cb != NULL)
+      c->cb(q, c->status, NULL, c->data);
+    cmd_free(c);
+  }
+  q->ending_busy = 0;
+}
+
 /* Ends the connection with `error` (q->err says why): stops everything,
  * closes the socket, then completes every command and a pending connect
  * with `error` and publishes the disconnect. Callbacks may reconnect. */
@@ -177,7 +206,14 @@ static void teardown(rx_qmp *q, int error) {
   }
   q->waiting = NULL;
   q->waiting_tail = &q->waiting;
-  q->n_inband = q->n_waiting = q->n_inflight = 0;
+  q->n_inband = q->n_waiting = q->n_inflight = q->n_waiting_oob = 0;
+  for (c = list; c != NULL; c = c->next) {
+    rx_timer_stop(q->loop, &c->timer); /* none fires during the callbacks */
+    c->status = error;
+  }
+  *q->ending_tail = list;
+  while (*q->ending_tail != NULL)
+    q->ending_tail = &(*q->ending_tail)->next;
   snprintf(reason, sizeof reason, "%s", q->err);
 
   enter(q);
@@ -185,13 +221,7 @@ static void teardown(rx_qmp *q, int error) {
     publish_disconnect(q, error, reason);
   if (was != RX_QMP_READY && q->ready != NULL)
     q->ready(q, error, q->data);
-  while (list != NULL) {
-    c = list;
-    list = c->next;
-    if (c->cb != NULL)
-      c->cb(q, error, NULL, c->data);
-    cmd_free(c);
-  }
+  end_commands(q);
   leave(q);
 }
 
@@ -223,8 +253,7 @@ static int flush_out(rx_qmp *q) {
       rx_io_stop(q->loop, &q->wio);
       return 0;
     }
-    seterr(q, "cannot write to %s: %s", q->addr.sun_path,
-           strerror(n < 0 ? errno : EIO));
+    seterr(q, "cannot write to %s: %s", q->name, strerror(n < 0 ? errno : EIO));
     teardown(q, n < 0 ? -errno : -EIO);
     return -EIO;
   }
@@ -253,6 +282,7 @@ static int append_out(rx_qmp *q, const char *s, size_t len) {
 }
 
 static void pump(rx_qmp *q);
+static void cmd_timeout_cb(rx_loop *loop, rx_timer *w, int revents);
 
 static void wio_cb(rx_loop *loop, rx_io *w, int revents) {
   rx_qmp *q = w->data;
@@ -295,7 +325,7 @@ static int send_fd(rx_qmp *q, struct cmd *c) {
     close(c->fd);
     c->fd = -1;
     if ((size_t)n < c->len && append_out(q, c->text + n, c->len - (size_t)n)) {
-      seterr(q, "out of memory for a command to %s", q->addr.sun_path);
+      seterr(q, "out of memory for a command to %s", q->name);
       teardown(q, -ENOMEM);
       return -ENOMEM;
     }
@@ -307,7 +337,7 @@ static int send_fd(rx_qmp *q, struct cmd *c) {
   }
   if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
     return 0; /* the reader will see the end */
-  seterr(q, "cannot send a file descriptor to %s: %s", q->addr.sun_path,
+  seterr(q, "cannot send a file descriptor to %s: %s", q->name,
          strerror(n < 0 ? errno : EIO));
   teardown(q, n < 0 ? -errno : -EIO);
   return -EIO;
@@ -323,6 +353,8 @@ static void pump(rx_qmp *q) {
     return;
   while ((c = *pp) != NULL) {
     if (!c->oob && q->n_inband >= RX_QMP_MAX_INFLIGHT) {
+      if (q->n_waiting_oob == 0)
+        break; /* not a walk of every waiting command per answer */
       pp = &c->next;
       continue;
     }
@@ -344,6 +376,8 @@ static void pump(rx_qmp *q) {
     if (q->waiting_tail == &c->next)
       q->waiting_tail = pp;
     q->n_waiting--;
+    if (c->oob)
+      q->n_waiting_oob--;
     free(c->text);
     c->text = NULL;
     c->next = q->inflight;
@@ -362,6 +396,54 @@ static void pump(rx_qmp *q) {
  * Commands.
  */
 
+/* Takes `c` out of the waiting or the in-flight list; 0 when in neither. */
+static int unlink_cmd(rx_qmp *q, struct cmd *c) {
+  struct cmd **pp;
+
+  for (pp = &q->waiting; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp != c)
+      continue;
+    *pp = c->next;
+    if (q->waiting_tail == &c->next)
+      q->waiting_tail = pp;
+    q->n_waiting--;
+    if (c->oob)
+      q->n_waiting_oob--;
+    return 1;
+  }
+  for (pp = &q->inflight; *pp != NULL; pp = &(*pp)->next) {
+    if (*pp != c)
+      continue;
+    *pp = c->next;
+    q->n_inflight--;
+    if (!c->oob)
+      q->n_inband--;
+    return 1;
+  }
+  return 0;
+}
+
+/* A command's own timeout: it completes with -ETIMEDOUT, waiting or in
+ * flight; a late answer finds no command with its id (counted unknown). Its
+ * in-band slot is free again. */
+static void cmd_timeout_cb(rx_loop *loop, rx_timer *w, int revents) {
+  struct cmd *c = w->data;
+  rx_qmp *q = c->q;
+  (void)loop;
+  (void)revents;
+
+  enter(q);
+  if (unlink_cmd(q, c)) {
+    q->m.timeouts++;
+    if (c->cb != NULL)
+      c->cb(q, -ETIMEDOUT, NULL, c->data);
+    cmd_free(c);
+    if (!q->freeing && q->n_waiting > 0)
+      pump(q);
+  }
+  leave(q);
+}
+
 static struct cmd *make_cmd(rx_qmp *q, const char *name, json_t *args, int oob,
                             rx_qmp_cb cb, void *data) {
   struct cmd *c = calloc(1, sizeof *c);
@@ -370,7 +452,10 @@ static struct cmd *make_cmd(rx_qmp *q, const char *name, json_t *args, int oob,
 
   if (c == NULL)
     return NULL;
+  c->q = q;
   c->fd = -1;
+  rx_timer_init(&c->timer, cmd_timeout_cb, 0, 0);
+  c->timer.data = c;
   c->id = ++q->next_id;
   o = json_pack("{s:s, s:I}", oob ? "exec-oob" : "execute", name, "id",
                 (json_int_t)c->id);
@@ -401,11 +486,11 @@ static struct cmd *make_cmd(rx_qmp *q, const char *name, json_t *args, int oob,
 }
 
 static int submit(rx_qmp *q, const char *name, json_t *args, int oob, int fd,
-                  rx_qmp_cb cb, void *data) {
+                  int64_t timeout, rx_qmp_cb cb, void *data) {
   struct cmd *c;
 
   if (q == NULL || name == NULL || name[0] == '\0' ||
-      (args != NULL && !json_is_object(args)))
+      (args != NULL && !json_is_object(args)) || timeout < 0)
     return -EINVAL;
   if (q->freeing)
     return -ESHUTDOWN;
@@ -425,28 +510,45 @@ static int submit(rx_qmp *q, const char *name, json_t *args, int oob, int fd,
       return -e;
     }
   }
+  if (timeout > 0) {
+    int r;
+    rx_timer_set(&c->timer, timeout, 0);
+    rx_now_update(q->loop); /* from the call, not from the loop's last wake */
+    r = rx_timer_start(q->loop, &c->timer);
+    if (r < 0) {
+      cmd_free(c);
+      return r;
+    }
+  }
   *q->waiting_tail = c;
   q->waiting_tail = &c->next;
   q->n_waiting++;
+  if (oob)
+    q->n_waiting_oob++;
   pump(q);
   return 0;
 }
 
 int rx_qmp_execute(rx_qmp *q, const char *cmd, json_t *args, rx_qmp_cb cb,
                    void *data) {
-  return submit(q, cmd, args, 0, -1, cb, data);
+  return submit(q, cmd, args, 0, -1, 0, cb, data);
+}
+
+int rx_qmp_execute_timeout(rx_qmp *q, const char *cmd, json_t *args,
+                           int64_t timeout, rx_qmp_cb cb, void *data) {
+  return submit(q, cmd, args, 0, -1, timeout, cb, data);
 }
 
 int rx_qmp_execute_fd(rx_qmp *q, const char *cmd, json_t *args, int fd,
                       rx_qmp_cb cb, void *data) {
   if (fd < 0)
     return -EBADF;
-  return submit(q, cmd, args, 0, fd, cb, data);
+  return submit(q, cmd, args, 0, fd, 0, cb, data);
 }
 
 int rx_qmp_execute_oob(rx_qmp *q, const char *cmd, json_t *args, rx_qmp_cb cb,
                        void *data) {
-  return submit(q, cmd, args, 1, -1, cb, data);
+  return submit(q, cmd, args, 1, -1, 0, cb, data);
 }
 
 /* ---------------------------------------------------------------------------
@@ -483,7 +585,7 @@ static int greet(rx_qmp *q, json_t *msg) {
   int offered = 0;
 
   if (!json_is_object(qmp)) {
-    seterr(q, "%s: the first message is not a QMP greeting", q->addr.sun_path);
+    seterr(q, "%s: the first message is not a QMP greeting", q->name);
     teardown(q, -EPROTO);
     return -EPROTO;
   }
@@ -605,8 +707,8 @@ static void message(rx_qmp *q, const char *line, size_t len) {
  */
 
 static int over_limit(rx_qmp *q, size_t len, int partial) {
-  seterr(q, "%s: a line of %s%zu bytes is over the limit of %zu bytes",
-         q->addr.sun_path, partial ? "at least " : "", len, q->line_limit);
+  seterr(q, "%s: a line of %s%zu bytes is over the limit of %zu bytes", q->name,
+         partial ? "at least " : "", len, q->line_limit);
   teardown(q, -EMSGSIZE);
   return -EMSGSIZE;
 }
@@ -672,14 +774,19 @@ static void rio_cb(rx_loop *loop, rx_io *w, int revents) {
     ssize_t n;
     if (room(q) < 0) {
       seterr(q, "out of memory for a line of %zu bytes from %s",
-             q->rlen - q->rstart, q->addr.sun_path);
+             q->rlen - q->rstart, q->name);
       teardown(q, -ENOMEM);
       break;
     }
-    n = read(q->fd, q->rbuf + q->rlen, q->rcap - q->rlen);
+    size_t want = q->rcap - q->rlen;
+    n = read(q->fd, q->rbuf + q->rlen, want);
     if (n > 0) {
       q->rlen += (size_t)n;
       if (lines(q) < 0)
+        break;
+      /* A short read emptied the socket: the next would be EAGAIN, and
+       * readiness says when more comes (an EOF included). */
+      if ((size_t)n < want)
         break;
       continue;
     }
@@ -688,12 +795,12 @@ static void rio_cb(rx_loop *loop, rx_io *w, int revents) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
     if (n == 0 || errno == ECONNRESET) {
-      seterr(q, "%s: the peer closed the connection (%s)", q->addr.sun_path,
+      seterr(q, "%s: the peer closed the connection (%s)", q->name,
              n == 0 ? "EOF" : "ECONNRESET");
       teardown(q, -ECONNRESET);
     } else {
       int e = errno;
-      seterr(q, "cannot read from %s: %s", q->addr.sun_path, strerror(e));
+      seterr(q, "cannot read from %s: %s", q->name, strerror(e));
       teardown(q, -e);
     }
     break;
@@ -726,8 +833,7 @@ static int attempt(rx_qmp *q) {
   if (q->last_errno == ENOENT || q->last_errno == ECONNREFUSED ||
       q->last_errno == EAGAIN || q->last_errno == EINTR)
     return 0;
-  seterr(q, "cannot connect to %s: %s", q->addr.sun_path,
-         strerror(q->last_errno));
+  seterr(q, "cannot connect to %s: %s", q->name, strerror(q->last_errno));
   return -q->last_errno;
 }
 
@@ -749,7 +855,7 @@ static void try_connect(rx_qmp *q, int r) {
   rx_io_init(&q->wio, wio_cb, q->fd, RX_WRITE);
   q->rio.data = q->wio.data = q;
   if (rx_io_start(q->loop, &q->rio) < 0) {
-    seterr(q, "cannot watch the socket of %s", q->addr.sun_path);
+    seterr(q, "cannot watch the socket of %s", q->name);
     teardown(q, -ENOMEM);
   }
 }
@@ -769,11 +875,11 @@ static void deadline_cb(rx_loop *loop, rx_timer *w, int revents) {
   (void)revents;
   enter(q);
   if (q->state == RX_QMP_CONNECTING)
-    seterr(q, "cannot connect to %s within %lld ms: %s", q->addr.sun_path,
+    seterr(q, "cannot connect to %s within %lld ms: %s", q->name,
            (long long)(q->connect_timeout / 1000000),
            strerror(q->last_errno ? q->last_errno : ETIMEDOUT));
   else
-    seterr(q, "%s: no %s within %lld ms", q->addr.sun_path,
+    seterr(q, "%s: no %s within %lld ms", q->name,
            q->state == RX_QMP_GREETING ? "greeting"
                                        : "answer to qmp_capabilities",
            (long long)(q->connect_timeout / 1000000));
@@ -790,10 +896,13 @@ int rx_qmp_connect(rx_qmp *q) {
     return -ESHUTDOWN;
   if (q->state != RX_QMP_IDLE)
     return -EISCONN;
+  if (q->addr.sun_path[0] == '\0')
+    return -EDESTADDRREQ;
   json_decref(q->greeting);
   q->greeting = NULL;
   q->err[0] = '\0';
   q->last_errno = 0;
+  strcpy(q->name, q->addr.sun_path);
   r = attempt(q);
   if (r < 0)
     return r; /* nothing started; rx_qmp_error() says what failed */
@@ -807,12 +916,50 @@ int rx_qmp_connect(rx_qmp *q) {
   return 0;
 }
 
+int rx_qmp_connect_fd(rx_qmp *q, int fd) {
+  int type = 0, fl;
+  socklen_t len = sizeof type;
+
+  if (q == NULL)
+    return -EINVAL;
+  if (fd < 0)
+    return -EBADF;
+  if (q->freeing)
+    return -ESHUTDOWN;
+  if (q->state != RX_QMP_IDLE)
+    return -EISCONN;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    return -errno;
+  if (type != SOCK_STREAM)
+    return -EPROTOTYPE;
+  fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK)))
+    return -errno;
+  json_decref(q->greeting);
+  q->greeting = NULL;
+  q->err[0] = '\0';
+  q->last_errno = 0;
+  if (q->addr.sun_path[0] != '\0')
+    strcpy(q->name, q->addr.sun_path);
+  else
+    snprintf(q->name, sizeof q->name, "fd %d", fd);
+  q->fd = fd;
+  q->state = RX_QMP_CONNECTING;
+  q->epoch++;
+  rx_timer_set(&q->deadline, q->connect_timeout, 0);
+  rx_timer_start(q->loop, &q->deadline);
+  enter(q);
+  try_connect(q, 1);
+  leave(q);
+  return 0;
+}
+
 int rx_qmp_disconnect(rx_qmp *q) {
   if (q == NULL)
     return -EINVAL;
   if (q->state == RX_QMP_IDLE)
     return -ENOTCONN;
-  seterr(q, "%s: disconnected by the client", q->addr.sun_path);
+  seterr(q, "%s: disconnected by the client", q->name);
   teardown(q, -ECANCELED);
   return 0;
 }
@@ -827,9 +974,10 @@ int rx_qmp_new(rx_qmp **qp, rx_loop *loop, const struct rx_qmp_options *o) {
   if (qp == NULL)
     return -EINVAL;
   *qp = NULL;
-  if (loop == NULL || o == NULL || o->path == NULL || o->path[0] == '\0' ||
-      strlen(o->path) >= sizeof q->addr.sun_path || o->connect_timeout < 0 ||
-      o->retry_interval < 0)
+  if (loop == NULL || o == NULL ||
+      (o->path != NULL &&
+       (o->path[0] == '\0' || strlen(o->path) >= sizeof q->addr.sun_path)) ||
+      o->connect_timeout < 0 || o->retry_interval < 0)
     return -EINVAL;
   q = calloc(1, sizeof *q);
   if (q == NULL)
@@ -837,7 +985,9 @@ int rx_qmp_new(rx_qmp **qp, rx_loop *loop, const struct rx_qmp_options *o) {
   q->loop = loop;
   q->bus = o->bus;
   q->addr.sun_family = AF_UNIX;
-  strcpy(q->addr.sun_path, o->path);
+  if (o->path != NULL)
+    strcpy(q->addr.sun_path, o->path);
+  strcpy(q->name, q->addr.sun_path);
   q->connect_timeout = o->connect_timeout ? o->connect_timeout : 5000000000;
   q->retry_interval = o->retry_interval ? o->retry_interval : 10000000;
   q->line_limit = o->line_limit ? o->line_limit : RX_QMP_LINE_LIMIT;
@@ -846,6 +996,7 @@ int rx_qmp_new(rx_qmp **qp, rx_loop *loop, const struct rx_qmp_options *o) {
   q->data = o->data;
   q->fd = -1;
   q->waiting_tail = &q->waiting;
+  q->ending_tail = &q->ending;
   rx_timer_init(&q->retry, retry_cb, 0, 0);
   rx_timer_init(&q->deadline, deadline_cb, 0, 0);
   q->retry.data = q->deadline.data = q;
@@ -859,9 +1010,13 @@ void rx_qmp_free(rx_qmp *q) {
   q->freeing = 1;
   enter(q);
   if (q->state != RX_QMP_IDLE) {
-    seterr(q, "%s: the client was freed", q->addr.sun_path);
+    seterr(q, "%s: the client was freed", q->name);
     teardown(q, -ECANCELED);
   }
+  /* Freed from a callback of an ending connection: the rest of its
+   * commands complete now, with their connection's error. */
+  q->ending_busy = 0;
+  end_commands(q);
   json_decref(q->greeting);
   q->greeting = NULL;
   leave(q);

@@ -5,6 +5,7 @@
                                [--quick] [--reps N] [--micro <builddir>]
                                [--workload NAME ...]
                                [--virt <builddir>/bench/virt]
+                               [--qmp <builddir>/bench/qmp]
                                [--http <builddir>]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
@@ -31,6 +32,13 @@ API through libvirt's public functions) on rx (virt_rx, on io_uring and on
 epoll) and on libvirt's default implementation (virt_libvirt); the report
 gives them a section of their own, with the ratio of rx to libvirt.
 
+With --qmp, they also run bench/qmp's workload: the QMP client (librx-qmp)
+against a real QEMU that each process starts and stops, on rx (qmp_rx, on
+io_uring and on epoll) and as a plain blocking client on jansson alone
+(qmp_block, the floor); a section of its own, with the ratio of rx to the
+blocking client. Without qemu-system-x86_64 the section says it was
+skipped.
+
 A process prints CSV rows "workload,library,backend,metric,value,unit" on
 stdout; its stderr goes to <out>/logs/. The outputs:
 
@@ -42,6 +50,7 @@ stdout; its stderr goes to <out>/logs/. The outputs:
                          of rx to the best peer, the targets and verdicts
   <out>/plots/           one plot per workload (PNG and SVG), with gnuplot
   <out>/plots/virt_*     the same for bench/virt's workloads (--virt)
+  <out>/plots/qmp_*      the same for bench/qmp's (--qmp)
   <out>/micro/           with --micro: rx's own micro benchmarks,
                          bench/run.sh's table (run.txt) and the JSON of its
                          google-benchmark runs
@@ -222,6 +231,8 @@ def columns_of(workload):
     """The columns that run a workload (by name), in report order."""
     if workload in {w.name for w in VIRT_WORKLOADS}:
         return VIRT_COLUMNS
+    if workload in {w.name for w in QMP_WORKLOADS}:
+        return QMP_COLUMNS
     return [c for c in COLUMNS if c.runs(workload)]
 
 
@@ -247,8 +258,36 @@ VIRT_COLUMNS = [
            peer=False, prefix="virt_"),
     Column("libvirt", "libvirt", prefix="virt_"),
 ]
+
+# bench/qmp (--qmp): the QMP client against a real QEMU, on rx and as a
+# plain blocking client, each process starting its own QEMU. Their rows say
+# "qmp_stop_cont".
+QEMU = "qemu-system-x86_64"
+QMP_PAIRS, QMP_QUICK_PAIRS = 2000, 500
+QMP_WORKLOADS = [
+    Workload("qmp_stop_cont", ("stop_cont",),
+             "QEMU 7.2 (%s -machine none, no guest) on a unix socket; "
+             "after the greeting and negotiation the client pipelines "
+             "%s stop/cont pairs (%s with --quick), at most 8 commands "
+             "in flight, until it has read every answer and every STOP and "
+             "RESUME event; the figures span the first command to the last "
+             "message. rx: librx-qmp given every command at once (it keeps "
+             "8 in flight), events through the bus to a callback listener; "
+             "blocking C: one socket, read() and write(), jansson for each "
+             "message, 8 commands written ahead, no rx. Client CPU is the "
+             "process's (getrusage, user + system), QEMU's is from "
+             "/proc/PID/stat (10 ms ticks) over the same span, for scale"
+             % (QEMU, "{:,}".format(QMP_PAIRS), QMP_QUICK_PAIRS)),
+]
+QMP_COLUMNS = [
+    Column("rx io_uring", "rx", (("RX_BACKEND", "io_uring"),), "io_uring",
+           peer=False, prefix="qmp_"),
+    Column("rx epoll", "rx", (("RX_BACKEND", "epoll"),), "epoll",
+           peer=False, prefix="qmp_"),
+    Column("blocking C", "block", prefix="qmp_"),
+]
 # Every column label once, in report order.
-ALL_COLUMNS = COLUMNS + [c for c in VIRT_COLUMNS
+ALL_COLUMNS = COLUMNS + [c for c in VIRT_COLUMNS + QMP_COLUMNS
                          if c.label not in {k.label for k in COLUMNS}]
 
 
@@ -339,6 +378,17 @@ METRICS = {
     "late_p50_us": Metric(False, "median lateness of a fire"),
     "late_p99_us": Metric(False, "99th percentile of a fire's lateness"),
     "early_max_us": Metric(False, "how early the earliest fire came"),
+    "messages": Metric(True, "messages read: answers + STOP/RESUME events"),
+    "wall_ms": Metric(False, "wall time from the first command to the last "
+                      "message"),
+    "client_cpu_ms": Metric(False, "the client process's CPU, user + "
+                            "system"),
+    "cpu_ns_per_message": Metric(False, "client CPU ns per message read "
+                                 "(answers and events)"),
+    "qemu_cpu_ms": Metric(False, "QEMU's CPU over the same span (for "
+                          "scale)"),
+    "qemu_cpu_ns_per_message": Metric(False, "QEMU's CPU ns per message "
+                                      "(for scale)"),
 }
 
 
@@ -582,7 +632,7 @@ class Results:
 
     def keys(self):
         """(workload, column, metric) in report order."""
-        for workload in WORKLOADS + VIRT_WORKLOADS:
+        for workload in WORKLOADS + VIRT_WORKLOADS + QMP_WORKLOADS:
             for column in columns_of(workload.name):
                 for metric in self.metrics.get(workload.name, []):
                     key = (workload.name, column.label, metric)
@@ -803,7 +853,8 @@ def peer_versions():
     libvirt and GLib, bench/virt's, when installed)."""
     text = command_output(["dpkg-query", "-W", "-f=${Package} ${Version}\n",
                            "libev4", "libuv1", "libevent-2.1-7", "libzmq5",
-                           "libvirt0", "libglib2.0-0"])
+                           "libvirt0", "libglib2.0-0", "qemu-system-x86",
+                           "libjansson4"])
     return dict(line.split(" ", 1) for line in text.splitlines()
                 if " " in line)
 
@@ -1033,6 +1084,66 @@ def virt_section(results, verdicts, plots):
     return lines
 
 
+# ---------------------------------------------------------------------------
+# bench/qmp: the QMP client against a real QEMU, rx against a blocking one.
+
+
+def qmp_metric_row(results, workload, metric):
+    """One row of the bench/qmp table: the columns, rx over the blocking
+    client."""
+    unit = next(results.get(workload, c.label, metric).unit
+                for c in QMP_COLUMNS
+                if results.get(workload, c.label, metric))
+    cells = ["`%s` (%s, %s)" % (metric, unit, "higher is better"
+                                if higher_is_better(metric, unit)
+                                else "lower is better")]
+    for column in QMP_COLUMNS:
+        s = results.get(workload, column.label, metric)
+        cells.append("–" if s is None else "%s [%s–%s]" % (
+            fmt(s.median), fmt(s.lo), fmt(s.hi)))
+    for column in QMP_COLUMNS:
+        if column.library == "rx":
+            r = ratio(results, workload, column.label, metric, "blocking C")
+            cells.append("–" if r is None else "%.3gx" % r)
+    return "| " + " | ".join(cells) + " |"
+
+
+def qmp_section(results, plots, skipped):
+    """The section of bench/qmp, or the line that says why it was
+    skipped."""
+    lines = ["## QMP: the client against QEMU", ""]
+    if skipped:
+        return lines + ["Skipped: %s." % skipped, ""]
+    lines += ["bench/qmp: librx-qmp (qmp_rx) and a plain blocking client "
+              "(qmp_block, the floor: what any client must spend to write "
+              "the commands and parse the answers and events with jansson) "
+              "against a real QEMU, each process starting its own. Ratios "
+              "are rx's median over the blocking client's, from the same "
+              "run; there is no target.", ""]
+    for workload in QMP_WORKLOADS:
+        lines += ["### %s" % workload.name, "", workload.about + ".", ""]
+        metrics = results.metrics.get(workload.name, [])
+        if plots and metrics:
+            lines += ["![%s](plots/%s.png) ([svg](plots/%s.svg))"
+                      % ((workload.name,) * 3), ""]
+        if not metrics:
+            lines += ["No results.", ""]
+        else:
+            head = (["metric"] + [c.label for c in QMP_COLUMNS]
+                    + ["%s / blocking C" % c.label for c in QMP_COLUMNS
+                       if c.library == "rx"])
+            lines += ["| " + " | ".join(head) + " |",
+                      "|" + "---|" * len(head)]
+            lines += [qmp_metric_row(results, workload.name, m)
+                      for m in metrics]
+            lines.append("")
+        lines += ["- %s rep %d failed: %s ([log](%s))"
+                  % (r.column.label, r.rep, r.why, log_link(r))
+                  for r in results.failures(workload.name)]
+        lines.append("")
+    return lines
+
+
 def summary_section(results, verdicts, missing, http=None):
     failed = results.failures()
     http_failed = http.failures() if http is not None else []
@@ -1077,9 +1188,10 @@ def http_verdicts(http):
 
 
 def write_report(out, facts, results, missing, plots, micro, virt,
-                 http=None, http_plots=False):
+                 qmp=None, http=None, http_plots=False):
     """Writes report.md; returns the verdicts of the targets. virt: whether
-    bench/virt's workloads ran; http: bench/http's Section, if it ran."""
+    bench/virt's workloads ran; qmp: None (--qmp not given), "" (bench/qmp
+    ran) or why it was skipped; http: bench/http's Section, if it ran."""
     verdicts = all_verdicts(results, micro, virt) + http_verdicts(http)
     lines = ["# Peer benchmark: rx, libev, libuv, libevent; the event bus, "
              "ZeroMQ, a mutex+condvar queue%s%s"
@@ -1100,6 +1212,8 @@ def write_report(out, facts, results, missing, plots, micro, virt,
         lines += workload_section(results, workload, verdicts, plots)
     if virt:
         lines += virt_section(results, verdicts, plots)
+    if qmp is not None:
+        lines += qmp_section(results, plots, qmp)
     if http is not None:
         lines += http_bench.report_section(
             http, [(v.target, v.column, v.value, v.met, v.note)
@@ -1119,7 +1233,7 @@ COLORS = {"rx io_uring": "#1f5fa8", "rx epoll": "#6fa8dc",
           "liburing": "#7f7f7f",
           "libev": "#c0504d", "libuv": "#4f9a48", "libevent": "#e0902f",
           "zeromq": "#8064a2", "mutex+condvar": "#4bacc6",
-          "libvirt": "#b0588f"}
+          "libvirt": "#b0588f", "blocking C": "#7f7f7f"}
 
 
 def gnuplot_terminal():
@@ -1201,7 +1315,7 @@ def make_plots(results, out):
         return False
     plotdir = out / "plots"
     plotdir.mkdir(exist_ok=True)
-    for workload in WORKLOADS + VIRT_WORKLOADS:
+    for workload in WORKLOADS + VIRT_WORKLOADS + QMP_WORKLOADS:
         if not results.metrics.get(workload.name):
             continue
         for term, ext in ((terminal, "png"), ("svg", "svg")):
@@ -1318,7 +1432,8 @@ def parse_args():
                    help="reps per cell (default %d, --quick %d)"
                         % (DEFAULT_REPS, QUICK_REPS))
     p.add_argument("--workload", action="append", metavar="NAME",
-                   choices=[w.name for w in WORKLOADS + VIRT_WORKLOADS],
+                   choices=[w.name for w in
+                            WORKLOADS + VIRT_WORKLOADS + QMP_WORKLOADS],
                    help="run only this workload (may be repeated)")
     p.add_argument("--micro", type=Path, metavar="BUILDDIR",
                    help="also run the google-benchmark micro benchmarks of "
@@ -1327,6 +1442,11 @@ def parse_args():
                    help="also run bench/virt's workloads (libvirt's event "
                         "API on rx and on libvirt's loop), virt_rx and "
                         "virt_libvirt in DIR (<builddir>/bench/virt)")
+    p.add_argument("--qmp", type=Path, metavar="DIR",
+                   help="also run bench/qmp's workload (the QMP client "
+                        "against a real QEMU, on rx and as a blocking "
+                        "client), qmp_rx and qmp_block in DIR "
+                        "(<builddir>/bench/qmp)")
     p.add_argument("--http", type=Path, metavar="BUILDDIR",
                    help="also run bench/http (rx-http and rx-load of "
                         "BUILDDIR/examples against nginx, h2o, wrk and "
@@ -1379,6 +1499,29 @@ def virt_suite(virtdir, missing):
     return Suite(VIRT_WORKLOADS, have, virtdir.resolve())
 
 
+def qmp_suite(qmpdir, missing):
+    """bench/qmp's suite and "", or None and why it is skipped (None, None
+    when --qmp was not given): QEMU is not installed, or the executables
+    were not built (jansson's development files were not installed)."""
+    if qmpdir is None:
+        return None, None
+    if not shutil.which(QEMU):
+        why = ("%s is not installed (Debian: qemu-system-x86; "
+               "scripts/deps.sh installs it as root)" % QEMU)
+        progress("bench/qmp skipped: " + why)
+        return None, why
+    qmpdir = qmpdir.resolve()
+    have = [c for c in QMP_COLUMNS if os.access(qmpdir / c.exe, os.X_OK)]
+    gone = sorted({c.exe for c in QMP_COLUMNS} - {c.exe for c in have})
+    if gone:
+        why = ("%s not built in %s (libjansson-dev not installed?)"
+               % (" and ".join(gone), qmpdir))
+        progress("bench/qmp skipped: " + why)
+        missing += gone
+        return None, why
+    return Suite(QMP_WORKLOADS, have, qmpdir), ""
+
+
 def fresh_outdir(out):
     """Makes <out> and clears what an earlier run of this script left."""
     out.mkdir(parents=True, exist_ok=True)
@@ -1395,11 +1538,16 @@ def main():
         WORKLOADS[:] = [w for w in WORKLOADS if w.name in args.workload]
         VIRT_WORKLOADS[:] = [w for w in VIRT_WORKLOADS
                              if w.name in args.workload]
+        QMP_WORKLOADS[:] = [w for w in QMP_WORKLOADS
+                            if w.name in args.workload]
     reps = args.reps or (QUICK_REPS if args.quick else DEFAULT_REPS)
     bindir, out = args.bin.resolve(), args.out.resolve()
     columns, cells, missing = present_columns(bindir)
     virt = virt_suite(args.virt, missing) if VIRT_WORKLOADS else None
-    if not columns and (WORKLOADS or virt is None):
+    qmp, qmp_skipped = (qmp_suite(args.qmp, missing) if QMP_WORKLOADS
+                        else (None, None))
+    if not columns and (WORKLOADS or (virt is None and qmp is None
+                                      and not qmp_skipped)):
         progress("%s: no peer_* or bus_* executables in %s"
                  % (sys.argv[0], bindir))
         return 2
@@ -1408,6 +1556,8 @@ def main():
     suites = [Suite(WORKLOADS, columns, bindir, cells)]
     if virt is not None:
         suites.append(virt)
+    if qmp is not None:
+        suites.append(qmp)
     fresh_outdir(out)
 
     began, runs, interrupted, http = time.monotonic(), [], False, None
@@ -1435,7 +1585,8 @@ def main():
              if args.micro is not None and not interrupted else None)
     facts = host_facts(args, reps, wall, results, interrupted)
     verdicts = write_report(out, facts, results, missing, plots, micro,
-                            virt is not None, http, http_plots)
+                            virt is not None, qmp_skipped, http,
+                            http_plots)
 
     failed = results.failures() + (http.failures() if http else [])
     missed = sum(not v.met for v in verdicts)

@@ -59,13 +59,15 @@ typedef void (*rx_qmp_ready_cb)(rx_qmp *q, int status, void *data);
  *  - another negative errno, `value` NULL: no answer will come: -ECONNRESET
  *    (the peer closed: EOF or ECONNRESET), -EMSGSIZE (a line over the
  *    limit closed the connection), -ECANCELED (rx_qmp_disconnect(),
- *    rx_qmp_free()), -ETIMEDOUT or -EPROTO (the connection never became
+ *    rx_qmp_free()), -ETIMEDOUT (the command's own timeout passed, or the
+ *    connection never became ready), -EPROTO (the connection never became
  *    ready), -ENOMEM. */
 typedef void (*rx_qmp_cb)(rx_qmp *q, int status, struct json_t *value,
                           void *data);
 
 struct rx_qmp_options {
-  const char *path;        /* the unix socket (copied); required */
+  const char *path;        /* the unix socket (copied); NULL: none, for a
+                              client that only uses rx_qmp_connect_fd() */
   rx_bus *bus;             /* events are published here; NULL: dropped */
   int64_t connect_timeout; /* ns from rx_qmp_connect() to ready; 0: 5 s */
   int64_t retry_interval;  /* ns between attempts while the socket does not
@@ -76,14 +78,16 @@ struct rx_qmp_options {
   void *data;              /* for `ready` and rx_qmp_data() */
 };
 
-/* Makes a client on `loop` (not yet connected). -EINVAL (no path, a path
- * too long for a unix socket, a negative time), -ENOMEM. */
+/* Makes a client on `loop` (not yet connected). -EINVAL (an empty path, a
+ * path too long for a unix socket, a negative time), -ENOMEM. */
 RX_QMP_EXPORT int rx_qmp_new(rx_qmp **q, rx_loop *loop,
                              const struct rx_qmp_options *opts);
 /* Disconnects (every pending command and a pending connect complete with
  * -ECANCELED; a made connection publishes RX_QMP_DISCONNECTED) and frees
  * the client. From inside one of its callbacks, the memory goes when the
- * callback returns. */
+ * callback returns; commands of a connection that had already ended and
+ * whose callbacks had not yet run complete inside this call with that
+ * connection's error: no callback comes after it returns. */
 RX_QMP_EXPORT void rx_qmp_free(rx_qmp *q);
 
 /* Starts connecting: the socket is tried every retry interval until it
@@ -95,6 +99,15 @@ RX_QMP_EXPORT void rx_qmp_free(rx_qmp *q);
  * -EACCES, -ENOTSOCK; ENOENT and ECONNREFUSED are retried): the ready
  * callback is not called then, and rx_qmp_error() says what failed. */
 RX_QMP_EXPORT int rx_qmp_connect(rx_qmp *q);
+/* The same from a socket already connected to a QMP server: `fd`, a
+ * stream socket (one end of a socketpair() whose other end QEMU got as
+ * `-chardev socket,fd=N`, or a socket connected elsewhere), is the client's
+ * from a return of 0 on (made non-blocking, closed when the connection
+ * ends); the greeting, negotiation and connect timeout are as above. On an
+ * error the caller keeps `fd`: -EBADF, -ENOTSOCK, -EPROTOTYPE (not a stream
+ * socket), -EISCONN, -ESHUTDOWN. (rx_qmp_connect() on a client made
+ * without a path: -EDESTADDRREQ.) */
+RX_QMP_EXPORT int rx_qmp_connect_fd(rx_qmp *q, int fd);
 /* Closes the connection now (never half-closes it): pending commands
  * complete with -ECANCELED. 0, or -ENOTCONN when there was none. */
 RX_QMP_EXPORT int rx_qmp_disconnect(rx_qmp *q);
@@ -106,6 +119,14 @@ RX_QMP_EXPORT int rx_qmp_disconnect(rx_qmp *q);
  * -ENOMEM. */
 RX_QMP_EXPORT int rx_qmp_execute(rx_qmp *q, const char *cmd,
                                  struct json_t *args, rx_qmp_cb cb, void *data);
+/* The same, with a time limit: when no answer has come `timeout` ns
+ * (> 0; 0: none) after the call, `cb` gets -ETIMEDOUT, whether the command
+ * was still waiting in the client (then it is never sent) or in flight (its
+ * late answer is then dropped and counted unknown in rx_qmp_metrics()); its
+ * in-flight slot is free again. -EINVAL for a negative timeout. */
+RX_QMP_EXPORT int rx_qmp_execute_timeout(rx_qmp *q, const char *cmd,
+                                         struct json_t *args, int64_t timeout,
+                                         rx_qmp_cb cb, void *data);
 /* The same, passing file descriptor `fd` with the command (SCM_RIGHTS), as
  * QEMU's getfd and add-fd expect: the client sends a duplicate and closes
  * it once sent (or when the command ends unsent); the caller keeps `fd`.
@@ -143,6 +164,7 @@ struct rx_qmp_metrics {
   uint64_t events_lost; /* events no bus took (none set, or refused) */
   uint64_t bad_lines;   /* lines that were not a JSON object: dropped */
   uint64_t connects;    /* connections made */
+  uint64_t timeouts;    /* commands ended by their own timeout */
   size_t inflight;      /* commands sent, not answered (OOB included) */
   size_t queued;        /* commands waiting to be sent */
   size_t longest_line;  /* the longest line read, in bytes */
