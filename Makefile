@@ -13,9 +13,10 @@
 #   make bench   a -O2 build in build-bench/, the peer benchmark (rx, libev,
 #                libuv, libevent; rx's completion ops and an echo server
 #                on plain liburing beside them), libvirt's event API on rx
-#                and on libvirt's loop (when libvirt-dev is installed) and
-#                rx's micro benchmarks; the report, CSV and plots land in
-#                build/bench/ (QUICK=1: < 2 min)
+#                and on libvirt's loop (when libvirt-dev is installed),
+#                rx's micro benchmarks, and HTTP: rx-http against nginx
+#                and h2o, rx-load against wrk and h2load; the report, CSV
+#                and plots land in build/bench/ (QUICK=1: a few minutes)
 #   make fuzz    libFuzzer (clang) on each fuzz target for FUZZ_SECONDS,
 #                new corpus entries merged into fuzz/corpus/<target>/
 #   make coverage  line and branch coverage of include/, reactor/ and
@@ -129,17 +130,27 @@ demo: deps
 
 # Every (workload, library) pair of bench/peers and of bench/virt (built
 # only with libvirt's development files) as its own process, several times,
-# interleaved; then the google-benchmark micro benchmarks. See
-# docs/benchmarks.md.
+# interleaved; then the HTTP section (bench/http: every server, client and
+# pipeline depth, interleaved too); then the google-benchmark micro
+# benchmarks. See docs/benchmarks.md.
+#
+# The examples are built too, optimised like the rest: bench/http runs
+# rx-http and rx-load (examples/http, examples/load) against nginx, h2o,
+# wrk and h2load (installed by deps.sh bench). A build-bench/ configured
+# before without them is switched to -Dexamples=true.
 bench:
 	@sh scripts/deps.sh bench
 	$(call setup,$(BENCH_BUILD),--buildtype=release -Doptimization=2 \
-	  -Dbench=enabled -Dtests=false -Dexamples=false)
+	  -Dbench=enabled -Dtests=false -Dexamples=true)
+	@$(MESON) introspect --buildoptions $(BENCH_BUILD) | \
+	  grep -q '"name": "examples", "value": true' || \
+	  { echo "$(MESON) configure $(BENCH_BUILD) -Dexamples=true"; \
+	    $(MESON) configure $(BENCH_BUILD) -Dexamples=true; }
 	$(BUILD_CMD) -C $(BENCH_BUILD)
 	python3 bench/peers/run.py --bin $(BENCH_BUILD)/bench/peers \
 	  --virt $(BENCH_BUILD)/bench/virt --qmp $(BENCH_BUILD)/bench/qmp \
 	  --out $(BUILD)/bench \
-	  --micro $(BENCH_BUILD) $(if $(QUICK),--quick)
+	  --micro $(BENCH_BUILD) --http $(BENCH_BUILD) $(if $(QUICK),--quick)
 
 # Every test of `make test` on a build instrumented for gcov, then gcovr's
 # summary for the library's own sources (tests, examples and benchmarks

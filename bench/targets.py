@@ -5,7 +5,10 @@ metric, what rx is compared with, the bound, and which benchmark measures it
 ("peers": bench/peers, run by bench/peers/run.py; "virt": bench/virt,
 libvirt's event API on rx and on libvirt's default loop, run by
 bench/peers/run.py --virt; "micro": rx's own google-benchmark runs,
-bench_rx by bench/run.sh, read by bench/micro.py).
+bench_rx by bench/run.sh, read by bench/micro.py; "http": bench/http,
+rx-http against nginx and h2o and rx-load against wrk and h2load, run by
+bench/http/http_bench.py, whose targets compare a "server + client" cell
+with another).
 bench/peers/run.py checks them all and writes the verdicts into
 build/bench/report.md; bench/micro.py checks the "micro" rows in its own
 table too. docs/benchmarks.md explains them.
@@ -35,7 +38,7 @@ class Target:
     reduce: str = "median"   # for "value": "median", "min" or "max"
     no_failures: bool = False  # a failed run of the column misses it
     label: str = ""    # the report's words for it, if not the default
-    bench: str = "peers"     # "peers", "virt" or "micro"
+    bench: str = "peers"     # "peers", "virt", "micro" or "http"
 
     def text(self):
         if self.label:
@@ -122,4 +125,24 @@ TARGETS = [
            RX_COLUMNS, reduce="max",
            label="0 in every rep (correctness: no timeout fires early)",
            bench="virt"),
-]
+    # HTTP (issue 15), bench/http: a target names the cell it checks and
+    # the cell it is compared with, each "server + client", at depth 1
+    # (http_p1, no pipelining) or 16 (http_p16); 256 connections.
+] + [t for depth in (1, 16) for t in (
+    Target("http_p%d" % depth, "requests_per_s", "nginx + wrk", ">=", 1.3,
+           ("rx-http io_uring + wrk",), bench="http",
+           label="rx-http io_uring / nginx ≥ 1.3 (wrk)"),
+    Target("http_p%d" % depth, "requests_per_s", "h2o + wrk", ">=", 1.0,
+           ("rx-http io_uring + wrk",), bench="http",
+           label="rx-http io_uring / h2o ≥ 1 (wrk)"),
+    Target("http_p%d" % depth, "requests_per_s", "nginx + wrk", ">=", 1.0,
+           ("nginx + rx-load",), bench="http",
+           label="rx-load / wrk ≥ 1 (against nginx)"),
+    Target("http_p%d" % depth, "requests_per_s", "nginx + h2load", ">=", 1.5,
+           ("nginx + rx-load",), bench="http",
+           label="rx-load / h2load ≥ 1.5 (against nginx)"),
+    Target("http_p%d" % depth, "client_cpu_us_per_req", "nginx + wrk", "<=",
+           1.0, ("nginx + rx-load",), bench="http",
+           label="rx-load / wrk ≤ 1, client CPU per request (against "
+           "nginx)"),
+)]

@@ -31,9 +31,15 @@ fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
 coverage) PKGS="$PKGS gcovr" ;;
 # `deps.sh bench` (make bench): google-benchmark for the micro benchmarks,
 # the peer libraries (libev, libuv, libevent), ZeroMQ for the event bus's
-# comparison (bench/bus), and gnuplot for the plots.
-bench) PKGS="$PKGS libbenchmark-dev libev-dev libuv1-dev libevent-dev \
-libzmq3-dev gnuplot-nox" ;;
+# comparison (bench/bus), and gnuplot for the plots. bench/http's servers
+# and clients (nginx-light, h2o, wrk, h2load of nghttp2-client) are
+# optional: installed when root, otherwise named, and the HTTP section
+# skips the rows of what is missing.
+bench)
+  PKGS="$PKGS libbenchmark-dev libev-dev libuv1-dev libevent-dev \
+libzmq3-dev gnuplot-nox"
+  OPTIONAL="$OPTIONAL nginx-light h2o wrk nghttp2-client"
+  ;;
 # `deps.sh valgrind` (scripts/valgrind.sh) also needs valgrind.
 valgrind) PKGS="$PKGS valgrind" ;;
 # `deps.sh format` (make format, make format-check, run by make test):
@@ -68,8 +74,8 @@ missing=$(not_installed "$PKGS")
 optional=$(not_installed "$OPTIONAL")
 
 if [ -n "$optional" ] && [ "$(id -u)" -ne 0 ]; then
-  echo "deps: not installed (not root): $optional; the tests that need" \
-    "them will skip" >&2
+  echo "deps: not installed (not root): $optional; the tests (and" \
+    "benchmark rows) that need them will skip" >&2
   optional=""
 fi
 missing="$missing${missing:+${optional:+ }}$optional"

@@ -6,6 +6,7 @@
                                [--workload NAME ...]
                                [--virt <builddir>/bench/virt]
                                [--qmp <builddir>/bench/qmp]
+                               [--http <builddir>]
 
 Every workload of bench/peers/peer.h runs on every library: rx (once with
 RX_BACKEND=io_uring, once with RX_BACKEND=epoll), libev, libuv and libevent,
@@ -54,8 +55,13 @@ stdout; its stderr goes to <out>/logs/. The outputs:
                          bench/run.sh's table (run.txt) and the JSON of its
                          google-benchmark runs
 
-The targets, those of the micro benchmarks included, are bench/targets.py's
-one table.
+With --http, bench/http/http_bench.py runs after them: rx-http (the
+build's examples/http) against nginx and h2o, rx-load (examples/load)
+against wrk and h2load; its section, CSV rows, plots (plots/http_*) and
+targets join the same report and files.
+
+The targets, those of the micro benchmarks and of HTTP included, are
+bench/targets.py's one table.
 
 --quick passes --quick to the executables (smaller sizes) and makes 2 reps
 instead of 5; --reps overrides either. Exit status: 0; 1 if a process failed
@@ -81,6 +87,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 import micro as micro_table  # noqa: E402  bench/micro.py
+sys.path.insert(0, str(REPO / "bench" / "http"))
+import http_bench  # noqa: E402  bench/http/http_bench.py
 from targets import TARGETS, Target  # noqa: E402,F401  bench/targets.py
 
 # ---------------------------------------------------------------------------
@@ -775,6 +783,8 @@ def all_verdicts(results, micro, virt):
             continue  # left out by --workload
         if t.bench == "virt" and not virt:
             continue
+        if t.bench == "http":
+            continue  # http_verdicts(): cells of bench/http
         for label in t.columns:
             v = (evaluate_micro(meds, t, label) if t.bench == "micro"
                  else evaluate(results, t, label))
@@ -1134,14 +1144,17 @@ def qmp_section(results, plots, skipped):
     return lines
 
 
-def summary_section(results, verdicts, missing):
+def summary_section(results, verdicts, missing, http=None):
     failed = results.failures()
+    http_failed = http.failures() if http is not None else []
     missed = [v for v in verdicts if not v.met]
     lines = ["## Summary", "",
-             "Targets (on rx io_uring, the ops targets on rx io_uring ops; "
+             "Targets (on rx io_uring, the ops targets on rx io_uring ops, "
+             "the HTTP targets on the cells they name; "
              "ratios of medians of the same run): "
              "%d met, %d missed. Failed runs: %d."
-             % (len(verdicts) - len(missed), len(missed), len(failed)), ""]
+             % (len(verdicts) - len(missed), len(missed),
+                len(failed) + len(http_failed)), ""]
     if missing:
         lines += ["Not built (cells left empty): %s." % ", ".join(missing),
                   ""]
@@ -1157,18 +1170,34 @@ def summary_section(results, verdicts, missing):
                   % (r.workload.name, r.column.label, r.rep, r.why,
                      log_link(r)) for r in failed]
         lines.append("")
+    if http_failed:
+        lines += ["### Failed HTTP runs", ""]
+        lines += ["- %s, depth %d, rep %d: %s ([log](logs/%s))"
+                  % (r.cell.label, r.cell.depth, r.rep, r.why, r.log.name)
+                  for r in http_failed]
+        lines.append("")
     return lines
 
 
+def http_verdicts(http):
+    """The verdicts of bench/http's targets (http: its Section, or None)."""
+    if http is None:
+        return []
+    return [Verdict(t, label, value, met, note) for t, label, value, met,
+            note in http_bench.verdicts(http)]
+
+
 def write_report(out, facts, results, missing, plots, micro, virt,
-                 qmp=None):
+                 qmp=None, http=None, http_plots=False):
     """Writes report.md; returns the verdicts of the targets. virt: whether
     bench/virt's workloads ran; qmp: None (--qmp not given), "" (bench/qmp
-    ran) or why it was skipped."""
-    verdicts = all_verdicts(results, micro, virt)
+    ran) or why it was skipped; http: bench/http's Section, if it ran."""
+    verdicts = all_verdicts(results, micro, virt) + http_verdicts(http)
     lines = ["# Peer benchmark: rx, libev, libuv, libevent; the event bus, "
-             "ZeroMQ, a mutex+condvar queue%s"
-             % ("; libvirt's event API" if virt else ""), ""]
+             "ZeroMQ, a mutex+condvar queue%s%s"
+             % ("; libvirt's event API" if virt else "",
+                "; HTTP: rx-http, nginx, h2o, rx-load, wrk, h2load"
+                if http is not None else ""), ""]
     lines += facts + [""]
     lines += ["Ratios are rx's median over the best peer's median (the "
               "highest for a higher-is-better metric, the lowest otherwise), "
@@ -1178,13 +1207,18 @@ def write_report(out, facts, results, missing, plots, micro, virt,
               "operations (rx_op_*) running the same workload; liburing is "
               "the same requests on plain liburing with rx's ring flags, "
               "the floor for rx's ops; neither is a peer.", ""]
-    lines += summary_section(results, verdicts, missing)
+    lines += summary_section(results, verdicts, missing, http)
     for workload in WORKLOADS:
         lines += workload_section(results, workload, verdicts, plots)
     if virt:
         lines += virt_section(results, verdicts, plots)
     if qmp is not None:
         lines += qmp_section(results, plots, qmp)
+    if http is not None:
+        lines += http_bench.report_section(
+            http, [(v.target, v.column, v.value, v.met, v.note)
+                   for v in verdicts if v.target.bench == "http"],
+            http_plots)
     if micro is not None:
         lines += micro_section(micro, verdicts)
     (out / "report.md").write_text("\n".join(lines))
@@ -1413,6 +1447,10 @@ def parse_args():
                         "against a real QEMU, on rx and as a blocking "
                         "client), qmp_rx and qmp_block in DIR "
                         "(<builddir>/bench/qmp)")
+    p.add_argument("--http", type=Path, metavar="BUILDDIR",
+                   help="also run bench/http (rx-http and rx-load of "
+                        "BUILDDIR/examples against nginx, h2o, wrk and "
+                        "h2load)")
     args = p.parse_args()
     if args.reps is not None and args.reps < 1:
         p.error("--reps must be at least 1")
@@ -1522,27 +1560,39 @@ def main():
         suites.append(qmp)
     fresh_outdir(out)
 
-    began, runs, interrupted = time.monotonic(), [], False
+    began, runs, interrupted, http = time.monotonic(), [], False, None
     try:
         run_all(suites, out / "logs", reps, args.quick, runs)
+        if args.http is not None:
+            http = http_bench.Section([], {}, [], 0, 0, args.quick)
+            http = http_bench.run_section(args.http.resolve(), out / "logs",
+                                          args.quick, args.reps,
+                                          section=http)
     except KeyboardInterrupt:
         interrupted = True
-        progress("\ninterrupted: reporting the %d runs done" % len(runs))
+        progress("\ninterrupted: reporting the %d runs done"
+                 % (len(runs) + (len(http.runs) if http else 0)))
     wall = time.monotonic() - began
     results = Results(runs)
     write_csvs(results, out)
     write_runs(runs, out)
+    if http is not None:
+        http_bench.append_csvs(http, out)
     plots = make_plots(results, out)
+    http_plots = plots and http is not None and \
+        http_bench.make_plots(http, out)
     micro = (run_micro(args.micro.resolve(), out, args.quick)
              if args.micro is not None and not interrupted else None)
     facts = host_facts(args, reps, wall, results, interrupted)
     verdicts = write_report(out, facts, results, missing, plots, micro,
-                            virt is not None, qmp_skipped)
+                            virt is not None, qmp_skipped, http,
+                            http_plots)
 
-    failed = results.failures()
+    failed = results.failures() + (http.failures() if http else [])
     missed = sum(not v.met for v in verdicts)
     progress("done in %s: %d runs, %d failed; targets %d met, %d missed; "
-             "report: %s" % (clock(time.monotonic() - began), len(runs),
+             "report: %s" % (clock(time.monotonic() - began),
+                             len(runs) + (len(http.runs) if http else 0),
                              len(failed), len(verdicts) - missed, missed,
                              out / "report.md"))
     if interrupted:
