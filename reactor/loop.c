@@ -868,10 +868,15 @@ static int64_t poll_left(int64_t timeout, int64_t spent) {
  * *quiet when the loop ran out of work. Returns the backend's error. */
 static inline int busy_poll(rx_loop *loop, int64_t *timeout, int64_t *quiet) {
   *quiet = rx__clock_now();
+  uint64_t completions = loop->m.completions;
   int rc = loop->ops->wait(loop, 0);
   if (rc < 0)
     return rc;
-  if (loop->pendingcnt > 0 || loop->ops_due > 0 ||
+  /* Anything reaped counts as work found: an op's callback runs from the
+   * reap (io_uring) and may have stopped the last active watcher or started
+   * a timer, so the timeout computed before it no longer holds. */
+  if (loop->m.completions != completions || loop->pendingcnt > 0 ||
+      loop->ops_due > 0 ||
       rx__cross_poll(loop, *timeout > 0 && *timeout < loop->poll_window
                                ? *timeout
                                : loop->poll_window))

@@ -151,6 +151,38 @@ static void test_nop_not_inside_call(void **state) {
   assert_int_equal(r.finals, 1);
 }
 
+static int guard_fired;
+static void guard_cb(rx_loop *loop, rx_timer *w, int revents) {
+  (void)loop;
+  (void)w;
+  (void)revents;
+  guard_fired++;
+}
+
+/* An op reaped by the busy poll's look (a wait that does not block), whose
+ * callback leaves nothing active: rx_run() returns without sleeping,
+ * instead of sleeping out the timeout it had computed before the look
+ * (here the unreferenced guard's; without one, no limit at all). */
+static void test_op_done_in_busy_poll(void **state) {
+  (void)state;
+  rx_timer guard;
+  rx_timer_init(&guard, guard_cb, RX_SEC(10), 0);
+  guard_fired = 0;
+  assert_int_equal(rx_timer_start(rxt.loop, &guard), 0);
+  rx_unref(rxt.loop);
+  rxt.loop->poll_window = rxt.loop->poll_max; /* as after a fast doorbell */
+  struct rec r = {0};
+  assert_int_equal(rx_op_nop(rxt.loop, &r.op, rec_cb), 0);
+  assert_int_equal(rx_run(rxt.loop, RX_RUN_DEFAULT), 0);
+  assert_int_equal(r.finals, 1);
+  assert_int_equal(guard_fired, 0);
+  struct rx_metrics m;
+  assert_int_equal(rx_loop_metrics(rxt.loop, &m), 0);
+  assert_int_equal(m.idle_ns, 0); /* it never slept */
+  rx_ref(rxt.loop);
+  rx_timer_stop(rxt.loop, &guard);
+}
+
 static void test_send_recv(void **state) {
   (void)state;
   int sv[2];
@@ -1232,6 +1264,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       RXT_TEST(test_bad_input),
       RXT_TEST(test_nop_not_inside_call),
+      RXT_TEST(test_op_done_in_busy_poll),
       RXT_TEST(test_et_watchers_and_ops),
       RXT_TEST(test_send_recv),
       RXT_TEST(test_cancel_pending_recv),
