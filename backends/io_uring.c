@@ -120,7 +120,8 @@ struct rx_uring {
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
   uint16_t next_bgid;  /* note l): the next pool's buffer group */
-  bool disabled;       /* made with R_DISABLED, enabled by the first wait */
+  bool disabled;       /* made with R_DISABLED, enabled by the first wait; other
+                        * loops read it (uring_wake_from()) */
   bool rearm_doorbell; /* the doorbell READ could not be queued */
   bool has_pollfd;     /* note j): an eventfd registered for rx_loop_fd() */
   int pollfd;
@@ -482,7 +483,8 @@ static int enable_ring(struct rx_uring *be) {
   if (syscall(__NR_io_uring_register, be->ring.ring_fd,
               IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
     return -errno;
-  be->disabled = false;
+  /* Release: a sender that reads false may message the ring (note i). */
+  __atomic_store_n(&be->disabled, false, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -576,11 +578,19 @@ static int uring_doorbell(rx_loop *loop) {
 }
 
 /* Note i): queue a message for `to`'s ring; it leaves with `from`'s next
- * submission. Only the sender's thread touches `from`'s SQ ring. */
+ * submission. Only the sender's thread touches `from`'s SQ ring. A ring
+ * not enabled yet (note e) refuses messages with -EBADFD, and `to` may
+ * announce its sleep before its first wait enables it: the sender's
+ * completion of that failure is ignored, so `to` would never hear the
+ * doorbell it was promised and every later post would find it rung. Such
+ * a loop gets the eventfd (the caller's fallback), which its doorbell READ
+ * reads once the ring runs. */
 static int uring_wake_from(rx_loop *from, rx_loop *to) {
   struct rx_uring *src = backend_of(from), *dst = backend_of(to);
   if (!src->msg_ring)
     return -ENOTSUP;
+  if (__atomic_load_n(&dst->disabled, __ATOMIC_ACQUIRE))
+    return -EAGAIN;
   struct io_uring_sqe *sqe = get_sqe(src);
   if (sqe == NULL)
     return -EBUSY;
@@ -598,7 +608,7 @@ static void forget_ring(struct rx_uring *be) {
     close(be->ring.ring_fd);
   memset(&be->ring, 0, sizeof(be->ring));
   be->ring.ring_fd = -1;
-  be->disabled = false;
+  __atomic_store_n(&be->disabled, false, __ATOMIC_RELEASE);
   be->rearm_doorbell = false;
   if (be->has_pollfd) {
     /* The inherited eventfd is the parent's too; a new one on request. */

@@ -855,6 +855,97 @@ static void test_busy_poll_catches_hand_offs(void **state) {
   rxt_assert_ge(ma.poll_ns + mb.poll_ns, 1);
 }
 
+/* A loop that announced its sleep before its first wait: on io_uring its
+ * ring is still disabled then (made with R_DISABLED, enabled by the first
+ * wait) and refuses a MSG_RING. rx_loop_post_from() must ring it some way
+ * that it hears, or `doorbell_rung` stays set and no later post wakes it
+ * (two bouncing loops hung that way now and then, when one side's first
+ * post reached the other between its announcement and its first wait). */
+struct early {
+  rx_loop *to;
+  rx_task post;  /* on the sender: posts `ball` to `to` */
+  rx_task ball;  /* on `to` */
+  rx_task later; /* on `to`, from a thread once `to` sleeps */
+  int balls, laters, later_rc;
+};
+
+static void early_ball(rx_loop *loop, rx_task *task) {
+  (void)loop;
+  ((struct early *)task->data)->balls++;
+}
+
+static void early_later(rx_loop *loop, rx_task *task) {
+  (void)loop;
+  ((struct early *)task->data)->laters++;
+}
+
+static void early_post(rx_loop *loop, rx_task *task) {
+  struct early *e = task->data;
+  assert_int_equal(rx_loop_post_from(loop, e->to, &e->ball), 0);
+}
+
+static void *post_when_asleep(void *arg) {
+  struct early *e = arg;
+  while (!__atomic_load_n(&e->to->sleeping, __ATOMIC_SEQ_CST))
+    sched_yield();
+  e->later_rc = rx_loop_post(e->to, &e->later);
+  return NULL;
+}
+
+static int guard_fired;
+static void guard_cb(rx_loop *loop, rx_timer *w, int revents) {
+  (void)loop;
+  (void)w;
+  (void)revents;
+  guard_fired++;
+}
+
+static void test_post_from_before_first_wait(void **state) {
+  (void)state;
+  static struct early e;
+  memset(&e, 0, sizeof(e));
+  assert_int_equal(rx_loop_new(&e.to, NULL), 0);
+  assert_int_equal(rx_set_busy_poll(e.to, 0), 0);
+  e.post = (rx_task){.fn = early_post, .data = &e};
+  e.ball = (rx_task){.fn = early_ball, .data = &e};
+  e.later = (rx_task){.fn = early_later, .data = &e};
+  /* `to` as between rx__cross_may_sleep() and its first wait. */
+  __atomic_store_n(&e.to->sleeping, 1, __ATOMIC_SEQ_CST);
+  assert_int_equal(rx_loop_post(rxt.loop, &e.post), 0);
+  rx_run(rxt.loop, RX_RUN_NOWAIT); /* sent, flushed */
+  rx_run(rxt.loop, RX_RUN_NOWAIT); /* its completion */
+  __atomic_store_n(&e.to->sleeping, 0, __ATOMIC_SEQ_CST);
+  /* `to` runs: the ball, and it hears what rang (within a few looks, on a
+   * loaded machine); a doorbell never heard stays rung for good. */
+  for (int i = 0; i < 2000 && (e.balls == 0 || e.to->doorbell_rung); i++) {
+    rx_run(e.to, RX_RUN_NOWAIT);
+    if (e.to->doorbell_rung)
+      rxt_sleep_ns(RX_MSEC(1));
+  }
+  assert_int_equal(e.balls, 1);
+  assert_int_equal(__atomic_load_n(&e.to->doorbell_rung, __ATOMIC_SEQ_CST), 0);
+  /* Now `to` sleeps with a 10 s guard, and a post from a thread wakes it
+   * with the doorbell (counted), not the end of a wait. */
+  struct rx_metrics before, after;
+  assert_int_equal(rx_loop_metrics(e.to, &before), 0);
+  rx_timer guard;
+  rx_timer_init(&guard, guard_cb, RX_SEC(10), 0);
+  guard_fired = 0;
+  assert_int_equal(rx_timer_start(e.to, &guard), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, post_when_asleep, &e), 0);
+  while (e.laters == 0 && guard_fired == 0)
+    rx_run(e.to, RX_RUN_ONCE);
+  pthread_join(th, NULL);
+  assert_int_equal(rx_loop_metrics(e.to, &after), 0);
+  assert_int_equal(e.later_rc, 0);
+  assert_int_equal(e.laters, 1);
+  assert_int_equal(guard_fired, 0);
+  rxt_assert_ge(after.wakeups, before.wakeups + 1);
+  rx_timer_stop(e.to, &guard);
+  rx_loop_free(e.to);
+}
+
 /* rx_set_busy_poll(loop, 0): never a poll, a doorbell per hand-off (each
  * side sleeps while the other works). */
 static void test_busy_poll_off(void **state) {
@@ -1102,6 +1193,7 @@ int main(void) {
       RXT_TEST(test_loop_to_loop),
       RXT_TEST(test_busy_poll_catches_hand_offs),
       RXT_TEST(test_busy_poll_off),
+      RXT_TEST(test_post_from_before_first_wait),
       RXT_TEST(test_busy_poll_only_for_fast_hand_offs),
       RXT_TEST(test_busy_poll_bad_input),
       RXT_TEST(test_post_from_outside_run),
