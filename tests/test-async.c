@@ -892,14 +892,6 @@ static void *post_when_asleep(void *arg) {
   return NULL;
 }
 
-static int guard_fired;
-static void guard_cb(rx_loop *loop, rx_timer *w, int revents) {
-  (void)loop;
-  (void)w;
-  (void)revents;
-  guard_fired++;
-}
-
 static void test_post_from_before_first_wait(void **state) {
   (void)state;
   static struct early e;
@@ -929,8 +921,9 @@ static void test_post_from_before_first_wait(void **state) {
   struct rx_metrics before, after;
   assert_int_equal(rx_loop_metrics(e.to, &before), 0);
   rx_timer guard;
-  rx_timer_init(&guard, guard_cb, RX_SEC(10), 0);
-  guard_fired = 0;
+  int guard_fired = 0;
+  rx_timer_init(&guard, rxt_count_fires, RX_SEC(10), 0);
+  guard.data = &guard_fired;
   assert_int_equal(rx_timer_start(e.to, &guard), 0);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, post_when_asleep, &e), 0);

@@ -151,14 +151,6 @@ static void test_nop_not_inside_call(void **state) {
   assert_int_equal(r.finals, 1);
 }
 
-static int guard_fired;
-static void guard_cb(rx_loop *loop, rx_timer *w, int revents) {
-  (void)loop;
-  (void)w;
-  (void)revents;
-  guard_fired++;
-}
-
 /* An op reaped by the busy poll's look (a wait that does not block), whose
  * callback leaves nothing active: rx_run() returns without sleeping,
  * instead of sleeping out the timeout it had computed before the look
@@ -166,8 +158,9 @@ static void guard_cb(rx_loop *loop, rx_timer *w, int revents) {
 static void test_op_done_in_busy_poll(void **state) {
   (void)state;
   rx_timer guard;
-  rx_timer_init(&guard, guard_cb, RX_SEC(10), 0);
-  guard_fired = 0;
+  int guard_fired = 0;
+  rx_timer_init(&guard, rxt_count_fires, RX_SEC(10), 0);
+  guard.data = &guard_fired;
   assert_int_equal(rx_timer_start(rxt.loop, &guard), 0);
   rx_unref(rxt.loop);
   rxt.loop->poll_window = rxt.loop->poll_max; /* as after a fast doorbell */
