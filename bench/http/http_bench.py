@@ -51,6 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from stats import Stat  # noqa: E402  bench/stats.py
 from targets import TARGETS  # noqa: E402  bench/targets.py
 
 CONNECTIONS = 256
@@ -619,26 +620,6 @@ def progress(text, end="\n"):
 
 # ---------------------------------------------------------------------------
 # The whole section.
-
-
-@dataclass
-class Stat:
-    values: list       # (rep, value)
-
-    def nums(self):
-        return [v for _, v in self.values]
-
-    @property
-    def median(self):
-        return statistics.median(self.nums())
-
-    @property
-    def lo(self):
-        return min(self.nums())
-
-    @property
-    def hi(self):
-        return max(self.nums())
 
 
 class Section:

@@ -87,6 +87,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 import micro as micro_table  # noqa: E402  bench/micro.py
+from stats import Stat  # noqa: E402  bench/stats.py
 sys.path.insert(0, str(REPO / "bench" / "http"))
 import http_bench  # noqa: E402  bench/http/http_bench.py
 from targets import TARGETS, Target  # noqa: E402,F401  bench/targets.py
@@ -574,25 +575,10 @@ def report_run(run):
 
 
 @dataclass
-class Stat:
+class BackendStat(Stat):
+    """A Stat with its unit and the backend its runs used."""
     unit: str
     backend: str
-    values: list       # (rep, value) of every successful run
-
-    def nums(self):
-        return [v for _, v in self.values]
-
-    @property
-    def median(self):
-        return statistics.median(self.nums())
-
-    @property
-    def lo(self):
-        return min(self.nums())
-
-    @property
-    def hi(self):
-        return max(self.nums())
 
 
 class Results:
@@ -612,7 +598,7 @@ class Results:
             if metric not in order:
                 order.append(metric)
             key = (run.workload.name, run.column.label, metric)
-            stat = self.stats.setdefault(key, Stat(unit, run.backend, []))
+            stat = self.stats.setdefault(key, BackendStat([], unit, run.backend))
             stat.values.append((run.rep, value))
 
     def get(self, workload, label, metric):
