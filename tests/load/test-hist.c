@@ -16,20 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "hist.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                         \
-  do {                                                           \
-    if (!(cond)) {                                               \
-      fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                              \
-      fputc('\n', stderr);                                       \
-      if (++failures > 20)                                       \
-        exit(1);                                                 \
-    }                                                            \
-  } while (0)
 
 /* xorshift64*: fast, seeded, the same sequence on every machine. */
 static uint64_t rng_state;

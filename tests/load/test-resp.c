@@ -11,19 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "resp.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                         \
-  do {                                                           \
-    if (!(cond)) {                                               \
-      fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                              \
-      fputc('\n', stderr);                                       \
-      failures++;                                                \
-    }                                                            \
-  } while (0)
 
 static const char stream[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello"
