@@ -458,9 +458,12 @@ def client_command(client, progs, depth, seconds, url):
                 "--timeout", "5s", "--latency", "-s",
                 str(HERE / "pipeline.lua"), url, "--", str(depth)]
     if client.name == "rx-load":
+        # --batch: a pipeline refilled whole, as pipeline.lua makes wrk
+        # do; --collect: a 50 us nap before each wait gathers completions
+        # (docs/benchmarks.md, "rx-load at depth 16 against nginx").
         return [str(progs["rx-load"]), "-t1", "-c" + c, "-d%ds" % seconds,
-                "--timeout", "5s", "--pipeline", str(depth), "--latency",
-                "--json", url]
+                "--timeout", "5s", "--pipeline", str(depth), "--batch",
+                "--collect", "50us", "--latency", "--json", url]
     # h2load pipelines HTTP/1.1 with -m: requests in flight per connection.
     return [progs["h2load"], "--h1", "-t1", "-c" + c, "-D", str(seconds),
             "-m", str(depth), url]
@@ -1049,8 +1052,10 @@ def report_section(section, verdict_list, plots, level=2):
         "GET %s (`Hello, World!`, text/plain) over %d keep-alive "
         "connections, without pipelining (depth 1) and with 16 requests "
         "in flight per connection (depth 16: wrk sends them as one batch "
-        "through bench/http/pipeline.lua, rx-load with --pipeline 16, "
-        "h2load with -m 16). Servers: rx-http with --threads 1 on io_uring "
+        "through bench/http/pipeline.lua, rx-load with --pipeline 16 "
+        "--batch, each batch once the last is answered, h2load with -m 16, "
+        "a request for each response; rx-load also naps 50 us before "
+        "each wait, --collect 50us, at both depths). Servers: rx-http with --threads 1 on io_uring "
         "and on epoll; nginx, 1 worker, `return 200` from its "
         "configuration; h2o, 1 thread, an mruby handler. Each server is "
         "pinned to CPU %d, each client (1 thread) to CPU %d; a fresh server "

@@ -3,7 +3,8 @@
  * flags and output, wrk2's open loop, and a latency per request.
  *
  *   rx-load -t2 -c64 -d10s [--timeout 2s] [-H 'K: V'] [--latency]
- *           [--pipeline N] [-R RATE] [--json] [--progress]
+ *           [--pipeline N [--batch]] [--collect T] [-R RATE] [--json]
+ *           [--progress]
  *           http://HOST[:PORT]/PATH
  *
  * Threads: one rx loop each, the connections split between them, each
@@ -23,7 +24,9 @@
  * its latency: one sample per request, pipelined or not.
  *
  * Closed loop (no -R), as wrk: each connection keeps `pipeline` requests
- * outstanding, sending as many as came back, in one send.
+ * outstanding, sending as many as came back, in one send; with --batch
+ * only once all came back, as wrk's pipelining script does. --collect
+ * sets the loop's io collect interval (a nap before each wait).
  *
  * Open loop (-R), as wrk2: connection i of C plans its k-th request at
  * origin + (i + k * C) / R, so the connections together send R a second,
@@ -89,6 +92,8 @@
 
 static struct {
   unsigned threads, conns, pipeline;
+  bool batch;      /* closed loop: refill a pipeline only once all came back */
+  int64_t collect; /* rx_set_io_collect_interval(), ns; 0: none */
   int64_t duration, timeout;
   double rate; /* requests/s, all threads; 0: closed loop */
   bool latency, json, progress;
@@ -163,6 +168,7 @@ struct worker {
   const char *failed; /* ... in what */
   /* Results. */
   uint64_t requests, bytes, sent, planned;
+  uint64_t sends; /* send ops, each of one or more requests */
   struct errors err;
   struct hist *lat;   /* corrected (from the planned time) in the open loop */
   struct hist *unlat; /* open loop only: from the actual send */
@@ -228,6 +234,7 @@ static void conn_send(struct conn *c, uint32_t n, int64_t now) {
     c->next_k += n;
   c->outstanding += n;
   w->sent += n;
+  w->sends++;
   int rc = rx_op_send(w->loop, &c->send_op, c->fd, request,
                       (unsigned)(n * request_len), MSG_NOSIGNAL, on_sent);
   if (rc < 0) {
@@ -258,7 +265,7 @@ static void conn_pump(struct conn *c, int64_t now) {
     return;
   uint32_t room = opt.pipeline - c->outstanding;
   if (opt.rate <= 0) {
-    if (room > 0)
+    if (room > 0 && (!opt.batch || c->outstanding == 0))
       conn_send(c, room, now);
     return;
   }
@@ -539,6 +546,8 @@ static void *worker_main(void *arg) {
     w->error = rc;
     w->failed = "rx_loop_new";
   } else {
+    if (opt.collect > 0)
+      rx_set_io_collect_interval(w->loop, opt.collect);
     unsigned count = 64;
     while (count < 2 * w->nconns && count < 4096)
       count *= 2;
@@ -619,6 +628,13 @@ static void usage(FILE *to) {
       "      --latency        print the latency distribution and the\n"
       "                       percentile spectrum\n"
       "      --pipeline N     requests outstanding per connection (default 1)\n"
+      "      --batch          closed loop: send a connection's next N\n"
+      "                       requests once all N are answered (wrk's\n"
+      "                       pipelining), not as each comes back (h2load's)\n"
+      "      --collect T      nap T (e.g. 50us) before each wait for the\n"
+      "                       kernel, gathering completions: fewer wake-ups\n"
+      "                       and less CPU per request, latency coarser by\n"
+      "                       up to T (default 0: none)\n"
       "  -R, --rate RATE      open loop: RATE requests/s in all, on a fixed\n"
       "                       schedule (wrk2's -R); latency counted from each\n"
       "                       request's planned send time (corrected) and "
@@ -904,7 +920,7 @@ static void print_spectrum(const char *title, const struct hist *h) {
 }
 
 struct totals {
-  uint64_t requests, bytes, sent, planned;
+  uint64_t requests, bytes, sent, planned, sends;
   struct errors err;
   struct hist *lat, *unlat;
   double seconds, cpu_user, cpu_sys;
@@ -999,12 +1015,16 @@ static void print_json(const struct totals *t) {
     printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
   printf("\",\n  \"threads\": %u, \"connections\": %u, \"pipeline\": %u,\n",
          opt.threads, opt.conns, opt.pipeline);
+  printf("  \"batch\": %s, \"collect_us\": %.3f,\n",
+         opt.batch ? "true" : "false", (double)opt.collect / 1e3);
   printf("  \"duration_s\": %.6f, \"timeout_s\": %.6f, \"rate_asked\": %.3f,\n",
          t->seconds, (double)opt.timeout / 1e9, opt.rate);
   printf("  \"requests\": %llu, \"bytes\": %llu, \"requests_per_sec\": %.3f, "
          "\"bytes_per_sec\": %.3f,\n",
          (unsigned long long)t->requests, (unsigned long long)t->bytes,
          (double)t->requests / t->seconds, (double)t->bytes / t->seconds);
+  printf("  \"sent\": %llu, \"sends\": %llu,\n", (unsigned long long)t->sent,
+         (unsigned long long)t->sends);
   printf("  \"errors\": {\"connect\": %llu, \"read\": %llu, \"write\": %llu, "
          "\"timeout\": %llu, \"status\": %llu, \"malformed\": %llu},\n",
          (unsigned long long)t->err.connect, (unsigned long long)t->err.read,
@@ -1048,6 +1068,8 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 'T'},
       {"latency", no_argument, NULL, 'L'},
       {"pipeline", required_argument, NULL, 'P'},
+      {"batch", no_argument, NULL, 'B'},
+      {"collect", required_argument, NULL, 'C'},
       {"json", no_argument, NULL, 'J'},
       {"progress", no_argument, NULL, 'p'},
       {"help", no_argument, NULL, 'h'},
@@ -1067,6 +1089,14 @@ int main(int argc, char **argv) {
     case 't':
       if (parse_uint(optarg, 1024, &opt.threads) < 0)
         return bad("-t/--threads wants a count from 1 to 1024, not '%s'",
+                   optarg);
+      break;
+    case 'B':
+      opt.batch = true;
+      break;
+    case 'C':
+      if (parse_duration(optarg, &opt.collect) < 0 || opt.collect > RX_SEC(1))
+        return bad("--collect wants a time up to 1s such as 50us, not '%s'",
                    optarg);
       break;
     case 'P':
@@ -1298,6 +1328,7 @@ int main(int argc, char **argv) {
     tot.requests += w->requests;
     tot.bytes += w->bytes;
     tot.sent += w->sent;
+    tot.sends += w->sends;
     tot.planned += w->planned;
     tot.err.connect += w->err.connect;
     tot.err.read += w->err.read;

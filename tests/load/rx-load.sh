@@ -6,6 +6,9 @@
 #             live line (--progress) each second
 #   sigint    SIGINT ends a 60 s run early, and the summary still comes
 #   pipeline  --pipeline 16: requests counted, zero errors
+#   batch     against a server that sends each response on its own
+#             (trickle.py): --pipeline 16 --batch sends 16 requests per
+#             send, without --batch a connection refills as each comes back
 #   delay     -R against /delay?ms=N: the percentiles are the delay's
 #             (p50 >= N ms, and not far above)
 #   timeout   requests past --timeout are recorded (at least at the
@@ -19,11 +22,12 @@ set -u
 load=$1
 http=$2
 shift 2
-cases=${*:-flags closed sigint pipeline delay timeout sigstop}
+cases=${*:-flags closed sigint pipeline batch delay timeout sigstop}
 tmp=$(mktemp -d)
 server=
 client=
-trap 'rm -rf "$tmp"; for p in $client $server; do kill -CONT $p; kill -KILL $p; done 2>/dev/null' EXIT
+trickle=
+trap 'rm -rf "$tmp"; for p in $client $server $trickle; do kill -CONT $p; kill -KILL $p; done 2>/dev/null' EXIT
 
 fail() {
   echo "rx-load.sh: $case on ${RX_BACKEND:-the default backend}: $*" >&2
@@ -92,6 +96,8 @@ for case in $cases; do
       "--timeout -1s $u" \
       "--pipeline 0 $u" \
       "--pipeline 2000 $u" \
+      "--collect 2s $u" \
+      "--collect x $u" \
       "-R 0 $u" \
       "-R fast $u" \
       "-H nocolon $u" \
@@ -164,6 +170,39 @@ for case in $cases; do
     # One latency sample per request, not per batch.
     [ "$(json count latency)" = "$requests" ] ||
       fail "$(json count latency) latency samples for $requests requests"
+    ;;
+  batch)
+    python3 "$(dirname "$0")/trickle.py" 2>"$tmp/trickle.err" &
+    trickle=$!
+    for _ in $(seq 100); do
+      grep -qs "listening on" "$tmp/trickle.err" && break
+      sleep 0.1
+    done
+    tport=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
+      "$tmp/trickle.err")
+    [ -n "$tport" ] || fail "trickle.py did not start: $(cat "$tmp/trickle.err")"
+    run -t1 -c2 -d1s --pipeline 16 --batch --collect 50us --json \
+      "http://127.0.0.1:$tport/" || fail "--batch: exit status $?"
+    zero_errors
+    grep -q '"batch": true, "collect_us": 50.000' "$tmp/out" ||
+      fail "--batch --collect 50us not in the JSON"
+    sent=$(json sent)
+    sends=$(json sends)
+    ge "$sends" 2 || fail "--batch: $sends sends"
+    [ "$sent" = $((16 * sends)) ] ||
+      fail "--batch: $sent requests in $sends sends, not 16 each"
+    run -t1 -c2 -d1s --pipeline 16 --json "http://127.0.0.1:$tport/" ||
+      fail "exit status $?"
+    zero_errors
+    sent=$(json sent)
+    sends=$(json sends)
+    # About one request per send; 8 allows for a slow client on a busy
+    # machine reading several responses at once.
+    ge "$sends" $((sent / 8)) ||
+      fail "without --batch: $sent requests in only $sends sends"
+    kill -KILL "$trickle"
+    wait "$trickle" 2>/dev/null
+    trickle=
     ;;
   delay)
     [ -n "$server" ] || start_server
