@@ -51,15 +51,20 @@ json() {
 # Whether $1 >= $2, as decimal numbers.
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 
+# The port a server announces in the file $1 ("listening on
+# 127.0.0.1:PORT"), once it has (10 s at most); nothing if it did not.
+listening_port() {
+  for _ in $(seq 100); do
+    grep -qs "listening on" "$1" && break
+    sleep 0.1
+  done
+  sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1"
+}
+
 start_server() {
   "$http" --threads 1 --port 0 2>"$tmp/http.err" &
   server=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$tmp/http.err" && break
-    sleep 0.1
-  done
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' \
-    "$tmp/http.err")
+  port=$(listening_port "$tmp/http.err")
   if [ -z "$port" ]; then
     if grep -q "rx_loop_new" "$tmp/http.err" &&
       [ "${RX_BACKEND:-}" = io_uring ]; then
@@ -174,12 +179,7 @@ for case in $cases; do
   batch)
     python3 "$(dirname "$0")/trickle.py" 2>"$tmp/trickle.err" &
     trickle=$!
-    for _ in $(seq 100); do
-      grep -qs "listening on" "$tmp/trickle.err" && break
-      sleep 0.1
-    done
-    tport=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' \
-      "$tmp/trickle.err")
+    tport=$(listening_port "$tmp/trickle.err")
     [ -n "$tport" ] || fail "trickle.py did not start: $(cat "$tmp/trickle.err")"
     run -t1 -c2 -d1s --pipeline 16 --batch --collect 50us --json \
       "http://127.0.0.1:$tport/" || fail "--batch: exit status $?"
