@@ -13,6 +13,10 @@
 #             (p50 >= N ms, and not far above)
 #   timeout   requests past --timeout are recorded (at least at the
 #             timeout) and counted, not dropped
+#   killed    the server killed (SIGKILL) one second into a 3 s run: the
+#             run still ends on time with exit status 0, the connections
+#             it cut count as read or write errors, the refused reconnects
+#             as connect errors
 #   sigstop   the server stopped (SIGSTOP) for one second during an -R run:
 #             the corrected p99 shows it, the uncorrected p99 does not
 # (all cases when none is named). Every process started here is stopped by
@@ -22,7 +26,7 @@ set -u
 load=$1
 http=$2
 shift 2
-cases=${*:-flags closed sigint pipeline batch delay timeout sigstop}
+cases=${*:-flags closed sigint pipeline batch delay timeout killed sigstop}
 tmp=$(mktemp -d)
 server=
 client=
@@ -231,6 +235,25 @@ for case in $cases; do
       fail "$(json count latency) samples for $timeouts timeouts"
     ge "$(json min_us latency)" 300000 || fail "a sample under 300 ms"
     ge 3000000 "$(json max_us latency)" || fail "a sample over 3 s"
+    ;;
+  killed)
+    [ -n "$server" ] || start_server
+    timeout 120 "$load" -t2 -c8 -d3s --json "$url/plaintext" \
+      >"$tmp/out" 2>"$tmp/err" &
+    client=$!
+    sleep 1
+    kill -KILL "$server"
+    wait "$server" 2>/dev/null
+    server=
+    wait "$client" || fail "exit status $?"
+    client=
+    ge "$(json requests)" 1 || fail "no request answered before the kill"
+    ge 10 "$(json duration_s)" || fail "ran $(json duration_s) s, not 3"
+    # The 8 open ones, and any reconnect the dying listener's backlog
+    # took before it closed.
+    cut=$(($(json read errors) + $(json write errors)))
+    ge "$cut" 1 || fail "no connection counted as cut"
+    ge "$(json connect errors)" 1 || fail "no refused reconnect counted"
     ;;
   sigstop)
     [ -n "$server" ] || start_server
