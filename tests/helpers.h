@@ -209,7 +209,7 @@ static inline void rxt_heap_check_and_remove(void) {
 }
 
 /* ---------------------------------------------------------------------------
- * File descriptors.
+ * Timers.
  */
 
 /* A timer callback that counts its fires in the int `data` points at: a
@@ -219,6 +219,10 @@ static inline void rxt_count_fires(rx_loop *loop, rx_timer *w, int revents) {
   (void)revents;
   ++*(int *)w->data;
 }
+
+/* ---------------------------------------------------------------------------
+ * File descriptors.
+ */
 
 /* Open fds of this process, not counting the one used to count them. */
 static inline int rxt_count_fds(void) {

@@ -597,7 +597,8 @@ class Results:
             if metric not in order:
                 order.append(metric)
             key = (run.workload.name, run.column.label, metric)
-            stat = self.stats.setdefault(key, BackendStat([], unit, run.backend))
+            stat = self.stats.setdefault(
+                key, BackendStat([], unit, run.backend))
             stat.values.append((run.rep, value))
 
     def get(self, workload, label, metric):

@@ -85,6 +85,13 @@ run() {
   timeout 120 "$load" "$@" >"$tmp/out" 2>"$tmp/err"
 }
 
+# The same in the background, the pid of timeout(1), which passes
+# signals on to rx-load, in $client.
+run_bg() {
+  timeout 120 "$load" "$@" >"$tmp/out" 2>"$tmp/err" &
+  client=$!
+}
+
 zero_errors() {
   grep -q '"errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0, "malformed": 0}' \
     "$tmp/out" || fail "errors counted"
@@ -158,9 +165,7 @@ for case in $cases; do
     ;;
   sigint)
     [ -n "$server" ] || start_server
-    timeout 120 "$load" -t2 -c4 -d60s --json "$url/plaintext" \
-      >"$tmp/out" 2>"$tmp/err" &
-    client=$!
+    run_bg -t2 -c4 -d60s --json "$url/plaintext"
     sleep 1
     kill -INT "$client"
     wait "$client" || fail "exit status $?"
@@ -238,9 +243,7 @@ for case in $cases; do
     ;;
   killed)
     [ -n "$server" ] || start_server
-    timeout 120 "$load" -t2 -c8 -d3s --json "$url/plaintext" \
-      >"$tmp/out" 2>"$tmp/err" &
-    client=$!
+    run_bg -t2 -c8 -d3s --json "$url/plaintext"
     sleep 1
     kill -KILL "$server"
     wait "$server" 2>/dev/null
@@ -263,9 +266,7 @@ for case in $cases; do
     # corrected p99 must show. Only the <= 8 requests in flight when it
     # stopped (0.4%) saw the stop since their actual send: the
     # uncorrected p99 stays far below.
-    timeout 120 "$load" -t1 -c8 -d5s -R 400 --timeout 10s --json \
-      "$url/plaintext" >"$tmp/out" 2>"$tmp/err" &
-    client=$!
+    run_bg -t1 -c8 -d5s -R 400 --timeout 10s --json "$url/plaintext"
     sleep 1.5
     kill -STOP "$server"
     sleep 1
