@@ -32,26 +32,38 @@
  *     (IORING_FEAT_EXT_ARG, 5.11): no timeout SQE per iteration. Kernels
  *     without it are refused with -ENOSYS, so the loop falls back to epoll.
  *  e) Setup flags: SINGLE_ISSUER (6.0) because only the loop's thread
- *     submits; COOP_TASKRUN (5.19) so that a completion does not interrupt
- *     the loop's thread with an IPI while it runs: the kernel posts it at
- *     the thread's next kernel entry (a recv or send in a callback, or the
- *     next io_uring_enter), or wakes the thread if it sleeps. Not
- *     DEFER_TASKRUN: since Linux 6.13 a DEFER_TASKRUN ring runs at most 20
- *     queued completions per io_uring_enter, so a batch of 100 ready polls
- *     takes five enters. SINGLE_ISSUER binds the ring to one task: the one that
- * creates it, unless the ring starts disabled (R_DISABLED, 5.10), in which case
- * the one that enables it. The ring is enabled by the first wait, so a loop
- *     made on one thread and run on another works; running it later from
- *     yet another thread fails with -EEXIST, which rx_run() returns. Older
- *     kernels refuse unknown flags with EINVAL, so setup falls back to
- *     COOP_TASKRUN|TASKRUN_FLAG alone (5.19), then to no flags. SQPOLL is
- *     never used: it burns a core.
+ *     submits, and with it DEFER_TASKRUN (6.1): a completion that needs
+ *     the loop's thread (a poll's wake-up, a recv that found data) is
+ *     queued on the ring and run only when the thread enters with
+ *     GETEVENTS. The peer that made it ready (the sender of the bytes,
+ *     in its own syscall) only adds it to a list, and wakes the loop only
+ *     if it waits in io_uring_enter() for that many completions; a loop
+ *     that runs callbacks, or naps in the collect interval, is neither
+ *     interrupted nor woken. Without it (COOP_TASKRUN, 5.19) every such
+ *     completion sets TIF_NOTIFY_SIGNAL on the loop's thread, which wakes
+ *     any interruptible sleep: rx-load's 50 us nanosleep, measured with
+ *     strace against nginx, was cut short 2.8 times per nap, each time a
+ *     wake-up paid on the server's CPU; DEFER_TASKRUN took rx-load's CPU
+ *     per request from 6.4 to 3.9 us (docs/benchmarks.md). Since Linux
+ *     6.13 one enter runs at most 20 queued completions (the kernel's
+ *     IO_LOCAL_TW_DEFAULT_MAX, "io_uring: limit local tw done") and flags
+ *     the rest with IORING_SQ_TASKRUN, so a wait enters again while the
+ *     flag is up (run_deferred()). SINGLE_ISSUER binds the ring to one
+ *     task: the one that creates it, unless the ring starts disabled
+ *     (R_DISABLED, 5.10), in which case the one that enables it. The ring
+ *     is enabled by the first wait, so a loop made on one thread and run
+ *     on another works; running it later from yet another thread fails
+ *     with -EEXIST, which rx_run() returns. Older kernels refuse unknown
+ *     flags with EINVAL, so setup falls back to SINGLE_ISSUER without
+ *     DEFER_TASKRUN, then to COOP_TASKRUN|TASKRUN_FLAG alone (5.19), then
+ *     to no flags. SQPOLL is never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
  *     ring without entering the kernel. With TASKRUN_FLAG (given with
- *     COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN when completions are
- * waiting to be run, and IORING_SQ_CQ_OVERFLOW when some did not fit the ring;
- * either flag makes the iteration enter with GETEVENTS. No ready event is
- *     missed, and an idle iteration costs no syscall.
+ *     DEFER_TASKRUN or COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN
+ *     when completions are waiting to be run, and IORING_SQ_CQ_OVERFLOW
+ *     when some did not fit the ring; either flag makes the iteration
+ *     enter with GETEVENTS. No ready event is missed, and an idle
+ *     iteration costs no syscall.
  *  g) The CQ ring is at least four times the SQ ring (DEFAULT_CQ_ENTRIES
  *     for the default ring). Completions that still do not
  *     fit wait in the kernel's overflow list (IORING_FEAT_NODROP, 5.5) and
@@ -117,6 +129,7 @@ struct rx_uring {
   struct io_uring ring;
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
+  bool deferred;       /* DEFER_TASKRUN (note e) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
   uint16_t next_bgid;  /* note l): the next pool's buffer group */
@@ -192,6 +205,8 @@ static uint32_t probe_ops(const struct io_uring_probe *probe) {
 /* Tries the setup flags of note e), best first. */
 static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
   static const unsigned tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+          IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
           IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
       IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
@@ -217,6 +232,7 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
                                                         : 0;
     be->peek_ok = tries[i] != 0;
     be->disabled = (tries[i] & IORING_SETUP_R_DISABLED) != 0;
+    be->deferred = (tries[i] & IORING_SETUP_DEFER_TASKRUN) != 0;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
     be->msg_ring = probe != NULL &&
                    io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
@@ -551,6 +567,29 @@ static inline void drain(struct rx_uring *be) {
   }
 }
 
+/* Note e): the kernel holds back completions on a DEFER_TASKRUN ring
+ * (past its per-enter limit, or queued since the last enter); each further
+ * enter runs at most 20 of them. */
+#define DEFERRED_ROUNDS 16
+static inline bool held_back(struct rx_uring *be) {
+  return (IO_URING_READ_ONCE(*be->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+}
+
+/* Note e): completions the kernel holds back past its per-enter limit
+ * are run by more enters, each followed by the callbacks of what it
+ * posted. The bound keeps a flood from starving the rest of the
+ * iteration; what is left is still flagged, so the next iteration's
+ * non-blocking look enters for it. A host loop watching rx_loop_fd()
+ * comes back too: the kernel signals that eventfd whenever it posts
+ * completions, and these enters post after the wait emptied it. */
+static void run_deferred(struct rx_uring *be) {
+  for (int round = 0; round < DEFERRED_ROUNDS && held_back(be); round++) {
+    be->loop.m.enters++;
+    io_uring_get_events(&be->ring);
+    drain(be);
+  }
+}
+
 /* The steps of a wait: the ring enabled by its first, the doorbell READ
  * queued again if it could not be, the rx_loop_fd() eventfd emptied, the
  * fd changes queued, one enter (or none), then the completions reaped. */
@@ -569,6 +608,8 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
     return rc;
   drain(be);
+  if (be->deferred)
+    run_deferred(be);
   return 0;
 }
 
@@ -658,6 +699,24 @@ static int uring_pollfd(rx_loop *loop) {
   return fd;
 }
 
+/* Submits what is queued. A removed poll lets go of its file when the
+ * poll's own completion runs; on a DEFER_TASKRUN ring (note e) that waits
+ * for an enter with GETEVENTS, so the removal is submitted with one, and
+ * followed by more while the kernel flags completions held back. What
+ * they post stays in the completion ring for the next reap. */
+static void submit_removals(struct rx_uring *be) {
+  be->loop.m.enters++;
+  if (!be->deferred) {
+    io_uring_submit(&be->ring);
+    return;
+  }
+  io_uring_submit_and_get_events(&be->ring);
+  for (int round = 0; round < DEFERRED_ROUNDS && held_back(be); round++) {
+    be->loop.m.enters++;
+    io_uring_get_events(&be->ring);
+  }
+}
+
 /* rx_io_close(), note b): the poll is removed now, and the removal
  * submitted, so that the kernel drops its reference to the file before the
  * fd is closed. The removal runs inside io_uring_enter(). */
@@ -667,10 +726,8 @@ static void uring_release(rx_loop *loop, int fd) {
   if (f == NULL || !(f->backend & RX__FD_URING_ARMED))
     return;
   remove_poll(be, f, fd);
-  if (!be->disabled) {
-    loop->m.enters++;
-    io_uring_submit(&be->ring);
-  }
+  if (!be->disabled)
+    submit_removals(be);
 }
 
 /* rx_run() is returning: submit what callbacks queued after the last wait
@@ -692,10 +749,8 @@ static void uring_flush(rx_loop *loop) {
       loop->changes[kept++] = fd;
   }
   loop->nchanges = kept;
-  if (io_uring_sq_ready(&be->ring) > 0) {
-    loop->m.enters++;
-    io_uring_submit(&be->ring);
-  }
+  if (io_uring_sq_ready(&be->ring) > 0)
+    submit_removals(be);
 }
 
 /* Note l): one SQE for `op`, tagged with its address. A write that the

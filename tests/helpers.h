@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -256,6 +257,24 @@ static inline void rxt_pair_at(int fd, int sv[2]) {
     close(sv[0]);
     sv[0] = fd;
   }
+}
+
+/* How many of `want` socketpairs fit under RLIMIT_NOFILE, raised
+ * towards its hard limit first (4 fds a pair: 2 for the pair, room for
+ * the loop's own). */
+static inline int rxt_pairs_allowed(int want) {
+  struct rlimit rl;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rlim_t need = (rlim_t)(4 * want + 64);
+  if (rl.rlim_cur >= need)
+    return want;
+  rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  getrlimit(RLIMIT_NOFILE, &rl);
+  int n = rl.rlim_cur < need ? ((int)rl.rlim_cur - 64) / 4 : want;
+  print_message("RLIMIT_NOFILE %llu: %d socketpairs\n",
+                (unsigned long long)rl.rlim_cur, n);
+  return n;
 }
 
 static inline void rxt_close_pair(int sv[2]) {
