@@ -291,7 +291,11 @@ def start_server(server, progs, log, cpu):
     port = None
     if server.kind == "rx-http":
         env["RX_BACKEND"] = server.backend
-        cmd = [str(progs["rx-http"]), "--threads", "1", "--port", "0"]
+        # --collect: a 50 us nap before each wait, so that the clients'
+        # requests gather instead of each waking the server
+        # (docs/benchmarks.md, "Completions that wait for the loop").
+        cmd = [str(progs["rx-http"]), "--threads", "1", "--port", "0",
+               "--collect", "50us"]
     elif server.kind == "nginx":
         port = free_port()
         conf = Path(tmp) / "nginx.conf"
@@ -1056,7 +1060,8 @@ def report_section(section, verdict_list, plots, level=2):
         "--batch, each batch once the last is answered, h2load with -m 16, "
         "a request for each response; rx-load also naps 50 us before "
         "each wait, --collect 50us, at both depths). Servers: rx-http "
-        "with --threads 1 on io_uring and on epoll; nginx, 1 worker, `return 200` from its "
+        "with --threads 1 --collect 50us (a 50 us nap before each wait) "
+        "on io_uring and on epoll; nginx, 1 worker, `return 200` from its "
         "configuration; h2o, 1 thread, an mruby handler. Each server is "
         "pinned to CPU %d, each client (1 thread) to CPU %d; a fresh server "
         "on a free port of 127.0.0.1 per run. %d interleaved rep%s of %d s "

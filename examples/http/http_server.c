@@ -893,6 +893,8 @@ static int worker_setup(struct worker *w, const char **what) {
     *what = "rx_pool_new";
     return rc;
   }
+  if (w->srv->cfg.collect > 0)
+    rx_set_io_collect_interval(w->loop, w->srv->cfg.collect);
   refresh_date(w);
   rx_timer_init(&w->date_timer, on_date, RX_SEC(1), RX_SEC(1));
   w->date_timer.data = w;

@@ -27,6 +27,8 @@ struct http_server_config {
                              header; 0: the default, 10 s */
   int64_t idle_timeout;   /* ns a keep-alive connection may wait for its
                              next request; 0: the default, 60 s */
+  int64_t collect;        /* ns each loop naps before a wait
+                             (rx_set_io_collect_interval()); 0: none */
   const char *backend;    /* NULL: $RX_BACKEND, else io_uring or epoll */
 };
 

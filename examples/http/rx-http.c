@@ -2,7 +2,7 @@
  * rx-http.c - an HTTP/1.1 server for benchmarks, on rx's completion ops.
  *
  *   rx-http [--threads N] [--port N] [--bind ADDR] [--max-conns N]
- *           [--header-timeout DUR] [--idle-timeout DUR]
+ *           [--header-timeout DUR] [--idle-timeout DUR] [--collect DUR]
  *
  * Routes: /plaintext and /json (TechEmpower's), /delay?ms=N (answers after
  * N ms), 404 otherwise. One loop per thread (http_server.c); this file
@@ -38,6 +38,7 @@ static void usage(FILE *to) {
       to,
       "usage: rx-http [--threads N] [--port N] [--bind ADDR] [--max-conns N]\n"
       "               [--header-timeout DUR] [--idle-timeout DUR]\n"
+      "               [--collect DUR]\n"
       "An HTTP/1.1 server for benchmarks, on rx (io_uring, else epoll).\n"
       "  --threads N          loops, one per thread, each with its own\n"
       "                       SO_REUSEPORT socket (default: every core)\n"
@@ -49,8 +50,12 @@ static void usage(FILE *to) {
       "                       within DUR of its first byte (default 10s)\n"
       "  --idle-timeout DUR   close a keep-alive connection idle for DUR\n"
       "                       (default 60s)\n"
+      "  --collect DUR        nap DUR (up to 1s, e.g. 50us) before each\n"
+      "                       wait, so that requests gather and the clients'\n"
+      "                       sends do not wake the server one by one\n"
+      "                       (the loop's io collect interval; default none)\n"
       "  --help               this text\n"
-      "DUR: a number with ms, s or m (a bare number is seconds).\n"
+      "DUR: a number with us, ms, s or m (a bare number is seconds).\n"
       "Routes: GET|HEAD /plaintext, /json, /delay?ms=N (after N ms); 404.\n"
       "The backend: $RX_BACKEND (io_uring or epoll), else io_uring falling\n"
       "back to epoll. SIGTERM or SIGINT drains the server and exits with 0.\n");
@@ -71,23 +76,26 @@ static int parse_count(const char *opt, const char *s, long min, long max,
   return 0;
 }
 
-/* A duration such as 10s, 500ms, 2m or 3 (seconds), > 0: ns, or -1. */
-static int64_t parse_duration(const char *opt, const char *s) {
+/* A duration such as 10s, 500ms, 50us, 2m or 3 (seconds), > 0 and at most
+ * `max` ns: ns, or -1. */
+static int64_t parse_duration(const char *opt, const char *s, double max) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
   double scale = 1e9;
   if (end != s && strcmp(end, "ms") == 0)
     scale = 1e6;
+  else if (end != s && strcmp(end, "us") == 0)
+    scale = 1e3;
   else if (end != s && strcmp(end, "m") == 0)
     scale = 60e9;
   else if (end != s && *end != '\0' && strcmp(end, "s") != 0)
     end = (char *)s;
-  if (errno != 0 || end == s || !(v > 0) || v * scale > 86400e9) {
+  if (errno != 0 || end == s || !(v > 0) || v * scale > max) {
     fprintf(stderr,
-            "rx-http: %s wants a duration such as 500ms, 10s or 2m, not "
-            "'%s'\n",
-            opt, s);
+            "rx-http: %s wants a duration up to %gs such as 50us, 500ms or "
+            "10s, not '%s'\n",
+            opt, max / 1e9, s);
     return -1;
   }
   return (int64_t)(v * scale);
@@ -109,6 +117,7 @@ int main(int argc, char **argv) {
       {"max-conns", required_argument, NULL, 'm'},
       {"header-timeout", required_argument, NULL, 'H'},
       {"idle-timeout", required_argument, NULL, 'I'},
+      {"collect", required_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -118,7 +127,7 @@ int main(int argc, char **argv) {
   cfg.threads = cores();
   long v;
   int opt;
-  while ((opt = getopt_long(argc, argv, "t:p:b:m:H:I:h", longopts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, "t:p:b:m:H:I:C:h", longopts, NULL)) !=
          -1) {
     switch (opt) {
     case 't':
@@ -142,7 +151,7 @@ int main(int argc, char **argv) {
     case 'H':
     case 'I': {
       int64_t ns = parse_duration(
-          opt == 'H' ? "--header-timeout" : "--idle-timeout", optarg);
+          opt == 'H' ? "--header-timeout" : "--idle-timeout", optarg, 86400e9);
       if (ns < 0)
         return 2;
       if (opt == 'H')
@@ -151,6 +160,10 @@ int main(int argc, char **argv) {
         cfg.idle_timeout = ns;
       break;
     }
+    case 'C':
+      if ((cfg.collect = parse_duration("--collect", optarg, 1e9)) < 0)
+        return 2;
+      break;
     case 'h':
       usage(stdout);
       return 0;

@@ -395,11 +395,11 @@ static const char *const pipe_paths[] = {"/plaintext", "/json", "/x"};
 static const int pipe_status[] = {200, 200, 404};
 
 /* 16 pipelined requests, written in two parts split at every byte
- * boundary, on one connection: 16 responses each time, in order. */
-static void test_pipeline_split(void **state) {
-  (void)state;
+ * boundary, on one connection: 16 responses each time, in order; also
+ * with the server napping before each wait (--collect). */
+static void pipeline_split(const char *const *args) {
   struct server s;
-  server_start(&s, NULL);
+  server_start(&s, args);
   char reqs[4096];
   size_t len = 0;
   for (int i = 0; i < 16; i++)
@@ -425,6 +425,16 @@ static void test_pipeline_split(void **state) {
   }
   reader_free(rd);
   server_stop_ok(&s);
+}
+
+static void test_pipeline_split(void **state) {
+  (void)state;
+  pipeline_split(NULL);
+}
+
+static void test_pipeline_split_collect(void **state) {
+  (void)state;
+  pipeline_split((const char *[]){"--collect", "200us", NULL});
 }
 
 /* /delay holds the responses after it: they come in request order. */
@@ -764,6 +774,11 @@ static void test_command_line(void **state) {
       run((const char *[]){"--idle-timeout", "soon", NULL}, out, err, 8192), 2);
   assert_non_null(strstr(err, "--idle-timeout wants a duration"));
   assert_int_equal(
+      run((const char *[]){"--collect", "2s", NULL}, out, err, 8192), 2);
+  assert_non_null(strstr(err, "--collect wants a duration up to 1s"));
+  assert_int_equal(
+      run((const char *[]){"--collect", "50xs", NULL}, out, err, 8192), 2);
+  assert_int_equal(
       run((const char *[]){"--threads", "0", NULL}, out, err, 8192), 2);
   assert_int_equal(run((const char *[]){"extra", NULL}, out, err, 8192), 2);
   assert_non_null(strstr(err, "unexpected argument 'extra'"));
@@ -796,6 +811,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_plaintext, teardown),
       cmocka_unit_test_teardown(test_pipeline_split, teardown),
+      cmocka_unit_test_teardown(test_pipeline_split_collect, teardown),
       cmocka_unit_test_teardown(test_delay_order, teardown),
       cmocka_unit_test_teardown(test_malformed, teardown),
       cmocka_unit_test_teardown(test_too_large, teardown),
