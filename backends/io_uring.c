@@ -32,31 +32,32 @@
  *     (IORING_FEAT_EXT_ARG, 5.11): no timeout SQE per iteration. Kernels
  *     without it are refused with -ENOSYS, so the loop falls back to epoll.
  *  e) Setup flags: SINGLE_ISSUER (6.0) because only the loop's thread
- *     submits, and with it DEFER_TASKRUN (6.1): a completion that needs
- *     the loop's thread (a poll's wake-up, a recv that found data) is
- *     queued on the ring and run only when the thread enters with
- *     GETEVENTS. The peer that made it ready (the sender of the bytes,
- *     in its own syscall) only adds it to a list, and wakes the loop only
- *     if it waits in io_uring_enter() for that many completions; a loop
- *     that runs callbacks, or naps in the collect interval, is neither
- *     interrupted nor woken. Without it (COOP_TASKRUN, 5.19) every such
- *     completion sets TIF_NOTIFY_SIGNAL on the loop's thread, which wakes
- *     any interruptible sleep: rx-load's 50 us nanosleep, measured with
- *     strace against nginx, was cut short 2.8 times per nap, each time a
- *     wake-up paid on the server's CPU; DEFER_TASKRUN took rx-load's CPU
- *     per request from 6.4 to 3.9 us (docs/benchmarks.md). Since Linux
- *     6.13 one enter runs at most 20 queued completions (the kernel's
- *     IO_LOCAL_TW_DEFAULT_MAX, "io_uring: limit local tw done") and flags
- *     the rest with IORING_SQ_TASKRUN, so a wait enters again while the
- *     flag is up (run_deferred()). SINGLE_ISSUER binds the ring to one
- *     task: the one that creates it, unless the ring starts disabled
- *     (R_DISABLED, 5.10), in which case the one that enables it. The ring
- *     is enabled by the first wait, so a loop made on one thread and run
- *     on another works; running it later from yet another thread fails
- *     with -EEXIST, which rx_run() returns. Older kernels refuse unknown
- *     flags with EINVAL, so setup falls back to SINGLE_ISSUER without
- *     DEFER_TASKRUN, then to COOP_TASKRUN|TASKRUN_FLAG alone (5.19), then
- *     to no flags. SQPOLL is never used: it burns a core.
+ *     submits; COOP_TASKRUN (5.19) so that a completion does not interrupt
+ *     the loop's thread with an IPI while it runs: the kernel posts it at
+ *     the thread's next kernel entry (a recv or send in a callback, or the
+ *     next io_uring_enter), or wakes the thread if it sleeps. It does wake
+ *     any interruptible sleep of that thread, a nap included: rx-load's
+ *     50 us collect nanosleep, against nginx, was cut short 1.8 times per
+ *     nap (strace), each time a wake-up paid on the server's CPU. A loop
+ *     made with RX_LOOP_DEFER gets DEFER_TASKRUN (6.1) instead: such a
+ *     completion is queued on the ring and run only when the thread enters
+ *     with GETEVENTS; the peer that made it ready only adds it to a list,
+ *     and wakes the loop only if it waits in io_uring_enter(). That took
+ *     rx-load's CPU per request from 6.9 to 3.9 us (docs/benchmarks.md).
+ *     Not the default: since Linux 6.13 one enter runs at most 20 queued
+ *     completions (the kernel's IO_LOCAL_TW_DEFAULT_MAX, "io_uring: limit
+ *     local tw done") and flags the rest with IORING_SQ_TASKRUN, so a wait
+ *     enters again while the flag is up (run_deferred()), and a batch of
+ *     100 ready polls that the loop's own callbacks made takes five enters
+ *     (pipe_chain at 9,000 pairs: 10,288 enters against 2,071).
+ *     SINGLE_ISSUER binds the ring to one task: the one that creates it,
+ *     unless the ring starts disabled (R_DISABLED, 5.10), in which case the
+ *     one that enables it. The ring is enabled by the first wait, so a loop
+ *     made on one thread and run on another works; running it later from
+ *     yet another thread fails with -EEXIST, which rx_run() returns. Older
+ *     kernels refuse unknown flags with EINVAL, so setup falls back to the
+ *     same without DEFER_TASKRUN, then to COOP_TASKRUN|TASKRUN_FLAG alone
+ *     (5.19), then to no flags. SQPOLL is never used: it burns a core.
  *  f) A non-blocking iteration with nothing to submit reads the completion
  *     ring without entering the kernel. With TASKRUN_FLAG (given with
  *     DEFER_TASKRUN or COOP_TASKRUN), the kernel sets IORING_SQ_TASKRUN
@@ -129,6 +130,7 @@ struct rx_uring {
   struct io_uring ring;
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
+  bool want_defer;     /* RX_LOOP_DEFER: DEFER_TASKRUN if the kernel has it */
   bool deferred;       /* DEFER_TASKRUN (note e) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
@@ -202,7 +204,8 @@ static uint32_t probe_ops(const struct io_uring_probe *probe) {
   return kinds;
 }
 
-/* Tries the setup flags of note e), best first. */
+/* Tries the setup flags of note e), best first; DEFER_TASKRUN only when
+ * the loop asked for it (be->want_defer). */
 static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
   static const unsigned tries[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
@@ -213,7 +216,8 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
       0,
   };
   int rc = -EINVAL;
-  for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+  for (size_t i = be->want_defer ? 0 : 1; i < sizeof(tries) / sizeof(tries[0]);
+       i++) {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = tries[i] | IORING_SETUP_CQSIZE;
@@ -251,6 +255,7 @@ static int uring_create(rx_loop **loop, const struct rx_loop_options *opts) {
   if (be == NULL)
     return -ENOMEM;
   memset(be, 0, sizeof(*be));
+  be->want_defer = (opts->flags & RX_LOOP_DEFER) != 0;
   /* The kernel refuses a CQ above twice IORING_MAX_ENTRIES, so that 4 x
    * ring_entries stops there (and stays at least the SQ's size). */
   unsigned cq = opts->ring_entries ? entries * 4 : DEFAULT_CQ_ENTRIES;

@@ -414,6 +414,19 @@ enum {
    * rx_loop_fork(). Costs one load per iteration (a fork counter bumped by
    * a pthread_atfork() handler), no syscall. */
   RX_LOOP_FORKCHECK = 0x2,
+  /* On io_uring, a completion that needs the loop's thread (a watched socket
+   * that became ready, a recv op that found data) waits for the loop's next
+   * wait instead of waking or interrupting its thread (IORING_SETUP_
+   * DEFER_TASKRUN, Linux 6.1). The process that made the socket ready (a
+   * client's send) then pays no wake-up while the loop runs callbacks or
+   * naps (rx_set_io_collect_interval()), and a nap is not cut short: a
+   * loop serving other processes over sockets costs them, and itself, less
+   * (rx-http and rx-load set it). A loop whose callbacks make its own fds
+   * ready is better off without it: each enter runs at most 20 queued
+   * completions (Linux 6.13 and later), so large batches take several.
+   * Ignored on epoll (which wakes only a thread waiting in epoll_wait())
+   * and on kernels without DEFER_TASKRUN. */
+  RX_LOOP_DEFER = 0x4,
 };
 
 /* Options for rx_loop_new(); zero-initialise and set what you need. */

@@ -306,8 +306,8 @@ int rx_loop_new(rx_loop **out, const struct rx_loop_options *opts) {
     opts = &defaults;
   unsigned shift;
   /* The same options are refused whichever backend the loop gets. */
-  if ((opts->flags & ~(unsigned)(RX_LOOP_MANUAL_CLOCK | RX_LOOP_FORKCHECK)) !=
-          0 ||
+  if ((opts->flags & ~(unsigned)(RX_LOOP_MANUAL_CLOCK | RX_LOOP_FORKCHECK |
+                                 RX_LOOP_DEFER)) != 0 ||
       opts->ring_entries > RX__MAX_RING_ENTRIES ||
       tick_shift(opts->timer_tick, &shift) != 0)
     return -EINVAL;

@@ -378,11 +378,30 @@ static inline int rxt_teardown_noloop(void **state) {
   return 0;
 }
 
-/* Makes a loop with `opts` (backend from $RX_BACKEND unless opts say). */
+/* RX_LOOP_DEFER when $RXT_DEFER is set (meson runs the loop tests once
+ * more on io_uring so), else 0: the flags every test loop gets. */
+static inline unsigned rxt_loop_flags(void) {
+  const char *d = getenv("RXT_DEFER");
+  return d != NULL && *d != '\0' && strcmp(d, "0") != 0 ? RX_LOOP_DEFER : 0;
+}
+
+/* rx_loop_new() with the flags of rxt_loop_flags(), for a test's second
+ * loop (the fixture makes the first). */
+static inline int rxt_loop_new(rx_loop **loop) {
+  struct rx_loop_options o = {.flags = rxt_loop_flags()};
+  return rx_loop_new(loop, &o);
+}
+
+/* Makes a loop with `opts` (backend from $RX_BACKEND unless opts say; the
+ * flags of rxt_loop_flags() added). */
 static inline int rxt_setup_opts(void **state,
                                  const struct rx_loop_options *opts) {
   rxt_setup_noloop(state);
-  int rc = rx_loop_new(&rxt.loop, opts);
+  struct rx_loop_options o = {0};
+  if (opts != NULL)
+    o = *opts;
+  o.flags |= rxt_loop_flags();
+  int rc = rx_loop_new(&rxt.loop, &o);
   if (rc != 0) {
     print_error("rx_loop_new: %s\n", rx_strerror(rc));
     return -1;

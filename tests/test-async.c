@@ -566,7 +566,7 @@ static void test_async_basics(void **state) {
   assert_int_equal(rx_async_set_priority(&w, 1), 0);
   /* Active on another loop. */
   rx_loop *other;
-  assert_int_equal(rx_loop_new(&other, NULL), 0);
+  assert_int_equal(rxt_loop_new(&other), 0);
   assert_int_equal(rx_async_start(rxt.loop, &w), 0);
   assert_int_equal(rx_async_start(rxt.loop, &w), 0);
   assert_int_equal(rx_async_start(other, &w), -EBUSY);
@@ -684,7 +684,7 @@ static void test_post_basics(void **state) {
 static void test_post_at_free(void **state) {
   (void)state;
   rx_loop *loop;
-  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&loop), 0);
   int ran = 0;
   rx_task t[3];
   for (int i = 0; i < 3; i++) {
@@ -754,7 +754,7 @@ static void test_post_while_freeing(void **state) {
   assert_int_equal(rx_set_allocator(NULL), 0);
   struct rx_allocator q = {q_alloc, q_realloc, q_free, NULL};
   assert_int_equal(rx_set_allocator(&q), 0);
-  assert_int_equal(rx_loop_new(&c.loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&c.loop), 0);
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, closing_producer, &c), 0);
   rx_run(c.loop, RX_RUN_NOWAIT);
@@ -811,7 +811,7 @@ static void bounce_with(int64_t poll_max, struct rx_metrics *ma,
   static struct side a, b;
   memset(&a, 0, sizeof(a));
   memset(&b, 0, sizeof(b));
-  assert_int_equal(rx_loop_new(&b.loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&b.loop), 0);
   assert_int_equal(rx_set_busy_poll(b.loop, poll_max), 0);
   assert_int_equal(rx_set_busy_poll(rxt.loop, poll_max), 0);
   a.loop = rxt.loop;
@@ -896,7 +896,7 @@ static void test_post_from_before_first_wait(void **state) {
   (void)state;
   static struct early e;
   memset(&e, 0, sizeof(e));
-  assert_int_equal(rx_loop_new(&e.to, NULL), 0);
+  assert_int_equal(rxt_loop_new(&e.to), 0);
   assert_int_equal(rx_set_busy_poll(e.to, 0), 0);
   e.post = (rx_task){.fn = early_post, .data = &e};
   e.ball = (rx_task){.fn = early_ball, .data = &e};
@@ -1061,7 +1061,7 @@ static void *run_once_thread(void *arg) {
 static void test_post_from_outside_run(void **state) {
   (void)state;
   rx_loop *to;
-  assert_int_equal(rx_loop_new(&to, NULL), 0);
+  assert_int_equal(rxt_loop_new(&to), 0);
   int ran = 0;
   rx_task t = {.fn = mark, .data = &ran};
   rx_ref(to);
@@ -1083,7 +1083,7 @@ static void test_post_from_outside_run(void **state) {
 static void test_async_send_other_loop(void **state) {
   (void)state;
   rx_loop *a = rxt.loop, *b;
-  assert_int_equal(rx_loop_new(&b, NULL), 0);
+  assert_int_equal(rxt_loop_new(&b), 0);
   struct rxt_rec calls = {0};
   rx_async w;
   rx_async_init(&w, rxt_rec_async_cb);
@@ -1138,7 +1138,7 @@ static void repost(rx_loop *loop, rx_task *task) {
 static void test_post_twice_refused(void **state) {
   (void)state;
   rx_loop *loop;
-  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&loop), 0);
   struct sigaction sa = {.sa_handler = double_post_hung}, old;
   assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
   alarm(30);
@@ -1155,7 +1155,7 @@ static void test_post_twice_refused(void **state) {
   assert_int_equal(second, -EBUSY);
   assert_int_equal(third, -EBUSY);
   /* once run, it may go again, also from its own fn */
-  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&loop), 0);
   t.fn = repost;
   ran = 0;
   assert_int_equal(rx_loop_post(loop, &t), 0);

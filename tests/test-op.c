@@ -816,7 +816,7 @@ static void test_small_ring_many_recvs(void **state) {
 static void test_free_with_ops(void **state) {
   (void)state;
   rx_loop *loop;
-  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&loop), 0);
   int sv[2];
   rxt_pair(sv);
   struct rec r = {0}, n = {0};
@@ -1161,7 +1161,7 @@ static void test_idle_connections_rss(void **state) {
   }
   int N = (int)(rl.rlim_cur < 2 * WANT + 200 ? (rl.rlim_cur - 200) / 2 : WANT);
   rx_loop *loop;
-  assert_int_equal(rx_loop_new(&loop, NULL), 0);
+  assert_int_equal(rxt_loop_new(&loop), 0);
   rx_pool *pool;
   assert_int_equal(rx_pool_new(loop, &pool, 64, 4096), 0);
   static int sv[WANT][2];

@@ -883,6 +883,9 @@ static int worker_setup(struct worker *w, const char **what) {
   struct rx_loop_options opts = {0};
   opts.backend = w->srv->cfg.backend;
   opts.ring_entries = 2048;
+  /* A request that arrives does not wake the thread while it works or
+   * naps (--collect): the client's send pays no wake-up. */
+  opts.flags = RX_LOOP_DEFER;
   int rc = rx_loop_new(&w->loop, &opts);
   if (rc < 0) {
     *what = "rx_loop_new";

@@ -540,7 +540,10 @@ static void on_sample(rx_loop *loop, rx_timer *t, int revents) {
  * planned and sent. */
 static void *worker_main(void *arg) {
   struct worker *w = arg;
-  struct rx_loop_options lo = {.timer_tick = TIMER_TICK};
+  /* RX_LOOP_DEFER: a response that arrives does not wake the thread while
+   * it works or naps (--collect), and costs the server no wake-up. */
+  struct rx_loop_options lo = {.timer_tick = TIMER_TICK,
+                               .flags = RX_LOOP_DEFER};
   int rc = rx_loop_new(&w->loop, &lo);
   if (rc < 0) {
     w->error = rc;
