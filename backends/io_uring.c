@@ -131,7 +131,6 @@ struct rx_uring {
   unsigned sqe_flags;  /* IOSQE_CQE_SKIP_SUCCESS for internal SQEs, or 0 */
   bool peek_ok;        /* the kernel flags pending task work (note f) */
   bool want_defer;     /* RX_LOOP_DEFER: DEFER_TASKRUN if the kernel has it */
-  bool deferred;       /* DEFER_TASKRUN (note e) */
   bool msg_ring;       /* IORING_OP_MSG_RING is supported (note i) */
   uint32_t op_kinds;   /* note l): bit k: the kernel does RX__OP_ kind k */
   uint16_t next_bgid;  /* note l): the next pool's buffer group */
@@ -236,7 +235,6 @@ static int setup_ring(struct rx_uring *be, unsigned entries, unsigned cq) {
                                                         : 0;
     be->peek_ok = tries[i] != 0;
     be->disabled = (tries[i] & IORING_SETUP_R_DISABLED) != 0;
-    be->deferred = (tries[i] & IORING_SETUP_DEFER_TASKRUN) != 0;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&be->ring);
     be->msg_ring = probe != NULL &&
                    io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
@@ -572,6 +570,12 @@ static inline void drain(struct rx_uring *be) {
   }
 }
 
+/* Note e): the ring was made with DEFER_TASKRUN (liburing keeps the setup
+ * flags; a ring let go of after a fork has none). */
+static inline bool deferred(const struct rx_uring *be) {
+  return (be->ring.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+}
+
 /* Note e): the kernel holds back completions on a DEFER_TASKRUN ring
  * (past its per-enter limit, or queued since the last enter); each further
  * enter runs at most 20 of them. */
@@ -613,7 +617,7 @@ static int uring_wait(rx_loop *loop, int64_t timeout) {
   if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
     return rc;
   drain(be);
-  if (be->deferred)
+  if (deferred(be))
     run_deferred(be);
   return 0;
 }
@@ -711,7 +715,7 @@ static int uring_pollfd(rx_loop *loop) {
  * they post stays in the completion ring for the next reap. */
 static void submit_removals(struct rx_uring *be) {
   be->loop.m.enters++;
-  if (!be->deferred) {
+  if (!deferred(be)) {
     io_uring_submit(&be->ring);
     return;
   }
