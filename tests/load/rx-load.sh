@@ -66,6 +66,9 @@ listening_port() {
 }
 
 start_server() {
+  # The log of a server started before (case killed) would still name its
+  # port until the new process's redirection empties the file.
+  rm -f "$tmp/http.err"
   "$http" --threads 1 --port 0 2>"$tmp/http.err" &
   server=$!
   port=$(listening_port "$tmp/http.err")
