@@ -26,7 +26,15 @@ static void test_new_bad_arguments(void **state) {
   memset(&o, 0, sizeof(o));
   o.flags = 0x80000000u; /* not an RX_LOOP_* flag */
   assert_int_equal(rx_loop_new(&loop, &o), -EINVAL);
-  assert_null(loop); /* cleared on failure */
+  assert_null(loop);            /* cleared on failure */
+  o.flags = RX_LOOP_DEFER << 1; /* the next bit: not one either */
+  assert_int_equal(rx_loop_new(&loop, &o), -EINVAL);
+  assert_null(loop);
+  /* RX_LOOP_DEFER is taken on either backend (epoll ignores it). */
+  o.flags = RX_LOOP_DEFER;
+  assert_int_equal(rx_loop_new(&loop, &o), 0);
+  assert_int_equal(rx_loop_free(loop), 0);
+  loop = (rx_loop *)(uintptr_t)1;
 
   memset(&o, 0, sizeof(o));
   o.timer_tick = 1000; /* below the 1024 ns minimum */
